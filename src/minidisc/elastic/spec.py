@@ -1,0 +1,63 @@
+"""The description of one sub-network: how many heads and FFN neurons each layer keeps.
+
+After :func:`minidisc.elastic.reorder` has sorted every layer's heads and neurons by
+importance (descending), a sub-network keeps a *prefix* of each layer's heads and
+neurons, so two integers per layer describe it completely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from minidisc.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    """Per-layer sizes of a sub-network.
+
+    Attributes:
+        heads: kept *query* attention heads per layer (a prefix of the reordered
+            heads). For grouped-query attention this is a multiple of the group size
+            (query heads per key/value head) because whole KV groups are kept.
+        neurons: kept FFN intermediate units per layer (a prefix).
+        sparsity: the sparsity level (a fraction in [0, 1)) this spec was built for,
+            or ``None`` for a hand-made spec.
+    """
+
+    heads: tuple[int, ...]
+    neurons: tuple[int, ...]
+    sparsity: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
+        object.__setattr__(self, "neurons", tuple(int(n) for n in self.neurons))
+        if len(self.heads) != len(self.neurons):
+            raise ConfigError(
+                f"a sub-network spec needs one head count and one neuron count per layer; "
+                f"got {len(self.heads)} head counts and {len(self.neurons)} neuron counts"
+            )
+        if any(h < 0 for h in self.heads) or any(n < 0 for n in self.neurons):
+            raise ConfigError("head and neuron counts of a sub-network spec must be >= 0")
+        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
+            raise ConfigError(f"sparsity must be a fraction in [0, 1), got {self.sparsity}")
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.heads)
+
+    @property
+    def is_uniform(self) -> bool:
+        """True when every layer keeps the same number of heads and of neurons."""
+        return len(set(self.heads)) <= 1 and len(set(self.neurons)) <= 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"heads": list(self.heads), "neurons": list(self.neurons), "sparsity": self.sparsity}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SubnetSpec:
+        try:
+            return cls(tuple(data["heads"]), tuple(data["neurons"]), data.get("sparsity"))
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"malformed sub-network spec {data!r}: needs 'heads' and 'neurons' lists") from err
