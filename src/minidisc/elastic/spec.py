@@ -1,6 +1,6 @@
 """The description of one sub-network: how many heads and FFN neurons each layer keeps.
 
-After :func:`minidisc.elastic.reorder` has sorted every layer's heads and neurons by
+After :meth:`minidisc.elastic.ElasticModel.reorder` has sorted every layer's heads and neurons by
 importance (descending), a sub-network keeps a *prefix* of each layer's heads and
 neurons, so two integers per layer describe it completely.
 """
@@ -51,6 +51,25 @@ class SubnetSpec:
     def is_uniform(self) -> bool:
         """True when every layer keeps the same number of heads and of neurons."""
         return len(set(self.heads)) <= 1 and len(set(self.neurons)) <= 1
+
+    @classmethod
+    def uniform(cls, num_layers: int, heads: int, neurons: int, sparsity: float | None = None) -> SubnetSpec:
+        """The spec keeping ``heads`` query heads and ``neurons`` FFN units in every layer."""
+        return cls((heads,) * num_layers, (neurons,) * num_layers, sparsity)
+
+    def fits_in(self, other: SubnetSpec) -> bool:
+        """True when this sub-network is a (per-layer prefix) sub-network of ``other``."""
+        return (
+            self.num_layers == other.num_layers
+            and all(a <= b for a, b in zip(self.heads, other.heads))
+            and all(a <= b for a, b in zip(self.neurons, other.neurons))
+        )
+
+    def total_heads(self) -> int:
+        return sum(self.heads)
+
+    def total_neurons(self) -> int:
+        return sum(self.neurons)
 
     def to_dict(self) -> dict[str, Any]:
         return {"heads": list(self.heads), "neurons": list(self.neurons), "sparsity": self.sparsity}

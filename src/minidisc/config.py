@@ -1,0 +1,119 @@
+"""Validated configuration of every pipeline (pydantic): YAML in, resolved YAML out.
+
+Invalid values stop the run before any work is done, with a message naming the field.
+Sparsities are fractions in [0, 1) everywhere; percent appears only in reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from minidisc.errors import ConfigError
+from minidisc.fileio import write_text
+
+DEFAULT_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+"""Sparsity levels of the reference implementation: {0, .1, …, .9} ∪ {.85, .95}."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which task and how much of it."""
+
+    task: str = "sst2"
+    data_dir: str | None = Field(None, description="GLUE-layout folder; None: $MINIDISC_DATA_DIR, else the hub")
+    max_train_samples: int | None = Field(None, gt=0)
+    max_eval_samples: int | None = Field(None, gt=0)
+    max_length: int = Field(128, gt=8, le=4096)
+    importance_samples: int = Field(
+        2048, gt=0, description="training examples whose label-loss gradients score heads/neurons"
+    )
+
+
+class TrainConfig(_Strict):
+    """Optimisation of one training stage (AdamW, linear schedule with warmup)."""
+
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="overrides epochs when set")
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(128, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(5.0, gt=0)
+    eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps; None: once per epoch")
+    patience: int | None = Field(5, gt=0, description="evaluations without improvement before stopping")
+    seed: int = 776
+
+
+class CompressConfig(_Strict):
+    """The whole MiniDisc pipeline (``minidisc compress``)."""
+
+    teacher: str | None = Field(None, description="hub id or path; None: the packaged all-MiniLM-L6-v2")
+    teacher_finetuned: bool = False
+    data: DataConfig = DataConfig()
+    target_sparsity: float = Field(0.9, gt=0, lt=1)
+    lam: float = Field(0.2, ge=0)
+    iterations: int = Field(2, ge=1, le=10)
+    truncation: float = Field(0.5, ge=0, lt=1, description="candidates below this sparsity are not trained")
+    grid: tuple[float, ...] = DEFAULT_GRID
+    finetune: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
+    sandwich: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
+    final: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
+    save_candidates: bool = Field(False, description="also save every candidate's best sub-network")
+    note: str | None = Field(None, description="free text shown in the report (e.g. subsampling)")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_fractions(cls, grid: tuple[float, ...]) -> tuple[float, ...]:
+        if not grid or any(not 0.0 <= s < 1.0 for s in grid):
+            raise ValueError("every grid level must be a sparsity fraction in [0, 1)")
+        return tuple(sorted({round(float(s), 6) for s in grid}))
+
+    @model_validator(mode="after")
+    def _target_in_grid(self) -> CompressConfig:
+        if self.target_sparsity < self.truncation:
+            raise ValueError(
+                f"target_sparsity {self.target_sparsity} is below truncation {self.truncation}; "
+                "lower --truncation"
+            )
+        return self
+
+    def candidate_levels(self, teacher_level: float = 0.0) -> list[float]:
+        """Levels trained in one sandwich run: grid ∪ {target}, at or above both the
+        teacher's own level and the truncation level."""
+        levels = set(self.grid) | {round(self.target_sparsity, 6)}
+        floor = max(teacher_level, self.truncation)
+        return sorted(s for s in levels if s >= floor - 1e-9)
+
+
+def parse_config(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    """Validate ``data`` as ``model``; raise ConfigError naming every bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"invalid configuration in {source}: {problems}") from None
+
+
+def load_yaml(path: str | Path, model: type[BaseModel]) -> Any:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    return parse_config(model, data, str(path))
+
+
+def save_yaml(path: str | Path, config: BaseModel) -> None:
+    """Write the resolved config atomically as YAML."""
+    write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,205 @@
+"""Head and neuron importance: accumulated |∂loss/∂mask| (MiniDisc, spec §Sparsification).
+
+All-ones masks ``head_mask[L, H]`` (multiplying each head's context output) and
+``neuron_mask[L, I]`` (multiplying the FFN activations after the non-linearity) are
+attached with forward pre-hooks on the attention output projection and the FFN down
+projection. With the model in eval mode, for each batch the mean label loss is
+back-propagated and ``|∂loss/∂mask|`` accumulated (absolute value per batch, summed over
+batches); each layer's row is then divided by its L2 norm. This is the first-order
+(Taylor) head-importance estimate of Michel et al. (NeurIPS 2019), as used by the
+MiniDisc reference implementation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from minidisc.errors import ConfigError, DataError, ModelError
+from minidisc.elastic.families import Family
+
+
+@dataclass(frozen=True)
+class Importance:
+    """Importance scores of every query head and FFN unit.
+
+    Attributes:
+        heads: ``(num_layers, num_heads)`` float32, one score per *query* head.
+        neurons: ``(num_layers, intermediate_size)`` float32.
+        normalized: whether each layer's rows have been divided by their L2 norm.
+    """
+
+    heads: torch.Tensor
+    neurons: torch.Tensor
+    normalized: bool = False
+
+    def __post_init__(self) -> None:
+        if self.heads.dim() != 2 or self.neurons.dim() != 2 or len(self.heads) != len(self.neurons):
+            raise ConfigError(
+                f"importance needs (layers, heads) and (layers, neurons) tensors; got shapes "
+                f"{tuple(self.heads.shape)} and {tuple(self.neurons.shape)}"
+            )
+
+    def normalize(self) -> Importance:
+        """Divide each layer's head row and neuron row by its L2 norm (all-zero rows stay 0)."""
+        return Importance(_row_normalize(self.heads), _row_normalize(self.neurons), normalized=True)
+
+    def group_scores(self, group_size: int) -> torch.Tensor:
+        """``(num_layers, num_heads // group_size)``: sum of each KV group's query-head scores.
+
+        Query heads ``g·group_size … (g+1)·group_size − 1`` share KV head ``g`` (the
+        layout of Hugging Face grouped-query attention).
+        """
+        num_layers, num_heads = self.heads.shape
+        if num_heads % group_size:
+            raise ConfigError(f"{num_heads} heads do not split into groups of {group_size}")
+        return self.heads.reshape(num_layers, num_heads // group_size, group_size).sum(-1)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write to a safetensors file (atomically)."""
+        from safetensors.torch import save_file
+
+        from minidisc.fileio import atomic_path
+
+        with atomic_path(path) as tmp:
+            save_file(
+                {"heads": self.heads.contiguous().cpu(), "neurons": self.neurons.contiguous().cpu()},
+                str(tmp),
+                metadata={"normalized": str(self.normalized)},
+            )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Importance:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            return cls(f.get_tensor("heads"), f.get_tensor("neurons"), meta.get("normalized") == "True")
+
+
+def _row_normalize(x: torch.Tensor) -> torch.Tensor:
+    norm = x.norm(dim=1, keepdim=True)
+    return torch.where(norm > 0, x / norm.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
+
+
+@contextmanager
+def mask_hooks(
+    model: torch.nn.Module,
+    family: Family,
+    head_mask: torch.Tensor | None,
+    neuron_mask: torch.Tensor | None,
+    head_dim: int,
+) -> Iterator[None]:
+    """Multiply head contexts by ``head_mask[l, h]`` and FFN activations by ``neuron_mask[l, i]``.
+
+    Args:
+        head_mask: ``(num_layers, ≥ heads)``; head ``h`` of layer ``l`` is the slice
+            ``[h·head_dim, (h+1)·head_dim)`` of the attention-output projection's input.
+        neuron_mask: ``(num_layers, ≥ units)``; unit ``i`` is input column ``i`` of the FFN
+            down projection. Masks are sliced to the layer's current (active) width.
+    """
+    handles = []
+
+    def head_hook(layer_idx: int) -> Callable:
+        def hook(_module: Any, args: tuple) -> tuple:
+            x = args[0]
+            heads = x.shape[-1] // head_dim
+            m = head_mask[layer_idx, :heads].to(x.dtype)
+            x = (x.unflatten(-1, (heads, head_dim)) * m[:, None]).flatten(-2)
+            return (x, *args[1:])
+
+        return hook
+
+    def neuron_hook(layer_idx: int) -> Callable:
+        def hook(_module: Any, args: tuple) -> tuple:
+            x = args[0]
+            return (x * neuron_mask[layer_idx, : x.shape[-1]].to(x.dtype), *args[1:])
+
+        return hook
+
+    try:
+        for idx, layer in enumerate(family.layers(model)):
+            if head_mask is not None:
+                o = layer.get_submodule(family.o_path)
+                handles.append(o.register_forward_pre_hook(head_hook(idx)))
+            if neuron_mask is not None:
+                down = layer.get_submodule(family.ffn_out_path)
+                handles.append(down.register_forward_pre_hook(neuron_hook(idx)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+LossFn = Callable[[Any, Mapping[str, Any]], torch.Tensor]
+
+
+def compute_importance(
+    model: torch.nn.Module,
+    family: Family,
+    dataloader: Iterable[Mapping[str, Any]],
+    *,
+    loss_fn: LossFn | None = None,
+    max_batches: int | None = None,
+    normalize: bool = True,
+) -> Importance:
+    """Accumulated |∂loss/∂mask| for every head and FFN unit of a full-size model.
+
+    Args:
+        model: a Hugging Face model of ``family`` with all layers at full size.
+        dataloader: batches (dicts of tensors) passed as ``model(**batch)``; they must
+            hold labels unless ``loss_fn`` is given.
+        loss_fn: ``loss_fn(outputs, batch) -> scalar``; default ``outputs.loss``, i.e. the
+            model's own mean label loss (CE for classification / token tagging / causal
+            LM, MSE for regression with ``num_labels == 1``).
+        max_batches: stop after this many batches (``None``: the whole loader).
+        normalize: divide each layer's row by its L2 norm (spec default).
+
+    Returns:
+        :class:`Importance` with ``heads (L, H)`` and ``neurons (L, I)``, float32, ≥ 0.
+
+    Raises:
+        DataError: the loader yielded no batch. ConfigError: no loss available.
+        ModelError: a layer is not at full size.
+    """
+    geo = family.geometry(model.config)
+    for layer in family.layers(model):
+        if family.layer_sizes(layer, geo) != (geo.num_heads, geo.intermediate_size):
+            raise ModelError("importance is computed on a full-size model; this one has pruned layers")
+    device = next(model.parameters()).device
+    head_mask = torch.ones(geo.num_layers, geo.num_heads, device=device, requires_grad=True)
+    neuron_mask = torch.ones(geo.num_layers, geo.intermediate_size, device=device, requires_grad=True)
+    head_acc = torch.zeros(geo.num_layers, geo.num_heads, device=device)
+    neuron_acc = torch.zeros(geo.num_layers, geo.intermediate_size, device=device)
+
+    was_training = model.training
+    model.eval()
+    batches = 0
+    try:
+        with mask_hooks(model, family, head_mask, neuron_mask, geo.head_dim):
+            for batch in dataloader:
+                if max_batches is not None and batches >= max_batches:
+                    break
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                outputs = model(**batch)
+                loss = loss_fn(outputs, batch) if loss_fn is not None else getattr(outputs, "loss", None)
+                if loss is None:
+                    raise ConfigError("importance needs a loss: give batches with 'labels' or pass loss_fn")
+                # autograd.grad touches neither parameter .grad fields nor optimizer state.
+                g_head, g_neuron = torch.autograd.grad(loss, [head_mask, neuron_mask], allow_unused=True)
+                if g_head is not None:
+                    head_acc += g_head.detach().abs()
+                if g_neuron is not None:
+                    neuron_acc += g_neuron.detach().abs()
+                batches += 1
+    finally:
+        model.train(was_training)
+    if batches == 0:
+        raise DataError("importance estimation got no batches; give a non-empty dataloader")
+    imp = Importance(head_acc.float().cpu(), neuron_acc.float().cpu())
+    return imp.normalize() if normalize else imp

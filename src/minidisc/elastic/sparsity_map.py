@@ -1,0 +1,113 @@
+"""Global sparsity map: per-layer kept heads and FFN units for every sparsity level.
+
+MiniDisc spec §Sparsification, "Global sparsity map": all ``L·H`` heads are ranked
+globally by their (per-layer normalised) score, and separately all ``L·I`` FFN units;
+for sparsity ``s`` the lowest ``round(s·total)`` are pruned and a layer's pruned count is
+how many of them fall in it. One fixed ranking serves every level, so the pruned sets,
+and hence the sub-networks, are nested across sparsities. Heads and units use the same
+fraction ``s``.
+
+Decisions [ours]:
+
+* ``round`` is round-half-up.
+* Grouped-query attention prunes whole KV groups: the ranked items are the ``L·KV``
+  groups scored by the sum of their query heads' scores; a layer keeps
+  ``kept_groups · group_size`` query heads.
+* A layer's kept FFN units are rounded **down** to a multiple of 8 (the reference's
+  granularity). Rounding down is monotone, so nesting survives, and a sub-network never
+  exceeds its budget. A layer left with < 8 units therefore keeps 0 (its FFN is
+  skipped: residual + LayerNorm only), as in the reference. Heads are not rounded; a
+  layer may keep 0 heads (attention skipped).
+* Ties in score are broken towards pruning the later unit of a layer (after
+  :func:`~minidisc.elastic.reorder.reorder_model` the later unit is the less important).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+from minidisc.errors import ConfigError
+from minidisc.elastic.importance import Importance
+from minidisc.elastic.spec import SubnetSpec
+
+#: Reference levels {0, 10, …, 90} ∪ {85, 95} percent, as fractions, ascending.
+DEFAULT_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+NEURON_MULTIPLE = 8
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5 + 1e-9))  # 1e-9: guard 0.85·40 = 33.9999… style float error
+
+
+def _global_ranking(scores: torch.Tensor) -> torch.Tensor:
+    """Layer index of every unit, in pruning order (least important first).
+
+    ``scores``: ``(L, U)``. Sort key: score ascending, then position in layer descending.
+    """
+    num_layers, units = scores.shape
+    flat = scores.double().reshape(-1)
+    pos = torch.arange(units).repeat(num_layers)
+    layer = torch.arange(num_layers).repeat_interleave(units)
+    # Two stable sorts = lexicographic order on (score, −position).
+    order = torch.sort(-pos, stable=True).indices
+    order = order[torch.sort(flat[order], stable=True).indices]
+    return layer[order]
+
+
+def _pruned_per_layer(ranking: torch.Tensor, num_layers: int, count: int) -> torch.Tensor:
+    return torch.bincount(ranking[:count], minlength=num_layers)
+
+
+def _check_grid(grid: Iterable[float]) -> list[float]:
+    levels = sorted({round(float(s), 6) for s in grid})
+    if not levels:
+        raise ConfigError("the sparsity grid is empty; give at least one level in [0, 1)")
+    bad = [s for s in levels if not 0.0 <= s < 1.0]
+    if bad:
+        raise ConfigError(f"sparsity levels must be fractions in [0, 1) (e.g. 0.9 for 90 %); got {bad}")
+    return levels
+
+
+def sparsity_map(
+    importance: Importance,
+    grid: Iterable[float] = DEFAULT_GRID,
+    *,
+    group_size: int = 1,
+    neuron_multiple: int = NEURON_MULTIPLE,
+) -> dict[float, SubnetSpec]:
+    """Per-layer sizes of the sub-network at every sparsity in ``grid``.
+
+    Args:
+        importance: ``heads (L, H)``, ``neurons (L, I)``; normally per-layer normalised
+            (the ranking is global, so the scale of each layer matters).
+        grid: sparsity levels, fractions in [0, 1) (0.95 = a "5 % student").
+        group_size: query heads per KV head (GQA); whole groups are pruned.
+        neuron_multiple: kept FFN units per layer are rounded down to a multiple of this.
+
+    Returns:
+        ``{sparsity: SubnetSpec}`` in ascending sparsity (keys rounded to 6 decimals).
+        For ``s < s'``: ``spec[s'].fits_in(spec[s])`` (nesting).
+
+    Raises:
+        ConfigError: a level outside [0, 1), or heads not divisible into groups.
+    """
+    levels = _check_grid(grid)
+    groups = importance.group_scores(group_size)
+    num_layers, num_groups = groups.shape
+    units = importance.neurons.shape[1]
+    group_rank = _global_ranking(groups)
+    neuron_rank = _global_ranking(importance.neurons)
+
+    result: dict[float, SubnetSpec] = {}
+    for s in levels:
+        pruned_groups = _pruned_per_layer(group_rank, num_layers, _round_half_up(s * group_rank.numel()))
+        pruned_units = _pruned_per_layer(neuron_rank, num_layers, _round_half_up(s * neuron_rank.numel()))
+        heads = ((num_groups - pruned_groups) * group_size).tolist()
+        kept_units = (units - pruned_units).tolist()
+        neurons = [(n // neuron_multiple) * neuron_multiple if n < units else n for n in kept_units]
+        result[s] = SubnetSpec(tuple(heads), tuple(neurons), sparsity=s)
+    return result

@@ -1,0 +1,248 @@
+"""Capture the queries, keys and values of every self-attention layer of a HF model.
+
+The model's source is not touched: forward hooks on the query/key/value projections
+record their outputs, and for rotary models a forward pre-hook on the attention module
+records the ``position_embeddings`` (cos, sin) it is called with, which are then applied
+with the model's own ``apply_rotary_pos_emb``. So the captured Q/K are exactly what the
+attention scores are computed from:
+
+* BERT / RoBERTa-like encoders (``attention.self.query/key/value``): Q, K, V as
+  projected.
+* LLaMA-family decoders (``self_attn.q_proj/k_proj/v_proj``, optional ``q_norm`` /
+  ``k_norm`` as in Qwen3): Q and K *after* the per-head norm and RoPE, V as projected.
+  K and V keep ``num_key_value_heads`` heads (grouped-query attention is not expanded
+  here; :meth:`Signals.attention_scores` expands K to the query heads).
+
+Hooks were chosen over wrapping an ``AttentionInterface`` function: they need no change
+of ``config._attn_implementation`` (which also selects the mask format), work with every
+attention kernel (eager, sdpa, flash), and still fire when a sub-network slices the
+projection weights, since the projection modules are still called. Head counts are read
+from the projection output width, so pruned sub-networks are captured as they run.
+
+Limitation: with *reentrant* gradient checkpointing the recorded tensors carry no
+gradient; use non-reentrant checkpointing (or none) when training a student on Q/K/V
+losses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from minidisc.errors import ModelError
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Child-module names of one attention family."""
+
+    query: str
+    key: str
+    value: str
+    head_dim_attrs: tuple[str, ...]
+
+
+# Ordered: the first layout whose three projections exist on a module wins.
+_LAYOUTS = (
+    _Layout("query", "key", "value", ("attention_head_size",)),  # BERT, RoBERTa, ELECTRA …
+    _Layout("q_proj", "k_proj", "v_proj", ("head_dim",)),  # LLaMA, Mistral, Qwen2/3 …
+)
+
+
+def _layout_of(module: nn.Module) -> _Layout | None:
+    if "cross" in type(module).__name__.lower() or getattr(module, "is_cross_attention", False):
+        return None
+    children = dict(module.named_children())
+    for layout in _LAYOUTS:
+        if all(isinstance(children.get(n), nn.Module) for n in (layout.query, layout.key, layout.value)):
+            if any(isinstance(getattr(module, a, None), int) for a in layout.head_dim_attrs):
+                return layout
+    return None
+
+
+def _first_child(module: nn.Module, *names: str) -> nn.Module:
+    """The first of ``names`` that is a child module of ``module``."""
+    for name in names:
+        child = getattr(module, name, None)
+        if isinstance(child, nn.Module):
+            return child
+    raise ModelError(f"{type(module).__name__} has none of the sub-modules {names}")
+
+
+def find_attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The self-attention modules of ``model`` in layer order (module registration order).
+
+    Raises:
+        ModelError: when no supported self-attention module is found.
+    """
+    found = [m for m in model.modules() if _layout_of(m) is not None]
+    if not found:
+        raise ModelError(
+            f"no supported self-attention modules found in {type(model).__name__}; Q/K/V capture "
+            "supports BERT-like (query/key/value) and LLaMA-like (q_proj/k_proj/v_proj) layers"
+        )
+    return found
+
+
+def is_causal_model(model: nn.Module) -> bool:
+    """True when the model's self-attention is causal (decoder-only LMs)."""
+    try:
+        modules = find_attention_modules(model)
+    except ModelError:
+        return bool(getattr(getattr(model, "config", None), "is_decoder", False))
+    return bool(getattr(modules[0], "is_causal", False))
+
+
+@dataclass
+class _Record:
+    layout: _Layout
+    head_dim: int
+    scaling: float
+    rope_fn: Callable[..., tuple[Tensor, Tensor]] | None
+    outputs: dict[str, Tensor] = field(default_factory=dict)
+    position_embeddings: tuple[Tensor, Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class CapturedQKV:
+    """Per-layer attention inputs of one forward pass.
+
+    Attributes:
+        queries: per layer ``(B, H, L, d_head)``.
+        keys, values: per layer ``(B, H_kv, L, d_head)`` (``H_kv = H`` without GQA).
+        scaling: per layer, the factor the model multiplies ``Q·Kᵀ`` by (``1/√d_head``
+            unless the model says otherwise).
+        is_causal: whether the attention is causal.
+    """
+
+    queries: tuple[Tensor, ...]
+    keys: tuple[Tensor, ...]
+    values: tuple[Tensor, ...]
+    scaling: tuple[float, ...]
+    is_causal: bool
+
+
+class capture_qkv:  # noqa: N801 - used like a function: ``with capture_qkv(model) as cap``
+    """Context manager recording Q/K/V of every self-attention layer during one forward.
+
+    Example::
+
+        with capture_qkv(model) as cap:
+            out = model(**inputs)
+        qkv = cap.result()
+
+    Raises:
+        ModelError: on construction if the architecture is not supported; from
+            :meth:`result` if some attention layer did not run.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self._modules = find_attention_modules(model)
+        self._records = [self._make_record(m) for m in self._modules]
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._causal = bool(getattr(self._modules[0], "is_causal", False))
+
+    @staticmethod
+    def _make_record(module: nn.Module) -> _Record:
+        layout = _layout_of(module)
+        assert layout is not None
+        head_dim = next(getattr(module, a) for a in layout.head_dim_attrs if isinstance(getattr(module, a, None), int))
+        scaling = getattr(module, "scaling", None)
+        rope_fn = getattr(sys.modules.get(type(module).__module__), "apply_rotary_pos_emb", None)
+        return _Record(
+            layout=layout,
+            head_dim=head_dim,
+            scaling=float(scaling) if isinstance(scaling, (int, float)) else head_dim**-0.5,
+            rope_fn=rope_fn,
+        )
+
+    def __enter__(self) -> capture_qkv:
+        for module, record in zip(self._modules, self._records):
+            record.outputs.clear()
+            record.position_embeddings = None
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook(record), with_kwargs=True))
+            # A per-head/per-projection norm (Qwen3 q_norm/k_norm) runs after the projection
+            # and before RoPE, so its output is what the attention sees.
+            sources = {
+                "q": _first_child(module, "q_norm", record.layout.query),
+                "k": _first_child(module, "k_norm", record.layout.key),
+                "v": _first_child(module, record.layout.value),
+            }
+            for kind, source in sources.items():
+                self._handles.append(source.register_forward_hook(self._output_hook(record, kind)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    @staticmethod
+    def _pre_hook(record: _Record) -> Callable[..., None]:
+        signature: inspect.Signature | None = None
+
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            nonlocal signature
+            if signature is None:
+                signature = inspect.signature(module.forward)
+            try:
+                bound = signature.bind_partial(*args, **kwargs).arguments
+            except TypeError:
+                bound = kwargs
+            record.position_embeddings = bound.get("position_embeddings")
+
+        return hook
+
+    @staticmethod
+    def _output_hook(record: _Record, kind: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+            record.outputs[kind] = output
+
+        return hook
+
+    def result(self) -> CapturedQKV:
+        """Assemble the captured tensors into ``(B, heads, L, d_head)`` per layer."""
+        queries, keys, values = [], [], []
+        for index, record in enumerate(self._records):
+            missing = {"q", "k", "v"} - record.outputs.keys()
+            if missing:
+                raise ModelError(
+                    f"attention layer {index} did not run (no {sorted(missing)} captured); "
+                    "Q/K/V capture needs every self-attention layer to call its projections"
+                )
+            q, k, v = (self._heads(record.outputs[n], record.head_dim) for n in ("q", "k", "v"))
+            if record.position_embeddings is not None:
+                if record.rope_fn is None:
+                    raise ModelError(
+                        "the attention layer receives rotary position embeddings but its module "
+                        "defines no apply_rotary_pos_emb; this architecture is not supported"
+                    )
+                cos, sin = record.position_embeddings
+                q, k = record.rope_fn(q, k, cos, sin)
+            queries.append(q)
+            keys.append(k)
+            values.append(v)
+        return CapturedQKV(
+            queries=tuple(queries),
+            keys=tuple(keys),
+            values=tuple(values),
+            scaling=tuple(r.scaling for r in self._records),
+            is_causal=self._causal,
+        )
+
+    @staticmethod
+    def _heads(x: Tensor, head_dim: int) -> Tensor:
+        """``(B, L, n·d)`` or ``(B, L, n, d)`` → ``(B, n, L, d)``."""
+        batch, length = x.shape[:2]
+        return x.reshape(batch, length, -1, head_dim).transpose(1, 2)

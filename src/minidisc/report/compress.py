@@ -1,0 +1,107 @@
+"""report.json / report.md / tradeoff.png of a ``compress`` run, built from its manifest."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from minidisc.fileio import write_json, write_text
+from minidisc.report.plots import plot_tradeoff
+
+if TYPE_CHECKING:
+    from minidisc.schedules.inputs import TaskData
+    from minidisc.schedules.run import RunDir
+
+SEQ_LEN = 128  # the paper's table counts FLOPs per 128-token sequence
+
+
+def build_compress_report(run: RunDir) -> dict[str, Any]:
+    """Collect the numbers a user needs from the run's manifest and saved files."""
+    from transformers import AutoConfig
+
+    from minidisc.compute.flops import non_embedding_params, paper_flops
+    from minidisc.schedules.minidisc import load_sparsity_map
+
+    cfg = run.manifest["config"]
+    stages = run.manifest["stages"]
+    config = AutoConfig.from_pretrained(run.path / "teacher")
+    spec_map = load_sparsity_map(run.path / "sparsified")
+    iterations = [stages[k] for k in sorted(stages) if k.startswith("iter")]
+
+    def size(sparsity: float) -> dict[str, float]:
+        spec = next(v for s, v in spec_map.items() if abs(s - sparsity) < 1e-6)
+        return {
+            "sparsity": sparsity,
+            "non_embedding_params": non_embedding_params(config, spec),
+            "flops_per_128_tokens": paper_flops(config, spec, seq_len=SEQ_LEN),
+        }
+
+    assistants = [
+        {**size(it["selected"]), "iteration": it["iteration"], "dev_main": it["selected_metric"]}
+        for it in iterations
+        if not it["final"] and abs(it["selected"] - cfg["target_sparsity"]) > 1e-6
+    ]
+    return {
+        "task": cfg["data"]["task"],
+        "teacher": {**size(0.0), "source": stages["teacher"]["source"], "dev": stages["teacher"]["dev"]},
+        "assistants": assistants,
+        "student": {**size(cfg["target_sparsity"]), "dev": stages["student"]["dev"],
+                    "loads_with_plain_transformers": stages["student"]["plain_hf_loadable"]},
+        "iterations": iterations,
+        "lambda": cfg["lam"],
+        "target_sparsity": cfg["target_sparsity"],
+        "data": stages["teacher"]["data"],
+        "note": cfg.get("note"),
+        "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
+        "compute": {name: st.get("compute") for name, st in stages.items() if st.get("compute")},
+    }
+
+
+def write_compress_report(run: RunDir, data: TaskData | None = None) -> None:
+    """Write report.json, report.md and tradeoff.png into the run folder."""
+    report = build_compress_report(run)
+    write_json(run.path / "report.json", report)
+    plot_tradeoff(report["iterations"], report["lambda"], report["target_sparsity"], run.path / "tradeoff.png")
+    write_text(run.path / "report.md", render_markdown(report))
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """A human-readable report (metrics and sparsities in percent)."""
+    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    lines = [f"# MiniDisc report: {r['task']}", ""]
+    d = r["data"]
+    lines += [
+        f"- teacher: {r['teacher']['source']}",
+        f"- data: {d['train_examples']} training / {d['dev_examples']} dev examples from {d['data_source']}"
+        + (" (**subsampled**: numbers are not comparable to full-data results)" if d["subsampled"] else ""),
+        f"- target sparsity {pct(r['target_sparsity'])} %, λ = {r['lambda']:g}",
+    ]
+    if r.get("note"):
+        lines.append(f"- note: {r['note']}")
+    lines += ["", "## Models", "", "| model | sparsity % | dev main % | non-emb. params | FLOPs / 128 tok |", "|---|---|---|---|---|"]
+    rows = [("teacher", r["teacher"], r["teacher"]["dev"]["main"])]
+    rows += [(f"assistant (iter {a['iteration']})", a, a["dev_main"]) for a in r["assistants"]]
+    rows += [("student (exported)", r["student"], r["student"]["dev"]["main"])]
+    for name, m, dev in rows:
+        lines.append(
+            f"| {name} | {pct(m['sparsity'])} | {pct(dev)} | {m['non_embedding_params'] / 1e6:.2f}M | {m['flops_per_128_tokens'] / 1e9:.3f}G |"
+        )
+    lines += ["", "Teacher dev metrics: " + _metrics(r["teacher"]["dev"]), "",
+              "Student dev metrics: " + _metrics(r["student"]["dev"]), ""]
+    for it in r["iterations"]:
+        lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), "",
+                  "| candidate sparsity % | best dev main % | λ-tradeoff % | chosen |", "|---|---|---|---|"]
+        for c in sorted(it["candidates"], key=lambda c: c["sparsity"]):
+            mark = "**←**" if abs(c["sparsity"] - it["selected"]) < 1e-9 else ""
+            lines.append(f"| {pct(c['sparsity'])} | {pct(c['best_metric'])} | {pct(c['tradeoff'])} | {mark} |")
+        lines.append("")
+    lines += ["## Time and compute", "", "| stage | wall time (s) | train FLOPs | tokens |", "|---|---|---|---|"]
+    for name, secs in r["wall_time_s"].items():
+        comp = r["compute"].get(name) or {}
+        flops = f"{comp['train_flops']:.3e}" if comp else "–"
+        lines.append(f"| {name} | {secs:.1f} | {flops} | {comp.get('tokens', '–')} |")
+    lines += ["", "![metric and λ-tradeoff against sparsity](tradeoff.png)", ""]
+    return "\n".join(lines)
+
+
+def _metrics(m: dict[str, float]) -> str:
+    return ", ".join(f"{k} {100 * v:.2f}" for k, v in m.items())

@@ -1,0 +1,56 @@
+"""What every schedule reads first: the task, its tokenized splits, the teacher source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+    from minidisc.config import DataConfig
+    from minidisc.tasks import TaskSpec
+
+
+@dataclass
+class TaskData:
+    """Tokenized train/dev splits of one task (labels included) and their sizes.
+
+    ``importance`` is the training subset whose label-loss gradients score heads and
+    neurons (the dev set stays the selection set).
+    """
+
+    task: TaskSpec
+    tokenizer: PreTrainedTokenizerBase
+    train: Dataset
+    dev: Dataset
+    importance: Dataset
+    sizes: dict[str, Any]
+
+
+def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> TaskData:
+    """Load, subsample (seeded) and tokenize the task's train and dev splits.
+
+    Raises:
+        DataError / ConfigError: from :mod:`minidisc.tasks` on bad data or names.
+    """
+    from minidisc.tasks import get_task, load_split, resolve_data_dir, tokenize_split
+
+    task = get_task(cfg.task)
+    data_dir = resolve_data_dir(cfg.data_dir)
+    dev_split = task.dev_split if hasattr(task, "dev_split") else "dev"
+    train_raw = load_split(task, "train", data_dir=data_dir, max_samples=cfg.max_train_samples, seed=seed)
+    dev_raw = load_split(task, dev_split, data_dir=data_dir, max_samples=cfg.max_eval_samples, seed=seed)
+    train = tokenize_split(train_raw, tokenizer, task, max_length=cfg.max_length)
+    dev = tokenize_split(dev_raw, tokenizer, task, max_length=cfg.max_length)
+    n_imp = min(cfg.importance_samples, len(train))
+    importance = train.shuffle(seed=seed).select(range(n_imp))
+    sizes = {
+        "train_examples": len(train),
+        "dev_examples": len(dev),
+        "importance_examples": n_imp,
+        "subsampled": cfg.max_train_samples is not None or cfg.max_eval_samples is not None,
+        "data_source": str(data_dir) if data_dir else "hub:nyu-mll/glue",
+    }
+    return TaskData(task, tokenizer, train, dev, importance, sizes)

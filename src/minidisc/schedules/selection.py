@@ -1,0 +1,81 @@
+"""λ-tradeoff selection of the teacher assistant (MiniDisc, Zhang et al., EACL 2024, §3.3).
+
+The student's quality correlates with the assistant's *scale-performance tradeoff*
+
+    t(s) = m(s) + λ · s
+
+where ``m(s)`` is the assistant's dev metric (a fraction) and ``s`` its sparsity w.r.t.
+the teacher (a fraction in [0, 1), i.e. ``1 − scale``). The assistant is the candidate
+with the largest ``t``; a choice beyond the target sparsity is clipped to the target.
+
+Unlike the reference implementation, λ is a real number, sparsities are compared as
+numbers, and a clipped choice keeps its λ bonus (``t(target) = m(target) + λ·target``),
+so every score compared is of the same form.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from minidisc.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of one selection.
+
+    Attributes:
+        sparsity: the chosen sparsity s* (a fraction).
+        score: its λ-tradeoff t(s*).
+        clipped: True when the unclipped argmax lay beyond the target.
+        tradeoffs: t(s) of every candidate, keyed by sparsity.
+    """
+
+    sparsity: float
+    score: float
+    clipped: bool
+    tradeoffs: dict[float, float]
+
+
+def tradeoff(metric: float, sparsity: float, lam: float) -> float:
+    """λ-tradeoff ``t = m + λ·s`` (metric and sparsity both fractions)."""
+    return metric + lam * sparsity
+
+
+def select_assistant(
+    best_metrics: Mapping[float, float], lam: float, target: float, *, final: bool = False
+) -> Selection:
+    """Pick the teacher assistant from the candidates' best dev metrics.
+
+    Args:
+        best_metrics: best dev metric so far (a fraction) per candidate sparsity.
+        lam: λ ≥ 0, the weight of sparsity in the tradeoff.
+        target: the target sparsity; it must be one of the candidates.
+        final: in the final iteration the choice is the target itself.
+
+    Raises:
+        ConfigError: no candidates, λ negative or not finite, or the target missing.
+    """
+    if not best_metrics:
+        raise ConfigError("no candidate sub-networks to select from")
+    if not math.isfinite(lam) or lam < 0:
+        raise ConfigError(f"λ must be a finite number >= 0, got {lam}")
+    target_key = _find(best_metrics, target)
+    scores = {s: tradeoff(m, s, lam) for s, m in best_metrics.items()}
+    if final:
+        return Selection(target_key, scores[target_key], False, scores)
+    best = max(scores, key=lambda s: (scores[s], -s))  # ties go to the denser candidate
+    if best > target_key:
+        return Selection(target_key, scores[target_key], True, scores)
+    return Selection(best, scores[best], False, scores)
+
+
+def _find(candidates: Mapping[float, float], sparsity: float) -> float:
+    for s in candidates:
+        if math.isclose(s, sparsity, abs_tol=1e-9):
+            return s
+    raise ConfigError(
+        f"the target sparsity {sparsity} is not among the candidates {sorted(candidates)}"
+    )

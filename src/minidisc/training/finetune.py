@@ -1,0 +1,96 @@
+"""Task fine-tuning of a teacher (or of any student checkpoint) with the HF Trainer.
+
+The best dev checkpoint (by the task's ``main`` metric) is kept; training stops early
+after ``patience`` evaluations without improvement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from minidisc.compute.meter import ComputeTotals
+    from minidisc.config import TrainConfig
+    from minidisc.schedules.inputs import TaskData
+    from minidisc.tasks import TaskSpec
+
+
+@dataclass
+class FinetuneResult:
+    """The fine-tuned model (best dev checkpoint loaded) and its dev metrics
+    (fractions, keyed by metric name, ``main`` included)."""
+
+    model: PreTrainedModel
+    dev_metrics: dict[str, float]
+    log_history: list[dict[str, Any]]
+    compute: ComputeTotals
+
+
+def finetune(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskSpec,
+    train_set: Dataset,
+    dev_set: Dataset,
+    cfg: TrainConfig,
+    workdir: str | Path,
+) -> FinetuneResult:
+    """Fine-tune ``model`` on tokenized ``train_set``, selecting on ``dev_set``.
+
+    Args:
+        train_set, dev_set: outputs of :func:`minidisc.tasks.tokenize_split`.
+        workdir: scratch folder for the Trainer's checkpoints (the caller deletes it).
+    """
+    from transformers import EarlyStoppingCallback
+
+    from minidisc.training.arguments import training_arguments
+    from minidisc.training.data import collator_for, metrics_fn
+    from minidisc.training.trainers import MeteredTrainer
+
+    trainer = MeteredTrainer(
+        model=model,
+        args=training_arguments(cfg, workdir, keep_best_checkpoint=True),
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=collator_for(task, tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=metrics_fn(task),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience else None,
+    )
+    trainer.train()
+    dev = dev_metrics(trainer.evaluate())
+    return FinetuneResult(trainer.model, dev, trainer.state.log_history, trainer.meter.stop())
+
+
+def evaluate_model(
+    model: PreTrainedModel, data: TaskData, cfg: TrainConfig, workdir: str | Path
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Dev metrics (fractions, ``main`` included) of ``model`` and the evaluation's cost."""
+    from minidisc.training.arguments import training_arguments
+    from minidisc.training.data import collator_for, metrics_fn
+    from minidisc.training.trainers import MeteredTrainer
+
+    trainer = MeteredTrainer(
+        model=model,
+        args=training_arguments(cfg, workdir, keep_best_checkpoint=False),
+        eval_dataset=data.dev,
+        data_collator=collator_for(data.task, data.tokenizer),
+        processing_class=data.tokenizer,
+        compute_metrics=metrics_fn(data.task),
+    )
+    return dev_metrics(trainer.evaluate()), trainer.meter.totals.to_dict()
+
+
+def dev_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Strip the Trainer's ``eval_`` prefix and its timing entries."""
+    skip = ("_runtime", "_per_second", "_loss", "_epoch")
+    return {
+        k.removeprefix("eval_"): float(v)
+        for k, v in metrics.items()
+        if k.startswith("eval_") and not k.endswith(skip)
+    }

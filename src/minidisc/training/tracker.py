@@ -1,0 +1,83 @@
+"""Per-candidate bookkeeping of a sandwich run: running best dev metric, a snapshot of
+each candidate at its best, and the λ-tradeoff selection after every evaluation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from minidisc.schedules.selection import Selection, select_assistant
+
+
+@dataclass
+class CandidateTracker:
+    """Track candidates (keyed by sparsity) across evaluations.
+
+    Args:
+        levels: the candidates' sparsities (fractions).
+        lam: λ of the tradeoff.
+        target: the target sparsity (one of ``levels``).
+        final: final iteration: the selection is the target itself.
+    """
+
+    levels: Sequence[float]
+    lam: float
+    target: float
+    final: bool = False
+    best: dict[float, float] = field(default_factory=dict)
+    best_step: dict[float, int] = field(default_factory=dict)
+    snapshots: dict[float, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    selection: Selection | None = None
+
+    def __post_init__(self) -> None:
+        self.best = {s: -math.inf for s in self.levels}
+
+    def update(self, step: int, metrics: dict[float, float], snapshot: Callable[[float], Any]) -> bool:
+        """Record one evaluation; snapshot every candidate that reached a new best.
+
+        Args:
+            step: the optimiser step of this evaluation.
+            metrics: this evaluation's ``main`` dev metric per candidate sparsity.
+            snapshot: returns a copy of the sub-network at a sparsity (its weights now).
+
+        Returns:
+            True when the selection score improved (the patience counter resets).
+        """
+        for s, m in metrics.items():
+            if m > self.best[s]:
+                self.best[s], self.best_step[s] = m, step
+                self.snapshots[s] = snapshot(s)
+        previous = self.selection.score if self.selection else -math.inf
+        self.selection = select_assistant(self.best, self.lam, self.target, final=self.final)
+        self.history.append({"step": step, "metrics": dict(metrics), "selection": self.selection.sparsity})
+        return self.selection.score > previous
+
+    def chosen(self) -> Any:
+        """The snapshot of the selected candidate at its best evaluation."""
+        if self.selection is None:
+            raise RuntimeError("no evaluation has been recorded")
+        return self.snapshots[self.selection.sparsity]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready record of the run: bests, tradeoffs, the choice, the history."""
+        sel = self.selection
+        return {
+            "candidates": [
+                {
+                    "sparsity": s,
+                    "best_metric": self.best[s],
+                    "best_step": self.best_step.get(s),
+                    "tradeoff": sel.tradeoffs.get(s) if sel else None,
+                }
+                for s in self.levels
+            ],
+            "lambda": self.lam,
+            "target": self.target,
+            "selected": sel.sparsity if sel else None,
+            "selected_score": sel.score if sel else None,
+            "clipped_to_target": sel.clipped if sel else None,
+            "history": self.history,
+        }

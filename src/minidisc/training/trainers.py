@@ -1,0 +1,102 @@
+"""Trainer subclasses: metered training and teacher → student distillation.
+
+``MeteredTrainer`` adds compute accounting to the HF Trainer; ``DistillationTrainer``
+replaces the label loss by a distillation objective against a frozen teacher. The
+teacher runs in eval mode (dropout off) under ``no_grad``, once per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import Trainer
+
+from minidisc.training.metering import MeterCallback, attach_flop_hook
+
+if TYPE_CHECKING:
+    from minidisc.objectives import Objective, Signals
+
+
+class MeteredTrainer(Trainer):
+    """A Trainer that counts FLOPs, tokens and wall time of its run.
+
+    Keyword Args:
+        spec_fn: returns the student's active sub-network (for elastic students).
+    """
+
+    def __init__(self, *args: Any, spec_fn: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.meter_callback = MeterCallback(self.model, spec_fn)
+        self.add_callback(self.meter_callback)
+
+    @property
+    def meter(self):  # noqa: ANN201 - ComputeMeter
+        return self.meter_callback.meter
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        self.meter_callback.count_batch(inputs)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+class DistillationTrainer(MeteredTrainer):
+    """Distil a frozen ``teacher`` into the trained model with ``objective``.
+
+    The objective may own learnable parameters (e.g. width projections); they are
+    optimised with the student and discarded afterwards. Evaluation uses the student's
+    own outputs (its label loss and logits), never the teacher.
+
+    Keyword Args:
+        teacher: the teacher model (moved to the student's device, frozen).
+        objective: a :class:`minidisc.objectives.Objective`.
+    """
+
+    def __init__(self, *args: Any, teacher: torch.nn.Module, objective: Objective, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+        self.objective = objective.to(self.args.device)
+        attach_flop_hook(self.teacher, self.meter, "teacher")
+        self.model_accepts_loss_kwargs = False  # our losses are batch means: let the Trainer scale for accumulation
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        extra = [p for p in self.objective.parameters() if p.requires_grad]
+        if extra:  # projections learn with the student, without weight decay
+            optimizer.add_param_group({"params": extra, "weight_decay": 0.0})
+        return optimizer
+
+    def teacher_signals(self, inputs: dict[str, Any]) -> Signals:
+        """The teacher's outputs for one batch (hook point for cached teachers)."""
+        from minidisc.objectives import forward_with_signals
+
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            signals = forward_with_signals(
+                self.teacher,
+                inputs,
+                need_hidden_states=self.objective.needs_hidden_states,
+                need_qkv=self.objective.needs_qkv,
+            )
+        self.meter.totals.teacher_time_s += time.perf_counter() - t0
+        return signals
+
+    def distillation_loss(self, model: torch.nn.Module, inputs: dict[str, Any], teacher: Signals) -> torch.Tensor:
+        """Student forward and the objective's loss against ``teacher``."""
+        from minidisc.objectives import forward_with_signals
+
+        student = forward_with_signals(
+            model,
+            inputs,
+            need_hidden_states=self.objective.needs_hidden_states,
+            need_qkv=self.objective.needs_qkv,
+        )
+        loss, _parts = self.objective(student, teacher, inputs)
+        return loss
+
+    def compute_loss(
+        self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        if return_outputs or not model.training:  # evaluation: the student alone
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return self.distillation_loss(model, inputs, self.teacher_signals(inputs))

@@ -1,0 +1,73 @@
+"""Config validation and the run directory's resume / overwrite rules."""
+
+import pytest
+
+from minidisc.config import CompressConfig, load_yaml, parse_config, save_yaml
+from minidisc.errors import ConfigError, RunExistsError
+from minidisc.schedules.run import RunDir
+
+
+def test_candidate_levels_respect_truncation_teacher_level_and_target():
+    cfg = CompressConfig(target_sparsity=0.92)
+    assert cfg.candidate_levels() == [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95]
+    assert cfg.candidate_levels(teacher_level=0.8) == [0.8, 0.85, 0.9, 0.92, 0.95]
+
+
+def test_bad_values_name_the_field():
+    with pytest.raises(ConfigError, match="lam"):
+        parse_config(CompressConfig, {"lam": -1}, "cli")
+    with pytest.raises(ConfigError, match="grid"):
+        parse_config(CompressConfig, {"grid": [0.5, 1.5]}, "cli")
+    with pytest.raises(ConfigError, match="truncation"):
+        parse_config(CompressConfig, {"target_sparsity": 0.3}, "cli")
+    with pytest.raises(ConfigError, match="lamda: Extra inputs"):
+        parse_config(CompressConfig, {"lamda": 0.3}, "cli")
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = CompressConfig(lam=0.35, grid=(0.5, 0.9))
+    save_yaml(tmp_path / "c.yaml", cfg)
+    assert load_yaml(tmp_path / "c.yaml", CompressConfig) == cfg
+
+
+def _work(calls, fail=False):
+    def work(tmp):
+        calls.append(tmp)
+        (tmp / "out.txt").write_text("x")
+        if fail:
+            raise KeyboardInterrupt  # an interrupted stage
+        return {"metric": 1.0}
+
+    return work
+
+
+def test_resume_skips_finished_stages_and_reruns_interrupted_one(tmp_path):
+    cfg = CompressConfig()
+    run = RunDir(tmp_path / "r", cfg, "compress")
+    calls = []
+    run.stage("a", _work(calls))
+    with pytest.raises(KeyboardInterrupt):
+        run.stage("b", _work(calls, fail=True))
+    assert not (tmp_path / "r" / "b").exists()  # no half-written stage output
+    resumed = RunDir(tmp_path / "r", cfg, "compress")
+    assert resumed.done("a") and not resumed.done("b")
+    resumed.stage("a", _work(calls))
+    resumed.stage("b", _work(calls))
+    assert len(calls) == 3  # a once, b twice (interrupted + resumed)
+    assert (tmp_path / "r" / "b" / "out.txt").read_text() == "x"
+    assert resumed.record("b")["metric"] == 1.0
+
+
+def test_other_config_is_not_overwritten_without_flag(tmp_path):
+    RunDir(tmp_path / "r", CompressConfig(), "compress").stage("a", _work([]))
+    with pytest.raises(RunExistsError, match="--overwrite"):
+        RunDir(tmp_path / "r", CompressConfig(lam=0.5), "compress")
+    fresh = RunDir(tmp_path / "r", CompressConfig(lam=0.5), "compress", overwrite=True)
+    assert not fresh.done("a")
+
+
+def test_foreign_folder_is_not_overwritten(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    with pytest.raises(RunExistsError):
+        RunDir(tmp_path / "r", CompressConfig(), "compress")
