@@ -112,8 +112,11 @@ def file_layouts(spec: TaskSpec, split: str) -> tuple[FileLayout, ...]:
         if split == "test":
             return (FileLayout("test.tsv", True, "sentence", None, None),)
         # The raw CoLA files, no header: source, label, original author's mark, sentence.
-        return (FileLayout(f"{split}.tsv", False, text_a=3, text_b=None, label=1,
-                           min_columns=4, max_columns=4),)
+        return (
+            FileLayout(
+                f"{split}.tsv", False, text_a=3, text_b=None, label=1, min_columns=4, max_columns=4
+            ),
+        )
     if spec.glue_folder == "MNLI":
         suffix = "mismatched" if spec.name == "mnli-mm" else "matched"
         relpath = {"train": "train.tsv", "dev": f"dev_{suffix}.tsv", "test": f"test_{suffix}.tsv"}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import torch
     from transformers import TrainingArguments
 
     from minidisc.config import TrainConfig
@@ -34,6 +35,7 @@ def training_arguments(
             the stage keeps its own best snapshots and the Trainer saves nothing.
         label_names: names of label fields in a batch (default ``["labels"]``).
     """
+    import torch
     from transformers import TrainingArguments
 
     strategy = "steps" if cfg.eval_steps else "epoch"
@@ -64,5 +66,6 @@ def training_arguments(
         remove_unused_columns=False,
         label_names=label_names or ["labels"],
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         save_only_model=True,
     )
