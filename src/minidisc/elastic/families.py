@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from minidisc.errors import ModelError
 from minidisc.elastic.spec import SubnetSpec
+from minidisc.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,14 @@ class Family:
 
     def linears(self, layer: Any) -> list[str]:
         """Paths of every projection the elastic layer slices."""
-        return [self.q_path, self.k_path, self.v_path, self.o_path, *self.ffn_in_paths, self.ffn_out_path]
+        return [
+            self.q_path,
+            self.k_path,
+            self.v_path,
+            self.o_path,
+            *self.ffn_in_paths,
+            self.ffn_out_path,
+        ]
 
     def layer_sizes(self, layer: Any, geometry: Geometry) -> tuple[int, int]:
         """Physical (query heads, FFN units) of one layer, read from its weight shapes."""
@@ -143,7 +150,9 @@ class BertFamily(Family):
 
     def geometry(self, config: Any) -> Geometry:
         if getattr(config, "add_cross_attention", False):
-            raise ModelError("cross-attention (encoder-decoder BERT) is not supported by minidisc.elastic")
+            raise ModelError(
+                "cross-attention (encoder-decoder BERT) is not supported by minidisc.elastic"
+            )
         h = config.hidden_size
         return Geometry(
             num_layers=config.num_hidden_layers,
@@ -198,7 +207,9 @@ class LlamaFamily(Family):
         kv = getattr(config, "num_key_value_heads", None) or heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         if heads % kv:
-            raise ModelError(f"num_attention_heads={heads} is not a multiple of num_key_value_heads={kv}")
+            raise ModelError(
+                f"num_attention_heads={heads} is not a multiple of num_key_value_heads={kv}"
+            )
         if config.model_type == "qwen2":
             qkv_bias, o_bias, ffn_bias = True, False, False
         elif config.model_type == "mistral":
@@ -241,13 +252,15 @@ class LlamaFamily(Family):
 
     def skip_attention(self, module: Any, args: tuple, kwargs: dict) -> Any:
         # o_proj sits inside LlamaAttention: project an empty context (gives o_proj's bias,
-        # zeros without bias). Keep a KV cache consistent with empty keys/values.
+        # zeros without bias). A KV cache still advances for this layer: transformers
+        # reads the cached length from a layer's keys and reports 0 for an empty
+        # tensor, so one never-read zero head is stored instead of none.
         hidden = _hidden_states(args, kwargs)
         b, t = hidden.shape[:2]
         cache = kwargs.get("past_key_values")
         if cache is not None:
-            empty = hidden.new_zeros(b, 0, t, module.head_dim)
-            cache.update(empty, empty, module.layer_idx)
+            placeholder = hidden.new_zeros(b, 1, t, module.head_dim)
+            cache.update(placeholder, placeholder, module.layer_idx)
         out = module.o_proj(hidden.new_zeros(b, t, 0))
         return out, _empty_attention_weights(module, hidden)
 

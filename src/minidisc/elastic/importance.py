@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from minidisc.errors import ConfigError, DataError, ModelError
 from minidisc.elastic.families import Family
+from minidisc.errors import ConfigError, DataError, ModelError
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,10 @@ class Importance:
 
         with atomic_path(path) as tmp:
             save_file(
-                {"heads": self.heads.contiguous().cpu(), "neurons": self.neurons.contiguous().cpu()},
+                {
+                    "heads": self.heads.contiguous().cpu(),
+                    "neurons": self.neurons.contiguous().cpu(),
+                },
                 str(tmp),
                 metadata={"normalized": str(self.normalized)},
             )
@@ -79,7 +82,9 @@ class Importance:
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            return cls(f.get_tensor("heads"), f.get_tensor("neurons"), meta.get("normalized") == "True")
+            return cls(
+                f.get_tensor("heads"), f.get_tensor("neurons"), meta.get("normalized") == "True"
+            )
 
 
 def _row_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -170,10 +175,14 @@ def compute_importance(
     geo = family.geometry(model.config)
     for layer in family.layers(model):
         if family.layer_sizes(layer, geo) != (geo.num_heads, geo.intermediate_size):
-            raise ModelError("importance is computed on a full-size model; this one has pruned layers")
+            raise ModelError(
+                "importance is computed on a full-size model; this one has pruned layers"
+            )
     device = next(model.parameters()).device
     head_mask = torch.ones(geo.num_layers, geo.num_heads, device=device, requires_grad=True)
-    neuron_mask = torch.ones(geo.num_layers, geo.intermediate_size, device=device, requires_grad=True)
+    neuron_mask = torch.ones(
+        geo.num_layers, geo.intermediate_size, device=device, requires_grad=True
+    )
     head_acc = torch.zeros(geo.num_layers, geo.num_heads, device=device)
     neuron_acc = torch.zeros(geo.num_layers, geo.intermediate_size, device=device)
 
@@ -187,11 +196,19 @@ def compute_importance(
                     break
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 outputs = model(**batch)
-                loss = loss_fn(outputs, batch) if loss_fn is not None else getattr(outputs, "loss", None)
+                loss = (
+                    loss_fn(outputs, batch)
+                    if loss_fn is not None
+                    else getattr(outputs, "loss", None)
+                )
                 if loss is None:
-                    raise ConfigError("importance needs a loss: give batches with 'labels' or pass loss_fn")
+                    raise ConfigError(
+                        "importance needs a loss: give batches with 'labels' or pass loss_fn"
+                    )
                 # autograd.grad touches neither parameter .grad fields nor optimizer state.
-                g_head, g_neuron = torch.autograd.grad(loss, [head_mask, neuron_mask], allow_unused=True)
+                g_head, g_neuron = torch.autograd.grad(
+                    loss, [head_mask, neuron_mask], allow_unused=True
+                )
                 if g_head is not None:
                     head_acc += g_head.detach().abs()
                 if g_neuron is not None:

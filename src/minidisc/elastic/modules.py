@@ -61,11 +61,15 @@ def plain_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     lin = nn.Linear.__new__(nn.Linear)
     nn.Module.__init__(lin)
     lin.out_features, lin.in_features = weight.shape
-    lin.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=weight.requires_grad)
+    lin.weight = nn.Parameter(
+        weight.detach().clone().contiguous(), requires_grad=weight.requires_grad
+    )
     if bias is None:
         lin.register_parameter("bias", None)
     else:
-        lin.bias = nn.Parameter(bias.detach().clone().contiguous(), requires_grad=bias.requires_grad)
+        lin.bias = nn.Parameter(
+            bias.detach().clone().contiguous(), requires_grad=bias.requires_grad
+        )
     return lin
 
 
@@ -98,6 +102,8 @@ def make_skippable(module: nn.Module, family: Any) -> nn.Module:
             (_SkippableAttention, cls),
             {"_minidisc_family": family, "_minidisc_base": cls, "__module__": __name__},
         )
+        # Module-level name, so pickle can find the class once it has been created.
+        globals()[_SKIPPABLE_CLASSES[key].__name__] = _SKIPPABLE_CLASSES[key]
     module.__class__ = _SKIPPABLE_CLASSES[key]
     module.minidisc_skip = False
     return module

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from minidisc.errors import ModelError
 from minidisc.elastic.families import Family, Geometry
 from minidisc.elastic.importance import Importance
+from minidisc.errors import ModelError
 
 
 def head_order(scores: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:

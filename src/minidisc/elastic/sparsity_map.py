@@ -29,9 +29,9 @@ from collections.abc import Iterable
 
 import torch
 
-from minidisc.errors import ConfigError
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.spec import SubnetSpec
+from minidisc.errors import ConfigError
 
 #: Reference levels {0, 10, …, 90} ∪ {85, 95} percent, as fractions, ascending.
 DEFAULT_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
@@ -40,7 +40,7 @@ NEURON_MULTIPLE = 8
 
 
 def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5 + 1e-9))  # 1e-9: guard 0.85·40 = 33.9999… style float error
+    return math.floor(x + 0.5 + 1e-9)  # 1e-9: guard 0.85·40 = 33.9999… style float error
 
 
 def _global_ranking(scores: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,9 @@ def _check_grid(grid: Iterable[float]) -> list[float]:
         raise ConfigError("the sparsity grid is empty; give at least one level in [0, 1)")
     bad = [s for s in levels if not 0.0 <= s < 1.0]
     if bad:
-        raise ConfigError(f"sparsity levels must be fractions in [0, 1) (e.g. 0.9 for 90 %); got {bad}")
+        raise ConfigError(
+            f"sparsity levels must be fractions in [0, 1) (e.g. 0.9 for 90 %); got {bad}"
+        )
     return levels
 
 
@@ -104,8 +106,12 @@ def sparsity_map(
 
     result: dict[float, SubnetSpec] = {}
     for s in levels:
-        pruned_groups = _pruned_per_layer(group_rank, num_layers, _round_half_up(s * group_rank.numel()))
-        pruned_units = _pruned_per_layer(neuron_rank, num_layers, _round_half_up(s * neuron_rank.numel()))
+        pruned_groups = _pruned_per_layer(
+            group_rank, num_layers, _round_half_up(s * group_rank.numel())
+        )
+        pruned_units = _pruned_per_layer(
+            neuron_rank, num_layers, _round_half_up(s * neuron_rank.numel())
+        )
         heads = ((num_groups - pruned_groups) * group_size).tolist()
         kept_units = (units - pruned_units).tolist()
         neurons = [(n // neuron_multiple) * neuron_multiple if n < units else n for n in kept_units]

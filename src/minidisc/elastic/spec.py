@@ -53,7 +53,9 @@ class SubnetSpec:
         return len(set(self.heads)) <= 1 and len(set(self.neurons)) <= 1
 
     @classmethod
-    def uniform(cls, num_layers: int, heads: int, neurons: int, sparsity: float | None = None) -> SubnetSpec:
+    def uniform(
+        cls, num_layers: int, heads: int, neurons: int, sparsity: float | None = None
+    ) -> SubnetSpec:
         """The spec keeping ``heads`` query heads and ``neurons`` FFN units in every layer."""
         return cls((heads,) * num_layers, (neurons,) * num_layers, sparsity)
 
@@ -79,4 +81,6 @@ class SubnetSpec:
         try:
             return cls(tuple(data["heads"]), tuple(data["neurons"]), data.get("sparsity"))
         except (KeyError, TypeError) as err:
-            raise ConfigError(f"malformed sub-network spec {data!r}: needs 'heads' and 'neurons' lists") from err
+            raise ConfigError(
+                f"malformed sub-network spec {data!r}: needs 'heads' and 'neurons' lists"
+            ) from err

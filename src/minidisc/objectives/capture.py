@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -60,9 +61,12 @@ def _layout_of(module: nn.Module) -> _Layout | None:
         return None
     children = dict(module.named_children())
     for layout in _LAYOUTS:
-        if all(isinstance(children.get(n), nn.Module) for n in (layout.query, layout.key, layout.value)):
-            if any(isinstance(getattr(module, a, None), int) for a in layout.head_dim_attrs):
-                return layout
+        projections = (layout.query, layout.key, layout.value)
+        has_projections = all(isinstance(children.get(n), nn.Module) for n in projections)
+        if has_projections and any(
+            isinstance(getattr(module, a, None), int) for a in layout.head_dim_attrs
+        ):
+            return layout
     return None
 
 
@@ -73,6 +77,30 @@ def _first_child(module: nn.Module, *names: str) -> nn.Module:
         if isinstance(child, nn.Module):
             return child
     raise ModelError(f"{type(module).__name__} has none of the sub-modules {names}")
+
+
+def _rope_function(module: nn.Module) -> Callable[..., tuple[Tensor, Tensor]] | None:
+    """The ``apply_rotary_pos_emb`` of the modeling file defining ``module``'s class.
+
+    Walks the MRO so that a class swapped in place by a subclass defined elsewhere
+    (elastic sub-network wrappers) still finds its model's function.
+    """
+    for cls in type(module).__mro__:
+        rope = getattr(sys.modules.get(cls.__module__), "apply_rotary_pos_emb", None)
+        if callable(rope):
+            return rope
+    return None
+
+
+def _signature_declaring(module: nn.Module, parameter: str) -> inspect.Signature | None:
+    """Signature of the first ``forward`` in ``module``'s MRO that names ``parameter``."""
+    for cls in type(module).__mro__:
+        forward = cls.__dict__.get("forward")
+        if forward is not None:
+            signature = inspect.signature(forward)
+            if parameter in signature.parameters:
+                return signature
+    return None
 
 
 def find_attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -128,7 +156,7 @@ class CapturedQKV:
     is_causal: bool
 
 
-class capture_qkv:  # noqa: N801 - used like a function: ``with capture_qkv(model) as cap``
+class capture_qkv:  # lower-case: used like a function, ``with capture_qkv(model) as cap``
     """Context manager recording Q/K/V of every self-attention layer during one forward.
 
     Example::
@@ -152,9 +180,13 @@ class capture_qkv:  # noqa: N801 - used like a function: ``with capture_qkv(mode
     def _make_record(module: nn.Module) -> _Record:
         layout = _layout_of(module)
         assert layout is not None
-        head_dim = next(getattr(module, a) for a in layout.head_dim_attrs if isinstance(getattr(module, a, None), int))
+        head_dim = next(
+            getattr(module, a)
+            for a in layout.head_dim_attrs
+            if isinstance(getattr(module, a, None), int)
+        )
         scaling = getattr(module, "scaling", None)
-        rope_fn = getattr(sys.modules.get(type(module).__module__), "apply_rotary_pos_emb", None)
+        rope_fn = _rope_function(module)
         return _Record(
             layout=layout,
             head_dim=head_dim,
@@ -162,11 +194,13 @@ class capture_qkv:  # noqa: N801 - used like a function: ``with capture_qkv(mode
             rope_fn=rope_fn,
         )
 
-    def __enter__(self) -> capture_qkv:
+    def __enter__(self) -> capture_qkv:  # noqa: PYI034
         for module, record in zip(self._modules, self._records):
             record.outputs.clear()
             record.position_embeddings = None
-            self._handles.append(module.register_forward_pre_hook(self._pre_hook(record), with_kwargs=True))
+            self._handles.append(
+                module.register_forward_pre_hook(self._pre_hook(record), with_kwargs=True)
+            )
             # A per-head/per-projection norm (Qwen3 q_norm/k_norm) runs after the projection
             # and before RoPE, so its output is what the attention sees.
             sources = {
@@ -194,12 +228,17 @@ class capture_qkv:  # noqa: N801 - used like a function: ``with capture_qkv(mode
 
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             nonlocal signature
+            if "position_embeddings" in kwargs or not args:
+                record.position_embeddings = kwargs.get("position_embeddings")
+                return
+            # Passed positionally: bind against the model's own forward (a wrapper class
+            # swapped in place may declare only *args/**kwargs).
             if signature is None:
-                signature = inspect.signature(module.forward)
-            try:
-                bound = signature.bind_partial(*args, **kwargs).arguments
-            except TypeError:
-                bound = kwargs
+                signature = _signature_declaring(module, "position_embeddings")
+            if signature is None:
+                record.position_embeddings = None
+                return
+            bound = signature.bind_partial(module, *args, **kwargs).arguments
             record.position_embeddings = bound.get("position_embeddings")
 
         return hook

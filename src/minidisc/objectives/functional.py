@@ -49,7 +49,9 @@ def select_rows(x: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return x.reshape(-1, x.shape[-1])
     if mask.shape != x.shape[:-1]:
-        raise ValueError(f"position mask of shape {tuple(mask.shape)} does not fit tensor {tuple(x.shape)}")
+        raise ValueError(
+            f"position mask of shape {tuple(mask.shape)} does not fit tensor {tuple(x.shape)}"
+        )
     return x[mask.bool()]
 
 
@@ -130,7 +132,9 @@ def masked_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> 
         ``Σ_selected Σ_d (s − t)² / (n_selected · d)``, a scalar.
     """
     if student.shape != teacher.shape:
-        raise ValueError(f"shapes differ: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}")
+        raise ValueError(
+            f"shapes differ: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}"
+        )
     s = select_rows(student, mask)
     t = select_rows(teacher, mask)
     if s.shape[0] == 0:
@@ -154,15 +158,18 @@ def cosine_distance(student: Tensor, teacher: Tensor, mask: Tensor | None = None
     return (1.0 - F.cosine_similarity(_upcast(s), _upcast(t), dim=-1)).mean()
 
 
-def normalized_distance(student: Tensor, teacher: Tensor) -> Tensor:
-    """``‖s/‖s‖₂ − t/‖t‖₂‖₂²`` per row, averaged over rows (PKD, Sun et al. 2019, eq. 4).
+def normalized_mse(student: Tensor, teacher: Tensor) -> Tensor:
+    """MSE between L2-normalised vectors: ``mean((s/‖s‖₂ − t/‖t‖₂)²)``.
+
+    Patient KD's intermediate loss on [CLS] states (Sun et al. 2019, eq. 4), averaged
+    over all leading axes and features (as an MSE) rather than summed.
 
     Args:
-        student, teacher: ``(N, d)``.
+        student, teacher: ``(..., d)``, same shape; normalised along the last axis.
     """
     s = F.normalize(_upcast(student), p=2, dim=-1)
     t = F.normalize(_upcast(teacher), p=2, dim=-1)
-    return (s - t).pow(2).sum(-1).mean()
+    return (s - t).pow(2).mean()
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,13 @@ from minidisc.objectives.functional import key_mask, masked_log_softmax
 
 #: Batch keys that are passed to the model; everything else (labels, distill_mask …)
 #: is for the objectives only.
-MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+MODEL_INPUT_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "inputs_embeds",
+)
 
 
 @dataclass
@@ -52,19 +58,27 @@ class Signals:
     def require_logits(self, who: str) -> Tensor:
         """The logits, or ``ValueError`` naming the objective ``who`` that needs them."""
         if self.logits is None:
-            raise ValueError(f"{who} needs logits, but the model produced none (use a model with a head)")
+            raise ValueError(
+                f"{who} needs logits, but the model produced none (use a model with a head)"
+            )
         return self.logits
 
     def require_hidden_states(self, who: str) -> tuple[Tensor, ...]:
         """The hidden states, or ``ValueError`` (the trainer did not request them)."""
         if self.hidden_states is None:
-            raise ValueError(f"{who} needs hidden states; call forward_with_signals(need_hidden_states=True)")
+            raise ValueError(
+                f"{who} needs hidden states; call forward_with_signals(need_hidden_states=True)"
+            )
         return self.hidden_states
 
-    def require_qkv(self, who: str) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], tuple[Tensor, ...]]:
+    def require_qkv(
+        self, who: str
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], tuple[Tensor, ...]]:
         """``(queries, keys, values)``, or ``ValueError`` (the trainer did not capture them)."""
         if self.queries is None or self.keys is None or self.values is None:
-            raise ValueError(f"{who} needs queries/keys/values; call forward_with_signals(need_qkv=True)")
+            raise ValueError(
+                f"{who} needs queries/keys/values; call forward_with_signals(need_qkv=True)"
+            )
         return self.queries, self.keys, self.values
 
     @property
@@ -91,7 +105,9 @@ class Signals:
         q, k = queries[layer], keys[layer]
         if q.shape[1] != k.shape[1]:
             if q.shape[1] % k.shape[1]:
-                raise ValueError(f"{q.shape[1]} query heads are not a multiple of {k.shape[1]} key heads")
+                raise ValueError(
+                    f"{q.shape[1]} query heads are not a multiple of {k.shape[1]} key heads"
+                )
             k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         scaling = self.attention_scaling[layer] if self.attention_scaling else q.shape[-1] ** -0.5
         return torch.matmul(q, k.transpose(-1, -2)) * scaling
@@ -106,7 +122,9 @@ class Signals:
             ``(B, H, L, L)``; excluded entries are ``-inf``; rows of padded queries are
             meaningless (every loss skips them).
         """
-        return masked_log_softmax(self.attention_scores(layer), key_mask(attention_mask, self.is_causal))
+        return masked_log_softmax(
+            self.attention_scores(layer), key_mask(attention_mask, self.is_causal)
+        )
 
     def attention_probs(self, layer: int, attention_mask: Tensor) -> Tensor:
         """Attention probabilities ``softmax(Q·Kᵀ·scaling)``, padded keys excluded. ``(B, H, L, L)``."""
@@ -167,7 +185,11 @@ def forward_with_signals(
     )
     if isinstance(recorder, capture_qkv):
         captured = recorder.result()
-        signals.queries, signals.keys, signals.values = captured.queries, captured.keys, captured.values
+        signals.queries, signals.keys, signals.values = (
+            captured.queries,
+            captured.keys,
+            captured.values,
+        )
         signals.attention_scaling = captured.scaling
         signals.is_causal = captured.is_causal
     else:

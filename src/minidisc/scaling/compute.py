@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -40,7 +39,7 @@ __all__ = [
     "supervised_flops",
 ]
 
-FloatOrArray = Union[float, NDArray[np.float64]]
+FloatOrArray = float | NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,8 @@ def forward_flops_per_token(n: ArrayLike, model: FlopsModel | None = None) -> Fl
     """
     m = model or FlopsModel()
     arr = _positive(n, "N (parameters)")
-    out = 2.0 * arr * (1.0 + m.sigma1 * m.n_ctx / np.cbrt(arr) + m.sigma2 * m.n_vocab / np.cbrt(arr) ** 2)
+    root = np.cbrt(arr)
+    out = 2.0 * arr * (1.0 + m.sigma1 * m.n_ctx / root + m.sigma2 * m.n_vocab / root**2)
     return _out(out)
 
 

@@ -19,8 +19,6 @@ Inputs broadcast like NumPy arrays; a scalar input gives a Python float.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -38,7 +36,7 @@ __all__ = [
     "supervised_loss_infinite_data",
 ]
 
-FloatOrArray = Union[float, NDArray[np.float64]]
+FloatOrArray = float | NDArray[np.float64]
 
 
 def _positive_log(x: ArrayLike, what: str) -> NDArray[np.float64]:
@@ -139,7 +137,9 @@ def supervised_loss_infinite_data(
 
 
 def capacity_gap_factor(
-    teacher_loss: ArrayLike, student_supervised_loss: ArrayLike, params: DistillationParams | None = None
+    teacher_loss: ArrayLike,
+    student_supervised_loss: ArrayLike,
+    params: DistillationParams | None = None,
 ) -> FloatOrArray:
     """The break factor (1 + (L_T/(L̃_S·d1))^(1/f1))^(−c1·f1) of Eq. 8, in (0, 1].
 

@@ -82,7 +82,7 @@ class SupervisedParams:
 
     @property
     def compute_optimal_exponents(self) -> tuple[float, float]:
-        """(a, b) with N_opt ∝ C^a and D_opt ∝ C^b: a = beta/(alpha+beta), b = alpha/(alpha+beta)."""
+        """(a, b) with N_opt ∝ C^a, D_opt ∝ C^b: a = β/(α+β), b = α/(α+β)."""
         total = self.alpha + self.beta
         return self.beta / total, self.alpha / total
 
@@ -130,7 +130,8 @@ class ScalingLawParams:
     distillation: DistillationParams = field(default_factory=DistillationParams)
 
     def to_dict(self) -> dict[str, dict[str, float]]:
-        return {"supervised": self.supervised.to_dict(), "distillation": self.distillation.to_dict()}
+        return {"supervised": self.supervised.to_dict(),
+                "distillation": self.distillation.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScalingLawParams:

@@ -80,34 +80,29 @@ def _teacher_stage(cfg: CompressConfig, source: Any, data: TaskData, out: Path) 
         result = finetune(model, data.tokenizer, data.task, data.train, data.dev, cfg.finetune, out / "scratch")
         model, dev, compute = result.model, result.dev_metrics, result.compute.to_dict()
     shutil.rmtree(out / "scratch", ignore_errors=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out)
     data.tokenizer.save_pretrained(out)
     return {"dev": dev, "compute": compute, "source": source.label, "data": data.sizes}
 
 
 def _sparsify_stage(cfg: CompressConfig, teacher_dir: Path, data: TaskData, out: Path) -> dict[str, Any]:
-    from safetensors.torch import save_file
+    from torch.utils.data import DataLoader
 
     from minidisc.elastic.model import ElasticModel
-    from minidisc.elastic.sparsity_map import build_sparsity_map
     from minidisc.fileio import write_json
     from minidisc.models import ModelSource, load_for_task
     from minidisc.training.data import collator_for
 
-    from torch.utils.data import DataLoader
-
-    model = load_for_task(ModelSource(str(teacher_dir)), data.task)
-    elastic = ElasticModel(model)
+    elastic = ElasticModel(load_for_task(ModelSource(str(teacher_dir)), data.task))
     loader = DataLoader(
         data.importance, batch_size=cfg.finetune.eval_batch_size, collate_fn=collator_for(data.task, data.tokenizer)
     )
-    importance = elastic.importance(loader)
-    elastic.reorder(importance)
+    importance = elastic.reorder(elastic.importance(loader))
     levels = sorted(set(cfg.grid) | {round(cfg.target_sparsity, 6)})
-    spec_map = build_sparsity_map(importance, levels)
-    elastic.model.save_pretrained(out / "model", safe_serialization=True)
+    spec_map = elastic.sparsity_map(importance, levels)
+    elastic.model.save_pretrained(out / "model")
     data.tokenizer.save_pretrained(out / "model")
-    save_file({"head": importance.head.contiguous(), "neuron": importance.neuron.contiguous()}, out / "importance.safetensors")
+    importance.save(out / "importance.safetensors")
     write_json(out / "sparsity_map.json", {f"{s:g}": spec.to_dict() for s, spec in spec_map.items()})
     return {"levels": levels}
 

@@ -88,7 +88,7 @@ def evaluate_model(
 
 def dev_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """Strip the Trainer's ``eval_`` prefix and its timing entries."""
-    skip = ("_runtime", "_per_second", "_loss", "_epoch")
+    skip = ("_runtime", "_per_second", "_loss", "_epoch", "_preparation_time")
     return {
         k.removeprefix("eval_"): float(v)
         for k, v in metrics.items()

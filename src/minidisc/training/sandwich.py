@@ -45,7 +45,7 @@ class SandwichTrainer(DistillationTrainer):
         patience: int | None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, spec_fn=lambda: elastic.active_spec, **kwargs)
+        super().__init__(*args, spec_fn=lambda: elastic.spec, **kwargs)
         self.elastic = elastic
         self.candidates = dict(sorted(candidates.items()))
         self.tracker = tracker

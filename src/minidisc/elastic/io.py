@@ -1,0 +1,183 @@
+"""Save and load extracted students (safetensors + config.json, no pickle).
+
+A student directory holds ``model.safetensors`` (or shards with an index),
+``config.json`` with ``minidisc_subnet = {"heads": [...], "neurons": [...],
+"sparsity": s}`` and, optionally, tokenizer files.
+
+When plain ``transformers`` loading works
+-----------------------------------------
+``AutoModelFor….from_pretrained(path)`` rebuilds a student exactly when its config's
+own size fields describe it, i.e. when every layer has the same sizes and:
+
+* BERT / RoBERTa: every layer keeps **all** heads (``BertConfig`` ties the head size to
+  ``hidden_size / num_attention_heads``, so fewer heads cannot be expressed) and the
+  same number of FFN units (written to ``intermediate_size``);
+* LLaMA-family: every layer keeps the same number (> 0) of KV groups and of FFN units
+  (written to ``num_attention_heads``, ``num_key_value_heads``, explicit ``head_dim`` and
+  ``intermediate_size``).
+
+Any other student (per-layer-heterogeneous, BERT with pruned heads, or layers keeping
+no heads) must be loaded with :func:`load_student`; plain loading of such a student
+fails with a size-mismatch error rather than loading wrong weights.
+:func:`load_student` works for every student, and also for ordinary models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from minidisc.elastic.extract import CONFIG_KEY, physical_spec, record_spec, slice_layers_
+from minidisc.elastic.families import family_for
+from minidisc.elastic.spec import SubnetSpec
+from minidisc.errors import ConfigError, ModelError
+from minidisc.fileio import atomic_path
+
+
+def save_student(
+    model: Any,
+    path: str | os.PathLike[str],
+    spec: SubnetSpec | None = None,
+    tokenizer: Any = None,
+) -> Path:
+    """Write a student to directory ``path`` atomically (replacing an existing one).
+
+    Args:
+        model: an extracted student (``PreTrainedModel``), or an
+            :class:`~minidisc.elastic.model.ElasticModel`, from which ``spec`` (default:
+            its active spec) is extracted first.
+        spec: the student's per-layer sizes; default: read from its weights. For an
+            already-extracted model it must equal the weights' sizes.
+        tokenizer: saved beside the weights when given.
+
+    Returns:
+        The directory path.
+
+    Raises:
+        ConfigError: ``spec`` does not match the model's weights.
+    """
+    from minidisc.elastic.model import ElasticModel
+
+    if isinstance(model, ElasticModel):
+        model = model.extract(spec)
+    family = family_for(model)
+    sizes = physical_spec(model, family)
+    if spec is None:
+        spec = SubnetSpec(sizes.heads, sizes.neurons, _recorded_sparsity(model.config))
+    elif (spec.heads, spec.neurons) != (sizes.heads, sizes.neurons):
+        raise ConfigError(
+            f"save_student: the spec {spec.to_dict()} does not match the model's layer sizes "
+            f"{sizes.to_dict()}; extract the sub-network first (ElasticModel.extract(spec))"
+        )
+    record_spec(model.config, spec, family)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    return path
+
+
+def _recorded_sparsity(config: Any) -> float | None:
+    recorded = getattr(config, CONFIG_KEY, None)
+    return recorded.get("sparsity") if isinstance(recorded, dict) else None
+
+
+def load_student(path: str | os.PathLike[str], task_head: bool = True) -> nn.Module:
+    """Load a student saved by :func:`save_student` (any per-layer sizes).
+
+    Builds the model from ``config.json``, shrinks each layer to the sizes recorded in
+    ``config.minidisc_subnet`` and loads the safetensors weights strictly (every key
+    must match in name and shape; only weights tied to a loaded one may be absent).
+
+    Args:
+        path: the student directory.
+        task_head: build the class in ``config.architectures`` (e.g.
+            ``BertForSequenceClassification``); ``False`` builds the bare encoder/decoder
+            (``AutoModel``) and ignores the head weights.
+
+    Returns:
+        The model, in eval mode, in the saved weights' dtype.
+
+    Raises:
+        ModelError: missing files, unknown architecture, or weights that do not match.
+    """
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path} is not a saved model: config.json is missing")
+    state = _read_safetensors(path)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+
+    if task_head and getattr(config, "architectures", None):
+        cls = getattr(transformers, config.architectures[0], None)
+        if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+            raise ModelError(
+                f"unknown architecture {config.architectures[0]!r} in {path / 'config.json'}"
+            )
+        model = cls(config)
+    else:
+        model = AutoModel.from_config(config)
+        prefix = model.base_model_prefix + "."
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+    recorded = getattr(config, CONFIG_KEY, None)
+    if recorded is not None:
+        slice_layers_(model, SubnetSpec.from_dict(recorded))
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) == 1:
+        model.to(dtypes.pop())
+    _load_strict(model, state, path)
+    return model.eval()
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    single = path / "model.safetensors"
+    index = path / "model.safetensors.index.json"
+    if single.is_file():
+        return load_file(str(single))
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(load_file(str(path / shard)))
+        return state
+    raise ModelError(
+        f"{path} holds no model.safetensors (minidisc loads safetensors only, never pickle)"
+    )
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    # A weight tied to another (e.g. lm_head ↔ embeddings) is saved once.
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded_ids = {id(params[k]) for k in state if k in params}
+    missing = sorted(
+        k for k in set(own) - set(state) if not (k in params and id(params[k]) in loaded_ids)
+    )
+    if unexpected or wrong or missing:
+        detail = "; ".join(
+            f"{name}: {', '.join(keys[:5])}{' …' if len(keys) > 5 else ''}"
+            for name, keys in (
+                ("unexpected", unexpected),
+                ("wrong shape", wrong),
+                ("missing", missing),
+            )
+            if keys
+        )
+        raise ModelError(
+            f"the weights in {path} do not match the model built from its config ({detail})"
+        )
+    model.load_state_dict(state, strict=False)

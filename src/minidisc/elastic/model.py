@@ -1,0 +1,163 @@
+"""ElasticModel: one set of weights, many nested sub-networks (MiniDisc spec §3).
+
+Wrapping an ordinary Hugging Face model turns its Q/K/V/O and FFN projections into
+:class:`~minidisc.elastic.modules.ElasticLinear` and its attention modules into
+skippable ones, in place. ``activate(spec)`` then makes every following forward
+(and backward) use prefix slices ``W[:out, :in]`` of the shared weights, so a
+sub-network's cost scales with its size, in eval and in train mode.
+
+Typical use::
+
+    em = make_elastic(teacher)
+    imp = em.importance(train_loader)      # normalised |dL/dmask|
+    imp = em.reorder(imp)                  # heads/neurons sorted, outputs unchanged
+    specs = em.sparsity_map(imp)           # {0.0: …, 0.1: …, …, 0.95: …}
+    with em.active(specs[0.9]):
+        logits = em(**batch).logits        # the 10 % sub-network
+    student = em.extract(specs[0.95])      # a standalone smaller PreTrainedModel
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from torch import nn
+
+from minidisc.elastic.extract import check_spec, extract, physical_spec
+from minidisc.elastic.families import Family, Geometry, family_for
+from minidisc.elastic.importance import Importance, LossFn, compute_importance
+from minidisc.elastic.modules import ElasticLinear, make_elastic_linear, make_skippable
+from minidisc.elastic.reorder import reorder_model
+from minidisc.elastic.sparsity_map import DEFAULT_GRID, sparsity_map
+from minidisc.elastic.spec import SubnetSpec
+
+
+class ElasticModel:
+    """Shared-weight sub-networks of a BERT-like or LLaMA-like Hugging Face model.
+
+    Args:
+        model: a ``PreTrainedModel`` (any head) of a supported family; converted in place
+            (parameter names and objects are unchanged, so ``model.save_pretrained`` and
+            optimizers keep working). The model may itself be an extracted,
+            per-layer-heterogeneous student: its current sizes are its full spec.
+
+    Attributes:
+        model: the wrapped model (call it directly, or call the ElasticModel).
+        family: the :class:`~minidisc.elastic.families.Family` adapter.
+
+    Raises:
+        ModelError: unsupported architecture.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.family: Family = family_for(model)
+        self.geometry: Geometry = self.family.geometry(model.config)
+        for layer in self.family.layers(model):
+            for path in self.family.linears(layer):
+                make_elastic_linear(layer.get_submodule(path))
+            make_skippable(layer.get_submodule(self.family.attention_path), self.family)
+        self._full = physical_spec(model, self.family)
+        self._spec = self._full
+        self.activate(None)
+
+    # ---- sub-network selection -------------------------------------------------------
+    def full_spec(self) -> SubnetSpec:
+        """The model's own per-layer sizes (for a fresh teacher: every head and unit)."""
+        return self._full
+
+    @property
+    def spec(self) -> SubnetSpec:
+        """The currently active sub-network."""
+        return self._spec
+
+    def activate(self, spec: SubnetSpec | None) -> None:
+        """Make following forwards use sub-network ``spec`` (``None``: the full model).
+
+        Raises:
+            ConfigError: ``spec`` exceeds the model in some layer, has the wrong number of
+                layers, or (GQA) keeps a number of query heads that is not whole KV groups.
+        """
+        spec = self._full if spec is None else spec
+        check_spec(spec, self._full, self.geometry)
+        fam, d, g = self.family, self.geometry.head_dim, self.geometry.group_size
+        for layer, heads, units in zip(fam.layers(self.model), spec.heads, spec.neurons):
+            self._linear(layer, fam.q_path).set_active(out=heads * d)
+            self._linear(layer, fam.k_path).set_active(out=heads // g * d)
+            self._linear(layer, fam.v_path).set_active(out=heads // g * d)
+            self._linear(layer, fam.o_path).set_active(inp=heads * d)
+            for path in fam.ffn_in_paths:
+                self._linear(layer, path).set_active(out=units)
+            self._linear(layer, fam.ffn_out_path).set_active(inp=units)
+            layer.get_submodule(fam.attention_path).minidisc_skip = heads == 0
+        self._spec = spec
+
+    @contextmanager
+    def active(self, spec: SubnetSpec | None) -> Iterator[ElasticModel]:
+        """Context manager: ``spec`` is active inside, the previous spec is restored after."""
+        previous = self._spec
+        self.activate(spec)
+        try:
+            yield self
+        finally:
+            self.activate(previous)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Forward of the wrapped model with the active sub-network."""
+        return self.model(*args, **kwargs)
+
+    # ---- sparsification --------------------------------------------------------------
+    def importance(
+        self,
+        dataloader: Iterable[Mapping[str, Any]],
+        *,
+        loss_fn: LossFn | None = None,
+        max_batches: int | None = None,
+        normalize: bool = True,
+    ) -> Importance:
+        """Head/neuron importance of the full model; see
+        :func:`minidisc.elastic.importance.compute_importance`. The active spec is
+        restored afterwards; the model must be full-size (not an extracted student)."""
+        with self.active(None):
+            return compute_importance(
+                self.model,
+                self.family,
+                dataloader,
+                loss_fn=loss_fn,
+                max_batches=max_batches,
+                normalize=normalize,
+            )
+
+    def reorder(self, importance: Importance) -> Importance:
+        """Sort every layer's heads and units by ``importance``, descending, in place.
+
+        The model's outputs are unchanged. Returns the importance permuted alongside
+        (feed it to :meth:`sparsity_map`). Leaves the full model active.
+        """
+        self.activate(None)
+        return reorder_model(self.model, self.family, importance)
+
+    def sparsity_map(
+        self, importance: Importance, grid: Iterable[float] = DEFAULT_GRID
+    ) -> dict[float, SubnetSpec]:
+        """``{sparsity: SubnetSpec}`` for ``grid``; see :func:`minidisc.elastic.sparsity_map.sparsity_map`."""
+        return sparsity_map(importance, grid, group_size=self.geometry.group_size)
+
+    # ---- export ----------------------------------------------------------------------
+    def extract(self, spec: SubnetSpec | None = None) -> nn.Module:
+        """A standalone deep copy cut to ``spec`` (default: the active spec).
+
+        The copy has plain, physically smaller ``nn.Linear`` layers and
+        ``config.minidisc_subnet``; this model is not changed.
+        """
+        return extract(self.model, self._spec if spec is None else spec, self.family)
+
+    def _linear(self, layer: nn.Module, path: str) -> ElasticLinear:
+        return layer.get_submodule(path)  # type: ignore[return-value]
+
+
+def make_elastic(model: nn.Module) -> ElasticModel:
+    """Wrap ``model`` as an :class:`ElasticModel` (idempotent on the modules)."""
+    return ElasticModel(model)

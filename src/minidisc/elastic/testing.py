@@ -1,0 +1,89 @@
+"""Tiny random models of each supported family, for unit tests (seconds on a CPU).
+
+Dropout is off so train-mode and eval-mode forwards are comparable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+VOCAB = 64
+
+
+def tiny_bert(kind: str = "bert", num_labels: int = 3, seed: int = 0, **overrides: Any) -> Any:
+    """A ``{Bert,Roberta}ForSequenceClassification``: 3 layers, hidden 32, 4 heads of 8, FFN 48."""
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    kwargs: dict[str, Any] = {
+        "vocab_size": VOCAB,
+        "hidden_size": 32,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "intermediate_size": 48,
+        "max_position_embeddings": 40,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "num_labels": num_labels,
+    }
+    kwargs.update(overrides)
+    torch.manual_seed(seed)
+    if kind == "roberta":
+        return RobertaForSequenceClassification(RobertaConfig(pad_token_id=1, **kwargs)).eval()
+    return BertForSequenceClassification(BertConfig(**kwargs)).eval()
+
+
+def tiny_llama(head: str = "causal_lm", seed: int = 0, **overrides: Any) -> Any:
+    """A LLaMA with GQA: 3 layers, hidden 32, 4 query heads of 8 over 2 KV heads, FFN 40."""
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    kwargs: dict[str, Any] = {
+        "vocab_size": VOCAB,
+        "hidden_size": 32,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "intermediate_size": 40,
+        "max_position_embeddings": 64,
+        "pad_token_id": 0,
+    }
+    kwargs.update(overrides)
+    torch.manual_seed(seed)
+    if head == "classification":
+        return LlamaForSequenceClassification(LlamaConfig(num_labels=3, **kwargs)).eval()
+    return LlamaForCausalLM(LlamaConfig(**kwargs)).eval()
+
+
+def randomize_(model: Any, scale: float = 0.2, seed: int = 0) -> Any:
+    """Overwrite every parameter with N(0, scale²) noise (LayerNorm/RMSNorm weights near 1).
+
+    Freshly initialised HF models have zero biases and tiny weights, which would hide
+    bugs in bias slicing and make outputs nearly input-independent.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen) * scale
+            p.copy_(1.0 + noise if "norm" in name.lower() and name.endswith("weight") else noise)
+    return model
+
+
+def random_batch(
+    batch: int = 3, length: int = 9, seed: int = 0, labels: torch.Tensor | None = None
+) -> dict:
+    """Input ids in [2, VOCAB) with the last two positions of row 0 padded (mask 0)."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, VOCAB, (batch, length), generator=gen)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[0, -2:] = 0
+    out = {"input_ids": ids, "attention_mask": mask}
+    if labels is not None:
+        out["labels"] = labels
+    return out

