@@ -68,4 +68,6 @@ def training_arguments(
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         save_only_model=True,
+        # small sub-networks leave weights unused in a step: DDP must not wait for them
+        ddp_find_unused_parameters=True,
     )
