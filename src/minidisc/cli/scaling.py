@@ -360,7 +360,7 @@ def crossover(
         "--teacher-inference/--no-teacher-inference",
         help="With --teacher: pay its forward passes on D_S.")] = True,
     min_compute: Annotated[float | None, typer.Option(
-        "--min-compute", help="Scan from this budget (FLOPs); default: 0.1 tokens/param.")] = None,
+        "--min-compute", help="Scan from this budget (FLOPs); default: 1 token/param.")] = None,
     max_compute: Annotated[float | None, typer.Option(
         "--max-compute", help="Scan up to this budget (FLOPs); default: 1e4 tokens/param.")] = None,
     points: Annotated[int, typer.Option("--points", help="Log-spaced scan points.")] = 31,

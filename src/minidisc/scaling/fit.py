@@ -29,6 +29,7 @@ paper's c1 grid values start the search, with c1 = 0 replaced by 0.01).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Sequence
@@ -384,22 +385,35 @@ def _distinct(solutions: list[tuple[float, Array]], k: int) -> list[Array]:
     return picked
 
 
+def _single_threaded_blas():
+    """Limit BLAS to one thread: L-BFGS-B's small matrix products run ~10x slower when
+    OpenBLAS spreads them over threads on a busy machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _bootstrap_chunk(model: _Model, starts: list[Array], options: FitOptions,
                      seeds: list[np.random.SeedSequence]) -> list[Array]:
     """Refit one resample per seed (records drawn with replacement) from ``starts``."""
     n = len(model.data["log_l"])
     out = []
-    for seed in seeds:
-        idx = np.random.default_rng(seed).integers(0, n, size=n)
-        sample = {k: v[idx] for k, v in model.data.items()}
-        best = min((_local_fit(model, sample, s, options) for s in starts), key=lambda r: r[1])
-        out.append(best[0])
+    with _single_threaded_blas():
+        for seed in seeds:
+            idx = np.random.default_rng(seed).integers(0, n, size=n)
+            sample = {k: v[idx] for k, v in model.data.items()}
+            best = min((_local_fit(model, sample, s, options) for s in starts),
+                       key=lambda r: r[1])
+            out.append(best[0])
     return out
 
 
 def _starts_chunk(model: _Model, options: FitOptions, starts: list[Array]
                   ) -> list[tuple[Array, float]]:
-    return [_local_fit(model, model.data, s, options) for s in starts]
+    with _single_threaded_blas():
+        return [_local_fit(model, model.data, s, options) for s in starts]
 
 
 def _n_workers(options: FitOptions, tasks: int) -> int:

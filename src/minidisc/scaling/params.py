@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,16 +39,18 @@ __all__ = [
 
 
 def _check_finite(obj: object, positive: tuple[str, ...]) -> None:
-    """Raise ConfigError unless every field is finite and the named ones are > 0."""
+    """Raise ConfigError unless every field is finite and the named ones are > 0;
+    store every field as a Python float."""
     name = type(obj).__name__
     for f in fields(obj):  # type: ignore[arg-type]
         value = getattr(obj, f.name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
             raise ConfigError(f"{name}.{f.name} must be a number, got {value!r}")
         if not math.isfinite(value):
             raise ConfigError(f"{name}.{f.name} must be finite, got {value!r}")
         if f.name in positive and value <= 0:
             raise ConfigError(f"{name}.{f.name} must be > 0, got {value!r}")
+        object.__setattr__(obj, f.name, float(value))  # plain floats, e.g. from NumPy
 
 
 @dataclass(frozen=True)

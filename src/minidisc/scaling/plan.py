@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 BOUNDS = (1e6, 1e17)  # the paper's bounds on N_T, D_S, D_T
+_INFEASIBLE = 1e6  # objective value of infeasible points in 1-D searches (logs are ~1-100)
 
 
 def _check_positive(value: float, what: str) -> float:
@@ -207,12 +208,12 @@ def compute_optimal_teacher(
     def cost(log_n: float) -> float:
         ld = log_d(log_n)
         if not math.isfinite(ld) or ld > hi or ld < lo:
-            return math.inf
+            return _INFEASIBLE  # finite, so Brent's parabolic steps stay well defined
         return math.log(float(forward_flops_per_token(math.exp(log_n), flops_model))) + ld
 
     grid = np.linspace(lo, hi, 400)
     costs = np.array([cost(x) for x in grid])
-    if not np.isfinite(costs).any():
+    if not (costs < _INFEASIBLE).any():
         raise ConfigError(f"no teacher within the bounds reaches loss {teacher_loss:.4f}")
     i = int(np.argmin(costs))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
@@ -296,8 +297,10 @@ def plan_distillation(
 
     log_ns = math.log(n_s)
     starts = _starts(n_s, c, s, flops_model, bounds)
-    if max_starts is not None:
-        starts = starts[: max(1, max_starts)]
+    if max_starts is not None and len(starts) > max_starts:
+        # An evenly spread subset keeps both small and large teachers among the starts.
+        keep = np.unique(np.linspace(0, len(starts) - 1, max(1, max_starts)).round().astype(int))
+        starts = [starts[i] for i in keep]
     if not starts:
         raise ConfigError(f"no feasible allocation of {c:.3g} FLOPs within bounds {bounds}")
     log_bounds = [(math.log(lo), math.log(hi))] * 3
@@ -375,12 +378,12 @@ def student_loss_for_teacher(
         ok = (d_s >= lo) & (d_s <= hi)
         l_t = supervised_loss(teacher_params, d_t, p.supervised)
         out = np.where(ok, distillation_log_loss(student_params, np.where(ok, d_s, lo), l_t, p),
-                       np.inf)
+                       _INFEASIBLE)
         return out
 
     grid = np.linspace(math.log(lo), log_dt_hi, n_grid)
     vals = np.asarray(value(grid))
-    if not np.isfinite(vals).any():
+    if not (vals < _INFEASIBLE).any():
         return math.nan, math.nan, math.nan
     i = int(np.argmin(vals))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, n_grid - 1)]
@@ -550,7 +553,8 @@ def find_crossover(
         student_params: N_S.
         scenario: planner scenario (ignored when ``teacher`` is given).
         min_compute, max_compute: scan range in FLOPs; default the budgets buying
-            N_S·0.1 to N_S·1e4 student tokens, clipped to the token bounds.
+            1 to 1e4 student tokens per parameter (clipped to the token bounds). Below
+            one token per parameter the laws are far outside the data they were fitted on.
         n_points: log-spaced scan points.
         teacher: a fixed existing teacher (Eq. 27) instead of the planner's optimum.
         include_inference: with ``teacher``: pay its logits (δ_lgt = 1).
@@ -561,7 +565,7 @@ def find_crossover(
     p = params or ScalingLawParams()
     n_s = _check_positive(student_params, "student parameters")
     fs3 = 3.0 * float(forward_flops_per_token(n_s, flops_model))
-    lo = min_compute if min_compute is not None else fs3 * max(0.1 * n_s, BOUNDS[0] * 1.01)
+    lo = min_compute if min_compute is not None else fs3 * max(n_s, BOUNDS[0] * 1.01)
     hi = max_compute if max_compute is not None else fs3 * min(1e4 * n_s, BOUNDS[1] * 0.99)
     lo, hi = _check_positive(lo, "min compute"), _check_positive(hi, "max compute")
     if not hi > lo:

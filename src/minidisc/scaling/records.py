@@ -29,7 +29,8 @@ Blank lines are skipped; unknown fields/columns are ignored, so the format can g
 
 Appending is safe from concurrent writers: each record is one ``write`` of one line to
 a file opened with ``O_APPEND`` (POSIX appends of a single small write do not
-interleave), and the CSV header is only written into an empty file.
+interleave), and the CSV header is only written into an empty file (should two writers
+create the file at the same moment, the reader skips the repeated header row).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -90,7 +92,7 @@ class RunRecord:
                 if name.startswith("student_"):
                     raise DataError(f"{name} is required")
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise DataError(f"{name} must be a number, got {value!r}")
             if not (math.isfinite(value) and value > 0):
                 raise DataError(f"{name} must be finite and > 0, got {value!r}")
@@ -240,6 +242,8 @@ def _read_csv(path: Path, text: str) -> list[RunRecord]:
         lineno = reader.line_num
         if not any((v or "").strip() for k, v in row.items() if k is not None):
             continue
+        if all((row.get(k) or "").strip() == k for k in header):
+            continue  # a repeated header (two writers created the file at once)
         if None in row:  # more cells than header columns
             raise DataError(f"{path}:{lineno}: row has more cells than the header has columns")
         try:

@@ -1,0 +1,157 @@
+"""`minidisc scaling ...` through typer's CliRunner on the real app."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from minidisc.cli import app
+from minidisc.errors import ConfigError, DataError
+from minidisc.scaling.laws import distillation_loss, supervised_loss
+from minidisc.scaling.params import load_params
+from minidisc.scaling.records import read_run_records
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, ["scaling", *args])
+
+
+def run_json(*args):
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.mark.parametrize("command", ["predict", "fit", "plan", "crossover", "plot", "simulate"])
+def test_help(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_predict_distillation_and_supervised():
+    out = run_json("predict", "--student-params", "1e9", "--student-tokens", "2e10",
+                   "--teacher-loss", "2.0")
+    assert out["student_loss"] == pytest.approx(distillation_loss(1e9, 2e10, 2.0))
+    assert out["supervised_loss"] == pytest.approx(supervised_loss(1e9, 2e10))
+    assert out["mode"] == "distillation"
+    sup = run_json("predict", "--student-params", "1e9", "--student-tokens", "2e10")
+    assert sup["mode"] == "supervised"
+    assert sup["student_loss"] == sup["supervised_loss"]
+    assert sup["supervised_loss"] == pytest.approx(supervised_loss(1e9, 2e10))
+
+
+def test_predict_teacher_from_size_and_tokens_and_text_output():
+    out = run_json("predict", "--student-params", "5.46e8", "--student-tokens", "1.092e10",
+                   "--teacher-params", "1.82e9", "--teacher-tokens", "3.64e10")
+    assert out["teacher_loss"] == pytest.approx(supervised_loss(1.82e9, 3.64e10))
+    assert out["student_loss"] == pytest.approx(2.42, abs=0.01)  # Table 7
+    text = invoke("predict", "--student-params", "1e9", "--student-tokens", "2e10",
+                  "--teacher-loss", "2.0")
+    assert text.exit_code == 0 and "student loss (distilled)" in text.output
+
+
+def test_predict_errors():
+    result = invoke("predict", "--student-params", "1e9", "--student-tokens", "2e10",
+                    "--teacher-params", "1e10")
+    assert isinstance(result.exception, ConfigError)
+    result = invoke("predict", "--student-params", "-1", "--student-tokens", "2e10")
+    assert isinstance(result.exception, ConfigError)
+
+
+def test_simulate_fit_and_use_the_fit(tmp_path):
+    runs = tmp_path / "runs.jsonl"
+    result = invoke("simulate", "--out", str(runs), "--noise", "0.001", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    records = read_run_records(runs)
+    assert len(records) == 320
+    out_json = tmp_path / "fit.json"
+    out = run_json("fit", "--runs", str(runs), "--grid", "small", "--starts", "4",
+                   "--bootstrap", "0", "--jobs", "1", "--out", str(out_json))
+    assert out["fit"]["supervised"]["n_runs"] == 20
+    assert out["fit"]["distillation"]["n_runs"] == 300
+    assert out["fit"]["supervised_source"] == "fit"
+    assert out["fit"]["distillation"]["mean_abs_rel_error"] < 0.003
+    params = load_params(out_json)
+    # The fitted laws reproduce the generating ones on an in-range point.
+    assert supervised_loss(1e9, 2e10, params.supervised) == pytest.approx(
+        supervised_loss(1e9, 2e10), rel=0.005)
+    pred = run_json("predict", "--student-params", "1e9", "--student-tokens", "2e10",
+                    "--teacher-loss", "2.1", "--params", str(out_json))
+    assert pred["student_loss"] == pytest.approx(distillation_loss(1e9, 2e10, 2.1), rel=0.01)
+
+
+def test_fit_csv_with_only_distillation_runs_uses_given_supervised_law(tmp_path):
+    runs = tmp_path / "runs.csv"
+    invoke("simulate", "--out", str(runs), "--noise", "0.0")
+    kd_only = tmp_path / "kd.csv"
+    lines = runs.read_text().splitlines()
+    kd_only.write_text("\n".join([lines[0], *(ln for ln in lines[1:] if ln.startswith("dist"))]))
+    out = run_json("fit", "--runs", str(kd_only), "--grid", "small", "--starts", "2",
+                   "--bootstrap", "0")
+    assert out["fit"]["supervised"] is None
+    assert out["fit"]["supervised_source"] == "paper"
+
+
+
+def test_fit_bad_runs_file(tmp_path):
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text('{"kind": "distillation", "student_params": 1e8, "student_tokens": 1e9, '
+                    '"student_loss": 3.0}\n')
+    result = invoke("fit", "--runs", str(runs))
+    assert isinstance(result.exception, DataError)
+    assert f"{runs}:1" in str(result.exception)
+
+
+def test_plan_scenarios_and_teachers():
+    out = run_json("plan", "--student-params", "1e9", "--compute", "1e21",
+                   "--scenario", "best-case", "--scenario", "teacher-pretraining")
+    assert [p["scenario"] for p in out["plans"]] == ["best-case", "teacher-pretraining"]
+    for p in out["plans"]:
+        assert p["flops"]["total"] == pytest.approx(1e21, rel=1e-6)
+        assert p["supervised_loss"] == pytest.approx(out["supervised"]["loss"])
+    every = run_json("plan", "--student-params", "1e9", "--compute", "1e21")
+    assert len(every["plans"]) == 4
+    teachers = run_json("plan", "--student-params", "1e9", "--compute", "1e21",
+                        "--teacher", "big=7.75e9:1.95", "--teacher", "1.82e9:2.2")
+    assert teachers["teachers"]["best_teacher"] in {"big", "1.82e+09"}
+    assert len(teachers["teachers"]["options"]) == 2
+    bad = invoke("plan", "--student-params", "1e9", "--compute", "1e21", "--scenario", "nope")
+    assert isinstance(bad.exception, ConfigError)
+
+
+def test_crossover(tmp_path):
+    png = tmp_path / "cross.png"
+    out = run_json("crossover", "--student-params", "1e9", "--scenario", "best-case",
+                   "--points", "7", "--plot", str(png))
+    (cr,) = out["crossovers"]
+    assert cr["status"] == "crossover" and cr["compute"] > 0
+    assert "L(N_S, C/(3F(N_S)))" in out["definition"]
+    assert png.stat().st_size > 1000
+    fixed = run_json("crossover", "--student-params", "1e9", "--teacher", "7.75e9:1.95",
+                     "--points", "5")
+    assert fixed["crossovers"][0]["scenario"] == "fixed-teacher"
+
+
+@pytest.mark.parametrize("kind,extra", [
+    ("teacher", []),
+    ("isoflop", ["--compute", "1e20", "--compute", "1e21", "--scenario", "teacher-pretraining"]),
+    ("map", ["--resolution", "3"]),
+])
+def test_plot_subcommand(tmp_path, kind, extra):
+    png = tmp_path / f"{kind}.png"
+    result = invoke("plot", kind, "--out", str(png), *extra)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 1000 < png.stat().st_size < 200_000
+
+
+def test_plot_errors(tmp_path):
+    result = invoke("plot", "pie", "--out", str(tmp_path / "x.png"))
+    assert isinstance(result.exception, ConfigError)
+    result = invoke("plot", "teacher", "--out", str(tmp_path / "x.jpg"))
+    assert isinstance(result.exception, ConfigError)
