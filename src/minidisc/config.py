@@ -12,11 +12,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from minidisc.elastic.spec import DEFAULT_GRID
 from minidisc.errors import ConfigError
 from minidisc.fileio import write_text
 
-DEFAULT_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
-"""Sparsity levels of the reference implementation: {0, .1, …, .9} ∪ {.85, .95}."""
 
 
 class _Strict(BaseModel):

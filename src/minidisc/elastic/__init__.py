@@ -23,7 +23,7 @@ _EXPORTS = {
     "Importance": "minidisc.elastic.importance",
     "compute_importance": "minidisc.elastic.importance",
     "reorder_model": "minidisc.elastic.reorder",
-    "DEFAULT_GRID": "minidisc.elastic.sparsity_map",
+    "DEFAULT_GRID": "minidisc.elastic.spec",
     "physical_spec": "minidisc.elastic.extract",
     "family_for": "minidisc.elastic.families",
     "save_student": "minidisc.elastic.io",

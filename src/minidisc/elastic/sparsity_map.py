@@ -30,11 +30,9 @@ from collections.abc import Iterable
 import torch
 
 from minidisc.elastic.importance import Importance
-from minidisc.elastic.spec import SubnetSpec
+from minidisc.elastic.spec import DEFAULT_GRID, SubnetSpec
 from minidisc.errors import ConfigError
 
-#: Reference levels {0, 10, …, 90} ∪ {85, 95} percent, as fractions, ascending.
-DEFAULT_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 
 NEURON_MULTIPLE = 8
 

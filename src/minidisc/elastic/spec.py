@@ -12,6 +12,9 @@ from typing import Any
 
 from minidisc.errors import ConfigError
 
+#: Reference sparsity levels {0, 10, …, 90} ∪ {85, 95} percent, as fractions, ascending.
+DEFAULT_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
 
 @dataclass(frozen=True)
 class SubnetSpec:
