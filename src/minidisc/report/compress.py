@@ -60,7 +60,8 @@ def write_compress_report(run: RunDir, data: TaskData | None = None) -> None:
     """Write report.json, report.md and tradeoff.png into the run folder."""
     report = build_compress_report(run)
     write_json(run.path / "report.json", report)
-    plot_tradeoff(report["iterations"], report["lambda"], report["target_sparsity"], run.path / "tradeoff.png")
+    plot_tradeoff(report["iterations"], report["lambda"], report["target_sparsity"], run.path / "tradeoff.png",
+                  teacher_metric=report["teacher"]["dev"]["main"])
     write_text(run.path / "report.md", render_markdown(report))
 
 
@@ -85,6 +86,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {pct(m['sparsity'])} | {pct(dev)} | {m['non_embedding_params'] / 1e6:.2f}M | {m['flops_per_128_tokens'] / 1e9:.3f}G |"
         )
+    if not r["assistants"]:
+        lines += ["", "The λ-tradeoff selected the target itself in iteration 1, so no teacher assistant was "
+                  "needed: the student is the target sub-network of the sandwich run."]
     lines += ["", "Teacher dev metrics: " + _metrics(r["teacher"]["dev"]), "",
               "Student dev metrics: " + _metrics(r["student"]["dev"]), ""]
     for it in r["iterations"]:

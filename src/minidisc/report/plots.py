@@ -8,13 +8,16 @@ from typing import Any
 from minidisc.fileio import atomic_path
 
 
-def plot_tradeoff(iterations: list[dict[str, Any]], lam: float, target: float, path: str | Path) -> None:
+def plot_tradeoff(
+    iterations: list[dict[str, Any]], lam: float, target: float, path: str | Path, teacher_metric: float | None = None
+) -> None:
     """Dev metric and λ-tradeoff of every candidate against sparsity, one panel per
     sandwich iteration, the chosen assistant marked.
 
     Args:
         iterations: manifest entries of the iteration stages (``candidates`` with
             ``sparsity``, ``best_metric``, ``tradeoff``; ``selected``).
+        teacher_metric: the teacher's dev metric (a fraction), drawn as a reference line.
     """
     import matplotlib
 
@@ -33,6 +36,8 @@ def plot_tradeoff(iterations: list[dict[str, Any]], lam: float, target: float, p
         ax.scatter([100 * chosen["sparsity"]], [100 * chosen["tradeoff"]], s=160, facecolors="none",
                    edgecolors="tab:red", linewidths=2, label=f"chosen: {100 * chosen['sparsity']:g} %", zorder=5)
         ax.axvline(100 * target, color="grey", linestyle=":", label=f"target {100 * target:g} %")
+        if teacher_metric is not None:
+            ax.axhline(100 * teacher_metric, color="tab:green", linestyle="-.", alpha=0.7, label="teacher dev metric")
         ax.set_xlabel("sparsity w.r.t. the teacher (%)")
         ax.set_ylabel("percent")
         ax.set_title(f"iteration {it['iteration']}" + (" (final)" if it["final"] else ""))
