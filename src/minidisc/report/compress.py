@@ -28,7 +28,8 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     iterations = [stages[k] for k in sorted(stages) if k.startswith("iter")]
 
     def size(sparsity: float) -> dict[str, float]:
-        spec = next(v for s, v in spec_map.items() if abs(s - sparsity) < 1e-6)
+        # the teacher (sparsity 0) is the full model whether or not 0 is on the grid
+        spec = next((v for s, v in spec_map.items() if abs(s - sparsity) < 1e-6), None) if sparsity else None
         return {
             "sparsity": sparsity,
             "non_embedding_params": non_embedding_params(config, spec),
