@@ -40,8 +40,11 @@ def compress(
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Fine-tune a teacher, sparsify it, pick a teacher assistant by the λ-tradeoff in one
-    sandwich run, distil the target student and export it with a report."""
+    """Compress a teacher with MiniDisc into a student at the target sparsity.
+
+    Fine-tunes the teacher, sparsifies it, picks a teacher assistant by the λ-tradeoff in
+    one sandwich run, distils the target student and exports it with a report.
+    """
     from minidisc.schedules.minidisc import run_compress
 
     stage = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,

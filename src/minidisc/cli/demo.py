@@ -43,8 +43,11 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(output: Output = Path("runs/demo"), data_dir: DataDir = None, overwrite: Overwrite = False) -> None:
-    """Compress the packaged all-MiniLM-L6-v2 on SST-2 to a 10 % student (sparsity 0.9):
-    fine-tune, sparsify, sandwich-train the assistants, distil, export, report."""
+    """Run MiniDisc on SST-2 with the packaged teacher: a 10 % student in ~10 minutes on a CPU.
+
+    Fine-tunes all-MiniLM-L6-v2, sparsifies it, sandwich-trains the candidate teacher
+    assistants, distils the student at sparsity 0.9, exports it and writes the report.
+    """
     from minidisc.cli.compress import summarize
     from minidisc.cli.options import build_compress_config
     from minidisc.schedules.minidisc import run_compress
