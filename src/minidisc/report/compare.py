@@ -339,15 +339,18 @@ def assistant_student_correlation(maxidisc_dir: Path, minidisc_dir: Path | None,
         return None
     rows.sort(key=lambda r: r["sparsity"])
 
-    def rho(xs: list[float], ys: list[float]) -> float | None:
+    def rho(xs: list[float], ys: list[float], p_value: bool = False) -> float | None:
         if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
             return None
-        return float(spearmanr(xs, ys).statistic)
+        test = spearmanr(xs, ys)
+        return float(test.pvalue if p_value else test.statistic)
 
     students = [r["student_metric"] for r in rows]
+    tradeoffs = [r["tradeoff"] for r in rows]
     result: dict[str, Any] = {
         "lambda": lam, "rows": rows,
-        "spearman_tradeoff_vs_student": rho([r["tradeoff"] for r in rows], students),
+        "spearman_tradeoff_vs_student": rho(tradeoffs, students),
+        "spearman_tradeoff_vs_student_p": rho(tradeoffs, students, p_value=True),
         "spearman_assistant_metric_vs_student": rho([r["assistant_metric"] for r in rows], students),
         "best_student_at": max(rows, key=lambda r: r["student_metric"])["sparsity"],
         "max_tradeoff_at": max(rows, key=lambda r: r["tradeoff"])["sparsity"],
@@ -413,7 +416,8 @@ def correlation_markdown(result: dict[str, Any], target: float) -> list[str]:
                      f"| {pct(r.get('sandwich_metric'))} | {pct(r['student_metric'])} |")
     lines += [
         "",
-        f"- Spearman ρ(λ-tradeoff, student): **{fmt(result['spearman_tradeoff_vs_student'])}**; "
+        f"- Spearman ρ(λ-tradeoff, student): **{fmt(result['spearman_tradeoff_vs_student'])}** "
+        f"(p = {fmt(result.get('spearman_tradeoff_vs_student_p'))}, {len(result['rows'])} assistants); "
         f"ρ(assistant metric, student): {fmt(result['spearman_assistant_metric_vs_student'])}"
         + (f"; ρ(sandwich tradeoff, student): {fmt(result.get('spearman_sandwich_tradeoff_vs_student'))}"
            if "spearman_sandwich_tradeoff_vs_student" in result else ""),

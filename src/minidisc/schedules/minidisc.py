@@ -13,54 +13,84 @@ Stages, each resumable from the run directory (:class:`~minidisc.schedules.run.R
                  trains the target student alone.
 ``student``      export the student (safetensors + config) and re-evaluate the
                  exported copy.
-``report``       report.json, report.md, tradeoff.png.
+``report``       report.json, report.md, tradeoff.png; the schedule's cost
+                 (:mod:`minidisc.schedules.cost`) is also stored in the manifest.
+
+``teacher`` and ``sparsified`` are shared with the baseline schedules
+(:mod:`minidisc.schedules.stages`); with ``teacher_run`` they are linked from another
+run. With a stage registry (``memo``), iteration 1 — whose training does not depend on
+the target when early stopping is off — is reused from an earlier run on the same
+teacher and only its selection is recomputed for this run's target and λ.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.config import CompressConfig, TrainConfig
 from minidisc.schedules.run import RunDir
+from minidisc.schedules.stages import export_stage, load_sparsity_map, sparsify_stage, teacher_stage
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from minidisc.elastic.spec import SubnetSpec
     from minidisc.schedules.inputs import TaskData
+    from minidisc.schedules.memo import StageMemo
+    from minidisc.training.teacher_cache import TeacherCacheStore
+
+__all__ = ["load_sparsity_map", "run_compress", "train_sandwich"]
 
 
-def run_compress(cfg: CompressConfig, output: str | Path, *, overwrite: bool = False) -> RunDir:
+def run_compress(
+    cfg: CompressConfig,
+    output: str | Path,
+    *,
+    overwrite: bool = False,
+    teacher_run: str | Path | None = None,
+    teacher_cache: TeacherCacheStore | None = None,
+    memo: StageMemo | None = None,
+) -> RunDir:
     """Run (or resume) the MiniDisc pipeline into ``output``; return the run.
+
+    Args:
+        teacher_run: link ``teacher/`` and ``sparsified/`` from this finished run instead
+            of fine-tuning and sparsifying again (it must hold every level needed).
+        teacher_cache: serve teacher outputs from this store (see
+            :mod:`minidisc.training.teacher_cache`).
+        memo: registry of finished stages on the same teacher (reuse of iteration 1).
 
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
-    from minidisc.models import load_tokenizer, resolve_model
     from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.schedules.stages import prepare_teacher, task_inputs
 
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
-    source = resolve_model(cfg.teacher)
-    tokenizer = load_tokenizer(source)
+    source, tokenizer = task_inputs(cfg.teacher, teacher_run)
     data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
 
-    run.stage("teacher", lambda tmp: _teacher_stage(cfg, source, data, tmp))
-    run.stage("sparsified", lambda tmp: _sparsify_stage(cfg, run.path / "teacher", data, tmp))
-    spec_map = load_sparsity_map(run.path / "sparsified")
+    prepare_teacher(
+        run,
+        teacher_run,
+        lambda tmp: _teacher_stage(cfg, source, data, tmp),
+        lambda tmp: _sparsify_stage(cfg, run.path / "teacher", data, tmp),
+    )
+    spec_map = _spec_map(run, cfg, teacher_run)
 
     teacher_dir, level = run.path / "sparsified" / "model", 0.0
     for k in range(1, cfg.iterations + 1):
         final = k == cfg.iterations
-        entry = run.stage(
-            f"iter{k}", lambda tmp: _iteration_stage(cfg, k, final, teacher_dir, level, spec_map, data, tmp)
-        )
+        entry = _iteration(run, cfg, k, final, teacher_dir, level, spec_map, data, teacher_cache, memo)
         teacher_dir, level = run.path / f"iter{k}" / "model", entry["selected"]
         if final or _same(level, cfg.target_sparsity):
             break
     run.stage("student", lambda tmp: _export_stage(teacher_dir, spec_map[_key(spec_map, cfg.target_sparsity)], data, tmp))
+    run.set("cost", _cost(run, cfg, spec_map))
     run.stage("report", lambda root: _report_stage(run, data), folder=False)
     run.finish()
     return run
@@ -70,41 +100,54 @@ def run_compress(cfg: CompressConfig, output: str | Path, *, overwrite: bool = F
 
 
 def _teacher_stage(cfg: CompressConfig, source: Any, data: TaskData, out: Path) -> dict[str, Any]:
-    from minidisc.models import load_for_task
-    from minidisc.training.finetune import evaluate_model, finetune
-
-    model = load_for_task(source, data.task)
-    if cfg.teacher_finetuned:
-        dev, compute = evaluate_model(model, data, cfg.finetune, out / "scratch"), None
-    else:
-        result = finetune(model, data.tokenizer, data.task, data.train, data.dev, cfg.finetune, out / "scratch")
-        model, dev, compute = result.model, result.dev_metrics, result.compute.to_dict()
-    shutil.rmtree(out / "scratch", ignore_errors=True)
-    model.save_pretrained(out)
-    data.tokenizer.save_pretrained(out)
-    return {"dev": dev, "compute": compute, "source": source.label, "data": data.sizes}
+    return teacher_stage(source, data, cfg.finetune, cfg.teacher_finetuned, out)
 
 
 def _sparsify_stage(cfg: CompressConfig, teacher_dir: Path, data: TaskData, out: Path) -> dict[str, Any]:
-    from torch.utils.data import DataLoader
+    levels = set(cfg.grid) | {round(cfg.target_sparsity, 6)}
+    return sparsify_stage(teacher_dir, data, levels, cfg.finetune.eval_batch_size, out)
 
-    from minidisc.elastic.model import ElasticModel
-    from minidisc.fileio import write_json
-    from minidisc.models import ModelSource, load_for_task
-    from minidisc.training.data import collator_for
 
-    elastic = ElasticModel(load_for_task(ModelSource(str(teacher_dir)), data.task))
-    loader = DataLoader(
-        data.importance, batch_size=cfg.finetune.eval_batch_size, collate_fn=collator_for(data.task, data.tokenizer)
-    )
-    importance = elastic.reorder(elastic.importance(loader))
-    levels = sorted(set(cfg.grid) | {round(cfg.target_sparsity, 6)})
-    spec_map = elastic.sparsity_map(importance, levels)
-    elastic.model.save_pretrained(out / "model")
-    data.tokenizer.save_pretrained(out / "model")
-    importance.save(out / "importance.safetensors")
-    write_json(out / "sparsity_map.json", {f"{s:g}": spec.to_dict() for s, spec in spec_map.items()})
-    return {"levels": levels}
+def _iteration(
+    run: RunDir,
+    cfg: CompressConfig,
+    k: int,
+    final: bool,
+    teacher_dir: Path,
+    level: float,
+    spec_map: dict[float, SubnetSpec],
+    data: TaskData,
+    teacher_cache: TeacherCacheStore | None,
+    memo: StageMemo | None,
+) -> dict[str, Any]:
+    """Stage ``iter{k}``: trained here, or (iteration 1 with a registry) reused."""
+    name = f"iter{k}"
+
+    def work(tmp: Path) -> dict[str, Any]:
+        return _iteration_stage(
+            cfg, k, final, teacher_dir, level, spec_map, data, tmp,
+            teacher_cache=teacher_cache, keep_candidates=memo is not None,
+        )
+
+    # Iteration 1's training is independent of target and λ only without early stopping.
+    if memo is None or k != 1 or final or _may_stop_early(cfg.sandwich, len(data.train)) or run.done(name):
+        return run.stage(name, work)
+    from minidisc.schedules.memo import fingerprint
+    from minidisc.schedules.stages import root_run
+
+    key = fingerprint({
+        "stage": "minidisc-iteration-1", "root": str(root_run(run.path)),
+        "root_finished": run.record("sparsified").get("finished"),
+        "candidates": cfg.candidate_levels(0.0), "sandwich": cfg.sandwich.model_dump(mode="json"),
+        "data": cfg.data.model_dump(mode="json"), "data_seed": cfg.finetune.seed,
+    })
+    hit = memo.find(key)
+    if hit is not None:
+        folder, original = hit
+        return run.stage(name, lambda tmp: _reselect(cfg, folder, original, run.path / name, tmp))
+    entry = run.stage(name, lambda tmp: {**work(tmp), "fingerprint": key})
+    memo.remember(key, run.path / name, entry)
+    return entry
 
 
 def _iteration_stage(
@@ -116,6 +159,9 @@ def _iteration_stage(
     spec_map: dict[float, SubnetSpec],
     data: TaskData,
     out: Path,
+    *,
+    teacher_cache: TeacherCacheStore | None = None,
+    keep_candidates: bool = False,
 ) -> dict[str, Any]:
     from minidisc.elastic.io import save_student
     from minidisc.fileio import write_json
@@ -128,11 +174,14 @@ def _iteration_stage(
     levels = [target] if final else [_key(spec_map, s) for s in cfg.candidate_levels(level)]
     tracker = CandidateTracker(levels, cfg.lam, target, final=final)
     train_cfg = cfg.final if final else cfg.sandwich
-    compute = train_sandwich(teacher, student, {s: spec_map[s] for s in levels}, tracker, data, train_cfg, out / "scratch")
+    compute = train_sandwich(
+        teacher, student, {s: spec_map[s] for s in levels}, tracker, data, train_cfg, out / "scratch",
+        teacher_cache=teacher_cache,
+    )
     shutil.rmtree(out / "scratch", ignore_errors=True)
     chosen = tracker.selection.sparsity
     save_student(tracker.chosen(), out / "model", spec_map[chosen], tokenizer=data.tokenizer)
-    if cfg.save_candidates:
+    if cfg.save_candidates or keep_candidates:
         for s, snapshot in tracker.snapshots.items():
             save_student(snapshot, out / "candidates" / f"s{s:g}", spec_map[s], tokenizer=data.tokenizer)
     summary = tracker.summary()
@@ -148,23 +197,65 @@ def _iteration_stage(
     }
 
 
-def _export_stage(model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:
-    from minidisc.elastic.io import load_student, save_student
-    from minidisc.training.finetune import evaluate_model
+def _reselect(cfg: CompressConfig, folder: Path, original: dict[str, Any], final_path: Path, out: Path) -> dict[str, Any]:
+    """Iteration 1 from an identical earlier run: replay its evaluations through a
+    tracker with this run's target and λ, and take the snapshot it selects."""
+    from minidisc.fileio import read_json, write_json
+    from minidisc.training.tracker import CandidateTracker
 
-    model = load_student(model_dir)
-    save_student(model, out, spec, tokenizer=data.tokenizer)
-    exported = load_student(out)  # the numbers reported are those of the exported files
-    dev, _ = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval")
-    shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
-    return {"dev": dev, "plain_hf_loadable": spec.is_uniform and _all_heads(exported, spec)}
+    saved = read_json(folder / "candidates.json")
+    levels = [c["sparsity"] for c in saved["candidates"]]
+    target = next(s for s in levels if _same(s, cfg.target_sparsity))
+    tracker = CandidateTracker(levels, cfg.lam, target, final=False)
+    for record in saved["history"]:
+        metrics = {next(s for s in levels if _same(s, float(k))): v for k, v in record["metrics"].items()}
+        tracker.update(record["step"], metrics, lambda s: s)
+    chosen = tracker.selection.sparsity
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(folder / "candidates" / f"s{chosen:g}", out / "model")
+    os.symlink(os.path.relpath(folder / "candidates", final_path.resolve()), out / "candidates", target_is_directory=True)
+    summary = tracker.summary()
+    write_json(out / "candidates.json", summary)
+    return {
+        "iteration": 1,
+        "final": False,
+        "teacher_level": 0.0,
+        "selected": chosen,
+        "selected_metric": tracker.best[chosen],
+        "candidates": summary["candidates"],
+        "compute": original["compute"],
+        "wall_time_s": original.get("wall_time_s"),
+        "reused_from": str(folder),
+    }
+
+
+def _export_stage(model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:
+    return export_stage(model_dir, data, out, spec)
 
 
 def _report_stage(run: RunDir, data: TaskData) -> dict[str, Any]:
+    from minidisc.report.compare import append_cost_section
     from minidisc.report.compress import write_compress_report
 
     write_compress_report(run, data)
+    append_cost_section(run)
     return {}
+
+
+def _cost(run: RunDir, cfg: CompressConfig, spec_map: dict[float, SubnetSpec]) -> dict[str, Any]:
+    """The schedule's cost: its iterations; direct KD estimated from iteration 1."""
+    from transformers import AutoConfig
+
+    from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
+
+    stages = run.manifest["stages"]
+    iterations = sorted((n for n in stages if n.startswith("iter")), key=lambda n: int(n[4:]))
+    first = stages[iterations[0]]
+    teacher_config = AutoConfig.from_pretrained(run.path / "sparsified" / "model")
+    trained = [spec_map[_key(spec_map, c["sparsity"])] for c in first["candidates"]]
+    target = spec_map[_key(spec_map, cfg.target_sparsity)]
+    reference = estimate_direct_kd(first, teacher_config, target, trained)
+    return schedule_cost(stages, iterations, reference)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -178,9 +269,19 @@ def train_sandwich(
     data: TaskData,
     cfg: TrainConfig,
     workdir: Path,
+    *,
+    objective: str = "minidisc",
+    objective_options: dict[str, Any] | None = None,
+    teacher_cache: TeacherCacheStore | None = None,
 ) -> dict[str, Any]:
     """Sandwich-train ``candidates`` of an elastic copy of ``student`` against ``teacher``
-    with the MiniDisc loss; return the stage's compute totals."""
+    with ``objective`` (default: the MiniDisc loss); return the stage's compute totals.
+
+    With a single candidate this is plain distillation into that sub-network, keeping
+    the snapshot at its best dev evaluation (every hop of the baseline schedules).
+    With ``teacher_cache`` the totals also hold ``teacher_cache`` statistics (hits,
+    misses, teacher FLOPs saved); the store is flushed to disk at the end.
+    """
     from minidisc.elastic.model import ElasticModel
     from minidisc.objectives import build_objective
     from minidisc.training.arguments import training_arguments
@@ -188,7 +289,10 @@ def train_sandwich(
     from minidisc.training.sandwich import SandwichTrainer
 
     elastic = ElasticModel(student)
-    objective = build_objective("minidisc", task_type=data.task.task_type, student_config=student.config, teacher_config=teacher.config)
+    loss = build_objective(
+        objective, task_type=data.task.task_type, student_config=student.config, teacher_config=teacher.config,
+        **(objective_options or {}),
+    )
     trainer = SandwichTrainer(
         model=elastic.model,
         args=training_arguments(cfg, workdir, keep_best_checkpoint=False),
@@ -198,25 +302,47 @@ def train_sandwich(
         processing_class=data.tokenizer,
         compute_metrics=metrics_fn(data.task),
         teacher=teacher,
-        objective=objective,
+        objective=loss,
         elastic=elastic,
         candidates=candidates,
         tracker=tracker,
         patience=cfg.patience,
+        teacher_cache=teacher_cache,
     )
     trainer.train()
     if not tracker.history:  # training ended between evaluations: evaluate once
         trainer.evaluate()
-    return trainer.meter.stop().to_dict()
+    compute = trainer.meter.stop().to_dict()
+    if trainer.teacher_cache is not None:
+        compute["teacher_cache"] = trainer.teacher_cache.stats.to_dict()
+        trainer.teacher_cache.flush()
+    return compute
 
 
-def load_sparsity_map(sparsified_dir: Path) -> dict[float, SubnetSpec]:
-    """The nested sparsity map saved by the ``sparsified`` stage."""
-    from minidisc.elastic.spec import SubnetSpec
-    from minidisc.fileio import read_json
+def _spec_map(run: RunDir, cfg: CompressConfig, teacher_run: str | Path | None) -> dict[float, SubnetSpec]:
+    """The sparsity map; a shared teacher's map is completed with this run's levels."""
+    from minidisc.errors import ConfigError
 
-    raw = read_json(sparsified_dir / "sparsity_map.json")
-    return {float(s): SubnetSpec.from_dict(spec) for s, spec in raw.items()}
+    spec_map = load_sparsity_map(run.path / "sparsified")
+    missing = sorted(s for s in set(cfg.grid) | {round(cfg.target_sparsity, 6)} if not any(_same(s, k) for k in spec_map))
+    if missing:  # the report sizes every candidate from the saved map
+        raise ConfigError(
+            f"the shared teacher run {teacher_run} has no sparsity levels {missing}; sparsify it with a grid "
+            "that includes them (e.g. rerun it with --grid), or use a grid within its levels"
+        )
+    return spec_map
+
+
+def _may_stop_early(cfg: TrainConfig, n_train: int) -> bool:
+    """Whether early stopping can end a stage: only with more evaluations than
+    ``patience`` (the first evaluation always improves on nothing)."""
+    import math
+
+    if cfg.patience is None:
+        return False
+    steps = cfg.max_steps or math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    evaluations = math.floor(steps / cfg.eval_steps) if cfg.eval_steps else math.ceil(cfg.epochs)
+    return evaluations > cfg.patience
 
 
 def _key(spec_map: dict[float, Any], sparsity: float) -> float:
@@ -225,7 +351,3 @@ def _key(spec_map: dict[float, Any], sparsity: float) -> float:
 
 def _same(a: float, b: float) -> bool:
     return abs(a - b) < 1e-6
-
-
-def _all_heads(model: PreTrainedModel, spec: SubnetSpec) -> bool:
-    return all(h == model.config.num_attention_heads for h in spec.heads)

@@ -102,6 +102,11 @@ class RunDir:
         self._save()
         return entry
 
+    def set(self, key: str, value: Any) -> None:
+        """Store a run-level record (e.g. the schedule's ``cost``) in the manifest."""
+        self.manifest[key] = value
+        self._save()
+
     def finish(self) -> None:
         self.manifest["finished"] = True
         self.manifest["completed"] = _now()

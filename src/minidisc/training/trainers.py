@@ -50,13 +50,20 @@ class DistillationTrainer(MeteredTrainer):
     Keyword Args:
         teacher: the teacher model (moved to the student's device, frozen).
         objective: a :class:`minidisc.objectives.Objective`.
+        teacher_cache: a :class:`~minidisc.training.teacher_cache.TeacherCacheStore`;
+            teacher outputs are then served from it where possible (objectives reading
+            Q/K/V always run the teacher). Its statistics: ``self.teacher_cache.stats``.
     """
 
-    def __init__(self, *args: Any, teacher: torch.nn.Module, objective: Objective, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, teacher: torch.nn.Module, objective: Objective, teacher_cache: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
         self.objective = objective.to(self.args.device)
         attach_flop_hook(self.teacher, self.meter, "teacher")
+        cached = teacher_cache is not None and teacher_cache.supports(objective)
+        self.teacher_cache = teacher_cache.view(self.teacher) if cached else None
         self.model_accepts_loss_kwargs = False  # our losses are batch means: let the Trainer scale for accumulation
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
@@ -67,19 +74,28 @@ class DistillationTrainer(MeteredTrainer):
         return optimizer
 
     def teacher_signals(self, inputs: dict[str, Any]) -> Signals:
-        """The teacher's outputs for one batch (hook point for cached teachers)."""
+        """The teacher's outputs for one batch: from the teacher cache when one is set,
+        else (and for cache misses) from a forward pass of the teacher."""
+        t0 = time.perf_counter()
+        if self.teacher_cache is not None:
+            signals = self.teacher_cache.signals(
+                inputs, self._teacher_forward, need_hidden_states=self.objective.needs_hidden_states
+            )
+        else:
+            signals = self._teacher_forward(inputs)
+        self.meter.totals.teacher_time_s += time.perf_counter() - t0
+        return signals
+
+    def _teacher_forward(self, inputs: dict[str, Any]) -> Signals:
         from minidisc.objectives import forward_with_signals
 
-        t0 = time.perf_counter()
         with torch.no_grad():
-            signals = forward_with_signals(
+            return forward_with_signals(
                 self.teacher,
                 inputs,
                 need_hidden_states=self.objective.needs_hidden_states,
                 need_qkv=self.objective.needs_qkv,
             )
-        self.meter.totals.teacher_time_s += time.perf_counter() - t0
-        return signals
 
     def distillation_loss(self, model: torch.nn.Module, inputs: dict[str, Any], teacher: Signals) -> torch.Tensor:
         """Student forward and the objective's loss against ``teacher``."""

@@ -1,0 +1,158 @@
+"""``minidisc compare``: every schedule to one target on one shared teacher.
+
+Run directory::
+
+    <out>/teacher/ sparsified/        fine-tuned + sparsified once (or linked from --teacher-run)
+    <out>/direct/ takd/ maxidisc/ minidisc/   one resumable run per schedule, each linking
+                                       the teacher from <out>
+    <out>/teacher-cache/              teacher outputs shared by all schedules (when the
+                                       teacher lives here; else in the teacher run)
+    <out>/stage-registry.json         finished hops, reused across schedules and runs
+    <out>/report.json report.md compare.png
+
+Each schedule is a manifest stage of the comparison holding its table row; an
+interrupted comparison resumes inside the schedule it was running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minidisc.schedules.config import CompareConfig
+from minidisc.schedules.run import RunDir
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """Teacher-output cache settings (run-time only: they do not change results).
+
+    Attributes:
+        enabled: use the cache.
+        directory: where shards go; None: ``teacher-cache/`` in the run holding the teacher.
+        max_memory_mb: memory budget (LRU beyond), MiB.
+        max_disk_gb: disk budget, GiB (None: unlimited).
+    """
+
+    enabled: bool = True
+    directory: str | None = None
+    max_memory_mb: int = 512
+    max_disk_gb: float | None = 20.0
+
+
+def open_cache(options: CacheOptions | None, root: Path) -> Any:
+    """A :class:`~minidisc.training.teacher_cache.TeacherCacheStore`, or None when off."""
+    if options is None or not options.enabled:
+        return None
+    from minidisc.training.teacher_cache import MiB, TeacherCacheStore
+
+    directory = Path(options.directory) if options.directory else Path(root) / "teacher-cache"
+    disk = int(options.max_disk_gb * 1024 * MiB) if options.max_disk_gb is not None else None
+    return TeacherCacheStore(directory, max_memory_bytes=options.max_memory_mb * MiB, max_disk_bytes=disk)
+
+
+def cache_root(output: str | Path, teacher_run: str | Path | None) -> Path:
+    """The run that holds (or will hold) the teacher: where the shared cache lives."""
+    from minidisc.schedules.stages import root_run
+
+    if teacher_run is not None and (Path(teacher_run) / "sparsified").exists():
+        return root_run(Path(teacher_run))
+    return Path(output)
+
+
+def run_compare(
+    cfg: CompareConfig, output: str | Path, *, overwrite: bool = False, cache: CacheOptions | None = CacheOptions()
+) -> RunDir:
+    """Run (or resume) every schedule of ``cfg`` into ``output`` and write the table.
+
+    Raises:
+        RunExistsError: ``output`` holds another run and ``overwrite`` is False.
+        ConfigError, DataError, ModelError: invalid options, data or teacher.
+    """
+    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.schedules.stages import (
+        prepare_teacher,
+        root_run,
+        sparsify_stage,
+        task_inputs,
+        teacher_stage,
+    )
+
+    run = RunDir(output, cfg, "compare", overwrite=overwrite)
+    source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
+    data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
+    prepare_teacher(
+        run,
+        cfg.teacher_run,
+        lambda tmp: teacher_stage(source, data, cfg.finetune, cfg.teacher_finetuned, tmp),
+        lambda tmp: sparsify_stage(run.path / "teacher", data, cfg.levels(), cfg.finetune.eval_batch_size, tmp),
+    )
+    root = root_run(run.path)
+    store = open_cache(cache, root)
+    shared = str(run.path.resolve())
+    for name in cfg.schedules:
+        run.stage(name, lambda _root, name=name: _run_schedule(cfg, name, shared, run.path / name, store), folder=False)
+
+    def report(_root: Path) -> dict[str, Any]:
+        from minidisc.report.compare import (
+            assistant_student_correlation,
+            schedule_row,
+            write_compare_report,
+        )
+
+        rows = [schedule_row(name, run.path / name) for name in cfg.schedules]
+        correlation = None
+        if "maxidisc" in cfg.schedules:
+            mini = run.path / "minidisc" if "minidisc" in cfg.schedules else None
+            correlation = assistant_student_correlation(run.path / "maxidisc", mini, cfg.lam)
+        written = write_compare_report(run.path, _info(cfg, run, data), rows, correlation)
+        return {"rows": [{k: r[k] for k in ("schedule", "dev_main", "cost_train_flops", "cost_multiple")} for r in written["rows"]]}
+
+    run.stage("report", report, folder=False)
+    run.finish()
+    return run
+
+
+def _run_schedule(cfg: CompareConfig, name: str, shared: str, out: Path, store: Any) -> dict[str, Any]:
+    from minidisc.schedules.baselines import run_distill, run_maxidisc, run_takd
+    from minidisc.schedules.memo import StageMemo
+    from minidisc.schedules.minidisc import run_compress
+    from minidisc.schedules.stages import root_run
+
+    if name == "direct":
+        sub = run_distill(cfg.direct(shared), out, teacher_cache=store)
+    elif name == "takd":
+        sub = run_takd(cfg.takd(shared), out, teacher_cache=store)
+    elif name == "maxidisc":
+        sub = run_maxidisc(cfg.maxidisc(shared), out, teacher_cache=store)
+    else:
+        memo = StageMemo(root_run(Path(shared)))
+        sub = run_compress(cfg.minidisc(), out, teacher_run=shared, teacher_cache=store, memo=memo)
+    cost = sub.manifest["cost"]
+    return {
+        "run": str(out),
+        "dev_main": sub.record("student")["dev"]["main"],
+        "cost_train_flops": cost["total"]["train_flops"],
+        "spent_train_flops": cost["spent"]["train_flops"],
+    }
+
+
+def _info(cfg: CompareConfig, run: RunDir, data: Any) -> dict[str, Any]:
+    from minidisc.report.compare import model_size
+
+    teacher = run.record("teacher")
+    t = cfg.train
+    return {
+        "task": cfg.data.task,
+        "metric": "main (" + "/".join(data.task.metric_names) + ")",
+        "target_sparsity": cfg.target_sparsity,
+        "teacher_dev_main": teacher["dev"]["main"],
+        "teacher_flops_per_128_tokens": model_size(run.path / "teacher")["flops_per_128_tokens"],
+        "data": teacher.get("data") or data.sizes,
+        "seed": cfg.finetune.seed,
+        "train_summary": f"{t.epochs:g} epoch(s), batch {t.batch_size}, lr {t.learning_rate:g}, seed {t.seed}, "
+        f"objective {cfg.objective} (MiniDisc: its own loss)",
+        "schedules": list(cfg.schedules),
+        "takd_path": list(cfg.takd_path or cfg.default_takd_path()) if "takd" in cfg.schedules else None,
+    }

@@ -1,0 +1,223 @@
+"""Stages every schedule shares: the teacher, its sparsification, the student export.
+
+``teacher``     fine-tune the teacher on the task (or only evaluate it when it is already
+                fine-tuned); keep the best dev checkpoint.
+``sparsified``  score heads/neurons on a training subset, reorder them by importance,
+                build the nested sparsity map.
+``student``     save the final student (safetensors + config) and re-evaluate the saved
+                copy, so the reported numbers are those of the files.
+
+A schedule either runs ``teacher`` and ``sparsified`` itself or *links* them from
+another run (``teacher_run``): the folders become relative symlinks and the manifest
+entries are copied with ``linked_from``, so all schedules of a comparison distil the
+very same teacher and the shared cost is counted once (as preparation, not as part of
+any schedule).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from minidisc.config import TrainConfig
+from minidisc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from minidisc.elastic.spec import SubnetSpec
+    from minidisc.models import ModelSource
+    from minidisc.schedules.inputs import TaskData
+    from minidisc.schedules.run import RunDir
+
+SHARED_STAGES = ("teacher", "sparsified")
+StageWork = Callable[[Path], dict[str, Any]]
+
+
+# --- the teacher and its sparsification ----------------------------------------------
+
+
+def teacher_stage(
+    source: ModelSource, data: TaskData, finetune_cfg: TrainConfig, already_finetuned: bool, out: Path
+) -> dict[str, Any]:
+    """Fine-tune (or, if ``already_finetuned``, evaluate) the teacher; save it to ``out``.
+
+    Returns the manifest entry: dev metrics, fine-tuning compute, source, data sizes.
+    """
+    from minidisc.models import load_for_task
+    from minidisc.training.finetune import evaluate_model, finetune
+
+    model = load_for_task(source, data.task)
+    if already_finetuned:
+        dev, compute = evaluate_model(model, data, finetune_cfg, out / "scratch")[0], None
+    else:
+        result = finetune(model, data.tokenizer, data.task, data.train, data.dev, finetune_cfg, out / "scratch")
+        model, dev, compute = result.model, result.dev_metrics, result.compute.to_dict()
+    shutil.rmtree(out / "scratch", ignore_errors=True)
+    model.save_pretrained(out)
+    data.tokenizer.save_pretrained(out)
+    return {"dev": dev, "compute": compute, "source": source.label, "data": data.sizes}
+
+
+def sparsify_stage(
+    teacher_dir: Path, data: TaskData, levels: Iterable[float], batch_size: int, out: Path
+) -> dict[str, Any]:
+    """Importance (|∂ label loss / ∂ mask| on ``data.importance``), reorder, sparsity map.
+
+    Writes ``model/`` (the reordered teacher, same outputs), ``importance.safetensors``
+    and ``sparsity_map.json`` into ``out``. The entry's ``compute`` counts the importance
+    pass as training FLOPs (one forward and one backward per batch: 3 × forward).
+    """
+    from torch.utils.data import DataLoader
+
+    from minidisc.compute.flops import forward_flops
+    from minidisc.compute.meter import ComputeTotals
+    from minidisc.elastic.model import ElasticModel
+    from minidisc.fileio import write_json
+    from minidisc.models import ModelSource, load_for_task
+    from minidisc.training.data import collator_for
+
+    elastic = ElasticModel(load_for_task(ModelSource(str(teacher_dir)), data.task))
+    loader = DataLoader(data.importance, batch_size=batch_size, collate_fn=collator_for(data.task, data.tokenizer))
+    totals = ComputeTotals()
+    for batch in loader:  # the shapes the importance pass computes on
+        b, s = batch["input_ids"].shape
+        totals.student_train_flops += 3.0 * forward_flops(elastic.model.config, None, seq_len=s, batch=b)
+        totals.tokens += int(batch["attention_mask"].sum())
+        totals.sequences += b
+    importance = elastic.reorder(elastic.importance(loader))
+    levels = sorted({round(float(s), 6) for s in levels})
+    spec_map = elastic.sparsity_map(importance, levels)
+    elastic.model.save_pretrained(out / "model")
+    data.tokenizer.save_pretrained(out / "model")
+    importance.save(out / "importance.safetensors")
+    write_json(out / "sparsity_map.json", {f"{s:g}": spec.to_dict() for s, spec in spec_map.items()})
+    return {"levels": levels, "compute": totals.to_dict()}
+
+
+def load_sparsity_map(sparsified_dir: Path) -> dict[float, SubnetSpec]:
+    """The nested sparsity map saved by the ``sparsified`` stage."""
+    from minidisc.elastic.spec import SubnetSpec
+    from minidisc.fileio import read_json
+
+    raw = read_json(sparsified_dir / "sparsity_map.json")
+    return {float(s): SubnetSpec.from_dict(spec) for s, spec in raw.items()}
+
+
+def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, SubnetSpec]:
+    """Specs of ``levels``: from the saved map, and for levels it lacks, rebuilt from the
+    saved (reordered) importance — the same global ranking, so the sets stay nested."""
+    from minidisc.elastic.families import family_for
+    from minidisc.elastic.importance import Importance
+    from minidisc.elastic.sparsity_map import sparsity_map
+    from minidisc.models import ModelSource
+
+    saved = load_sparsity_map(sparsified_dir)
+    wanted = sorted({round(float(s), 6) for s in levels})
+    missing = [s for s in wanted if find_level(saved, s) is None]
+    if missing:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(ModelSource(str(sparsified_dir / "model")).path)
+        group = family_for(config).geometry(config).group_size
+        saved.update(sparsity_map(Importance.load(sparsified_dir / "importance.safetensors"), missing, group_size=group))
+    return {s: saved[find_level(saved, s)] for s in wanted}  # type: ignore[index]
+
+
+def find_level(levels: Iterable[float], sparsity: float) -> float | None:
+    """The key of ``levels`` equal to ``sparsity`` (up to 1e-6), else None."""
+    return next((s for s in levels if abs(s - sparsity) < 1e-6), None)
+
+
+# --- sharing the teacher between runs --------------------------------------------------
+
+
+def prepare_teacher(
+    run: RunDir, teacher_run: str | Path | None, teacher_work: StageWork, sparsify_work: StageWork
+) -> None:
+    """Run the ``teacher`` and ``sparsified`` stages, or link them from ``teacher_run``.
+
+    Raises:
+        ConfigError: ``teacher_run`` is not a run with both stages finished.
+    """
+    if teacher_run is None:
+        run.stage("teacher", teacher_work)
+        run.stage("sparsified", sparsify_work)
+        return
+    for name in SHARED_STAGES:
+        link_stage(run, name, Path(teacher_run))
+
+
+def link_stage(run: RunDir, name: str, source_run: Path) -> dict[str, Any]:
+    """Make stage ``name`` of ``run`` a link to the same finished stage of ``source_run``."""
+    from minidisc.fileio import read_json
+    from minidisc.schedules.run import MANIFEST
+
+    if run.done(name):
+        return run.record(name)
+    manifest_path = source_run / MANIFEST
+    entry = read_json(manifest_path).get("stages", {}).get(name) if manifest_path.is_file() else None
+    if not entry or entry.get("status") != "done" or not (source_run / name).is_dir():
+        raise ConfigError(
+            f"{source_run} has no finished '{name}' stage to share; run a schedule there first "
+            "(e.g. minidisc compare/distill with --output pointing at it) or drop --teacher-run"
+        )
+    target = (source_run / name).resolve()
+    link = run.path / name
+    if link.is_symlink() or link.exists():
+        _remove(link)
+    os.symlink(os.path.relpath(target, run.path.resolve()), link, target_is_directory=True)
+    shared = {**entry, "linked_from": str(target)}
+    return run.stage(name, lambda _root: {k: v for k, v in shared.items() if k != "status"}, folder=False)
+
+
+def root_run(run_path: Path) -> Path:
+    """The run that physically holds the (possibly linked) ``sparsified`` stage."""
+    return (run_path / "sparsified").resolve().parent
+
+
+def task_inputs(teacher: str | None, teacher_run: str | Path | None) -> tuple[ModelSource, PreTrainedTokenizerBase]:
+    """The teacher's source and tokenizer; from the shared run's teacher when sharing."""
+    from minidisc.models import ModelSource, load_tokenizer, resolve_model
+
+    if teacher_run is not None:
+        folder = Path(teacher_run) / "teacher"
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"{teacher_run} has no fine-tuned teacher (teacher/config.json); check --teacher-run")
+        source = ModelSource(str(folder.resolve()), label=f"teacher of {teacher_run}")
+    else:
+        source = resolve_model(teacher)
+    return source, load_tokenizer(source)
+
+
+# --- export ----------------------------------------------------------------------------
+
+
+def export_stage(model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | None = None) -> dict[str, Any]:
+    """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy.
+
+    Args:
+        spec: the student's per-layer sizes (default: as recorded in its config).
+    """
+    from minidisc.elastic.io import load_student, save_student
+    from minidisc.training.finetune import evaluate_model
+
+    model = load_student(model_dir)
+    save_student(model, out, spec, tokenizer=data.tokenizer)
+    exported = load_student(out)  # the numbers reported are those of the exported files
+    dev, _ = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval")
+    shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
+    recorded = exported.config.minidisc_subnet
+    uniform = len(set(recorded["heads"])) <= 1 and len(set(recorded["neurons"])) <= 1
+    full_heads = all(h == exported.config.num_attention_heads for h in recorded["heads"])
+    return {"dev": dev, "plain_hf_loadable": uniform and full_heads}
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path)

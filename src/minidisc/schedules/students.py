@@ -1,0 +1,73 @@
+"""Students of the baseline schedules that are not sub-networks: layer-dropped copies.
+
+A layer-dropped student ("NL" in the MiniDisc baselines) keeps some of the teacher's
+transformer layers whole (by default the bottom N) and everything else (embeddings,
+pooler, classifier). Layers are located through the elastic family adapter, so any
+architecture :mod:`minidisc.elastic.families` supports works.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from minidisc.errors import ConfigError
+
+
+def bottom_layers(n: int) -> tuple[int, ...]:
+    """Indices of the bottom ``n`` layers: ``(0, …, n − 1)``."""
+    if n < 1:
+        raise ConfigError(f"a layer-dropped student keeps at least one layer, got {n}")
+    return tuple(range(n))
+
+
+def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
+    """A deep copy of ``model`` keeping only the transformer layers ``keep`` (0-based).
+
+    The copy's config says ``num_hidden_layers = len(keep)`` (and per-layer lists such
+    as ``layer_types`` are cut alike); each kept layer gets its new index.
+
+    Raises:
+        ConfigError: an index is out of range, repeated, or not ascending.
+        ModelError: unsupported architecture.
+    """
+    from minidisc.elastic.families import family_for
+
+    family = family_for(model)
+    total = len(family.layers(model))
+    keep = tuple(int(i) for i in keep)
+    if not keep or list(keep) != sorted(set(keep)) or keep[0] < 0 or keep[-1] >= total:
+        raise ConfigError(f"layers to keep must be distinct ascending indices in 0..{total - 1}, got {list(keep)}")
+    student = copy.deepcopy(model)
+    layers = family.layers(student)
+    name, parent = _layer_list(student, layers)
+    kept = [layers[i] for i in keep]
+    for new_index, layer in enumerate(kept):
+        _renumber(layer, new_index)
+    setattr(parent, name, nn.ModuleList(kept))
+    config = student.config
+    config.num_hidden_layers = len(keep)
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = [config.layer_types[i] for i in keep]
+    return student
+
+
+def _layer_list(model: nn.Module, layers: list[Any]) -> tuple[str, nn.Module]:
+    """(attribute name, parent module) of the ModuleList holding exactly ``layers``."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.ModuleList) and len(child) == len(layers) and all(
+                a is b for a, b in zip(child, layers)
+            ):
+                return name, parent
+    raise ConfigError(f"cannot find the layer list of {type(model).__name__}")
+
+
+def _renumber(layer: nn.Module, index: int) -> None:
+    # KV caches index layers by `layer_idx`; keep it consistent with the new depth.
+    for module in layer.modules():
+        if isinstance(getattr(module, "layer_idx", None), int):
+            module.layer_idx = index

@@ -1,0 +1,126 @@
+"""``compare`` on a tiny random BERT: one shared teacher, the four schedules, the table
+and plot, resume after an interrupted schedule, and MiniDisc's reuse of iteration 1
+by a comparison at another target."""
+
+from __future__ import annotations
+
+import pytest
+
+from minidisc.config import DataConfig, TrainConfig
+from minidisc.schedules.config import CompareConfig
+from tests.helpers import write_tiny_bert, write_tiny_sst2
+
+STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, patience=None, seed=1)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    import minidisc.schedules.compare as cmp
+
+    root = tmp_path_factory.mktemp("compare")
+    cfg = CompareConfig(
+        teacher=str(write_tiny_bert(root / "teacher")),
+        data=DataConfig(task="sst2", data_dir=str(write_tiny_sst2(root / "glue", n_train=24, n_dev=8)),
+                        max_length=16, importance_samples=16),
+        grid=(0.0, 0.25, 0.5, 0.75), truncation=0.25, target_sparsity=0.75, finetune=STAGE, train=STAGE,
+    )
+    calls: list[str] = []
+    real = cmp._run_schedule
+
+    def interrupted_once(cfg, name, *args, **kwargs):
+        calls.append(name)
+        if name == "maxidisc" and calls.count("maxidisc") == 1:
+            raise KeyboardInterrupt
+        return real(cfg, name, *args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(cmp, "_run_schedule", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        cmp.run_compare(cfg, root / "cmp")
+    run = cmp.run_compare(cfg, root / "cmp")
+    mp.undo()
+    return cfg, run, calls
+
+
+def test_schedules_share_one_teacher_and_resume(compared):
+    cfg, run, calls = compared
+    assert calls == ["direct", "takd", "maxidisc", "maxidisc", "minidisc"]  # finished ones not rerun
+    assert list(run.manifest["stages"]) == ["teacher", "sparsified", "direct", "takd", "maxidisc", "minidisc", "report"]
+    for name in cfg.schedules:
+        sub = run.path / name
+        assert (sub / "teacher").resolve() == (run.path / "teacher").resolve()
+        assert (sub / "sparsified").resolve() == (run.path / "sparsified").resolve()
+        assert (sub / "student" / "model.safetensors").is_file()
+
+
+def test_table_plot_and_cost_multiples(compared):
+    from minidisc.fileio import read_json
+
+    _, run, _ = compared
+    report = read_json(run.path / "report.json")
+    rows = {r["schedule"]: r for r in report["rows"]}
+    assert list(rows) == ["direct", "takd", "maxidisc", "minidisc"]
+    assert rows["direct"]["cost_multiple"] == pytest.approx(1.0)
+    for name, row in rows.items():
+        manifest = read_json(run.path / name / "manifest.json")
+        assert row["cost_train_flops"] == pytest.approx(manifest["cost"]["total"]["train_flops"])
+        assert row["cost_multiple"] == pytest.approx(row["cost_train_flops"] / rows["direct"]["cost_train_flops"])
+        assert row["student"]["sparsity"] == pytest.approx(0.75)
+        assert 0.0 <= row["dev_main"] <= 1.0
+    # the default TA path: the candidate nearest target/2 = 0.375 (tie → the denser 0.25)
+    assert rows["takd"]["route"] == [0.25, 0.75]
+    # MaxiDisc trains every path of TAKD and more: it costs more; two hops cost more than one
+    assert rows["maxidisc"]["cost_multiple"] > rows["takd"]["cost_multiple"] > 1.0
+    text = (run.path / "report.md").read_text()
+    assert "| Direct KD |" in text and "| MiniDisc |" in text and "1.00×" in text
+    assert (run.path / "compare.png").stat().st_size > 1000
+
+
+def test_minidisc_cost_and_reuse_of_iteration_one_at_another_target(compared, tmp_path):
+    from minidisc.fileio import read_json
+    from minidisc.schedules.compare import run_compare
+    from minidisc.schedules.selection import select_assistant
+
+    cfg, run, _ = compared
+    mini = read_json(run.path / "minidisc" / "manifest.json")
+    cost = mini["cost"]
+    iters = [n for n in mini["stages"] if n.startswith("iter")]
+    assert cost["training_runs"] == len(iters)
+    assert cost["total"]["train_flops"] == pytest.approx(sum(s["train_flops"] for s in cost["per_stage"].values()))
+    assert "## Cost" in (run.path / "minidisc" / "report.md").read_text()
+
+    other = cfg.model_copy(update={"target_sparsity": 0.5, "schedules": ("minidisc",), "teacher_run": str(run.path)})
+    second = run_compare(other, tmp_path / "cmp-0.5")
+    first_iter = mini["stages"]["iter1"]
+    reused = read_json(second.path / "minidisc" / "manifest.json")["stages"]["iter1"]
+    assert reused["reused_from"]
+    assert reused["compute"] == first_iter["compute"]
+    best = {c["sparsity"]: c["best_metric"] for c in reused["candidates"]}
+    assert best == {c["sparsity"]: c["best_metric"] for c in first_iter["candidates"]}
+    assert reused["selected"] == select_assistant(best, cfg.lam, 0.5).sparsity  # re-selected for the new target
+
+
+def test_assistant_student_correlation_from_manifests(tmp_path):
+    """Hand-made MaxiDisc/MiniDisc manifests: tradeoff = m + λ·s and Spearman by hand."""
+    from minidisc.fileio import write_json
+    from minidisc.report.compare import assistant_student_correlation
+
+    assistants = {0.5: 0.90, 0.6: 0.85, 0.7: 0.84}
+    students = {0.5: 0.80, 0.6: 0.78, 0.7: 0.79}
+    stages = {f"hop-s{a:g}": {"dev_main": m} for a, m in assistants.items()}
+    stages |= {f"hop-s{a:g}-s0.9": {"dev_main": students[a]} for a in assistants}
+    paths = [{"path": [{"sparsity": a, "layers": None}, {"sparsity": 0.9, "layers": None}], "final": f"hop-s{a:g}-s0.9"}
+             for a in assistants]
+    write_json(tmp_path / "maxi" / "manifest.json", {"stages": stages, "paths": paths})
+    sandwich = [{"sparsity": 0.5, "best_metric": 0.7}, {"sparsity": 0.6, "best_metric": 0.6},
+                {"sparsity": 0.7, "best_metric": 0.55}, {"sparsity": 0.9, "best_metric": 0.3}]
+    write_json(tmp_path / "mini" / "manifest.json", {"stages": {"iter1": {"candidates": sandwich, "selected": 0.5}}})
+
+    result = assistant_student_correlation(tmp_path / "maxi", tmp_path / "mini", lam=0.2)
+    assert [r["tradeoff"] for r in result["rows"]] == pytest.approx([1.00, 0.97, 0.98])
+    # ranks: tradeoff (3, 1, 2) and student (3, 1, 2) agree; assistant metric (3, 2, 1): d² = 0 + 1 + 1
+    assert result["spearman_tradeoff_vs_student"] == pytest.approx(1.0)
+    assert result["spearman_assistant_metric_vs_student"] == pytest.approx(1 - 6 * 2 / (3 * (9 - 1)))
+    # sandwich tradeoffs 0.8, 0.72, 0.69: ranks (3, 2, 1) → also ρ = 0.5
+    assert result["spearman_sandwich_tradeoff_vs_student"] == pytest.approx(0.5)
+    assert result["best_student_at"] == 0.5 and result["max_tradeoff_at"] == 0.5
