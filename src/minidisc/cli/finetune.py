@@ -1,13 +1,36 @@
-"""``minidisc finetune``: fine-tune a teacher or any student checkpoint on a task."""
+"""``minidisc finetune``: fine-tune a teacher or any student checkpoint on a task, or on a
+suite of GLUE tasks (``--glue-suite sst2,mrpc,cola``) with a results table.
+
+Any checkpoint loads with a fresh task head: a masked-LM student from ``minidisc
+pretrain`` (``BertForMaskedLM``) becomes a ``BertForSequenceClassification`` whose
+pooler and classifier are newly initialised.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import BaseModel, ConfigDict
 
 from minidisc.cli.options import DataDir, MaxEval, MaxTrain, Output, Overwrite, Task, merge
+from minidisc.config import TrainConfig
+
+if TYPE_CHECKING:
+    from minidisc.config import DataConfig
+    from minidisc.models import ModelSource
+
+
+class GlueSuiteConfig(BaseModel):
+    """What a GLUE-suite run directory was made with (compared on resume)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str | None
+    tasks: tuple[str, ...]
+    data: dict[str, Any]
+    train: TrainConfig
+    save_model: bool
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +41,8 @@ def finetune(
     model: Annotated[str | None, typer.Option("--model", "--teacher", help="Hub id, folder (incl. minidisc students) or .gguf; default: the packaged all-MiniLM-L6-v2.")] = None,
     task: Task = "sst2",
     output: Output = Path("runs/finetune"),
+    glue_suite: Annotated[str | None, typer.Option("--glue-suite", help="Comma-separated tasks, e.g. sst2,mrpc,cola: fine-tune on each (into OUTPUT/<task>/, resumable) and write glue_suite.md/.json; replaces --task.")] = None,
+    save_model: Annotated[bool, typer.Option("--save-model/--no-save-model", help="Keep the fine-tuned weights (--glue-suite: one model per task).")] = True,
     data_dir: DataDir = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
@@ -30,32 +55,156 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 776,
     overwrite: Overwrite = False,
 ) -> None:
-    """Fine-tune a model on a GLUE task (or CoNLL-2003); keep the best dev checkpoint."""
+    """Fine-tune a model on a GLUE task (or CoNLL-2003) or a suite of tasks; keep the best dev checkpoint."""
+    from minidisc.config import DataConfig, parse_config
+    from minidisc.errors import RunExistsError
+    from minidisc.models import load_tokenizer, resolve_model
+
+    data = {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
+            "max_eval_samples": max_eval_samples, "max_length": max_length}
+    train_cfg = parse_config(TrainConfig, {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                             "eval_steps": eval_steps, "patience": patience, "seed": seed}, "the command line")
+    if glue_suite is not None:
+        tasks = parse_suite(glue_suite)
+        run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite)
+        return
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise RunExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
+    data_cfg = parse_config(DataConfig, merge({}, {"task": task, **data}), "the command line")
+    from minidisc.fileio import atomic_path
+
+    source = resolve_model(model)
+    with atomic_path(output) as tmp:
+        result = finetune_one(source, load_tokenizer(source), data_cfg, train_cfg, tmp, save_model=save_model)
+    typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result['dev'].items())}")
+    typer.echo(f"model: {output}")
+
+
+def finetune_one(
+    source: ModelSource, tokenizer: Any, data_cfg: DataConfig, train_cfg: TrainConfig, output: Path,
+    *, save_model: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune ``source`` on ``data_cfg.task`` and write into the folder ``output``:
+    ``finetune.json`` (dev metrics as fractions, data sizes, compute) and, with
+    ``save_model``, the model and tokenizer. Callers make the write atomic. Returns the
+    ``finetune.json`` content."""
     import shutil
 
-    from minidisc.config import DataConfig, TrainConfig, parse_config
-    from minidisc.errors import RunExistsError
-    from minidisc.fileio import atomic_path, write_json
-    from minidisc.models import load_for_task, load_tokenizer, resolve_model
+    from minidisc.fileio import write_json
+    from minidisc.models import load_for_task
     from minidisc.schedules.inputs import prepare_task_data
     from minidisc.training.finetune import finetune as run_finetune
 
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise RunExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
-    data_cfg = parse_config(DataConfig, merge({}, {"task": task, "data_dir": str(data_dir) if data_dir else None,
-                            "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples,
-                            "max_length": max_length}), "the command line")
-    train_cfg = parse_config(TrainConfig, {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                             "eval_steps": eval_steps, "patience": patience, "seed": seed}, "the command line")
+    data = prepare_task_data(data_cfg, tokenizer, seed=train_cfg.seed)
+    output.mkdir(parents=True, exist_ok=True)
+    result = run_finetune(load_for_task(source, data.task), tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch")
+    shutil.rmtree(output / "scratch", ignore_errors=True)
+    if save_model:
+        result.model.save_pretrained(output)
+        tokenizer.save_pretrained(output)
+    summary = {"model": source.label, "task": data.task.name, "dev": result.dev_metrics,
+               "data": data.sizes, "compute": result.compute.to_dict()}
+    write_json(output / "finetune.json", summary)
+    return summary
+
+
+# --- GLUE suite ------------------------------------------------------------------------
+
+
+def parse_suite(text: str) -> list[str]:
+    """``"sst2, mrpc,cola"`` → canonical task names ``["sst2", "mrpc", "cola"]``.
+
+    Raises:
+        ConfigError: unknown or repeated task, or an empty list.
+    """
+    from minidisc.errors import ConfigError
+    from minidisc.tasks import get_task
+
+    names = [get_task(t.strip()).name for t in text.split(",") if t.strip()]
+    if not names:
+        raise ConfigError("--glue-suite needs at least one task, e.g. sst2,mrpc,cola")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--glue-suite lists {', '.join(repeated)} more than once")
+    return names
+
+
+def run_glue_suite(
+    model: str | None, tasks: list[str], output: Path, data: dict[str, Any], train_cfg: TrainConfig,
+    *, save_model: bool = True, overwrite: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` on every task of ``tasks`` (one resumable stage per task in the
+    run directory ``output``) and write ``glue_suite.json`` / ``glue_suite.md``.
+
+    Args:
+        model: model name or path (see :func:`minidisc.models.resolve_model`).
+        tasks: canonical task names.
+        data: ``data_dir``, ``max_train_samples``, ``max_eval_samples``, ``max_length``
+            applied to every task.
+        train_cfg: fine-tuning settings of every task.
+
+    Returns:
+        The suite summary (``tasks``: per-task dev metrics as fractions; ``average``:
+        mean of the tasks' ``main`` metrics).
+
+    Raises:
+        RunExistsError: ``output`` holds another run and ``overwrite`` is False.
+    """
+    from pydantic import BaseModel, ConfigDict
+
+    from minidisc.config import DataConfig, parse_config
+    from minidisc.fileio import read_json, write_json, write_text
+    from minidisc.models import load_tokenizer, resolve_model
+    from minidisc.schedules.run import RunDir
+
+    class GlueSuiteConfig(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        model: str | None
+        tasks: tuple[str, ...]
+        data: dict[str, Any]
+        train: TrainConfig
+        save_model: bool
+
+    cfg = GlueSuiteConfig(model=model, tasks=tuple(tasks), data=data, train=train_cfg, save_model=save_model)
+    run = RunDir(output, cfg, "finetune --glue-suite", overwrite=overwrite)
     source = resolve_model(model)
     tokenizer = load_tokenizer(source)
-    data = prepare_task_data(data_cfg, tokenizer, seed=seed)
-    with atomic_path(output) as tmp:
-        result = run_finetune(load_for_task(source, data.task), tokenizer, data.task, data.train, data.dev, train_cfg, tmp / "scratch")
-        shutil.rmtree(tmp / "scratch", ignore_errors=True)
-        result.model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "finetune.json", {"model": source.label, "task": data.task.name, "dev": result.dev_metrics,
-                                           "data": data.sizes, "compute": result.compute.to_dict()})
-    typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result.dev_metrics.items())}")
-    typer.echo(f"model: {output}")
+    for name in tasks:
+        data_cfg = parse_config(DataConfig, merge({}, {"task": name, **data}), "the command line")
+
+        def work(tmp: Path, data_cfg: DataConfig = data_cfg) -> dict[str, Any]:
+            result = finetune_one(source, tokenizer, data_cfg, train_cfg, tmp, save_model=save_model)
+            return {"dev": result["dev"]}
+
+        entry = run.stage(name, work)
+        typer.echo(f"{name}: dev {', '.join(f'{k} {100 * v:.2f}' for k, v in entry['dev'].items())}")
+    results = {name: read_json(run.path / name / "finetune.json") for name in tasks}
+    summary = {
+        "model": source.label,
+        "tasks": {name: {"dev": r["dev"], "data": r["data"]} for name, r in results.items()},
+        "average": sum(r["dev"]["main"] for r in results.values()) / len(results),
+        "settings": {"data": data, "train": train_cfg.model_dump(mode="json")},
+    }
+    write_json(run.path / "glue_suite.json", summary)
+    write_text(run.path / "glue_suite.md", render_suite(summary))
+    run.finish()
+    typer.echo(f"average of main metrics: {100 * summary['average']:.2f}  table: {run.path / 'glue_suite.md'}")
+    return summary
+
+
+def render_suite(summary: dict[str, Any]) -> str:
+    """Markdown table of a GLUE suite: one row per task, dev metrics in percent."""
+    lines = [
+        f"# GLUE suite — {summary['model']}",
+        "",
+        "| task | dev metrics (%) | main (%) | train / dev examples |",
+        "|---|---|---|---|",
+    ]
+    for name, r in summary["tasks"].items():
+        metrics = ", ".join(f"{k} {100 * v:.2f}" for k, v in r["dev"].items() if k != "main")
+        lines.append(
+            f"| {name} | {metrics} | {100 * r['dev']['main']:.2f} | "
+            f"{r['data']['train_examples']} / {r['data']['dev_examples']} |"
+        )
+    lines += [f"| **average** | | **{100 * summary['average']:.2f}** | |", ""]
+    return "\n".join(lines)

@@ -1,0 +1,350 @@
+"""``minidisc pretrain``: one arm of the fixed-budget comparison in a resumable run directory.
+
+Stages (:class:`~minidisc.schedules.run.RunDir`):
+
+``teacher``   (distillation arms) held-out MLM loss of the teacher on the same masked
+              held-out blocks the student is scored on.
+``student``   train until the budget is spent (checkpoints in ``checkpoints/`` every
+              ``checkpoint_steps`` steps; an interrupted run resumes from the last one),
+              save ``student/`` (safetensors + config + tokenizer).
+``report``    ``report.json``, ``report.md``, ``loss.png``.
+``log-runs …`` (with ``log_runs``) one record appended to a runs file, once per file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from minidisc.errors import ConfigError
+from minidisc.pretrain.config import PretrainConfig
+from minidisc.schedules.run import RunDir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+    from minidisc.models import ModelSource
+    from minidisc.objectives import Objective
+    from minidisc.pretrain.budget import BudgetPlan, CostModel
+    from minidisc.pretrain.data import Corpora, MaskedStream
+    from minidisc.pretrain.student import LoadedTeacher
+
+#: Strategies whose loss trains the MLM head, so that a held-out MLM loss means something.
+TRAINS_MLM_HEAD = ("scratch", "kd", "distilbert", "pkd")
+
+
+def head_modes(strategy: str, objective: Objective | None) -> tuple[str, str]:
+    """``(student, teacher)`` MLM-head modes of an arm (see :mod:`minidisc.pretrain.budget`).
+
+    Scratch and logit-only objectives (vanilla KD) run the heads on masked positions
+    only; objectives that also read hidden states or attention (DistilBERT, PKD) on every
+    position; general-distillation objectives without a prediction loss (TinyBERT,
+    MiniLM, MiniLMv2) run no head at all.
+    """
+    if objective is None:
+        return "masked", "none"
+    if not objective.needs_logits:
+        return "none", "none"
+    if objective.needs_hidden_states or objective.needs_qkv:
+        return "all", "all"
+    return "masked", "masked"
+
+
+@dataclass
+class Arm:
+    """Everything an arm needs before training: models, data, objective, costs, plan."""
+
+    cfg: PretrainConfig
+    source: ModelSource
+    tokenizer: PreTrainedTokenizerBase
+    corpora: Corpora
+    heldout: dict[str, Any]
+    teacher: LoadedTeacher | None
+    teacher_config: Any
+    student: PreTrainedModel
+    layers_from: list[int] | None
+    objective: Objective | None
+    cost: CostModel
+    plan: BudgetPlan
+    stream: MaskedStream
+
+
+def prepare_arm(cfg: PretrainConfig) -> Arm:
+    """Load teacher, tokenizer and corpora, build the student and objective, plan the budget.
+
+    Raises:
+        ConfigError, DataError, ModelError: bad options, data or models.
+    """
+    from minidisc.models import load_tokenizer, resolve_model
+    from minidisc.objectives import build_objective
+    from minidisc.pretrain.budget import CostModel, plan_budget
+    from minidisc.pretrain.data import MaskedStream, heldout_batch, load_corpora
+    from minidisc.pretrain.student import build_student, load_config, load_teacher, set_unigram_bias
+
+    source = resolve_model(cfg.teacher)
+    tokenizer = load_tokenizer(source)
+    corpora = load_corpora(cfg.corpus, tokenizer)
+    heldout = heldout_batch(corpora.heldout, tokenizer, cfg.corpus.mlm_probability, cfg.corpus.eval_seed)
+    needs_weights = cfg.distills or bool(cfg.student.init_from_teacher)
+    teacher = load_teacher(source, cfg.optim.seed) if needs_weights else None
+    teacher_config = teacher.model.config if teacher else load_config(source)
+    student, layers_from = build_student(
+        teacher_config, cfg.student, cfg.optim.seed, teacher.model if teacher else None
+    )
+    if cfg.student.head_bias_from_corpus:
+        set_unigram_bias(student, corpora.train, list(tokenizer.all_special_ids))
+    objective = None
+    if cfg.distills:
+        objective = build_objective(
+            cfg.strategy,
+            task_type="masked_lm",
+            student_config=student.config,
+            teacher_config=teacher_config,
+            **cfg.objective_options,
+        )
+    s_head, t_head = head_modes(cfg.strategy, objective)
+    cost = CostModel(
+        student.config,
+        teacher_config if cfg.distills else None,
+        s_head,
+        t_head,
+        frozen_encoder=cfg.student.freeze_encoder,
+    )
+    block, p, seed = cfg.corpus.block_size, cfg.corpus.mlm_probability, cfg.optim.seed
+    planning = MaskedStream(corpora.train, tokenizer, p, seed, rows=sys.maxsize)
+    plan = plan_budget(
+        cost, planning.masked_count, kind=cfg.budget.kind, budget=cfg.budget.value,
+        block_size=block, batch_size=cfg.optim.batch_size,
+    )
+    stream = MaskedStream(corpora.train, tokenizer, p, seed, rows=plan.rows, last_tokens=plan.last_tokens)
+    return Arm(cfg, source, tokenizer, corpora, heldout, teacher, teacher_config, student, layers_from,
+               objective, cost, plan, stream)
+
+
+def run_pretrain(
+    cfg: PretrainConfig,
+    output: str | Path,
+    *,
+    overwrite: bool = False,
+    log_runs: str | Path | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> RunDir:
+    """Run (or resume) one pretraining arm into ``output``; return the run.
+
+    Args:
+        cfg: the arm.
+        output: run directory.
+        overwrite: replace another run in ``output``.
+        log_runs: append one record (:mod:`minidisc.scaling.records`) to this runs file.
+        callbacks: extra Trainer callbacks (tests use them to interrupt a run).
+
+    Raises:
+        RunExistsError: ``output`` holds another run and ``overwrite`` is False.
+        ConfigError: ``log_runs`` for an arm whose objective leaves the MLM head untrained.
+        DataError, ModelError: bad corpus or models.
+    """
+    if log_runs is not None and cfg.strategy not in TRAINS_MLM_HEAD:
+        raise ConfigError(
+            f"--log-runs records the held-out MLM loss, but {cfg.strategy} has no MLM/logit term and "
+            f"leaves the MLM head untrained; log only {', '.join(TRAINS_MLM_HEAD)} arms"
+        )
+    run = RunDir(output, cfg, "pretrain", overwrite=overwrite)
+    prepared: list[Arm] = []
+
+    def arm() -> Arm:  # models and data load only if a stage still has to run
+        if not prepared:
+            prepared.append(prepare_arm(cfg))
+        return prepared[0]
+
+    if cfg.distills:
+        run.stage("teacher", lambda root: _teacher_stage(arm()), folder=False)
+    run.stage("student", lambda tmp: _student_stage(arm(), run.path / "checkpoints", tmp, callbacks))
+    run.stage("report", lambda root: _report_stage(run), folder=False)
+    if log_runs is not None:
+        key = str(Path(log_runs).resolve())
+        run.stage(f"log-runs {key}", lambda root: _log_stage(run, key), folder=False)
+    run.finish()
+    return run
+
+
+# --- stages ----------------------------------------------------------------------------
+
+
+def _teacher_stage(arm: Arm) -> dict[str, Any]:
+    from minidisc.compute.flops import non_embedding_params
+    from minidisc.pretrain.evaluate import heldout_mlm_loss
+
+    assert arm.teacher is not None
+    return {
+        "source": arm.source.label,
+        "heldout_loss": heldout_mlm_loss(arm.teacher.model, arm.heldout, arm.cfg.optim.batch_size),
+        "head_fresh": arm.teacher.head_is_fresh,
+        "missing_keys": arm.teacher.missing_keys,
+        "non_embedding_params": non_embedding_params(arm.teacher_config),
+    }
+
+
+def training_args(cfg: PretrainConfig, plan: BudgetPlan, folder: Path) -> Any:
+    """TrainingArguments of every arm: the shared builder
+    (:func:`minidisc.training.arguments.training_arguments`: AdamW, linear schedule with
+    warmup ratio, clipping, seed) with ``max_steps`` from the plan, stream order
+    (no shuffling: the stream is already ordered), no Trainer evaluation, and full
+    (resumable) checkpoints."""
+    from minidisc.config import TrainConfig
+    from minidisc.training.arguments import training_arguments
+
+    o = cfg.optim
+    train_cfg = TrainConfig(
+        max_steps=plan.steps, batch_size=o.batch_size, eval_batch_size=o.batch_size,
+        learning_rate=o.learning_rate, warmup_ratio=o.warmup_ratio, weight_decay=o.weight_decay,
+        max_grad_norm=o.max_grad_norm, eval_steps=None, patience=None, seed=o.seed,
+    )
+    args = training_arguments(train_cfg, folder, keep_best_checkpoint=False)
+    return dataclasses.replace(
+        args,
+        eval_strategy="no",
+        save_strategy="steps",
+        save_steps=cfg.checkpoint_steps,
+        save_total_limit=1,
+        save_only_model=False,
+        train_sampling_strategy="sequential",
+        dataloader_drop_last=False,
+        logging_steps=max(1, plan.steps // 10),
+    )
+
+
+def eval_interval(cfg: PretrainConfig, plan: BudgetPlan) -> int:
+    """Held-out evaluation interval in tokens: the configured one, else whole batches
+    giving about 8 evaluations."""
+    if cfg.eval_every_tokens:
+        return cfg.eval_every_tokens
+    per_step = plan.batch_size * plan.block_size
+    return per_step * max(1, math.ceil(plan.steps / 8))
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-N`` in ``folder`` that has its progress file, if any."""
+    from minidisc.pretrain.evaluate import PROGRESS_FILE
+
+    if not folder.is_dir():
+        return None
+    found = [p for p in folder.glob("checkpoint-*") if (p / PROGRESS_FILE).is_file()]
+    found = [p for p in found if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[Any]) -> dict[str, Any]:
+    from transformers import default_data_collator
+
+    from minidisc.pretrain.budget import BudgetCallback
+    from minidisc.pretrain.evaluate import LossCurve
+    from minidisc.pretrain.trainer import PretrainDistillationTrainer, ScratchMLMTrainer
+
+    cfg, plan = arm.cfg, arm.plan
+    holder: dict[str, Any] = {}
+    meter = lambda: holder["trainer"].meter
+    curve = LossCurve(arm.student, arm.heldout, eval_interval(cfg, plan), meter, arm.cost, cfg.optim.batch_size)
+    budget = BudgetCallback(plan, meter)
+    common: dict[str, Any] = {
+        "model": arm.student,
+        "args": training_args(cfg, plan, checkpoints),
+        "train_dataset": arm.stream,
+        "data_collator": default_data_collator,
+        "processing_class": arm.tokenizer,
+        "callbacks": [budget, curve, *callbacks],
+        "cost": arm.cost,
+    }
+    if arm.objective is None:
+        trainer = ScratchMLMTrainer(**common, frozen_encoder=cfg.student.freeze_encoder)
+    else:
+        assert arm.teacher is not None
+        trainer = PretrainDistillationTrainer(**common, teacher=arm.teacher.model, objective=arm.objective)
+    holder["trainer"] = trainer
+    trainer.loss_sink = curve.record_train_loss
+    resume = last_checkpoint(checkpoints)
+    if resume is None and checkpoints.exists():
+        shutil.rmtree(checkpoints)  # leftovers without progress cannot be resumed
+    if resume is not None:
+        curve.restore(resume, trainer.meter)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    arm.student.save_pretrained(out)
+    arm.tokenizer.save_pretrained(out)
+    totals = trainer.meter.totals
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    wall = curve.wall_time_s
+    compute = {
+        "train_flops": totals.train_flops,
+        "student_flops": totals.student_train_flops,
+        "teacher_flops": totals.teacher_forward_flops,
+        "eval_flops": totals.eval_flops,
+        "tokens": totals.tokens,
+        "sequences": totals.sequences,
+        "steps": trainer.state.global_step,
+        "corpus_tokens": arm.corpora.train_tokens,
+        "epochs": totals.tokens / arm.corpora.train_tokens,
+        "wall_time_s": wall,
+        "teacher_time_s": totals.teacher_time_s,
+        "eval_time_s": curve.eval_time_s,
+        "student_time_s": wall - totals.teacher_time_s - curve.eval_time_s,
+        "matches_plan": bool(budget.matches_plan),
+        "resumed_from": resume.name if resume else None,
+    }
+    return {"arm": describe_arm(arm), "compute": compute, "plan": plan.to_dict(), "curve": curve.points,
+            "final_loss": curve.points[-1]["loss"]}
+
+
+def describe_arm(arm: Arm) -> dict[str, Any]:
+    """JSON-ready facts of an arm for the report and the runs file."""
+    from minidisc.compute.flops import non_embedding_params
+    from minidisc.pretrain.evaluate import masked_count
+
+    s = arm.student.config
+    student = {
+        "layers": s.num_hidden_layers, "hidden": s.hidden_size, "heads": s.num_attention_heads,
+        "ffn": s.intermediate_size, "vocab": s.vocab_size,
+        "non_embedding_params": non_embedding_params(s),
+        "total_params": sum(p.numel() for p in arm.student.parameters()),
+        "init_from_teacher_layers": arm.layers_from,
+        "frozen_encoder": arm.cfg.student.freeze_encoder,
+    }
+    t = arm.teacher_config
+    teacher = {
+        "source": arm.source.label, "layers": t.num_hidden_layers, "hidden": t.hidden_size,
+        "heads": t.num_attention_heads, "non_embedding_params": non_embedding_params(t),
+        "used": arm.cfg.distills,
+    }
+    return {
+        "strategy": arm.cfg.strategy,
+        "objective": repr(arm.objective) if arm.objective is not None else None,
+        "mlm_head_trained": arm.cfg.strategy in TRAINS_MLM_HEAD,
+        "head_modes": {"student": arm.cost.student_head, "teacher": arm.cost.teacher_head},
+        "student": student,
+        "teacher": teacher,
+        "data": {
+            "train_blocks": len(arm.corpora.train), "heldout_blocks": len(arm.corpora.heldout),
+            "heldout_masked_tokens": masked_count(arm.heldout), "block_size": arm.cfg.corpus.block_size,
+            "corpus_tokens": arm.corpora.train_tokens,
+        },
+    }
+
+
+def _report_stage(run: RunDir) -> dict[str, Any]:
+    from minidisc.pretrain.report import write_report
+
+    write_report(run)
+    return {}
+
+
+def _log_stage(run: RunDir, path: str) -> dict[str, Any]:
+    from minidisc.pretrain.report import run_record
+    from minidisc.scaling.records import append_run_record
+
+    record = run_record(run)
+    append_run_record(path, record)
+    return {"record": record.to_dict()}

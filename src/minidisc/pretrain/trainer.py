@@ -1,0 +1,124 @@
+"""Trainers of the pretraining arms: MLM from scratch and task-agnostic distillation.
+
+Both count every training batch analytically with the arm's
+:class:`~minidisc.pretrain.budget.CostModel` (the same function the budget plan uses,
+so spent and planned FLOPs agree exactly) into the trainer's
+:class:`~minidisc.compute.meter.ComputeMeter`. The forward passes go through the
+encoder and the MLM head separately (:func:`~minidisc.pretrain.forward.mlm_signals`),
+so the shared FLOP hooks of :class:`~minidisc.training.trainers.MeteredTrainer`, which
+sit on the top-level modules, do not fire and nothing is counted twice.
+Single-process training only (the encoder is called outside any DDP wrapper).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from minidisc.errors import ConfigError
+from minidisc.objectives import Signals, label_loss
+from minidisc.pretrain.budget import CostModel
+from minidisc.pretrain.data import IGNORE_INDEX
+from minidisc.pretrain.forward import masked_positions, masked_view, mlm_signals
+from minidisc.pretrain.student import mlm_head
+from minidisc.training.trainers import DistillationTrainer, MeteredTrainer
+
+
+class _Accounting:
+    """Mixin: analytic cost of each training batch, recorded before the step runs."""
+
+    cost: CostModel
+    loss_sink: Any = None  # LossCurve.record_train_loss
+
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        if self.args.world_size > 1:  # type: ignore[attr-defined]
+            raise ConfigError("minidisc pretrain trains in a single process; launch it without accelerate/torchrun")
+        rows, length = inputs["input_ids"].shape
+        masked = int((inputs["labels"] != IGNORE_INDEX).sum())
+        student, teacher = self.cost.batch(int(rows), int(length), masked)
+        totals = self.meter.totals  # type: ignore[attr-defined]
+        totals.student_train_flops += student
+        totals.teacher_forward_flops += teacher
+        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        if self.loss_sink is not None:
+            self.loss_sink(float(loss.detach()))
+        return loss
+
+
+class ScratchMLMTrainer(_Accounting, MeteredTrainer):
+    """Masked-LM training of the student alone: cross-entropy at the masked positions.
+
+    With ``frozen_encoder`` the encoder runs in eval mode under ``no_grad`` and only
+    the MLM head learns (warming up the head of a teacher checkpoint without one).
+
+    Keyword Args:
+        cost: the arm's cost model.
+        frozen_encoder: see above.
+    """
+
+    def __init__(self, *args: Any, cost: CostModel, frozen_encoder: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cost = cost
+        self.frozen_encoder = frozen_encoder
+        self.model_accepts_loss_kwargs = False  # the loss is a mean over masked positions
+
+    def compute_loss(
+        self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        if return_outputs:
+            raise NotImplementedError("pretrain evaluates with minidisc.pretrain.evaluate")
+        student = self.accelerator.unwrap_model(model)
+        if self.frozen_encoder:
+            student.base_model.eval()  # no dropout in the frozen encoder, as at KD time
+            with torch.no_grad():
+                hidden = student.base_model(
+                    input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], return_dict=True
+                ).last_hidden_state
+            logits = mlm_head(student)(hidden[masked_positions(inputs)]).unsqueeze(0)
+        else:
+            logits = mlm_signals(student, inputs, "masked", need_hidden_states=False).logits
+        return label_loss(logits, masked_view(inputs), "masked_lm")
+
+
+class PretrainDistillationTrainer(_Accounting, DistillationTrainer):
+    """Task-agnostic distillation of a masked-LM student.
+
+    The teacher's and the student's MLM heads run in the arm's head mode (``masked``,
+    ``all`` or ``none``); with ``masked`` the objective sees ``(1, N, V)`` logits and
+    :func:`~minidisc.pretrain.forward.masked_view` of the batch.
+
+    Keyword Args:
+        teacher, objective: as :class:`~minidisc.training.trainers.DistillationTrainer`.
+        cost: the arm's cost model (its head modes are used for the forwards).
+    """
+
+    def __init__(self, *args: Any, cost: CostModel, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cost = cost
+
+    def _signals(self, model: torch.nn.Module, inputs: dict[str, Any], head: str) -> Signals:
+        return mlm_signals(
+            model,
+            inputs,
+            head,
+            need_qkv=self.objective.needs_qkv,
+            need_hidden_states=self.objective.needs_hidden_states,
+        )
+
+    def teacher_signals(self, inputs: dict[str, Any]) -> Signals:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            signals = self._signals(self.teacher, inputs, self.cost.teacher_head)
+        self.meter.totals.teacher_time_s += time.perf_counter() - t0
+        return signals
+
+    def distillation_loss(self, model: torch.nn.Module, inputs: dict[str, Any], teacher: Signals) -> torch.Tensor:
+        student = self._signals(self.accelerator.unwrap_model(model), inputs, self.cost.student_head)
+        batch = masked_view(inputs) if self.cost.student_head == "masked" else inputs
+        loss, _parts = self.objective(student, teacher, batch)
+        return loss

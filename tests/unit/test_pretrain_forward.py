@@ -1,0 +1,79 @@
+"""MLM head on masked positions only: same logits and losses as the full model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM
+
+from minidisc.elastic.testing import randomize_
+from minidisc.objectives import build_objective, label_loss
+from minidisc.pretrain.data import MaskedStream
+from minidisc.pretrain.forward import masked_view, mlm_signals
+from minidisc.pretrain.testing import tiny_tokenizer, write_teacher
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = write_teacher(tmp_path_factory.mktemp("teacher"))
+    teacher = randomize_(AutoModelForMaskedLM.from_pretrained(folder), seed=1).eval()
+    student = randomize_(AutoModelForMaskedLM.from_pretrained(folder), seed=2).eval()
+    return teacher, student
+
+
+@pytest.fixture(scope="module")
+def batch():
+    tok = tiny_tokenizer()
+    blocks = torch.randint(5, len(tok), (6, 12)).numpy()
+    blocks[:, 0], blocks[:, -1] = tok.cls_token_id, tok.sep_token_id
+    stream = MaskedStream(blocks, tok, 0.3, seed=3, rows=4, last_tokens=7)  # last row padded
+    rows = [stream[i] for i in range(4)]
+    out = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    assert (out["labels"] != -100).sum() > 3
+    return out
+
+
+def full_logits(model, batch):
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def test_masked_and_all_head_modes_match_the_full_model(models, batch):
+    _, student = models
+    with torch.no_grad():
+        reference = full_logits(student, batch)
+        masked = mlm_signals(student, batch, "masked").logits
+        everywhere = mlm_signals(student, batch, "all").logits
+        none = mlm_signals(student, batch, "none")
+    chosen = batch["labels"] != -100
+    assert masked.shape == (1, int(chosen.sum()), reference.shape[-1])
+    torch.testing.assert_close(masked[0], reference[chosen])
+    torch.testing.assert_close(everywhere, reference)
+    assert none.logits is None and len(none.hidden_states) == student.config.num_hidden_layers + 1
+
+
+def test_scratch_loss_equals_the_models_own_mlm_loss(models, batch):
+    _, student = models
+    with torch.no_grad():
+        reference = student(**batch).loss  # BertForMaskedLM's CE over labels != -100
+        logits = mlm_signals(student, batch, "masked").logits
+    torch.testing.assert_close(label_loss(logits, masked_view(batch), "masked_lm"), reference)
+
+
+@pytest.mark.parametrize("options", [{"alpha": 1.0, "temperature": 2.0}, {"alpha": 0.5}])
+def test_kd_on_masked_view_equals_kd_on_full_logits(models, batch, options):
+    teacher, student = models
+    objective = build_objective("kd", task_type="masked_lm", **options)
+    with torch.no_grad():
+        s_sparse, t_sparse = (mlm_signals(m, batch, "masked") for m in (student, teacher))
+        s_full, t_full = (mlm_signals(m, batch, "all") for m in (student, teacher))
+    sparse, _ = objective(s_sparse, t_sparse, masked_view(batch))
+    full, _ = objective(s_full, t_full, batch)  # positions: labels != -100
+    torch.testing.assert_close(sparse, full)
+    # hand check for alpha=1: tau² · mean over masked positions of KL(teacher || student)
+    if options["alpha"] == 1.0:
+        tau = options["temperature"]
+        chosen = batch["labels"] != -100
+        t_log = torch.log_softmax(t_full.logits[chosen] / tau, -1)
+        s_log = torch.log_softmax(s_full.logits[chosen] / tau, -1)
+        kl = (t_log.exp() * (t_log - s_log)).sum(-1).mean() * tau**2
+        torch.testing.assert_close(sparse, kl)
