@@ -20,7 +20,7 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import ModelError
 
@@ -45,10 +45,31 @@ class ModelSource:
     def load_kwargs(self) -> dict[str, object]:
         kwargs: dict[str, object] = {"trust_remote_code": False}
         if self.gguf_file:
+            from transformers import GgufConfig
+
+            # plain float weights: distillation trains and slices them
             kwargs["gguf_file"] = self.gguf_file
+            kwargs["quantization_config"] = GgufConfig(dequantize=True)
         else:
             kwargs["use_safetensors"] = True
         return kwargs
+
+
+def from_pretrained(auto_class: Any, source: ModelSource, **kwargs: Any) -> Any:
+    """``auto_class.from_pretrained`` with minidisc's safe defaults (safetensors only, no
+    remote code); a GGUF checkpoint is loaded dequantized and then handled as an ordinary
+    float model (``transformers`` would otherwise refuse to train or save it).
+
+    Raises:
+        OSError, ValueError: as ``from_pretrained`` (callers turn them into ModelError).
+    """
+    loaded = auto_class.from_pretrained(source.path, **kwargs, **source.load_kwargs())
+    if source.gguf_file:
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return loaded
 
 
 def resolve_model(name: str | None) -> ModelSource:
@@ -129,7 +150,7 @@ def load_for_task(source: ModelSource, task: TaskSpec) -> PreTrainedModel:
 
         return load_student(source.path)
     try:
-        model = auto.from_pretrained(source.path, **label_kwargs, **source.load_kwargs())
+        model = from_pretrained(auto, source, **label_kwargs)
     except (OSError, ValueError) as err:
         raise ModelError(_load_hint(source, err)) from err
     if model.config.pad_token_id is None and model.config.eos_token_id is not None:

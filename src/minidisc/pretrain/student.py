@@ -58,11 +58,11 @@ def load_teacher(source: ModelSource, seed: int) -> LoadedTeacher:
     import torch
     from transformers import AutoModelForMaskedLM
 
+    from minidisc.models import from_pretrained
+
     torch.manual_seed(seed)
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(
-            source.path, output_loading_info=True, **source.load_kwargs()
-        )
+        model, info = from_pretrained(AutoModelForMaskedLM, source, output_loading_info=True)
     except (OSError, ValueError, KeyError) as err:
         raise ModelError(
             f"cannot load {source.label or source.path} as a masked LM ({err}); "
