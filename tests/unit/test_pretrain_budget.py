@@ -90,6 +90,24 @@ def test_kd_pays_exactly_the_teacher_forward_per_token(token_runs):
     assert kd["head_modes"] == {"student": "masked", "teacher": "masked"}
 
 
+def test_head_runs_where_the_objectives_positions_select(files, token_runs):
+    cfg, scratch = token_runs["scratch"]
+    _, kd = token_runs["kd"]
+    masked = masked_counts(cfg, 13)
+    # DistilBERT's KD and MLM terms average over the masked positions: heads there only
+    _, distilbert = run(files, "tokens-distilbert", "distilbert")
+    assert distilbert["head_modes"] == {"student": "masked", "teacher": "masked"}
+    assert distilbert["compute"]["student_flops"] == scratch["compute"]["student_flops"]
+    assert distilbert["compute"]["teacher_flops"] == kd["compute"]["teacher_flops"]
+    # positions=all: both heads on every position of the 13 rows (the cut row is padded to L)
+    _, every = run(files, "tokens-kd-all", "kd", objective_options={"positions": "all"})
+    assert every["head_modes"] == {"student": "all", "teacher": "all"}
+    assert every["compute"]["student_flops"] == 13 * 3 * (STUDENT_ENC + L * HEAD)
+    assert every["compute"]["teacher_flops"] == 13 * (TEACHER_ENC + L * HEAD)
+    assert every["compute"]["teacher_flops"] > sum(TEACHER_ENC + m * HEAD for m in masked)
+    assert every["compute"]["matches_plan"] is True
+
+
 def test_general_distillation_runs_no_mlm_head(token_runs):
     _, tiny = token_runs["tinybert"]
     c = tiny["compute"]

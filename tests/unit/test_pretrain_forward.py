@@ -7,9 +7,11 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from minidisc.elastic.testing import randomize_
+from minidisc.errors import ConfigError
 from minidisc.objectives import build_objective, label_loss
 from minidisc.pretrain.data import MaskedStream
 from minidisc.pretrain.forward import masked_view, mlm_signals
+from minidisc.pretrain.run import head_modes
 from minidisc.pretrain.testing import tiny_tokenizer, write_teacher
 
 
@@ -77,3 +79,51 @@ def test_kd_on_masked_view_equals_kd_on_full_logits(models, batch, options):
         s_log = torch.log_softmax(s_full.logits[chosen] / tau, -1)
         kl = (t_log.exp() * (t_log - s_log)).sum(-1).mean() * tau**2
         torch.testing.assert_close(sparse, kl)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("distilbert", {}), ("distilbert", {"temperature": 1.0, "alpha_mlm": 0.0}), ("pkd", {}), ("pkd", {"alpha": 1.0})],
+)
+def test_hidden_state_objectives_on_masked_view_equal_full_logits(models, batch, name, options):
+    # DistilBERT's cosine term and PKD's [CLS] term read (B, L) hidden states while their
+    # logit terms read (1, N, V) gathered logits: both must see the right positions.
+    teacher, student = models
+    objective = build_objective(name, task_type="masked_lm", **options)
+    with torch.no_grad():
+        s_sparse, t_sparse = (mlm_signals(m, batch, "masked") for m in (student, teacher))
+        s_full, t_full = (mlm_signals(m, batch, "all") for m in (student, teacher))
+    sparse, sparse_parts = objective(s_sparse, t_sparse, masked_view(batch))
+    full, full_parts = objective(s_full, t_full, batch)
+    torch.testing.assert_close(sparse, full)
+    assert sparse_parts == pytest.approx(full_parts)
+    assert ("cos" if name == "distilbert" else "patient") in full_parts
+
+
+def test_positions_all_refuses_masked_position_logits(models, batch):
+    teacher, student = models
+    objective = build_objective("kd", task_type="masked_lm", positions="all")
+    with torch.no_grad():
+        s_sparse, t_sparse = (mlm_signals(m, batch, "masked") for m in (student, teacher))
+    with pytest.raises(ConfigError, match="did not run"):
+        objective(s_sparse, t_sparse, masked_view(batch))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options", "modes"),
+    [
+        ("scratch", {}, ("masked", "none")),
+        ("kd", {}, ("masked", "masked")),
+        ("kd", {"positions": "all"}, ("all", "all")),
+        ("distilbert", {}, ("masked", "masked")),
+        ("distilbert", {"positions": "all"}, ("all", "all")),
+        ("pkd", {}, ("masked", "masked")),
+        ("pkd", {"positions": "all"}, ("all", "all")),
+        ("tinybert", {}, ("none", "none")),
+        ("minilm", {}, ("none", "none")),
+        ("minilmv2", {}, ("none", "none")),
+    ],
+)
+def test_head_mode_follows_the_objectives_positions(strategy, options, modes):
+    objective = None if strategy == "scratch" else build_objective(strategy, task_type="masked_lm", **options)
+    assert head_modes(objective) == modes

@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "label_loss": "base",
     "logit_distillation": "base",
     "token_positions": "base",
+    "LOGIT_POSITIONS": "base",
     "OBJECTIVES": "registry",
     "build_objective": "registry",
     "objective_descriptions": "registry",

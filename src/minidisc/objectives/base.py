@@ -7,6 +7,13 @@ Position selection (which positions a token-level loss averages over) is explici
   first sub-tokens — the data pipeline decides); else, for ``token_classification`` and
   ``masked_lm``, the positions whose ``labels != -100``; else every real token
   (``attention_mask``). ``positions="all"`` forces every real token.
+
+Gathered logits: a model may run its output head only at some positions (BERT's
+pretraining code gathers the masked positions before the MLM head). The batch then
+holds ``batch["logit_positions"]`` (:data:`LOGIT_POSITIONS`), the ``(B, L)`` bool
+positions the head ran on, and the logits are ``(1, N, V)`` for those ``N`` positions in
+row-major order. Logit and label terms select among these rows; every other key
+(``attention_mask`` for hidden-state and attention terms) keeps its ``(B, L)`` shape.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from minidisc.objectives.signals import Signals
 SEQUENCE_TASKS = ("classification", "regression")
 POSITION_MODES = ("auto", "all")
 IGNORE_INDEX = -100
+#: Batch key of the ``(B, L)`` positions gathered logits were computed at (module doc).
+LOGIT_POSITIONS = "logit_positions"
 
 
 def check_task_type(task_type: str) -> str:
@@ -103,6 +112,47 @@ def token_positions(
     return real
 
 
+def gathered_positions(batch: Mapping[str, Tensor]) -> Tensor | None:
+    """The ``(B, L)`` bool positions of gathered logits, or ``None`` (logits laid out
+    like the batch)."""
+    rows = batch.get(LOGIT_POSITIONS)
+    return None if rows is None else rows.bool()
+
+
+def gather_selection(selected: Tensor, rows: Tensor, what: str) -> Tensor:
+    """A ``(B, L)`` selection as ``(1, N)`` over the ``N`` gathered rows.
+
+    Raises:
+        ConfigError: ``selected`` includes positions the head did not run on.
+    """
+    if bool((selected & ~rows).any()):
+        raise ConfigError(
+            f"{what} selects positions where the output head did not run (logits were gathered at "
+            f"{int(rows.sum())} positions only); run the head on every position, or keep positions='auto'"
+        )
+    return selected[rows].unsqueeze(0)
+
+
+def logit_selection(
+    batch: Mapping[str, Tensor], task_type: str, logits: Tensor, positions: str = "auto"
+) -> Tensor:
+    """Positions of ``logits`` a token-level logit term averages over: :func:`token_positions`,
+    mapped onto the gathered rows when the batch has :data:`LOGIT_POSITIONS`.
+
+    Returns:
+        ``(B, L)`` bool, or ``(1, N)`` for gathered ``(1, N, V)`` logits.
+
+    Raises:
+        ConfigError: the selection needs positions that were not gathered (``positions="all"``
+            with logits at the masked positions only).
+    """
+    rows = gathered_positions(batch)
+    if rows is None:
+        return token_positions(batch, task_type, logits, positions)
+    selected = token_positions(batch, task_type, rows, positions)
+    return gather_selection(selected, rows, f"positions={positions!r}")
+
+
 def logit_distillation(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -137,7 +187,7 @@ def logit_distillation(
     loss_fn = fn.kl_div_with_temperature if kind == "kl" else fn.soft_cross_entropy
     mask = None
     if task_type not in SEQUENCE_TASKS:
-        mask = token_positions(batch, task_type, student_logits, positions)
+        mask = logit_selection(batch, task_type, student_logits, positions)
     return loss_fn(student_logits, teacher_logits, temperature, mask)
 
 
@@ -151,12 +201,23 @@ def label_loss(student_logits: Tensor, batch: Mapping[str, Tensor], task_type: s
     * ``causal_lm``: next-token cross-entropy (logits at ``t`` predict ``labels`` at
       ``t + 1``), ``-100`` ignored.
 
+    With gathered logits (:data:`LOGIT_POSITIONS`, token-level tasks except causal LM)
+    the labels are gathered at the same positions.
+
     Raises:
         ValueError: the batch has no labels.
+        ConfigError: labelled positions lie outside the gathered ones, or gathered causal-LM
+            logits (the next-token shift needs every position).
     """
     labels = batch.get("labels")
     if labels is None:
         raise ValueError("the label loss needs batch['labels']")
+    rows = gathered_positions(batch)
+    if rows is not None and task_type not in SEQUENCE_TASKS:
+        if task_type == "causal_lm":
+            raise ConfigError("causal-LM logits cannot be gathered: the next-token shift needs every position")
+        gather_selection(labels != IGNORE_INDEX, rows, "the label loss")  # every label was gathered
+        labels = labels[rows].unsqueeze(0)
     logits = (
         student_logits.float()
         if student_logits.dtype in (torch.float16, torch.bfloat16)
@@ -195,6 +256,9 @@ class Objective(nn.Module):
     needs_qkv: ClassVar[bool] = False
     #: whether it reads logits (False for general-distillation-only objectives).
     needs_logits: ClassVar[bool] = True
+    #: positions its token-level logit terms average over (``"auto"`` or ``"all"``, see
+    #: :func:`token_positions`); tells a trainer where the output head must run.
+    positions: str = "auto"
 
     def __init__(self, *, task_type: str = "classification") -> None:
         super().__init__()

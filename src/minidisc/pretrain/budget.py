@@ -10,11 +10,12 @@ the batch's padded shape (projections, attention, FFN; embeddings lookups are fr
 ``forward_flops`` leaves out the LM head, so the MLM head is added here:
 ``c_head = 2·d·d + 2·d·V`` per predicted position (the transform dense layer and the
 vocabulary projection; norms, activations and biases ignored, as in ``forward_flops``).
-``P`` is the number of positions the head runs on -- the masked positions (``masked``
-mode: scratch and vanilla KD, as in BERT's own pretraining code which gathers masked
-positions before the head), every position (``all``: DistilBERT and PKD, whose losses
-also read hidden states) or none (``none``: TinyBERT/MiniLM/MiniLMv2 general
-distillation, which reads only hidden states and attention). With a frozen encoder
+``P`` is the number of positions the head runs on, which follows the objective's
+``positions`` option (:func:`minidisc.pretrain.run.head_modes`): the masked positions
+(``masked``: scratch, and KD/DistilBERT/PKD with the default ``positions="auto"``, as in
+BERT's own pretraining code which gathers masked positions before the head), every
+position (``all``: ``positions="all"``) or none (``none``: TinyBERT/MiniLM/MiniLMv2
+general distillation, which reads only hidden states and attention). With a frozen encoder
 (warming up an MLM head) the encoder costs 1 × its forward.
 
 Budgets (:func:`plan_budget`), over the stream of :mod:`minidisc.pretrain.data`:

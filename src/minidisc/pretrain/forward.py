@@ -5,8 +5,10 @@ The encoder (``model.base_model``) runs through
 last hidden states of
 
 * ``masked``: the masked positions only -- logits ``(1, N, V)`` for the ``N`` masked
-  tokens of the batch, paired with :func:`masked_view` of the batch (labels ``(1, N)``);
-  the objectives' position selection then covers exactly those ``N`` rows;
+  tokens of the batch, paired with :func:`masked_view` of the batch, which tells the
+  objectives where the rows come from (``logit_positions``, see
+  :mod:`minidisc.objectives.base`); hidden-state and attention terms still see the
+  batch's ``(B, L)`` attention mask;
 * ``all``: every position -- logits ``(B, L, V)`` with the batch as it is;
 * ``none``: no head (``Signals.logits`` is ``None``).
 
@@ -19,10 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor, nn
 
-from minidisc.objectives import Signals, forward_with_signals
+from minidisc.objectives import LOGIT_POSITIONS, Signals, forward_with_signals
 from minidisc.pretrain.data import IGNORE_INDEX
 from minidisc.pretrain.student import mlm_head
 
@@ -34,9 +35,8 @@ def masked_positions(batch: Mapping[str, Tensor]) -> Tensor:
 
 def masked_view(batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The batch as the objectives see it next to ``(1, N, V)`` masked-position logits:
-    ``labels (1, N)`` and an all-ones ``attention_mask (1, N)``."""
-    labels = batch["labels"][masked_positions(batch)].unsqueeze(0)
-    return {"labels": labels, "attention_mask": torch.ones_like(labels)}
+    unchanged, plus ``logit_positions`` = :func:`masked_positions` ``(B, L)``."""
+    return {**batch, LOGIT_POSITIONS: masked_positions(batch)}
 
 
 def mlm_signals(

@@ -39,21 +39,22 @@ if TYPE_CHECKING:
 TRAINS_MLM_HEAD = ("scratch", "kd", "distilbert", "pkd")
 
 
-def head_modes(strategy: str, objective: Objective | None) -> tuple[str, str]:
+def head_modes(objective: Objective | None) -> tuple[str, str]:
     """``(student, teacher)`` MLM-head modes of an arm (see :mod:`minidisc.pretrain.budget`).
 
-    Scratch and logit-only objectives (vanilla KD) run the heads on masked positions
-    only; objectives that also read hidden states or attention (DistilBERT, PKD) on every
-    position; general-distillation objectives without a prediction loss (TinyBERT,
-    MiniLM, MiniLMv2) run no head at all.
+    The head runs where the loss reads logits: scratch (MLM cross-entropy) on the masked
+    positions; a logit-reading objective where its ``positions`` option selects -- the
+    masked positions for ``"auto"`` (its KD and MLM terms average over them), every
+    position for ``"all"``; general-distillation objectives without a prediction loss
+    (TinyBERT, MiniLM, MiniLMv2) run no head at all. Hidden-state and attention terms
+    read the encoder's outputs and do not need the head.
     """
     if objective is None:
         return "masked", "none"
     if not objective.needs_logits:
         return "none", "none"
-    if objective.needs_hidden_states or objective.needs_qkv:
-        return "all", "all"
-    return "masked", "masked"
+    mode = "all" if objective.positions == "all" else "masked"
+    return mode, mode
 
 
 @dataclass
@@ -108,7 +109,7 @@ def prepare_arm(cfg: PretrainConfig) -> Arm:
             teacher_config=teacher_config,
             **cfg.objective_options,
         )
-    s_head, t_head = head_modes(cfg.strategy, objective)
+    s_head, t_head = head_modes(objective)
     cost = CostModel(
         student.config,
         teacher_config if cfg.distills else None,
