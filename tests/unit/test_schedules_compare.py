@@ -124,3 +124,42 @@ def test_assistant_student_correlation_from_manifests(tmp_path):
     # sandwich tradeoffs 0.8, 0.72, 0.69: ranks (3, 2, 1) → also ρ = 0.5
     assert result["spearman_sandwich_tradeoff_vs_student"] == pytest.approx(0.5)
     assert result["best_student_at"] == 0.5 and result["max_tradeoff_at"] == 0.5
+
+
+def test_levels_missing_from_a_shared_teacher_are_rebuilt_for_every_schedule(compared, tmp_path):
+    """--teacher-run with a target the shared map lacks: MiniDisc uses the baselines'
+    lookup (rebuilt from the importance) instead of failing after them."""
+    from minidisc.elastic.io import load_student
+    from minidisc.fileio import read_json
+    from minidisc.schedules.compare import run_compare
+    from minidisc.schedules.stages import level_specs, load_sparsity_map
+
+    cfg, run, _ = compared
+    assert 0.6 not in load_sparsity_map(run.path / "sparsified")
+    other = cfg.model_copy(update={"target_sparsity": 0.6, "schedules": ("direct", "minidisc"), "teacher_run": str(run.path)})
+    second = run_compare(other, tmp_path / "cmp-0.6")
+    completed = load_sparsity_map(run.path / "sparsified")
+    assert 0.6 in completed and completed[0.75] == level_specs(run.path / "sparsified", [0.75])[0.75]
+    spec = completed[0.6]
+    assert spec.fits_in(completed[0.5]) and completed[0.75].fits_in(spec)  # still nested
+    for name in ("direct", "minidisc"):
+        student = load_student(second.path / name / "student")
+        assert [layer.intermediate.dense.out_features for layer in student.bert.encoder.layer] == list(spec.neurons)
+    mini = read_json(second.path / "minidisc" / "report.json")
+    assert mini["student"]["non_embedding_params"] < mini["teacher"]["non_embedding_params"]
+
+
+def test_compare_rejects_a_schedule_that_cannot_run_before_training(compared, tmp_path):
+    from minidisc.errors import ConfigError
+    from minidisc.schedules.compare import run_compare
+
+    cfg, run, _ = compared
+    # MaxiDisc (and the default TAKD path) need a candidate in [truncation, target): none here
+    bad = cfg.model_copy(update={"truncation": 0.75, "teacher_run": str(run.path)})
+    with pytest.raises(ConfigError, match="maxidisc|takd"):
+        run_compare(bad, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # nothing ran, not even the direct-KD schedule
+    unknown = cfg.model_copy(update={"objective": "kd", "objective_options": {"no_such_option": 1}})
+    with pytest.raises(ConfigError):
+        run_compare(unknown, tmp_path / "bad-objective")
+    assert not (tmp_path / "bad-objective").exists()

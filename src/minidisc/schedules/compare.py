@@ -66,12 +66,17 @@ def run_compare(
 ) -> RunDir:
     """Run (or resume) every schedule of ``cfg`` into ``output`` and write the table.
 
+    Everything that can be checked before training is checked first (every schedule's
+    configuration, the objective, the shared teacher run, the data, the specs of every
+    level), so a bad option fails before the first schedule trains.
+
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
     from minidisc.schedules.inputs import prepare_task_data
     from minidisc.schedules.stages import (
+        level_specs,
         prepare_teacher,
         root_run,
         sparsify_stage,
@@ -79,6 +84,8 @@ def run_compare(
         teacher_stage,
     )
 
+    cfg.schedule_configs("")  # validation only: the shared teacher folder is known below
+    _check_objective(cfg)
     run = RunDir(output, cfg, "compare", overwrite=overwrite)
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
     data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
@@ -88,6 +95,7 @@ def run_compare(
         lambda tmp: teacher_stage(source, data, cfg.finetune, cfg.teacher_finetuned, tmp),
         lambda tmp: sparsify_stage(run.path / "teacher", data, cfg.levels(), cfg.finetune.eval_batch_size, tmp),
     )
+    level_specs(run.path / "sparsified", cfg.levels())  # every schedule's levels; completes a shared map
     root = root_run(run.path)
     store = open_cache(cache, root)
     shared = str(run.path.resolve())
@@ -114,21 +122,28 @@ def run_compare(
     return run
 
 
+def _check_objective(cfg: CompareConfig) -> None:
+    """Build the baselines' objective once, so unknown options fail before training."""
+    from minidisc.objectives import build_objective
+    from minidisc.tasks import get_task
+
+    if set(cfg.schedules) - {"minidisc"}:
+        build_objective(cfg.objective, task_type=get_task(cfg.data.task).task_type, **cfg.objective_options)
+
+
 def _run_schedule(cfg: CompareConfig, name: str, shared: str, out: Path, store: Any) -> dict[str, Any]:
     from minidisc.schedules.baselines import run_distill, run_maxidisc, run_takd
     from minidisc.schedules.memo import StageMemo
     from minidisc.schedules.minidisc import run_compress
     from minidisc.schedules.stages import root_run
 
-    if name == "direct":
-        sub = run_distill(cfg.direct(shared), out, teacher_cache=store)
-    elif name == "takd":
-        sub = run_takd(cfg.takd(shared), out, teacher_cache=store)
-    elif name == "maxidisc":
-        sub = run_maxidisc(cfg.maxidisc(shared), out, teacher_cache=store)
-    else:
+    sub_cfg = cfg.schedule_configs(shared)[name]
+    if name == "minidisc":
         memo = StageMemo(root_run(Path(shared)))
-        sub = run_compress(cfg.minidisc(), out, teacher_run=shared, teacher_cache=store, memo=memo)
+        sub = run_compress(sub_cfg, out, teacher_run=shared, teacher_cache=store, memo=memo)  # type: ignore[arg-type]
+    else:
+        runner = {"direct": run_distill, "takd": run_takd, "maxidisc": run_maxidisc}[name]
+        sub = runner(sub_cfg, out, teacher_cache=store)  # type: ignore[operator]
     cost = sub.manifest["cost"]
     return {
         "run": str(out),

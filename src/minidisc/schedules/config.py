@@ -250,3 +250,24 @@ class CompareConfig(_Strict):
         """Every level any schedule of the comparison needs."""
         path = self.takd_path or ()
         return sorted(set(self.grid) | {_level(self.target_sparsity)} | {_level(s) for s in path})
+
+    def schedule_configs(self, teacher_run: str) -> dict[str, BaseModel]:
+        """The validated configuration of every schedule in ``schedules``, by name.
+
+        Raises:
+            ConfigError: a schedule cannot run with these settings (e.g. MaxiDisc or the
+                default TAKD path find no candidate assistant below the target).
+        """
+        from pydantic import ValidationError
+
+        from minidisc.errors import ConfigError
+
+        builders = {"direct": self.direct, "takd": self.takd, "maxidisc": self.maxidisc}
+        configs: dict[str, BaseModel] = {}
+        for name in self.schedules:
+            try:
+                configs[name] = self.minidisc() if name == "minidisc" else builders[name](teacher_run)
+            except ValidationError as err:
+                problems = "; ".join(e["msg"] for e in err.errors())
+                raise ConfigError(f"compare: the {name} schedule cannot run with these settings: {problems}") from None
+        return configs

@@ -319,18 +319,16 @@ def train_sandwich(
     return compute
 
 
-def _spec_map(run: RunDir, cfg: CompressConfig, teacher_run: str | Path | None) -> dict[float, SubnetSpec]:
-    """The sparsity map; a shared teacher's map is completed with this run's levels."""
-    from minidisc.errors import ConfigError
+def _spec_map(run: RunDir, cfg: CompressConfig, teacher_run: str | Path | None = None) -> dict[float, SubnetSpec]:
+    """Specs of every level this run trains or reports (grid ∪ target).
 
-    spec_map = load_sparsity_map(run.path / "sparsified")
-    missing = sorted(s for s in set(cfg.grid) | {round(cfg.target_sparsity, 6)} if not any(_same(s, k) for k in spec_map))
-    if missing:  # the report sizes every candidate from the saved map
-        raise ConfigError(
-            f"the shared teacher run {teacher_run} has no sparsity levels {missing}; sparsify it with a grid "
-            "that includes them (e.g. rerun it with --grid), or use a grid within its levels"
-        )
-    return spec_map
+    The same lookup as the baseline schedules (:func:`~minidisc.schedules.stages.level_specs`):
+    levels that a shared teacher's map lacks are rebuilt from its saved importance and
+    added to its map. ``teacher_run`` is not needed (the stage is linked by now).
+    """
+    from minidisc.schedules.stages import level_specs
+
+    return level_specs(run.path / "sparsified", set(cfg.grid) | {cfg.target_sparsity})
 
 
 def _may_stop_early(cfg: TrainConfig, n_train: int) -> bool:

@@ -76,7 +76,6 @@ def sparsify_stage(
     from minidisc.compute.flops import forward_flops
     from minidisc.compute.meter import ComputeTotals
     from minidisc.elastic.model import ElasticModel
-    from minidisc.fileio import write_json
     from minidisc.models import ModelSource, load_for_task
     from minidisc.training.data import collator_for
 
@@ -94,7 +93,7 @@ def sparsify_stage(
     elastic.model.save_pretrained(out / "model")
     data.tokenizer.save_pretrained(out / "model")
     importance.save(out / "importance.safetensors")
-    write_json(out / "sparsity_map.json", {f"{s:g}": spec.to_dict() for s, spec in spec_map.items()})
+    save_sparsity_map(out, spec_map)
     return {"levels": levels, "compute": totals.to_dict()}
 
 
@@ -107,9 +106,24 @@ def load_sparsity_map(sparsified_dir: Path) -> dict[float, SubnetSpec]:
     return {float(s): SubnetSpec.from_dict(spec) for s, spec in raw.items()}
 
 
+def save_sparsity_map(sparsified_dir: Path, spec_map: dict[float, SubnetSpec]) -> None:
+    """Write ``sparsity_map.json`` (atomically), levels ascending."""
+    from minidisc.fileio import write_json
+
+    write_json(sparsified_dir / "sparsity_map.json", {f"{s:g}": spec_map[s].to_dict() for s in sorted(spec_map)})
+
+
 def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, SubnetSpec]:
-    """Specs of ``levels``: from the saved map, and for levels it lacks, rebuilt from the
-    saved (reordered) importance — the same global ranking, so the sets stay nested."""
+    """Specs of ``levels`` (keys rounded to 6 decimals), the one level lookup of every schedule.
+
+    Levels the saved map lacks (a shared teacher sparsified with another grid) are
+    rebuilt from the saved, reordered importance — the same global ranking, so the sets
+    stay nested and equal what sparsifying with them would have given — and added to
+    the saved map, so every later reader (e.g. the compress report) sees them too.
+
+    Raises:
+        ConfigError: a level outside [0, 1).
+    """
     from minidisc.elastic.families import family_for
     from minidisc.elastic.importance import Importance
     from minidisc.elastic.sparsity_map import sparsity_map
@@ -124,6 +138,7 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
         config = AutoConfig.from_pretrained(ModelSource(str(sparsified_dir / "model")).path)
         group = family_for(config).geometry(config).group_size
         saved.update(sparsity_map(Importance.load(sparsified_dir / "importance.safetensors"), missing, group_size=group))
+        save_sparsity_map(sparsified_dir, saved)  # concurrent writers may lose levels: rebuilt again later
     return {s: saved[find_level(saved, s)] for s in wanted}  # type: ignore[index]
 
 
