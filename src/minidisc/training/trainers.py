@@ -8,11 +8,13 @@ teacher runs in eval mode (dropout off) under ``no_grad``, once per batch.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import Trainer
 
+from minidisc.errors import ConfigError
 from minidisc.training.metering import MeterCallback, attach_flop_hook
 
 if TYPE_CHECKING:
@@ -66,6 +68,19 @@ class DistillationTrainer(MeteredTrainer):
         self.teacher_cache = teacher_cache.view(self.teacher) if cached else None
         self.model_accepts_loss_kwargs = False  # our losses are batch means: let the Trainer scale for accumulation
 
+    # The objective's parameters (width projections) are trained beside the student but are
+    # not part of it, so the model files of a checkpoint miss them; they travel with the
+    # optimiser state instead, which is what a resumable checkpoint needs.
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.should_save:
+            save_objective_state(self.objective, output_dir)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            load_objective_state(self.objective, checkpoint)
+
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
         extra = [p for p in self.objective.parameters() if p.requires_grad]
@@ -116,3 +131,56 @@ class DistillationTrainer(MeteredTrainer):
         if return_outputs or not model.training:  # evaluation: the student alone
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         return self.distillation_loss(model, inputs, self.teacher_signals(inputs))
+
+
+#: File of a checkpoint holding the objective's parameters and buffers (safetensors).
+OBJECTIVE_STATE_FILE = "objective.safetensors"
+
+
+def save_objective_state(objective: torch.nn.Module, folder: str | Path) -> Path | None:
+    """Write ``objective.state_dict()`` (e.g. TinyBERT's ``d_S → d_T`` projections) to
+    ``folder/objective.safetensors``; nothing for an objective without state.
+
+    Returns:
+        The file written, or ``None``.
+    """
+    from safetensors.torch import save_file
+
+    from minidisc.fileio import atomic_path
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in objective.state_dict().items()}
+    if not state:
+        return None
+    target = Path(folder) / OBJECTIVE_STATE_FILE
+    with atomic_path(target) as tmp:
+        save_file(state, str(tmp))
+    return target
+
+
+def load_objective_state(objective: torch.nn.Module, folder: str | Path) -> None:
+    """Restore what :func:`save_objective_state` wrote into ``objective``, in place (the
+    optimiser keeps referring to the same parameters).
+
+    Raises:
+        ConfigError: the objective has state but the checkpoint has no (or a different)
+            objective file, e.g. a checkpoint written by another objective or before
+            objective state was saved.
+    """
+    from safetensors.torch import load_file
+
+    expected = objective.state_dict()
+    if not expected:
+        return
+    path = Path(folder) / OBJECTIVE_STATE_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"checkpoint {folder} has no {OBJECTIVE_STATE_FILE}, so the objective's learnable parameters "
+            f"({', '.join(expected)}) cannot be restored; delete the checkpoint folder to restart training"
+        )
+    state = load_file(str(path))
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+        raise ConfigError(
+            f"{path} holds {sorted(state)} with other names or shapes than the objective's {sorted(expected)}; "
+            "the checkpoint belongs to another objective or student width: delete it to restart training"
+        )
+    objective.load_state_dict(state)
