@@ -147,6 +147,7 @@ def _cost(run: RunDir, paths: Sequence[Path_], specs: dict, command: str, hops: 
 
     from minidisc.elastic.spec import SubnetSpec
     from minidisc.schedules.cost import estimate_direct_kd, measured_direct_kd, schedule_cost
+    from minidisc.schedules.stages import level_key
 
     stages = run.manifest["stages"]
     if command == "distill":
@@ -154,6 +155,6 @@ def _cost(run: RunDir, paths: Sequence[Path_], specs: dict, command: str, hops: 
         return schedule_cost(stages, hops, measured_direct_kd(own, str(run.path)))
     first = stages[stage_name(paths[0][:1])]
     teacher_config = AutoConfig.from_pretrained(run.path / "sparsified" / "model")
-    target = specs[next(s for s in specs if abs(s - paths[0][-1].sparsity) < 1e-6)]
+    target = specs[level_key(specs, paths[0][-1].sparsity)]  # type: ignore[arg-type]
     reference = estimate_direct_kd(first, teacher_config, target, [SubnetSpec.from_dict(first["spec"])])
     return schedule_cost(stages, hops, reference)

@@ -143,13 +143,18 @@ class MaxiDiscConfig(ScheduleConfig):
         return self
 
     def assistant_levels(self) -> list[float]:
-        """Candidate assistant sparsities, ascending."""
+        """Candidate assistant sparsities, ascending: ``candidates``, or by default the
+        candidates of MiniDisc's first sandwich run (:meth:`CompressConfig.candidate_levels`)
+        other than the target."""
         target = _level(self.target_sparsity)
         if self.candidates is not None:
-            pool = {_level(s) for s in self.candidates}
+            pool = [_level(s) for s in self.candidates]
+        elif self.target_sparsity < self.truncation:
+            pool = []  # MiniDisc refuses such a target; no candidate either
         else:
-            pool = {s for s in self.grid if s >= self.truncation - 1e-9}
-        return sorted(s for s in pool if 0.0 < s < target)
+            minidisc = CompressConfig(grid=self.grid, target_sparsity=self.target_sparsity, truncation=self.truncation)
+            pool = minidisc.candidate_levels()
+        return sorted({s for s in pool if 0.0 < s < target})
 
     def paths(self) -> list[tuple[float, ...]]:
         """Every path teacher → assistants → target, shortest first."""

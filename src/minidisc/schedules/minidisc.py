@@ -344,8 +344,12 @@ def _may_stop_early(cfg: TrainConfig, n_train: int) -> bool:
 
 
 def _key(spec_map: dict[float, Any], sparsity: float) -> float:
-    return next(s for s in spec_map if _same(s, sparsity))
+    from minidisc.schedules.stages import level_key
+
+    return level_key(spec_map, sparsity)
 
 
 def _same(a: float, b: float) -> bool:
-    return abs(a - b) < 1e-6
+    from minidisc.schedules.stages import same_level
+
+    return same_level(a, b)

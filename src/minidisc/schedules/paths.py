@@ -123,6 +123,7 @@ def hop_stage(
     from minidisc.elastic.io import save_student
     from minidisc.models import ModelSource, load_for_task
     from minidisc.schedules.minidisc import train_sandwich
+    from minidisc.schedules.stages import level_key
     from minidisc.schedules.students import drop_layers
     from minidisc.training.tracker import CandidateTracker
 
@@ -133,7 +134,7 @@ def hop_stage(
         spec = physical_spec(student)
         key = _layer_drop_sparsity(teacher, student)
     else:
-        spec = specs[next(s for s in specs if abs(s - level.sparsity) < 1e-6)]  # type: ignore[operator]
+        spec = specs[level_key(specs, level.sparsity)]  # type: ignore[arg-type]
         key = spec.sparsity if spec.sparsity is not None else float(level.sparsity)  # type: ignore[arg-type]
     tracker = CandidateTracker([key], 0.0, key, final=True)
     compute = train_sandwich(

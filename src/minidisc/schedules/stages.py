@@ -142,9 +142,34 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
     return {s: saved[find_level(saved, s)] for s in wanted}  # type: ignore[index]
 
 
+LEVEL_TOLERANCE = 1e-6
+"""Sparsities closer than this are one level (keys are rounded to 6 decimals)."""
+
+
+def same_level(a: float, b: float) -> bool:
+    """Whether two sparsities name the same level."""
+    return abs(a - b) < LEVEL_TOLERANCE
+
+
 def find_level(levels: Iterable[float], sparsity: float) -> float | None:
-    """The key of ``levels`` equal to ``sparsity`` (up to 1e-6), else None."""
-    return next((s for s in levels if abs(s - sparsity) < 1e-6), None)
+    """The key of ``levels`` equal to ``sparsity`` (up to :data:`LEVEL_TOLERANCE`), else None."""
+    return next((s for s in levels if same_level(s, sparsity)), None)
+
+
+def level_key(levels: Iterable[float], sparsity: float) -> float:
+    """The key of ``levels`` equal to ``sparsity``.
+
+    Raises:
+        ConfigError: no such level (the specs were built without it).
+    """
+    levels = list(levels)
+    key = find_level(levels, sparsity)
+    if key is None:
+        raise ConfigError(
+            f"sparsity {sparsity:g} is not among the levels {sorted(levels)}; build the specs with "
+            "stages.level_specs including it"
+        )
+    return key
 
 
 # --- sharing the teacher between runs --------------------------------------------------
