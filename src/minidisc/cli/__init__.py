@@ -1,6 +1,7 @@
 """The ``minidisc`` command line.
 
-Each command lives in its own module of this package and exposes ``register(app)``.
+Each command lives in its own module of this package and exposes ``register(app)``;
+every module listed in ``_COMMAND_MODULES`` must exist.
 Command modules import torch/transformers inside the command body so that
 ``minidisc --help`` stays fast.
 """
@@ -36,14 +37,19 @@ _COMMAND_MODULES = (
     "scaling",
 )
 
-for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"minidisc.cli.{_name}")
-    except ModuleNotFoundError as _err:  # a command not built yet
-        if _err.name != f"minidisc.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+
+def register_commands(target: typer.Typer, names: tuple[str, ...]) -> None:
+    """Add the command of every module ``minidisc.cli.<name>`` to ``target``, in order.
+
+    Raises:
+        ImportError: a listed command module is missing or fails to import (a listed
+            command must exist: remove it from ``_COMMAND_MODULES`` otherwise).
+    """
+    for name in names:
+        importlib.import_module(f"minidisc.cli.{name}").register(target)
+
+
+register_commands(app, _COMMAND_MODULES)
 
 
 def main() -> None:

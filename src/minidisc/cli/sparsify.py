@@ -1,0 +1,147 @@
+"""``minidisc sparsify``: score a fine-tuned teacher's heads and FFN neurons, reorder them
+by importance and write the nested sparsity map (the ``sparsified`` stage of
+``minidisc compress``, on its own).
+
+The output folder holds ``model/`` (the reordered teacher: same outputs, heads and
+neurons sorted by importance, descending), ``importance.safetensors`` (per-layer
+normalised scores, in the reordered order), ``sparsity_map.json`` (per level: kept heads
+and neurons per layer; nested across levels) and ``sparsify.json`` (what was done).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from minidisc.cli.options import DataDir, MaxTrain, Overwrite, Task, merge, parse_grid
+
+MAP_FILE = "sparsity_map.json"
+# Required: importance is the gradient of the task loss, meaningless with an untrained head.
+FinetunedTeacher = Annotated[
+    str, typer.Option("--teacher", help="Hub id or folder of a teacher fine-tuned on --task (e.g. minidisc finetune's output).")
+]
+SparsifyOutput = Annotated[
+    Path, typer.Option("--output", "-o", help="Folder for model/, importance.safetensors and sparsity_map.json.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sparsify")(sparsify)
+
+
+def sparsify(
+    teacher: FinetunedTeacher,
+    output: SparsifyOutput = Path("runs/sparsify"),
+    task: Task = "sst2",
+    grid: Annotated[str | None, typer.Option(help="Sparsity levels of the map, comma-separated (default 0,.1,…,.9,.85,.95).")] = None,
+    target_sparsity: Annotated[float | None, typer.Option(help="A level added to the grid, e.g. 0.93.")] = None,
+    data_dir: DataDir = None,
+    max_train_samples: MaxTrain = None,
+    max_length: Annotated[int, typer.Option(help="Maximum tokens per example.")] = 128,
+    importance_samples: Annotated[int, typer.Option(help="Training examples whose label-loss gradients score heads/neurons.")] = 2048,
+    batch_size: Annotated[int, typer.Option(help="Batch size of the importance pass.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of subsampling and of the importance subset.")] = 776,
+    overwrite: Overwrite = False,
+) -> None:
+    """Score, reorder and map the heads/neurons of a teacher already fine-tuned on the task.
+
+    Writes the reordered model, importance.safetensors and sparsity_map.json into --output.
+    """
+    from minidisc.config import DataConfig, parse_config
+
+    data_cfg = parse_config(DataConfig, merge({}, {
+        "task": task, "data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
+        "max_length": max_length, "importance_samples": importance_samples,
+    }), "the command line")
+    levels = _levels(parse_grid(grid), target_sparsity)
+    check_output(output, overwrite)
+    summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output)
+    typer.echo(render_levels(output / MAP_FILE))
+    typer.echo(f"reordered model: {output / 'model'}  ({summary['data']['importance_examples']} scoring examples)")
+
+
+def run_sparsify(
+    teacher: str, data_cfg: Any, levels: list[float], batch_size: int, seed: int, output: Path
+) -> dict[str, Any]:
+    """Sparsify ``teacher`` on ``data_cfg``'s training subset into ``output`` (atomically).
+
+    Args:
+        teacher: hub id or model folder of a task-tuned teacher.
+        data_cfg: a :class:`~minidisc.config.DataConfig`.
+        levels: sparsity fractions of the map.
+        batch_size: batch size of the importance pass.
+        seed: seed of subsampling and of the importance subset.
+
+    Returns:
+        The ``sparsify.json`` content (teacher, task, levels, data sizes, compute).
+
+    Raises:
+        ConfigError: a GGUF teacher (save it as a model folder first, e.g. with
+            ``minidisc finetune``). ModelError, DataError: from loading.
+    """
+    from minidisc.errors import ConfigError
+    from minidisc.fileio import atomic_path, write_json
+    from minidisc.models import load_tokenizer, resolve_model
+    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.schedules.stages import sparsify_stage
+
+    source = resolve_model(teacher)
+    if source.gguf_file:  # sparsify_stage loads a folder or hub id only
+        raise ConfigError(
+            f"sparsify needs a fine-tuned teacher folder, not the GGUF file {source.label}; "
+            "fine-tune it first (minidisc finetune --model ... --output DIR) and pass --teacher DIR"
+        )
+    data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
+    with atomic_path(output) as tmp:
+        tmp.mkdir()
+        entry = sparsify_stage(Path(source.path), data, levels, batch_size, tmp)
+        summary = {"teacher": source.label, "task": data.task.name, "levels": entry["levels"],
+                   "data": data.sizes, "compute": entry["compute"]}
+        write_json(tmp / "sparsify.json", summary)
+    return summary
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse to replace a non-empty ``output``: a finished sparsify output only with
+    ``overwrite``, anything else never (it is not ours to delete).
+
+    Raises:
+        RunExistsError: ``output`` is not empty and cannot be replaced.
+    """
+    from minidisc.errors import RunExistsError
+
+    if not output.exists() or (output.is_dir() and not any(output.iterdir())):
+        return
+    finished = (output / MAP_FILE).is_file()
+    if finished and overwrite:
+        return
+    if finished:
+        raise RunExistsError(f"{output} holds a finished sparsify output; pass --overwrite to replace it, or choose another --output")
+    raise RunExistsError(
+        f"{output} exists and is not a sparsify output (no {MAP_FILE}); minidisc does not delete it, "
+        "even with --overwrite: choose another --output or empty it yourself"
+    )
+
+
+def _levels(grid: list[float] | None, target: float | None) -> list[float]:
+    """The map's levels: the grid (default: the reference grid) ∪ {target}, validated."""
+    from minidisc.elastic.spec import DEFAULT_GRID
+    from minidisc.errors import ConfigError
+
+    levels = set(DEFAULT_GRID if grid is None else grid) | ({target} if target is not None else set())
+    bad = sorted(s for s in levels if not 0.0 <= s < 1.0)
+    if bad or not levels:
+        raise ConfigError(f"sparsity levels must be fractions in [0, 1), e.g. --grid 0.5,0.9; got {bad or 'none'}")
+    return sorted(round(float(s), 6) for s in levels)
+
+
+def render_levels(map_path: Path) -> str:
+    """One line per level: kept heads and FFN neurons, summed over layers."""
+    from minidisc.fileio import read_json
+
+    rows = [f"{'sparsity':>8}  {'heads':>6}  {'neurons':>8}"]
+    for level, spec in sorted(read_json(map_path).items(), key=lambda kv: float(kv[0])):
+        rows.append(f"{float(level):>8.2f}  {sum(spec['heads']):>6}  {sum(spec['neurons']):>8}")
+    return "\n".join(rows)
