@@ -71,3 +71,46 @@ def test_foreign_folder_is_not_overwritten(tmp_path):
     (tmp_path / "r" / "notes.txt").write_text("mine")
     with pytest.raises(RunExistsError):
         RunDir(tmp_path / "r", CompressConfig(), "compress")
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path):
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("precious")
+    with pytest.raises(RunExistsError, match="not a minidisc run directory.*even with --overwrite"):
+        RunDir(foreign, CompressConfig(), "compress", overwrite=True)
+    assert (foreign / "chapter1.tex").read_text() == "precious"
+
+    # a manifest.json of some other tool does not make it a run either
+    (foreign / "manifest.json").write_text('{"name": "my-app"}')
+    with pytest.raises(RunExistsError, match="not a minidisc run directory"):
+        RunDir(foreign, CompressConfig(), "compress", overwrite=True)
+    assert (foreign / "chapter1.tex").is_file()
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(RunExistsError):
+        RunDir(a_file, CompressConfig(), "compress", overwrite=True)
+    assert a_file.read_text() == "mine"
+
+
+def test_overwrite_replaces_a_run_and_accepts_an_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert not RunDir(tmp_path / "empty", CompressConfig(), "compress", overwrite=True).done("a")
+
+    other = tmp_path / "other-run"
+    RunDir(other, CompressConfig(), "compress").stage("a", _work([]))
+    (other / "teacher").symlink_to(tmp_path / "empty", target_is_directory=True)  # a linked stage
+    fresh = RunDir(other, CompressConfig(lam=0.5), "compress", overwrite=True)
+    assert not fresh.done("a") and not (other / "a").exists() and not (other / "teacher").exists()
+    assert (tmp_path / "empty").is_dir()  # the link was removed, not followed
+
+
+def test_a_symlinked_run_resumes_and_is_overwritten_in_place(tmp_path):
+    real = tmp_path / "real"
+    RunDir(real, CompressConfig(), "compress").stage("a", _work([]))
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    assert RunDir(link, CompressConfig(), "compress").done("a")
+    RunDir(link, CompressConfig(lam=0.5), "compress", overwrite=True)
+    assert link.is_symlink() and not (real / "a").exists() and (real / "manifest.json").is_file()

@@ -34,19 +34,26 @@ class RunDir:
         config: the resolved configuration; saved as ``config.yaml`` and compared
             with the saved one on resume.
         command: the command name recorded in the manifest.
-        overwrite: delete an existing run at ``path`` first.
+        overwrite: delete an existing run at ``path`` first (only a minidisc run
+            directory, i.e. one with a ``manifest.json``, is ever deleted).
 
     Raises:
         RunExistsError: ``path`` holds a run of another configuration or command and
-            ``overwrite`` is False.
+            ``overwrite`` is False; or ``path`` is a file or a non-empty folder that is
+            not a minidisc run (whatever ``overwrite`` says).
     """
 
     def __init__(self, path: str | Path, config: BaseModel, command: str, overwrite: bool = False) -> None:
         self.path = Path(path)
         self.config = config
         wanted = config.model_dump(mode="json")
-        if overwrite and self.path.exists():
-            shutil.rmtree(self.path)
+        if self.path.exists() and not _is_empty_dir(self.path) and not is_run_dir(self.path):
+            raise RunExistsError(
+                f"{self.path} exists and is not a minidisc run directory (no {MANIFEST}); minidisc never deletes "
+                "it, even with --overwrite: choose another --output, or move or empty that folder yourself"
+            )
+        if overwrite and is_run_dir(self.path):
+            _clear(self.path)
         if (self.path / MANIFEST).is_file():
             self.manifest = read_json(self.path / MANIFEST)
             if self.manifest.get("command") != command or self.manifest.get("config") != wanted:
@@ -55,10 +62,6 @@ class RunDir:
                     "pass --overwrite to replace it, or choose another --output"
                 )
         else:
-            if self.path.exists() and any(self.path.iterdir()):
-                raise RunExistsError(
-                    f"{self.path} exists and is not a minidisc run; pass --overwrite or choose another --output"
-                )
             self.manifest = {
                 "command": command,
                 "minidisc_version": __version__,
@@ -114,6 +117,32 @@ class RunDir:
 
     def _save(self) -> None:
         write_json(self.path / MANIFEST, self.manifest)
+
+
+def is_run_dir(path: Path) -> bool:
+    """True when the folder ``path`` holds a minidisc ``manifest.json``."""
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        content = read_json(manifest)
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and "command" in content and "stages" in content
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _clear(path: Path) -> None:
+    """Delete the folder's contents, keeping the folder (which may be a symlink) itself;
+    linked stages are unlinked, never followed."""
+    for child in path.iterdir():
+        if child.is_symlink() or not child.is_dir():
+            child.unlink()
+        else:
+            shutil.rmtree(child)
 
 
 def _now() -> str:
