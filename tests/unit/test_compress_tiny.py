@@ -78,3 +78,34 @@ def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
     with pytest.raises(RunExistsError):
         md.run_compress(cfg.model_copy(update={"lam": 0.5}), out)
 
+
+
+def test_report_orders_iterations_numerically(tmp_path):
+    """iter10 comes after iter9, not after iter1 (as text sorting would put it)."""
+    from types import SimpleNamespace
+
+    from minidisc.fileio import write_json
+    from minidisc.report.compress import build_compress_report, iteration_names
+
+    assert iteration_names(["teacher", "iter10", "iter2", "iter1", "iterate", "student"]) == ["iter1", "iter2", "iter10"]
+
+    write_tiny_bert(tmp_path / "teacher")
+    levels = [round(0.05 * k, 2) for k in range(1, 11)]
+    specs = {f"{s:g}": {"heads": [4, 4], "neurons": [64 - 4 * k, 64 - 4 * k], "sparsity": s}
+             for k, s in enumerate(levels, start=1)}
+    write_json(tmp_path / "sparsified" / "sparsity_map.json", specs)
+
+    def iteration(k):  # iteration k selects level k; the last one is final (the target)
+        s = levels[k - 1]
+        return {"iteration": k, "final": k == 10, "selected": s, "selected_metric": 0.5 + 0.01 * k,
+                "candidates": [{"sparsity": s, "best_metric": 0.5, "tradeoff": 0.5}], "wall_time_s": 1.0}
+
+    dev = {"main": 0.5}
+    stages = {"teacher": {"dev": dev, "source": "tiny", "data": {}, "wall_time_s": 1.0},
+              **{f"iter{k}": iteration(k) for k in range(1, 11)},
+              "student": {"dev": dev, "plain_hf_loadable": False, "wall_time_s": 1.0}}
+    cfg = {"data": {"task": "sst2"}, "lam": 0.2, "target_sparsity": levels[-1]}
+    run = SimpleNamespace(path=tmp_path, manifest={"config": cfg, "stages": stages})
+    report = build_compress_report(run)
+    assert [it["iteration"] for it in report["iterations"]] == list(range(1, 11))
+    assert [a["iteration"] for a in report["assistants"]] == list(range(1, 10))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from minidisc.fileio import write_json, write_text
@@ -12,6 +14,13 @@ if TYPE_CHECKING:
     from minidisc.schedules.run import RunDir
 
 SEQ_LEN = 128  # the paper's table counts FLOPs per 128-token sequence
+_ITERATION = re.compile(r"iter(\d+)")
+
+
+def iteration_names(stages: Iterable[str]) -> list[str]:
+    """The ``iter<k>`` stage names in iteration order (``iter2`` before ``iter10``)."""
+    found = [(int(m.group(1)), name) for name in stages if (m := _ITERATION.fullmatch(name))]
+    return [name for _, name in sorted(found)]
 
 
 def build_compress_report(run: RunDir) -> dict[str, Any]:
@@ -25,7 +34,7 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     stages = run.manifest["stages"]
     config = AutoConfig.from_pretrained(run.path / "teacher")
     spec_map = load_sparsity_map(run.path / "sparsified")
-    iterations = [stages[k] for k in sorted(stages) if k.startswith("iter")]
+    iterations = [stages[k] for k in iteration_names(stages)]
 
     def size(sparsity: float) -> dict[str, float]:
         # the teacher (sparsity 0) is the full model whether or not 0 is on the grid
