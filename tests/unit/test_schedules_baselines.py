@@ -196,3 +196,23 @@ def test_levels_missing_from_the_saved_map_are_rebuilt_nested(direct):
     assert specs[0.5] == saved[0.5] and specs[0.75] == saved[0.75]
     assert specs[0.75].fits_in(specs[0.6]) and specs[0.6].fits_in(specs[0.5])
     assert specs[0.6] != specs[0.5] or specs[0.6] != specs[0.75]
+
+
+def test_layer_indices_are_checked_against_the_teacher_before_fine_tuning(direct, tmp_path, monkeypatch):
+    from minidisc.errors import ConfigError
+    from minidisc.schedules import stages
+    from minidisc.schedules.baselines import run_distill
+
+    cfg, run = direct
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the teacher was fine-tuned before the layers were checked")
+
+    monkeypatch.setattr(stages, "teacher_stage", no_training)
+    fresh = cfg.model_copy(update={"target_sparsity": None, "layers": (0, 2)})  # the tiny teacher has 2 layers
+    with pytest.raises(ConfigError, match=r"0\.\.1 \(the teacher has 2 layers\)"):
+        run_distill(fresh, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+    with pytest.raises(ConfigError, match="the teacher has 2 layers"):  # bottom 3 of a shared 2-layer teacher
+        run_distill(shared(cfg, run, DistillConfig, layers=(0, 1, 2)), tmp_path / "linked")
+    assert not (tmp_path / "linked").exists()

@@ -139,17 +139,35 @@ def summarize(path: Path) -> None:
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    """``"3"`` → the bottom 3 layers ``(0, 1, 2)``; ``"0,2,4"`` → those layers."""
+    """The ``--layers`` value → 0-based indices of the teacher layers the student keeps.
+
+    ``"3"`` or ``"bottom:3"`` → the bottom 3 layers ``(0, 1, 2)``; ``"0,2,4"`` or
+    ``"keep:0,2,4"`` → those layers; one layer: ``"keep:5"`` (or ``"5,"``).
+
+    Raises:
+        typer.BadParameter: not one of these forms.
+    """
     if text is None:
         return None
     from minidisc.schedules.students import bottom_layers
 
+    text = text.strip()
+    prefix, sep, body = text.partition(":")
+    kind = prefix.strip() if sep else ("keep" if "," in text else "bottom")
+    body = body if sep else text
+    usage = f"--layers expects N or bottom:N (the bottom N layers), or indices 0,2,4 or keep:5; got {text!r}"
+    if kind not in ("bottom", "keep"):
+        raise typer.BadParameter(f"--layers prefixes are bottom: and keep:, got {text!r}")
     try:
-        values = [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in body.split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"--layers expects N or a comma-separated list of layer indices, got {text!r}") from None
-    if len(values) == 1 and "," not in text:
+        raise typer.BadParameter(usage) from None
+    if kind == "bottom":
+        if len(values) != 1 or "," in body:
+            raise typer.BadParameter(usage)
         return bottom_layers(values[0])
+    if not values:
+        raise typer.BadParameter(usage)
     return tuple(values)
 
 
@@ -163,7 +181,7 @@ def register(app: typer.Typer) -> None:
 def distill(
     output: Output = Path("runs/distill"),
     sparsity: Annotated[float | None, typer.Option("--sparsity", help="Student = the teacher sliced at this sparsity (0.9 = a 10 % student).")] = None,
-    layers: Annotated[str | None, typer.Option("--layers", help="Student = the teacher's bottom N layers (N) or the listed layers (0,2,4).")] = None,
+    layers: Annotated[str | None, typer.Option("--layers", help="Student = teacher layers: N or bottom:N = the bottom N; 0,2,4 or keep:0,2,4 = those 0-based indices; one layer: keep:5 (or 5,).")] = None,
     teacher: Teacher = None,
     teacher_run: TeacherRun = None,
     teacher_finetuned: TeacherFinetuned = False,

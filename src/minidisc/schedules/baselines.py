@@ -22,6 +22,7 @@ from minidisc.schedules.paths import HopContext, Level, Path_, sparsity_path, st
 from minidisc.schedules.run import RunDir
 
 if TYPE_CHECKING:
+    from minidisc.models import ModelSource
     from minidisc.training.teacher_cache import TeacherCacheStore
 
 
@@ -106,8 +107,9 @@ def run_schedule(
     from minidisc.tasks import get_task
 
     build_objective(cfg.objective, task_type=get_task(cfg.data.task).task_type, **cfg.objective_options)  # fail early
-    run = RunDir(output, cfg, command, overwrite=overwrite)
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
+    _check_layer_levels(paths, source)
+    run = RunDir(output, cfg, command, overwrite=overwrite)
     data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
     prepare_teacher(
         run,
@@ -138,6 +140,18 @@ def run_schedule(
     run.stage("report", report, folder=False)
     run.finish()
     return run
+
+
+def _check_layer_levels(paths: Sequence[Path_], source: ModelSource) -> None:
+    """Range-check layer-dropped levels against the teacher's depth before any training
+    (the teacher's config is readable before it is fine-tuned)."""
+    from minidisc.schedules.students import check_layers, teacher_depth
+
+    layered = [lv.layers for p in paths for lv in p if lv.layers is not None]
+    if layered:
+        depth = teacher_depth(source)
+        for layers in layered:
+            check_layers(layers, depth)
 
 
 def _cost(run: RunDir, paths: Sequence[Path_], specs: dict, command: str, hops: list[str]) -> dict[str, Any]:

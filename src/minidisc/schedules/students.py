@@ -10,18 +10,57 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from minidisc.errors import ConfigError
+from minidisc.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from minidisc.models import ModelSource
 
 
 def bottom_layers(n: int) -> tuple[int, ...]:
     """Indices of the bottom ``n`` layers: ``(0, …, n − 1)``."""
     if n < 1:
-        raise ConfigError(f"a layer-dropped student keeps at least one layer, got {n}")
+        raise ConfigError(
+            f"a layer-dropped student keeps at least one layer, got the bottom {n}; "
+            "to keep one chosen layer give its index as keep:I (e.g. --layers keep:0)"
+        )
     return tuple(range(n))
+
+
+def check_layers(keep: Sequence[int], depth: int) -> tuple[int, ...]:
+    """``keep`` as a tuple, checked against a teacher with ``depth`` layers.
+
+    Raises:
+        ConfigError: empty, an index out of ``0..depth − 1``, repeated, or not ascending.
+    """
+    keep = tuple(int(i) for i in keep)
+    if not keep or list(keep) != sorted(set(keep)) or keep[0] < 0 or keep[-1] >= depth:
+        raise ConfigError(
+            f"layers to keep must be distinct ascending indices in 0..{depth - 1} (the teacher has {depth} "
+            f"layers), got {list(keep)}; e.g. --layers {min(3, depth)} (the bottom layers) or --layers keep:0,2"
+        )
+    return keep
+
+
+def teacher_depth(source: ModelSource) -> int:
+    """Transformer layers of the model at ``source``, from its config alone (no weights).
+
+    Raises:
+        ModelError: the config cannot be read, or the architecture is unsupported.
+    """
+    from transformers import AutoConfig
+
+    from minidisc.elastic.families import family_for
+
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    try:
+        config = AutoConfig.from_pretrained(source.path, trust_remote_code=False, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot read the config of {source.label or source.path}: {err}") from err
+    return family_for(config).geometry(config).num_layers
 
 
 def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
@@ -37,10 +76,7 @@ def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     from minidisc.elastic.families import family_for
 
     family = family_for(model)
-    total = len(family.layers(model))
-    keep = tuple(int(i) for i in keep)
-    if not keep or list(keep) != sorted(set(keep)) or keep[0] < 0 or keep[-1] >= total:
-        raise ConfigError(f"layers to keep must be distinct ascending indices in 0..{total - 1}, got {list(keep)}")
+    keep = check_layers(keep, len(family.layers(model)))
     student = copy.deepcopy(model)
     layers = family.layers(student)
     name, parent = _layer_list(student, layers)
