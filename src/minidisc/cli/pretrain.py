@@ -68,6 +68,7 @@ def pretrain(
     seed: Annotated[int | None, typer.Option(help="Student init, data order and masks (default 776).")] = None,
     eval_every_tokens: Annotated[int | None, typer.Option(help="Held-out evaluation interval in tokens (default: ~8 evaluations).")] = None,
     checkpoint_steps: Annotated[int | None, typer.Option(help="Resumable checkpoint every N steps (default 100).")] = None,
+    allow_untrained_teacher_head: Annotated[bool, typer.Option("--allow-untrained-teacher-head", help="Let kd/distilbert/pkd distil from a teacher checkpoint without an MLM head (the head is then random; refused otherwise: warm it up first, see docs/pretrain.md).")] = False,
     log_runs: Annotated[Path | None, typer.Option("--log-runs", help="Append this run's record (params, tokens, held-out loss) to a runs file (.jsonl or .csv) for `minidisc scaling fit`.")] = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
@@ -103,7 +104,8 @@ def pretrain(
     if not merged.get("corpus", {}).get("train"):
         raise typer.BadParameter("pass --corpus FILE (repeatable) or a hub dataset name", param_hint="--corpus")
     cfg = parse_config(PretrainConfig, merged, "the command line")
-    run = run_pretrain(cfg, output, overwrite=overwrite, log_runs=log_runs)
+    run = run_pretrain(cfg, output, overwrite=overwrite, log_runs=log_runs,
+                       allow_untrained_teacher_head=allow_untrained_teacher_head)
     summarize(run.path)
 
 

@@ -76,11 +76,61 @@ class Arm:
     stream: MaskedStream
 
 
-def prepare_arm(cfg: PretrainConfig) -> Arm:
-    """Load teacher, tokenizer and corpora, build the student and objective, plan the budget.
+def reads_teacher_logits(cfg: PretrainConfig) -> bool:
+    """Whether the arm's loss reads the teacher's MLM logits (KD, DistilBERT, PKD).
 
     Raises:
-        ConfigError, DataError, ModelError: bad options, data or models.
+        ConfigError: unknown objective options.
+    """
+    from minidisc.objectives import build_objective
+
+    if not cfg.distills:
+        return False
+    return build_objective(cfg.strategy, task_type="masked_lm", **cfg.objective_options).needs_logits
+
+
+def untrained_head_error(cfg: PretrainConfig, label: str) -> ConfigError:
+    """The refusal to distil logits from a teacher whose MLM head is not trained."""
+    return ConfigError(
+        f"--strategy {cfg.strategy} distils the teacher's MLM logits, but {label} has no trained MLM head "
+        "(the checkpoint is a bare encoder; its head would be randomly initialised, and the student would "
+        "learn from noise). Warm the head up first (docs/pretrain.md, 'Warming up a teacher's MLM head': "
+        "minidisc pretrain --strategy scratch --init-from-teacher all --freeze-encoder --head-bias-from-corpus "
+        "...) and pass its RUN/student as --teacher, or pass --allow-untrained-teacher-head to distil from "
+        "the random head anyway"
+    )
+
+
+def check_teacher_head(cfg: PretrainConfig, allow_untrained: bool = False) -> None:
+    """Refuse, from the teacher's config alone, to distil logits from a checkpoint saved
+    without an MLM head (the packaged all-MiniLM-L6-v2 is one). Checkpoints whose config
+    does not say are checked again after loading (:func:`prepare_arm`).
+
+    Raises:
+        ConfigError: see :func:`untrained_head_error`.
+        ModelError: the teacher's config cannot be read.
+    """
+    from minidisc.models import resolve_model
+    from minidisc.pretrain.student import config_has_mlm_head, load_config
+
+    if allow_untrained or not reads_teacher_logits(cfg):
+        return
+    source = resolve_model(cfg.teacher)
+    if config_has_mlm_head(load_config(source)) is False:
+        raise untrained_head_error(cfg, source.label or str(source.path))
+
+
+def prepare_arm(cfg: PretrainConfig, allow_untrained_teacher_head: bool = False) -> Arm:
+    """Load teacher, tokenizer and corpora, build the student and objective, plan the budget.
+
+    Args:
+        cfg: the arm.
+        allow_untrained_teacher_head: distil logits even from a teacher whose MLM head was
+            not in its checkpoint (randomly initialised).
+
+    Raises:
+        ConfigError: bad options, or logit distillation from an untrained teacher head.
+        DataError, ModelError: bad data or models.
     """
     from minidisc.models import load_tokenizer, resolve_model
     from minidisc.objectives import build_objective
@@ -89,11 +139,13 @@ def prepare_arm(cfg: PretrainConfig) -> Arm:
     from minidisc.pretrain.student import build_student, load_config, load_teacher, set_unigram_bias
 
     source = resolve_model(cfg.teacher)
+    needs_weights = cfg.distills or bool(cfg.student.init_from_teacher)
+    teacher = load_teacher(source, cfg.optim.seed) if needs_weights else None
+    if teacher is not None and teacher.head_is_fresh and not allow_untrained_teacher_head and reads_teacher_logits(cfg):
+        raise untrained_head_error(cfg, source.label or str(source.path))
     tokenizer = load_tokenizer(source)
     corpora = load_corpora(cfg.corpus, tokenizer)
     heldout = heldout_batch(corpora.heldout, tokenizer, cfg.corpus.mlm_probability, cfg.corpus.eval_seed)
-    needs_weights = cfg.distills or bool(cfg.student.init_from_teacher)
-    teacher = load_teacher(source, cfg.optim.seed) if needs_weights else None
     teacher_config = teacher.model.config if teacher else load_config(source)
     student, layers_from = build_student(
         teacher_config, cfg.student, cfg.optim.seed, teacher.model if teacher else None
@@ -134,6 +186,7 @@ def run_pretrain(
     *,
     overwrite: bool = False,
     log_runs: str | Path | None = None,
+    allow_untrained_teacher_head: bool = False,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> RunDir:
     """Run (or resume) one pretraining arm into ``output``; return the run.
@@ -143,11 +196,14 @@ def run_pretrain(
         output: run directory.
         overwrite: replace another run in ``output``.
         log_runs: append one record (:mod:`minidisc.scaling.records`) to this runs file.
+        allow_untrained_teacher_head: let KD/DistilBERT/PKD distil from a teacher whose
+            checkpoint has no MLM head (its head is then random); refused otherwise.
         callbacks: extra Trainer callbacks (tests use them to interrupt a run).
 
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
-        ConfigError: ``log_runs`` for an arm whose objective leaves the MLM head untrained.
+        ConfigError: ``log_runs`` for an arm whose objective leaves the MLM head untrained;
+            logit distillation from an untrained teacher head (before anything is written).
         DataError, ModelError: bad corpus or models.
     """
     if log_runs is not None and cfg.strategy not in TRAINS_MLM_HEAD:
@@ -155,12 +211,13 @@ def run_pretrain(
             f"--log-runs records the held-out MLM loss, but {cfg.strategy} has no MLM/logit term and "
             f"leaves the MLM head untrained; log only {', '.join(TRAINS_MLM_HEAD)} arms"
         )
+    check_teacher_head(cfg, allow_untrained_teacher_head)
     run = RunDir(output, cfg, "pretrain", overwrite=overwrite)
     prepared: list[Arm] = []
 
     def arm() -> Arm:  # models and data load only if a stage still has to run
         if not prepared:
-            prepared.append(prepare_arm(cfg))
+            prepared.append(prepare_arm(cfg, allow_untrained_teacher_head))
         return prepared[0]
 
     if cfg.distills:

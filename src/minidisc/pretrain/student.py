@@ -72,6 +72,20 @@ def load_teacher(source: ModelSource, seed: int) -> LoadedTeacher:
     return LoadedTeacher(model.eval(), sorted(info.get("missing_keys", ())))
 
 
+#: Class-name endings of ``transformers`` models saved with an MLM head.
+_MLM_ARCHITECTURES = ("ForMaskedLM", "ForPreTraining")
+
+
+def config_has_mlm_head(config: Any) -> bool | None:
+    """Whether a checkpoint was saved with an MLM head, from ``config.architectures``:
+    ``False`` for a bare encoder such as all-MiniLM-L6-v2 (``BertModel``), ``None`` when
+    the config does not say (only loading the weights tells)."""
+    architectures = getattr(config, "architectures", None) or []
+    if not architectures:
+        return None
+    return any(str(name).endswith(_MLM_ARCHITECTURES) for name in architectures)
+
+
 def load_config(source: ModelSource) -> Any:
     """The teacher's ``transformers`` config alone (no weights)."""
     from transformers import AutoConfig
