@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -11,7 +14,9 @@ from minidisc.scaling.laws import distillation_loss, supervised_loss
 from minidisc.scaling.plan import (
     CandidateTeacher,
     compute_optimal_teacher,
+    crossover_status,
     find_crossover,
+    locate_crossings,
     plan_distillation,
     plan_with_teachers,
     supervised_baseline,
@@ -90,6 +95,9 @@ def test_candidate_teacher_parsing():
 def test_crossover_separates_distillation_and_supervised():
     cr = find_crossover(1e9, "best-case", n_points=9)
     assert cr.status == "crossover"
+    (crossing,) = cr.crossings
+    assert crossing.direction == "to-supervised" and crossing.compute == cr.compute
+    assert [w for _, _, w in cr.segments()] == ["distillation", "supervised"]
     below = plan_distillation(1e9, cr.compute / 1.5, "best-case")
     above = plan_distillation(1e9, cr.compute * 1.5, "best-case")
     assert below.student_loss < below.supervised_loss
@@ -124,3 +132,78 @@ def test_invalid_budgets():
         plan_distillation(1e9, 1e21, "free-lunch")
     with pytest.raises(ConfigError):
         find_crossover(1e9, min_compute=1e22, max_compute=1e20)
+
+
+# --- crossings of constructed gap functions: gap(C) has the sign of L_S* - L_sup -------
+GRID = list(np.geomspace(1e18, 1e22, 9))
+
+
+def _scan(gap):
+    gaps = [gap(c) for c in GRID]
+    crossings = locate_crossings(GRID, gaps, gap)
+    return crossover_status(gaps, crossings), crossings
+
+
+def test_single_crossover_to_supervised():
+    status, crossings = _scan(lambda c: math.log(c / 3e19))
+    assert status == "crossover"
+    assert [x.direction for x in crossings] == ["to-supervised"]
+    assert crossings[0].compute == pytest.approx(3e19, rel=1e-3)
+
+
+def test_distillation_winning_only_at_the_top_is_a_reverse_crossover():
+    # The audit's case: supervised better at low compute, distillation at the top.
+    status, crossings = _scan(lambda c: math.log(2e21 / c))
+    assert status == "reverse-crossover"
+    assert [x.direction for x in crossings] == ["to-distillation"]
+    assert crossings[0].compute == pytest.approx(2e21, rel=1e-3)
+
+
+def test_every_sign_change_is_reported_with_its_direction():
+    # distillation better below 1e19, supervised in between, distillation again above 1e21.
+    roots = (1e19, 1e21)
+    status, crossings = _scan(lambda c: -math.log(c / roots[0]) * math.log(c / roots[1]))
+    assert status == "multiple-crossovers"
+    assert [x.direction for x in crossings] == ["to-supervised", "to-distillation"]
+    assert [x.compute for x in crossings] == pytest.approx(list(roots), rel=1e-3)
+    # Three changes, ending on supervised, are not called a plain crossover either.
+    three = (3e18, 1e20, 2e21)
+    status, crossings = _scan(lambda c: math.prod(math.log(c / r) for r in three))
+    assert status == "multiple-crossovers"
+    assert [x.direction for x in crossings] == ["to-supervised", "to-distillation",
+                                                "to-supervised"]
+    # 1e20 is a scan point (a tie there): located all the same.
+    assert [x.compute for x in crossings] == pytest.approx(list(three), rel=1e-3)
+
+
+def test_no_sign_change():
+    assert _scan(lambda c: -0.1) == ("distillation-always-better", [])
+    assert _scan(lambda c: 0.1) == ("supervised-always-better", [])
+    assert _scan(lambda c: 0.0)[0] == "supervised-always-better"  # a tie is not a win
+
+
+def test_find_crossover_reports_all_crossings(monkeypatch):
+    # Constructed losses through the real scan: distil, supervised, distil again.
+    roots = (1e19, 1e21)
+
+    def fake(n_s, c, teachers, include_inference, params, flops_model):
+        gap = -math.log(c / roots[0]) * math.log(c / roots[1])
+        option = SimpleNamespace(student_loss=3.0 * math.exp(0.01 * gap))
+        return SimpleNamespace(options=[option], supervised_loss=3.0)
+
+    monkeypatch.setattr("minidisc.scaling.plan.plan_with_teachers", fake)
+    cr = find_crossover(1e9, teacher=CandidateTeacher(1e10, 2.0), min_compute=1e18,
+                        max_compute=1e22, n_points=9)
+    assert cr.status == "multiple-crossovers" and cr.compute is None
+    assert [x.compute for x in cr.crossings] == pytest.approx(list(roots), rel=1e-3)
+    segments = cr.to_dict()["segments"]
+    assert [s["better"] for s in segments] == ["distillation", "supervised", "distillation"]
+    assert segments[0]["from"] == pytest.approx(1e18) and segments[-1]["to"] == pytest.approx(1e22)
+    assert segments[1]["from"] == pytest.approx(roots[0], rel=1e-3)
+
+
+def test_locate_crossings_checks_its_inputs():
+    with pytest.raises(ConfigError):
+        locate_crossings([1e20, 1e19], [-1.0, 1.0], lambda c: 0.0)
+    with pytest.raises(ConfigError):
+        locate_crossings([1e19, 1e20], [-1.0], lambda c: 0.0)

@@ -389,7 +389,8 @@ def crossover(
     ]
     out: dict[str, Any] = {
         "student_params": student_params,
-        "definition": ("C* where L_S*(C) - L(N_S, C/(3F(N_S))) turns from < 0 to >= 0; "
+        "definition": ("crossings: where L_S*(C) - L(N_S, C/(3F(N_S))) changes sign; "
+                       "C* (status 'crossover') where it turns from < 0 to >= 0 and stays; "
                        "L_S* is the compute-optimal distilled student at budget C"),
         "crossovers": [r.to_dict() for r in results],
     }
@@ -405,9 +406,12 @@ def crossover(
             lines.append(f"{r.scenario:30s} C* = {r.compute:.3e} FLOPs ({tok:.3g} student tokens,"
                          f" {tok / student_params:.3g} tokens/param): distil below, "
                          "supervised above")
-        else:
+        elif not r.crossings:
             lines.append(f"{r.scenario:30s} {r.status} in [{r.compute_grid[0]:.2e}, "
                          f"{r.compute_grid[-1]:.2e}] FLOPs")
+        else:
+            parts = [f"{who} better in [{a:.3e}, {b:.3e}]" for a, b, who in r.segments()]
+            lines.append(f"{r.scenario:30s} {r.status}: {'; '.join(parts)} FLOPs")
     _emit(out, as_json, "\n".join(lines))
 
 

@@ -13,9 +13,10 @@ Busbridge et al., "Distillation Scaling Laws" (arXiv 2502.08606):
   training. **Definition used**: the supervised baseline is the student itself
   (same N_S) trained on the data alone with the whole budget,
   ``L_sup(C) = L(N_S, C / (3F(N_S)))``; distillation uses the compute-optimal plan of
-  the scenario at the same C (or a fixed teacher via Eq. 27). C* is the compute at
-  which Δ(C) = L_S*(C) − L_sup(C) turns from negative to ≥ 0 (the last such change in
-  the scanned range), located on a log-spaced scan and refined by bisection in log C.
+  the scenario at the same C (or a fixed teacher via Eq. 27). Every sign change of
+  Δ(C) = L_S*(C) − L_sup(C) on a log-spaced scan is refined by Brent's method in log C
+  and reported with its direction; C* is the compute at which Δ turns from negative
+  to ≥ 0 when that is the only change in the scanned range (status ``"crossover"``).
 
 Units: parameters, tokens, FLOPs; losses in nats.
 """
@@ -23,7 +24,7 @@ Units: parameters, tokens, FLOPs; losses in nats.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,12 +44,15 @@ from minidisc.scaling.params import ScalingLawParams
 __all__ = [
     "BOUNDS",
     "CandidateTeacher",
+    "Crossing",
     "Crossover",
     "DistillationPlan",
     "TeacherChoice",
     "TeacherOption",
     "compute_optimal_teacher",
+    "crossover_status",
     "find_crossover",
+    "locate_crossings",
     "plan_distillation",
     "plan_with_teachers",
     "student_loss_for_teacher",
@@ -508,17 +512,96 @@ def plan_with_teachers(
     return TeacherChoice(n_s, c, options, best, sup_tokens, sup_loss, include_inference)
 
 
+TO_SUPERVISED = "to-supervised"
+TO_DISTILLATION = "to-distillation"
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One sign change of Δ(C) = L_S*(C) − L_sup(C) within the scanned range.
+
+    Attributes:
+        compute: C where Δ = 0, in FLOPs (refined to ~1e-4 in log C).
+        direction: ``"to-supervised"`` (distillation better just below, supervised from
+            here on) or ``"to-distillation"`` (supervised better just below,
+            distillation from here on).
+    """
+
+    compute: float
+    direction: str
+
+
+def locate_crossings(
+    compute_grid: Sequence[float],
+    gaps: Sequence[float],
+    gap: Callable[[float], float],
+    xtol: float = 1e-4,
+) -> list[Crossing]:
+    """Every sign change of Δ between consecutive scan points, refined in log C.
+
+    Args:
+        compute_grid: increasing budgets C_i in FLOPs.
+        gaps: a value with the sign of Δ(C_i) at each C_i (< 0: distillation better).
+        gap: C ↦ the same quantity at any C in the range (used by Brent's method).
+        xtol: absolute tolerance on log C.
+
+    Returns:
+        The crossings in increasing C. Two changes between the same pair of scan points
+        cancel and are not seen: the scan's resolution is the method's.
+
+    Raises:
+        ConfigError: if the grid and values differ in length or the grid is not increasing.
+    """
+    grid = [float(c) for c in compute_grid]
+    if len(grid) != len(gaps) or any(b <= a for a, b in zip(grid, grid[1:])):
+        raise ConfigError("compute_grid must be increasing and as long as gaps")
+    better = [g < 0 for g in gaps]
+    out = []
+    for i in range(len(grid) - 1):
+        if better[i] == better[i + 1]:
+            continue
+        log_c = _root(lambda x: gap(math.exp(x)), math.log(grid[i]), math.log(grid[i + 1]), xtol)
+        out.append(Crossing(float(math.exp(log_c)),
+                            TO_SUPERVISED if better[i] else TO_DISTILLATION))
+    return out
+
+
+def _root(f: Callable[[float], float], a: float, b: float, xtol: float) -> float:
+    """Brent's root of f in [a, b]; a tie at a scan point (f ≈ 0 there, its sign lost
+    to rounding of exp(log C)) is the root itself."""
+    fa, fb = f(a), f(b)
+    if fa * fb >= 0:
+        return a if abs(fa) <= abs(fb) else b
+    return float(brentq(f, a, b, xtol=xtol))
+
+
+def crossover_status(gaps: Sequence[float], crossings: Sequence[Crossing]) -> str:
+    """Name what the scan shows (the ``Crossover.status`` values).
+
+    ``"distillation-always-better"`` / ``"supervised-always-better"`` without a sign
+    change; ``"crossover"`` for one change from distillation to supervised (the paper's
+    case: distil below C*); ``"reverse-crossover"`` for one change the other way
+    (distillation better only above C*); ``"multiple-crossovers"`` otherwise.
+    """
+    if not crossings:
+        return ("distillation-always-better" if all(g < 0 for g in gaps)
+                else "supervised-always-better")
+    if len(crossings) > 1:
+        return "multiple-crossovers"
+    return "crossover" if crossings[0].direction == TO_SUPERVISED else "reverse-crossover"
+
+
 @dataclass(frozen=True)
 class Crossover:
-    """Where distillation stops beating supervised training of the same student.
+    """Where distillation and supervised training of the same student swap places.
 
     Attributes:
         student_params: N_S.
         scenario: scenario name, or ``"fixed-teacher"`` with ``teacher`` set.
-        compute: C* in FLOPs (None unless ``status == "crossover"``).
-        status: ``"crossover"`` (distillation better just below C*, supervised from C*
-            on), ``"supervised-always-better"`` or ``"distillation-always-better"``
-            within the scanned range.
+        compute: C* in FLOPs if ``status == "crossover"`` (distillation better just
+            below C*, supervised from C* to the top of the range), else None.
+        status: see :func:`crossover_status`.
+        crossings: every sign change in the range, in increasing C, with its direction.
         compute_grid, distillation_loss, supervised_loss: the scan (FLOPs, nats).
     """
 
@@ -526,13 +609,31 @@ class Crossover:
     scenario: str
     compute: float | None
     status: str
+    crossings: list[Crossing] = field(default_factory=list)
     compute_grid: list[float] = field(default_factory=list)
     distillation_loss: list[float] = field(default_factory=list)
     supervised_loss: list[float] = field(default_factory=list)
     teacher: CandidateTeacher | None = None
 
+    def segments(self) -> list[tuple[float, float, str]]:
+        """The scanned range cut at the crossings: (from C, to C, winner) with winner
+        ``"distillation"`` or ``"supervised"``."""
+        if not self.compute_grid:
+            return []
+        first = self.distillation_loss[0] < self.supervised_loss[0]
+        winner = "distillation" if first else "supervised"
+        edges = [self.compute_grid[0], *(c.compute for c in self.crossings),
+                 self.compute_grid[-1]]
+        out = []
+        for lo, hi in zip(edges, edges[1:]):
+            out.append((lo, hi, winner))
+            winner = "supervised" if winner == "distillation" else "distillation"
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["segments"] = [{"from": a, "to": b, "better": w} for a, b, w in self.segments()]
+        return out
 
 
 def find_crossover(
@@ -546,18 +647,25 @@ def find_crossover(
     teacher: CandidateTeacher | None = None,
     include_inference: bool = True,
 ) -> Crossover:
-    """Find C* where distillation stops beating supervised training (definition in the
-    module docstring).
+    """Scan budgets for where distillation stops (or starts) beating supervised training
+    of the same student (definition in the module docstring).
 
     Args:
         student_params: N_S.
         scenario: planner scenario (ignored when ``teacher`` is given).
+        params: law coefficients; default Table 6.
+        flops_model: F(N) constants (Eq. 69); default the paper's.
         min_compute, max_compute: scan range in FLOPs; default the budgets buying
             1 to 1e4 student tokens per parameter (clipped to the token bounds). Below
             one token per parameter the laws are far outside the data they were fitted on.
         n_points: log-spaced scan points.
         teacher: a fixed existing teacher (Eq. 27) instead of the planner's optimum.
         include_inference: with ``teacher``: pay its logits (δ_lgt = 1).
+
+    Returns:
+        The scan, every crossing with its direction, and a status
+        (:func:`crossover_status`); ``compute`` is C* only for a single
+        distillation-to-supervised crossing.
 
     Raises:
         ConfigError: on an empty or infeasible range.
@@ -581,26 +689,18 @@ def find_crossover(
         plan = plan_distillation(n_s, c, scenario, p, flops_model)
         return plan.student_loss, plan.supervised_loss
 
-    grid = np.geomspace(lo, hi, n_points)
-    pairs = [losses(float(c)) for c in grid]
-    dist = np.array([a for a, _ in pairs])
-    sup = np.array([b for _, b in pairs])
-    better = dist < sup
-    scan = {"compute_grid": [float(c) for c in grid], "distillation_loss": dist.tolist(),
-            "supervised_loss": sup.tolist(), "teacher": teacher}
-    if better.all():
-        return Crossover(n_s, name, None, "distillation-always-better", **scan)
-    if not better.any():
-        return Crossover(n_s, name, None, "supervised-always-better", **scan)
-    # Last index where distillation is better and the next point is not.
-    turns = [i for i in range(n_points - 1) if better[i] and not better[i + 1]]
-    if not turns:  # better only at the top of the range
-        return Crossover(n_s, name, None, "distillation-always-better", **scan)
-    i = turns[-1]
-
-    def gap(log_c: float) -> float:
-        a, b = losses(math.exp(log_c))
+    def gap(c: float) -> float:  # log-ratio: the sign of Δ, better scaled for Brent
+        a, b = losses(c)
         return math.log(a) - math.log(b)
 
-    log_star = brentq(gap, math.log(grid[i]), math.log(grid[i + 1]), xtol=1e-4)
-    return Crossover(n_s, name, float(math.exp(log_star)), "crossover", **scan)
+    grid = [float(c) for c in np.geomspace(lo, hi, n_points)]
+    pairs = [losses(c) for c in grid]
+    gaps = [math.log(a) - math.log(b) for a, b in pairs]
+    crossings = locate_crossings(grid, gaps, gap)
+    status = crossover_status(gaps, crossings)
+    return Crossover(
+        n_s, name, crossings[0].compute if status == "crossover" else None, status,
+        crossings=crossings, compute_grid=grid,
+        distillation_loss=[a for a, _ in pairs], supervised_loss=[b for _, b in pairs],
+        teacher=teacher,
+    )

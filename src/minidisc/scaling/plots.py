@@ -214,7 +214,7 @@ def plot_distillation_map(
 
 def plot_crossover(path: str | os.PathLike[str], crossovers: Sequence[Crossover]) -> Path:
     """Distilled (solid) and supervised (dashed) loss vs compute for one student, one
-    curve per scenario, crossovers marked."""
+    curve per scenario, every crossing marked (dotted)."""
     if not crossovers:
         from minidisc.errors import ConfigError
 
@@ -225,12 +225,12 @@ def plot_crossover(path: str | os.PathLike[str], crossovers: Sequence[Crossover]
     for i, cr in enumerate(crossovers):
         color = f"C{i}"
         ax.plot(cr.compute_grid, cr.distillation_loss, color=color, label=cr.scenario)
-        if cr.compute is not None:
-            ax.axvline(cr.compute, color=color, ls=":", lw=1)
+        for crossing in cr.crossings:
+            ax.axvline(crossing.compute, color=color, ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("compute C (FLOPs)")
     ax.set_ylabel("student cross-entropy (nats)")
-    ax.set_title(f"Crossover, N_S={_fmt(first.student_params)} (dotted: C*)", fontsize=10)
+    ax.set_title(f"Crossover, N_S={_fmt(first.student_params)} (dotted: crossings)", fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
