@@ -182,3 +182,23 @@ def test_normalize_and_save_load(tmp_path):
     torch.testing.assert_close(back.heads, imp.heads)
     torch.testing.assert_close(back.neurons, imp.neurons)
     torch.testing.assert_close(imp.group_scores(2), torch.tensor([[1.4], [0.0]]))
+
+
+def test_importance_shows_a_progress_bar_that_can_be_turned_off(capsys):
+    from transformers.utils import logging as hf_logging
+
+    em = make_elastic(_model("bert"))
+    batches = [_labelled("bert", s) for s in range(3)]
+    em.importance(batches, max_batches=2)
+    err = capsys.readouterr().err
+    assert "Importance" in err and "2/2" in err  # the bar counts the batches actually used
+
+    em.importance(batches, progress=False)
+    assert "Importance" not in capsys.readouterr().err
+
+    hf_logging.disable_progress_bar()  # the switch that also silences the Trainer's bars
+    try:
+        em.importance(batches)
+    finally:
+        hf_logging.enable_progress_bar()
+    assert "Importance" not in capsys.readouterr().err

@@ -152,6 +152,7 @@ def compute_importance(
     loss_fn: LossFn | None = None,
     max_batches: int | None = None,
     normalize: bool = True,
+    progress: bool = True,
 ) -> Importance:
     """Accumulated |∂loss/∂mask| for every head and FFN unit of a full-size model.
 
@@ -164,6 +165,9 @@ def compute_importance(
             LM, MSE for regression with ``num_labels == 1``).
         max_batches: stop after this many batches (``None``: the whole loader).
         normalize: divide each layer's row by its L2 norm (spec default).
+        progress: show a progress bar (batches, ETA) on stderr. Like the Trainer's bars
+            it is also off after ``transformers.utils.logging.disable_progress_bar()``
+            or with the environment variable ``TQDM_DISABLE=1``.
 
     Returns:
         :class:`Importance` with ``heads (L, H)`` and ``neurons (L, I)``, float32, ≥ 0.
@@ -189,6 +193,7 @@ def compute_importance(
     was_training = model.training
     model.eval()
     batches = 0
+    bar = _progress_bar(dataloader, max_batches, progress)
     try:
         with mask_hooks(model, family, head_mask, neuron_mask, geo.head_dim):
             for batch in dataloader:
@@ -214,9 +219,24 @@ def compute_importance(
                 if g_neuron is not None:
                     neuron_acc += g_neuron.detach().abs()
                 batches += 1
+                bar.update(1)
     finally:
+        bar.close()
         model.train(was_training)
     if batches == 0:
         raise DataError("importance estimation got no batches; give a non-empty dataloader")
     imp = Importance(head_acc.float().cpu(), neuron_acc.float().cpu())
     return imp.normalize() if normalize else imp
+
+
+def _progress_bar(dataloader: Iterable[Any], max_batches: int | None, enabled: bool) -> Any:
+    """A tqdm bar over the importance batches; transformers' tqdm factory honours its
+    global ``disable_progress_bar()`` switch, as the Trainer's bars do."""
+    from transformers.utils.logging import tqdm
+
+    total = len(dataloader) if hasattr(dataloader, "__len__") else None  # type: ignore[arg-type]
+    if max_batches is not None:
+        total = max_batches if total is None else min(total, max_batches)
+    # ``disable`` passed only when off, so that TQDM_DISABLE=1 still applies otherwise
+    options: dict[str, Any] = {} if enabled else {"disable": True}
+    return tqdm(total=total, desc="Importance", unit="batch", **options)

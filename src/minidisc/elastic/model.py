@@ -116,6 +116,7 @@ class ElasticModel:
         loss_fn: LossFn | None = None,
         max_batches: int | None = None,
         normalize: bool = True,
+        progress: bool = True,
     ) -> Importance:
         """Head/neuron importance of the full model; see
         :func:`minidisc.elastic.importance.compute_importance`. The active spec is
@@ -128,6 +129,7 @@ class ElasticModel:
                 loss_fn=loss_fn,
                 max_batches=max_batches,
                 normalize=normalize,
+                progress=progress,
             )
 
     def reorder(self, importance: Importance) -> Importance:
