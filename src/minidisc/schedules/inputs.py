@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
 
@@ -51,6 +53,14 @@ def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed:
         "dev_examples": len(dev),
         "importance_examples": n_imp,
         "subsampled": cfg.max_train_samples is not None or cfg.max_eval_samples is not None,
-        "data_source": str(data_dir) if data_dir else "hub:nyu-mll/glue",
+        "data_source": data_source(task, data_dir),
     }
     return TaskData(task, tokenizer, train, dev, importance, sizes)
+
+
+def data_source(task: TaskSpec, data_dir: Path | None) -> str:
+    """Where the task's examples came from, for reports: the local folder, else the
+    task's own hub dataset (``hub:nyu-mll/glue (sst2)``, ``hub:eriktks/conll2003``)."""
+    if data_dir is not None:
+        return str(data_dir)
+    return f"hub:{task.hub_name}" + (f" ({task.hub_config})" if task.hub_config else "")
