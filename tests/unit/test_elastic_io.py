@@ -14,6 +14,7 @@ from minidisc.errors import ConfigError, ModelError
 
 HETERO = {
     "bert": SubnetSpec((0, 3, 1), (16, 0, 40), sparsity=0.5),
+    "roberta": SubnetSpec((4, 0, 2), (0, 48, 12), sparsity=0.6),
     "llama": SubnetSpec((0, 2, 4), (16, 0, 32), sparsity=0.5),
 }
 
@@ -62,7 +63,7 @@ def test_uniform_encoder_student_loads_with_plain_transformers(kind, tmp_path):
     )
 
 
-@pytest.mark.parametrize("kind", ["bert", "llama"])
+@pytest.mark.parametrize("kind", ["bert", "roberta", "llama"])
 def test_heterogeneous_student_round_trip(kind, tmp_path):
     teacher = _model(kind)
     em = make_elastic(teacher)
@@ -77,7 +78,7 @@ def test_heterogeneous_student_round_trip(kind, tmp_path):
     assert em.spec == em.full_spec()
 
     loaded = load_student(tmp_path / "s")
-    assert not loaded.training
+    assert type(loaded) is type(teacher) and not loaded.training
     assert physical_spec(loaded) == SubnetSpec(spec.heads, spec.neurons)
     torch.testing.assert_close(_logits(loaded, batch), expected, atol=1e-5, rtol=0)
     auto = AutoModelForCausalLM if kind == "llama" else AutoModelForSequenceClassification
