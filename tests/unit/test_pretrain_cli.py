@@ -62,7 +62,38 @@ def test_log_runs_appends_records_that_parse_back(files, suffix):
     assert (dist.student_params, dist.student_tokens, dist.teacher_params) == (STUDENT_PARAMS, 150, TEACHER_PARAMS)
     assert dist.student_loss == pytest.approx(k_report["heldout"]["final_loss"])
     assert dist.teacher_loss == pytest.approx(k_report["teacher"]["heldout_loss"])
-    assert "alpha=1.0" in k_report["objective"]
+    assert "alpha=1.0" in k_report["objective"] and k_report["objective_name"] == "kd"
+    assert dist.label.startswith("objective=kd(alpha=1.0) run=") and sup.label.startswith("objective=scratch run=")
+    assert dist.teacher_tokens is None  # a teacher folder that is no minidisc pretrain output
+
+
+def test_teacher_tokens_come_from_a_pretrain_teacher_trained_from_scratch(files):
+    root = files[0]
+    runs = root / "teacher-tokens.jsonl"
+    assert pretrain(files, "t-scratch", "--strategy", "scratch", "--budget-tokens", "200").exit_code == 0
+    # a head warm-up: the encoder's weights come from elsewhere, so its tokens are unknown
+    warm = pretrain(files, "t-warm", "--strategy", "scratch", "--init-from-teacher", "all", "--freeze-encoder",
+                    "--budget-tokens", "100")
+    assert warm.exit_code == 0, warm.output
+    for name, teacher in (("kd-from-scratch", "t-scratch"), ("kd-from-warm", "t-warm")):
+        result = pretrain(files, name, "--strategy", "kd", "--teacher", str(root / teacher / "student"),
+                          "--budget-tokens", "64", "--log-runs", str(runs))
+        assert result.exit_code == 0, result.output
+    from_scratch, from_warm = read_run_records(runs)
+    assert from_scratch.kind == from_warm.kind == "distillation"
+    assert from_scratch.teacher_tokens == 200 and from_scratch.student_tokens == 64
+    assert from_warm.teacher_tokens is None
+    note = read_json(root / "kd-from-warm" / "report.json")["teacher"]["pretrain_tokens_note"]
+    assert "another model's weights" in note and "MLM head" in note
+
+
+@pytest.mark.parametrize("strategy", ["distilbert", "pkd"])
+def test_log_runs_refuses_arms_with_hidden_state_losses(files, strategy):
+    result = pretrain(files, f"log-{strategy}", "--strategy", strategy, "--budget-tokens", "100",
+                      "--log-runs", str(files[0] / "hidden.jsonl"))
+    assert isinstance(result.exception, ConfigError)
+    assert "logit distillation only" in str(result.exception) and "scratch and kd" in str(result.exception)
+    assert not (files[0] / "hidden.jsonl").exists() and not (files[0] / f"log-{strategy}").exists()
 
 
 def test_log_runs_refuses_arms_without_an_mlm_head_loss(files):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from minidisc.errors import ConfigError
 from minidisc.fileio import atomic_path, write_json, write_text
 from minidisc.schedules.run import RunDir
 
@@ -34,6 +35,7 @@ def build_report(run: RunDir) -> dict[str, Any]:
         "command": "pretrain",
         "run": run.path.name,
         "strategy": arm["strategy"],
+        "objective_name": arm.get("objective_name"),
         "objective": arm["objective"],
         "budget": {"kind": "flops" if cfg["budget"]["flops"] is not None else "tokens",
                    "value": cfg["budget"]["flops"] or cfg["budget"]["tokens"]},
@@ -75,8 +77,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     student = (f"Student: {s['layers']} layers, hidden {s['hidden']}, {s['heads']} heads, FFN {s['ffn']} "
                f"({s['non_embedding_params']:,} non-embedding parameters; {init}"
                f"{', encoder frozen' if s['frozen_encoder'] else ''}).")
+    trained_on = (f", trained on {t['pretrain_tokens']:,} tokens" if t.get("pretrain_tokens") is not None else "")
     teacher = (f"Teacher: {t['source']} ({t['layers']} layers, hidden {t['hidden']}, "
-               f"{t['non_embedding_params']:,} non-embedding parameters)"
+               f"{t['non_embedding_params']:,} non-embedding parameters{trained_on})"
                f"{'' if t['used'] else ' — used for the tokenizer and architecture only'}.")
     untrained = "" if h["mlm_head_trained"] else " (MLM head not trained by this objective)"
     lines = [
@@ -141,27 +144,80 @@ def plot_loss_curve(report: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
+#: Strategies with a runs-file record: ``supervised`` (scratch) and ``distillation``
+#: (vanilla KD). The distillation scaling law (Busbridge et al. 2025) models logit
+#: distillation only, so objectives that add hidden-state or attention losses
+#: (DistilBERT, PKD, TinyBERT, MiniLM, MiniLMv2) are not recorded.
+RECORD_KINDS = {"scratch": "supervised", "kd": "distillation"}
+
+
+def pretrain_tokens_of(model_dir: str | Path) -> tuple[int | None, str]:
+    """Tokens a model was trained on, if it is the ``student/`` of a ``minidisc pretrain``
+    run that trained every weight from a random initialisation.
+
+    Returns:
+        ``(tokens or None, how it was determined / why it is unknown)``.
+    """
+    from minidisc.fileio import read_json
+
+    model_dir = Path(model_dir)
+    report_file = model_dir.parent / "report.json"
+    if model_dir.name != "student" or not report_file.is_file():
+        return None, "not a minidisc pretrain output: its training tokens are unknown"
+    report = read_json(report_file)
+    if report.get("command") != "pretrain":
+        return None, f"{report_file} is not a minidisc pretrain report"
+    student = report["student"]
+    if student.get("frozen_encoder") or student.get("init_from_teacher_layers"):
+        return None, (f"{model_dir.parent} started from another model's weights"
+                      f"{' and trained only its MLM head' if student.get('frozen_encoder') else ''}: "
+                      "the tokens behind those weights are unknown")
+    return int(report["compute"]["tokens"]), f"training tokens of {report_file}"
+
+
 def run_record(run: RunDir) -> Any:
     """The :class:`~minidisc.scaling.records.RunRecord` of a finished arm.
 
-    ``supervised`` for scratch, ``distillation`` (with the teacher's non-embedding
-    parameters and held-out loss on the same masked blocks) otherwise; student
-    parameters are non-embedding, tokens are training tokens seen, losses in nats.
+    ``supervised`` for scratch, ``distillation`` for vanilla KD (with the teacher's
+    non-embedding parameters, its held-out loss on the same masked blocks and, where
+    known, the tokens it was trained on); student parameters are non-embedding, tokens
+    are training tokens seen, losses in nats. The label names the objective and its
+    options (the record has no field for them).
+
+    Raises:
+        ConfigError: the arm's strategy has no record kind (:data:`RECORD_KINDS`).
     """
     from minidisc.scaling.records import RunRecord
 
     report = build_report(run)
+    strategy = report["strategy"]
+    kind = RECORD_KINDS.get(strategy)
+    if kind is None:
+        raise ConfigError(unrecordable_message(strategy))
+    options = run.manifest["config"].get("objective_options") or {}
+    objective = strategy + (f"({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})" if options else "")
     common = {
         "student_params": report["student"]["non_embedding_params"],
         "student_tokens": report["compute"]["tokens"],
         "student_loss": report["heldout"]["final_loss"],
-        "label": f"{report['strategy']} {run.path}",
+        "label": f"objective={objective} run={run.path}",
     }
-    if not report["teacher"]["used"]:
-        return RunRecord(kind="supervised", **common)
+    if kind == "supervised":
+        return RunRecord(kind=kind, **common)
     return RunRecord(
-        kind="distillation",
+        kind=kind,
         teacher_params=report["teacher"]["non_embedding_params"],
+        teacher_tokens=report["teacher"].get("pretrain_tokens"),
         teacher_loss=report["teacher"]["heldout_loss"],
         **common,
     )
+
+
+def unrecordable_message(strategy: str) -> str:
+    """Why ``strategy`` gets no runs-file record, and what to do instead."""
+    if strategy in ("tinybert", "minilm", "minilmv2"):
+        why = "has no MLM/logit term and leaves the MLM head untrained, so its held-out MLM loss means nothing"
+    else:
+        why = ("adds hidden-state losses to logit distillation, and the distillation scaling law of "
+               "`minidisc scaling fit` models logit distillation only")
+    return f"--log-runs: {strategy} {why}; log only {' and '.join(RECORD_KINDS)} arms (drop --log-runs here)"

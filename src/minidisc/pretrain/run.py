@@ -202,15 +202,15 @@ def run_pretrain(
 
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
-        ConfigError: ``log_runs`` for an arm whose objective leaves the MLM head untrained;
+        ConfigError: ``log_runs`` for an arm without a runs-file record kind (only
+            scratch and vanilla KD: see :data:`minidisc.pretrain.report.RECORD_KINDS`);
             logit distillation from an untrained teacher head (before anything is written).
         DataError, ModelError: bad corpus or models.
     """
-    if log_runs is not None and cfg.strategy not in TRAINS_MLM_HEAD:
-        raise ConfigError(
-            f"--log-runs records the held-out MLM loss, but {cfg.strategy} has no MLM/logit term and "
-            f"leaves the MLM head untrained; log only {', '.join(TRAINS_MLM_HEAD)} arms"
-        )
+    from minidisc.pretrain.report import RECORD_KINDS, unrecordable_message
+
+    if log_runs is not None and cfg.strategy not in RECORD_KINDS:
+        raise ConfigError(unrecordable_message(cfg.strategy))
     check_teacher_head(cfg, allow_untrained_teacher_head)
     run = RunDir(output, cfg, "pretrain", overwrite=overwrite)
     prepared: list[Arm] = []
@@ -361,6 +361,7 @@ def describe_arm(arm: Arm) -> dict[str, Any]:
     """JSON-ready facts of an arm for the report and the runs file."""
     from minidisc.compute.flops import non_embedding_params
     from minidisc.pretrain.evaluate import masked_count
+    from minidisc.pretrain.report import pretrain_tokens_of
 
     s = arm.student.config
     student = {
@@ -372,13 +373,15 @@ def describe_arm(arm: Arm) -> dict[str, Any]:
         "frozen_encoder": arm.cfg.student.freeze_encoder,
     }
     t = arm.teacher_config
+    tokens, tokens_note = pretrain_tokens_of(arm.source.path)
     teacher = {
         "source": arm.source.label, "layers": t.num_hidden_layers, "hidden": t.hidden_size,
         "heads": t.num_attention_heads, "non_embedding_params": non_embedding_params(t),
-        "used": arm.cfg.distills,
+        "used": arm.cfg.distills, "pretrain_tokens": tokens, "pretrain_tokens_note": tokens_note,
     }
     return {
         "strategy": arm.cfg.strategy,
+        "objective_name": arm.objective.name if arm.objective is not None else None,
         "objective": repr(arm.objective) if arm.objective is not None else None,
         "mlm_head_trained": arm.cfg.strategy in TRAINS_MLM_HEAD,
         "head_modes": {"student": arm.cost.student_head, "teacher": arm.cost.teacher_head},
