@@ -9,9 +9,11 @@ from typer.testing import CliRunner
 
 from minidisc.cli import app
 from minidisc.errors import ConfigError, DataError
+from minidisc.scaling.compute import FlopsModel, forward_flops_per_token
 from minidisc.scaling.laws import distillation_loss, supervised_loss
-from minidisc.scaling.params import load_params
-from minidisc.scaling.records import read_run_records
+from minidisc.scaling.params import load_flops_model, load_params
+from minidisc.scaling.records import read_run_records, write_run_records
+from minidisc.scaling.synthetic import synthetic_records
 
 runner = CliRunner()
 
@@ -155,3 +157,62 @@ def test_plot_errors(tmp_path):
     assert isinstance(result.exception, ConfigError)
     result = invoke("plot", "teacher", "--out", str(tmp_path / "x.jpg"))
     assert isinstance(result.exception, ConfigError)
+
+
+# A BERT-scale masked LM: 32 wide per layer, 128-token blocks scored both ways (n_ctx =
+# 2*128), MLM head on ~15 % of the tokens (n_vocab = 0.147 * (30522 + d)).
+SMALL = FlopsModel(rho=32.0, omega=12.1, n_ctx=256.0, n_vocab=4505.0)
+SMALL_OPTS = ["--rho", "32", "--omega", "12.1", "--n-ctx", "256", "--n-vocab", "4505"]
+
+
+def test_flops_options_reach_predict_plan_and_crossover():
+    n, d, c = 1e7, 2e8, 1e16
+    f_small, f_paper = forward_flops_per_token(n, SMALL), forward_flops_per_token(n)
+    assert abs(f_small / f_paper - 1) > 0.2  # the paper's constants would be far off here
+    pred = run_json("predict", "--student-params", "1e7", "--student-tokens", "2e8", *SMALL_OPTS)
+    assert pred["student_training_flops"] == pytest.approx(3 * f_small * d, rel=1e-12)
+    assert FlopsModel.from_dict(pred["flops_model"]) == SMALL
+    plan = run_json("plan", "--student-params", "1e7", "--compute", "1e16",
+                    "--scenario", "teacher-inference", *SMALL_OPTS)
+    assert plan["supervised"]["tokens"] == pytest.approx(c / (3 * f_small), rel=1e-12)
+    (p,) = plan["plans"]
+    assert p["flops"]["total"] == pytest.approx(c, rel=1e-6)
+    assert p["flops"]["student"] == pytest.approx(3 * f_small * p["student_tokens"], rel=1e-9)
+    assert p["flops"]["teacher_inference"] == pytest.approx(
+        forward_flops_per_token(p["teacher_params"], SMALL) * p["student_tokens"], rel=1e-9)
+    teachers = run_json("plan", "--student-params", "1e7", "--compute", "1e16",
+                        "--teacher", "3e7:3.0", *SMALL_OPTS)
+    (o,) = teachers["teachers"]["options"]
+    assert o["student_tokens"] == pytest.approx(
+        c / (3 * f_small + forward_flops_per_token(3e7, SMALL)), rel=1e-12)
+    cross = run_json("crossover", "--student-params", "1e7", "--teacher", "3e7:3.0",
+                     "--points", "3", *SMALL_OPTS)
+    grid = cross["crossovers"][0]["compute_grid"]
+    assert grid[0] == pytest.approx(3 * f_small * n, rel=1e-12)  # 1 token per parameter
+
+
+def test_fit_stores_flops_model_and_params_supply_it(tmp_path):
+    runs = tmp_path / "runs.jsonl"
+    write_run_records(runs, [r for r in synthetic_records(noise=0.0) if r.kind == "supervised"])
+    fit_json = tmp_path / "fit.json"
+    out = run_json("fit", "--runs", str(runs), "--grid", "small", "--starts", "2",
+                   "--bootstrap", "0", "--jobs", "1", "--out", str(fit_json), *SMALL_OPTS)
+    assert FlopsModel.from_dict(out["flops_model"]) == SMALL
+    assert load_flops_model(fit_json) == SMALL
+    used = run_json("predict", "--student-params", "1e7", "--student-tokens", "2e8",
+                    "--params", str(fit_json))
+    assert FlopsModel.from_dict(used["flops_model"]) == SMALL
+    # An option overrides the stored value of that constant only.
+    over = run_json("predict", "--student-params", "1e7", "--student-tokens", "2e8",
+                    "--params", str(fit_json), "--n-ctx", "512")
+    assert over["flops_model"] == {**SMALL.to_dict(), "n_ctx": 512.0}
+    # Without F(N) options (and none in --params) nothing is stored: the paper's constants.
+    plain = tmp_path / "plain.json"
+    run_json("fit", "--runs", str(runs), "--grid", "small", "--starts", "2", "--bootstrap", "0",
+             "--jobs", "1", "--out", str(plain))
+    assert load_flops_model(plain) is None
+    paper = run_json("predict", "--student-params", "1e7", "--student-tokens", "2e8",
+                     "--params", str(plain))
+    assert FlopsModel.from_dict(paper["flops_model"]) == FlopsModel()
+    bad = invoke("predict", "--student-params", "1e7", "--student-tokens", "2e8", "--n-ctx", "0")
+    assert isinstance(bad.exception, ConfigError)

@@ -7,10 +7,12 @@ import json
 import pytest
 
 from minidisc.errors import ConfigError
+from minidisc.scaling.compute import FlopsModel
 from minidisc.scaling.params import (
     DistillationParams,
     ScalingLawParams,
     SupervisedParams,
+    load_flops_model,
     load_params,
     save_params,
 )
@@ -70,3 +72,23 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("{")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_params(bad)
+
+
+def test_flops_model_is_stored_with_the_parameters(tmp_path):
+    path = tmp_path / "fit.json"
+    model = FlopsModel(rho=32.0, omega=12.1, n_ctx=256, n_vocab=4505.5)
+    fitted = ScalingLawParams(SupervisedParams(E=2.0))
+    save_params(path, fitted, extra={"fit": {"n_runs": 9}}, flops_model=model)
+    assert load_flops_model(path) == model
+    assert load_params(path) == fitted  # the laws ignore the section
+    save_params(path, fitted)
+    assert load_flops_model(path) is None
+
+
+def test_flops_model_section_is_validated(tmp_path):
+    assert FlopsModel.from_dict({"n_ctx": 256}) == FlopsModel(n_ctx=256)
+    path = tmp_path / "bad.json"
+    for section in ({"n_ctx": 256, "vocab": 1}, {"rho": "wide"}, {"n_vocab": -1}, [1, 2]):
+        path.write_text(json.dumps({"flops_model": section}))
+        with pytest.raises(ConfigError, match="bad.json"):
+            load_flops_model(path)

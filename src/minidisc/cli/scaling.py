@@ -50,6 +50,20 @@ JsonOpt = Annotated[bool, typer.Option("--json", help=_JSON_HELP)]
 PlotOpt = Annotated[
     Path | None, typer.Option("--plot", help="Also write a figure to this .png file.")
 ]
+# F(N) constants of Eq. 69; None = from --params' flops_model section, else the paper's.
+RhoOpt = Annotated[float | None, typer.Option(
+    "--rho", help="F(N), Eq. 69: d_model/n_layers of your models (paper: 128).")]
+OmegaOpt = Annotated[float | None, typer.Option(
+    "--omega", help="F(N), Eq. 69: N/(n_layers*d_model^2) (paper: 12; BERT with a 4x FFN: "
+    "12 plus biases).")]
+NCtxOpt = Annotated[float | None, typer.Option(
+    "--n-ctx", help="F(N), Eq. 69: context length (paper: 4096; a bidirectional encoder "
+    "on S-token blocks: 2*S).")]
+NVocabOpt = Annotated[float | None, typer.Option(
+    "--n-vocab", help="F(N), Eq. 69: vocabulary (paper: 32168; an MLM head on a fraction "
+    "p of the tokens: p*(vocab + d_model)).")]
+_FLOPS_NOTE = ("F(N) constants: --rho/--omega/--n-ctx/--n-vocab, else the flops_model "
+               "stored in --params, else the paper's.")
 
 
 def register(app: typer.Typer) -> None:
@@ -65,6 +79,30 @@ def _load(params: Path | None):
     from minidisc.scaling.params import ScalingLawParams, load_params
 
     return load_params(params) if params is not None else ScalingLawParams()
+
+
+def _flops_model(params: Path | None, rho: float | None, omega: float | None,
+                 n_ctx: float | None, n_vocab: float | None):
+    """The F(N) constants: options override the --params file's, which override the
+    paper's (Eq. 69)."""
+    from minidisc.scaling.compute import FlopsModel
+    from minidisc.scaling.params import load_flops_model
+
+    stored = load_flops_model(params) if params is not None else None
+    values = (stored or FlopsModel()).to_dict()
+    given = {"rho": rho, "omega": omega, "n_ctx": n_ctx, "n_vocab": n_vocab}
+    values.update({k: v for k, v in given.items() if v is not None})
+    return FlopsModel.from_dict(values)
+
+
+def _flops_line(model) -> list[str]:
+    """A text line naming the F(N) constants, when they are not the paper's."""
+    from minidisc.scaling.compute import FlopsModel
+
+    if model == FlopsModel():
+        return []
+    text = ", ".join(f"{k}={v:.6g}" for k, v in model.to_dict().items())
+    return [f"F(N) constants (Eq. 69): {text}"]
 
 
 def _scenarios(values: list[str] | None) -> list[str]:
@@ -123,11 +161,16 @@ def predict(
     teacher_tokens: Annotated[float | None, typer.Option(
         "--teacher-tokens", help="D_T: tokens the teacher was trained on.")] = None,
     params: ParamsOpt = None,
+    rho: RhoOpt = None,
+    omega: OmegaOpt = None,
+    n_ctx: NCtxOpt = None,
+    n_vocab: NVocabOpt = None,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
     """Predict a student's loss: the distillation law (Eq. 8) with a teacher, else the
-    supervised law (Eq. 1). Reports both, plus training FLOPs."""
+    supervised law (Eq. 1). Reports both, plus training FLOPs (F(N) of Eq. 69 with the
+    constants of --rho/--omega/--n-ctx/--n-vocab, else of --params, else the paper's)."""
     from minidisc.scaling.compute import forward_flops_per_token
     from minidisc.scaling.laws import capacity_gap_factor, distillation_loss, supervised_loss
 
@@ -137,6 +180,7 @@ def predict(
                           (teacher_tokens, "--teacher-tokens")):
         _positive(value, option)
     p = _load(params)
+    fm = _flops_model(params, rho, omega, n_ctx, n_vocab)
     sup = float(supervised_loss(student_params, student_tokens, p.supervised))
     source = None
     if teacher_loss is not None:
@@ -146,7 +190,7 @@ def predict(
             raise ConfigError("give both --teacher-params and --teacher-tokens (or --teacher-loss)")
         teacher_loss = float(supervised_loss(teacher_params, teacher_tokens, p.supervised))
         source = "supervised law"
-    f_s = float(forward_flops_per_token(student_params))
+    f_s = float(forward_flops_per_token(student_params, fm))
     out: dict[str, Any] = {
         "mode": "supervised" if teacher_loss is None else "distillation",
         "student_params": student_params,
@@ -158,6 +202,7 @@ def predict(
         "teacher_params": teacher_params,
         "teacher_tokens": teacher_tokens,
         "student_training_flops": 3.0 * f_s * student_tokens,
+        "flops_model": fm.to_dict(),
     }
     if teacher_loss is not None:
         out["student_loss"] = float(
@@ -167,7 +212,7 @@ def predict(
         out["capacity_gap_factor"] = float(capacity_gap_factor(teacher_loss, sup, p.distillation))
         out["distillation_better"] = out["student_loss"] < sup
         if teacher_params is not None:
-            f_t = float(forward_flops_per_token(teacher_params))
+            f_t = float(forward_flops_per_token(teacher_params, fm))
             out["teacher_inference_flops"] = f_t * student_tokens
     if plot is not None:
         from minidisc.scaling.plots import plot_student_vs_teacher
@@ -187,6 +232,7 @@ def predict(
              f"(capacity-gap transition at d1 = {p.distillation.d1:.3f})"),
         ]
     lines.append(f"student training FLOPs 3F(N_S)D_S: {out['student_training_flops']:.3e}")
+    lines.extend(_flops_line(fm))
     _emit(out, as_json, "\n".join(lines))
 
 
@@ -219,25 +265,39 @@ def fit(
     jobs: Annotated[int, typer.Option(
         "--jobs", help="Parallel bootstrap workers (joblib); -1 = all cores.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap random seed.")] = 0,
+    rho: RhoOpt = None,
+    omega: OmegaOpt = None,
+    n_ctx: NCtxOpt = None,
+    n_vocab: NVocabOpt = None,
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write predicted-vs-observed losses to this .png file.")] = None,
 ) -> None:
     """Fit the supervised law to the supervised runs and the distillation law to the
-    distillation runs of a runs file (log-space Huber, L-BFGS-B, bootstrap CIs; App. F)."""
+    distillation runs of a runs file (log-space Huber, L-BFGS-B, bootstrap CIs; App. F).
+
+    The F(N) options do not change the fit; they are stored with it in --out (as
+    ``flops_model``), so that predict/plan/crossover --params count FLOPs the way the
+    runs did."""
     from minidisc.scaling.fit import FitOptions, fit_records
-    from minidisc.scaling.params import save_params
+    from minidisc.scaling.params import load_flops_model, save_params
     from minidisc.scaling.records import read_run_records
 
     options = FitOptions(grid=grid, n_starts=None if starts == 0 else starts, n_bootstrap=bootstrap,
                          ci=ci, n_jobs=jobs, seed=seed)
     records = read_run_records(runs)
     fallback = _load(params).supervised if params is not None else None
+    fm = None
+    if any(v is not None for v in (rho, omega, n_ctx, n_vocab)) or (
+            params is not None and load_flops_model(params) is not None):
+        fm = _flops_model(params, rho, omega, n_ctx, n_vocab)
     result = fit_records(records, options, fallback)
     report = result.to_dict()
     report["runs"] = str(runs)
+    report["flops_model"] = fm.to_dict() if fm is not None else None
     if out is not None:
-        save_params(out, result.params, extra={"fit": report["fit"], "runs": str(runs)})
+        save_params(out, result.params, extra={"fit": report["fit"], "runs": str(runs)},
+                    flops_model=fm)
         report["out"] = str(out)
     if plot is not None:
         from minidisc.scaling.plots import plot_fit
@@ -258,6 +318,8 @@ def fit(
     if result.distillation is not None:
         lines.append(f"L̃_S for the distillation fit from: {result.supervised_source} "
                      "supervised law")
+    if fm is not None:
+        lines.extend(_flops_line(fm) or ["F(N) constants (Eq. 69): the paper's"])
     if out is not None:
         lines.append(f"wrote {out}")
     _emit(report, as_json, "\n".join(lines))
@@ -284,6 +346,10 @@ def plan(
         help="With --teacher: pay the teacher's forward passes on D_S (δ_lgt = 1) or treat "
         "its logits as free.")] = True,
     params: ParamsOpt = None,
+    rho: RhoOpt = None,
+    omega: OmegaOpt = None,
+    n_ctx: NCtxOpt = None,
+    n_vocab: NVocabOpt = None,
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write isoFLOP curves (student loss vs teacher size at C/10, C, 10C, "
@@ -291,7 +357,8 @@ def plan(
 ) -> None:
     """Compute-optimal distillation of one student: the best D_S, teacher size and teacher
     tokens per scenario (Eq. 10, SLSQP in log space), or the best existing teacher (Eq. 27);
-    each compared with the same student trained supervised on the whole budget."""
+    each compared with the same student trained supervised on the whole budget. FLOPs
+    use F(N) of Eq. 69: --rho/--omega/--n-ctx/--n-vocab, else --params', else the paper's."""
     from minidisc.scaling.plan import (
         CandidateTeacher,
         plan_distillation,
@@ -302,18 +369,20 @@ def plan(
     _positive(student_params, "--student-params")
     _positive(compute, "--compute")
     p = _load(params)
-    sup_tokens, sup_loss = supervised_baseline(student_params, compute, p)
+    fm = _flops_model(params, rho, omega, n_ctx, n_vocab)
+    sup_tokens, sup_loss = supervised_baseline(student_params, compute, p, fm)
     result: dict[str, Any] = {
         "student_params": student_params,
         "compute": compute,
         "supervised": {"tokens": sup_tokens, "loss": sup_loss},
+        "flops_model": fm.to_dict(),
     }
     lines = [(f"supervised baseline: N_S={student_params:.3g} on {sup_tokens:.3g} tokens "
               f"-> loss {sup_loss:.4f}")]
     if teacher:
         choice = plan_with_teachers(student_params, compute,
                                     [CandidateTeacher.parse(t) for t in teacher],
-                                    teacher_inference, p)
+                                    teacher_inference, p, fm)
         result["teachers"] = choice.to_dict()
         lines.append(f"candidate teachers (Eq. 27, teacher inference "
                      f"{'paid' if teacher_inference else 'free'}):")
@@ -323,7 +392,8 @@ def plan(
                          f"L_T={o.teacher_loss:.4f}"
                          f" -> D_S={o.student_tokens:.3g}, L_S={o.student_loss:.4f}")
     else:
-        plans = [plan_distillation(student_params, compute, s, p) for s in _scenarios(scenario)]
+        plans = [plan_distillation(student_params, compute, s, p, fm)
+                 for s in _scenarios(scenario)]
         result["plans"] = [pl.to_dict() for pl in plans]
         lines.append(f"{'scenario':30s} {'D_S':>9s} {'N_T':>9s} {'D_T':>9s} {'L_T':>7s} "
                      f"{'L_S':>7s}  better than supervised?")
@@ -338,8 +408,9 @@ def plan(
         from minidisc.scaling.plots import plot_isoflops
 
         first = _scenarios(scenario)[0]
-        plot_isoflops(plot, student_params, [compute / 10, compute, compute * 10], first, p)
+        plot_isoflops(plot, student_params, [compute / 10, compute, compute * 10], first, p, fm)
         result["plot"] = str(plot)
+    lines.extend(_flops_line(fm))
     _emit(result, as_json, "\n".join(lines))
 
 
@@ -365,6 +436,10 @@ def crossover(
         "--max-compute", help="Scan up to this budget (FLOPs); default: 1e4 tokens/param.")] = None,
     points: Annotated[int, typer.Option("--points", help="Log-spaced scan points.")] = 31,
     params: ParamsOpt = None,
+    rho: RhoOpt = None,
+    omega: OmegaOpt = None,
+    n_ctx: NCtxOpt = None,
+    n_vocab: NVocabOpt = None,
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write loss-vs-compute curves with the crossovers to this .png.")] = None,
@@ -373,16 +448,19 @@ def crossover(
 
     Baseline: the same student (N_S) trained on the data alone with the whole budget,
     L(N_S, C/(3F(N_S))). Distillation: the compute-optimal plan of each scenario at the
-    same C (or the given teacher). C* is where L_S* − L_sup turns from negative to >= 0.
+    same C (or the given teacher). Every sign change of L_S* − L_sup is reported; C* is
+    where it turns from negative to >= 0 when that is the only change. FLOPs use F(N) of
+    Eq. 69: --rho/--omega/--n-ctx/--n-vocab, else --params', else the paper's.
     """
     from minidisc.scaling.plan import CandidateTeacher, find_crossover
 
     _positive(student_params, "--student-params")
     p = _load(params)
+    fm = _flops_model(params, rho, omega, n_ctx, n_vocab)
     fixed = CandidateTeacher.parse(teacher) if teacher else None
     names = ["fixed-teacher"] if fixed else _scenarios(scenario)
     results = [
-        find_crossover(student_params, "best-case" if fixed else name, p,
+        find_crossover(student_params, "best-case" if fixed else name, p, fm,
                        min_compute=min_compute, max_compute=max_compute, n_points=points,
                        teacher=fixed, include_inference=teacher_inference)
         for name in names
@@ -393,6 +471,7 @@ def crossover(
                        "C* (status 'crossover') where it turns from < 0 to >= 0 and stays; "
                        "L_S* is the compute-optimal distilled student at budget C"),
         "crossovers": [r.to_dict() for r in results],
+        "flops_model": fm.to_dict(),
     }
     if plot is not None:
         from minidisc.scaling.plots import plot_crossover
@@ -402,7 +481,7 @@ def crossover(
     lines = []
     for r in results:
         if r.status == "crossover":
-            tok = r.compute / (3.0 * _flops(student_params))  # type: ignore[operator]
+            tok = r.compute / (3.0 * _flops(student_params, fm))  # type: ignore[operator]
             lines.append(f"{r.scenario:30s} C* = {r.compute:.3e} FLOPs ({tok:.3g} student tokens,"
                          f" {tok / student_params:.3g} tokens/param): distil below, "
                          "supervised above")
@@ -412,13 +491,14 @@ def crossover(
         else:
             parts = [f"{who} better in [{a:.3e}, {b:.3e}]" for a, b, who in r.segments()]
             lines.append(f"{r.scenario:30s} {r.status}: {'; '.join(parts)} FLOPs")
+    lines.extend(_flops_line(fm))
     _emit(out, as_json, "\n".join(lines))
 
 
-def _flops(n: float) -> float:
+def _flops(n: float, model) -> float:
     from minidisc.scaling.compute import forward_flops_per_token
 
-    return float(forward_flops_per_token(n))
+    return float(forward_flops_per_token(n, model))
 
 
 # ----------------------------------------------------------------------------- plot
@@ -444,11 +524,17 @@ def plot_cmd(
     resolution: Annotated[int, typer.Option(
         "--resolution", help="'map': grid points per axis (cost grows with its square).")] = 16,
     params: ParamsOpt = None,
+    rho: RhoOpt = None,
+    omega: OmegaOpt = None,
+    n_ctx: NCtxOpt = None,
+    n_vocab: NVocabOpt = None,
 ) -> None:
-    """Draw a scaling-law figure to a PNG file."""
+    """Draw a scaling-law figure to a PNG file ('isoflop' and 'map' count FLOPs with F(N)
+    of Eq. 69: --rho/--omega/--n-ctx/--n-vocab, else --params', else the paper's)."""
     from minidisc.scaling import plots
 
     p = _load(params)
+    fm = _flops_model(params, rho, omega, n_ctx, n_vocab)
     if scenario not in SCENARIO_NAMES:
         raise ConfigError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIO_NAMES)}")
     if kind == "teacher":
@@ -456,11 +542,11 @@ def plot_cmd(
         plots.plot_student_vs_teacher(out, p, sizes, tokens_per_param)
     elif kind == "isoflop":
         n_s = (student_params or [1e9])[0]
-        plots.plot_isoflops(out, n_s, compute or [1e19, 1e20, 1e21, 1e22], scenario, p)
+        plots.plot_isoflops(out, n_s, compute or [1e19, 1e20, 1e21, 1e22], scenario, p, fm)
     elif kind == "map":
         if resolution < 2:
             raise ConfigError(f"--resolution must be >= 2, got {resolution}")
-        plots.plot_distillation_map(out, scenario, p, resolution=resolution)
+        plots.plot_distillation_map(out, scenario, p, fm, resolution=resolution)
     else:
         raise ConfigError(f"unknown plot kind {kind!r}; choose 'teacher', 'isoflop' or 'map'")
     typer.echo(f"wrote {out}")

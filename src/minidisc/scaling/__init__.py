@@ -24,6 +24,7 @@ _EXPORTS = {
     "DistillationParams": "params",
     "ScalingLawParams": "params",
     "load_params": "params",
+    "load_flops_model": "params",
     "save_params": "params",
     "supervised_loss": "laws",
     "supervised_log_loss": "laws",

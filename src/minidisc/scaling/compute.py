@@ -21,6 +21,7 @@ Busbridge et al., "Distillation Scaling Laws" (arXiv 2502.08606):
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 from minidisc.errors import ConfigError
 
 __all__ = [
+    "FLOPS_MODEL_FIELDS",
     "SCENARIOS",
     "FlopsModel",
     "Scenario",
@@ -40,30 +42,61 @@ __all__ = [
 ]
 
 FloatOrArray = float | NDArray[np.float64]
+FLOPS_MODEL_FIELDS = ("rho", "omega", "n_ctx", "n_vocab")
 
 
 @dataclass(frozen=True)
 class FlopsModel:
     """Architecture constants of Eq. 69; defaults are the paper's (App. H.1).
 
+    Eq. 69 is 2N + 2·n_ctx·n_layers·d_model + 2·n_vocab·d_model FLOPs per token with
+    n_layers and d_model recovered from N through ρ and ω. Models counted differently
+    fit it through *effective* values: e.g. a bidirectional encoder scoring the full
+    S-token block (QKᵀ and A·V: 4·S·d_model per layer) has n_ctx = 2·S, and an MLM
+    head run on a fraction p of the tokens has n_vocab = p·(vocabulary + d_model)
+    (its d×d transform included). Non-integer values are allowed for that reason.
+
     Attributes:
         rho: d_model / n_layers (aspect ratio).
         omega: N / (n_layers·d_model²); 2 + 2/g_size + n_ffn·ρ_ffn = 12 for MHA
-            (g_size = 1) with a gated FFN (n_ffn = 3, ρ_ffn = 8/3).
-        n_ctx: context length in tokens.
-        n_vocab: vocabulary size.
+            (g_size = 1) with a gated FFN (n_ffn = 3, ρ_ffn = 8/3); also 12 for a
+            plain 4×d_model FFN (BERT).
+        n_ctx: context length in tokens (effective, see above).
+        n_vocab: vocabulary size (effective, see above).
     """
 
     rho: float = 128.0
     omega: float = 12.0
-    n_ctx: int = 4096
-    n_vocab: int = 32168
+    n_ctx: float = 4096
+    n_vocab: float = 32168
 
     def __post_init__(self) -> None:
-        for name in ("rho", "omega", "n_ctx", "n_vocab"):
+        for name in FLOPS_MODEL_FIELDS:
             value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or not (math.isfinite(value) and value > 0)):
                 raise ConfigError(f"FlopsModel.{name} must be finite and > 0, got {value!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        """The constants as a JSON-ready dict (the ``flops_model`` section of a
+        parameter file)."""
+        return {name: getattr(self, name) for name in FLOPS_MODEL_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: object) -> FlopsModel:
+        """Build from a mapping of some of ``rho, omega, n_ctx, n_vocab`` (others: the
+        paper's values).
+
+        Raises:
+            ConfigError: if ``data`` is not a mapping, has unknown keys or bad values.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"the 'flops_model' section must be a JSON object, got {data!r}")
+        unknown = sorted(set(data) - set(FLOPS_MODEL_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown flops_model key(s) {unknown}; expected keys among "
+                              f"{list(FLOPS_MODEL_FIELDS)}")
+        return cls(**data)
 
     @property
     def sigma1(self) -> float:

@@ -13,7 +13,10 @@ JSON layout (every section optional; a missing section means the paper's values)
      "distillation": {"A": 2243, "B": 24181, "alpha": 0.321, "beta": 0.637,
                       "gamma": 0.764, "c0": 2.549, "c1": 522.6, "f1": 0.09, "d1": 1.315}}
 
-Other top-level keys (a fit's confidence intervals, provenance) are ignored on load.
+An optional ``"flops_model"`` section holds the F(N) constants of Eq. 69 the laws were
+measured with (``{"rho": 32, "omega": 12.1, "n_ctx": 256, "n_vocab": 4505}``; see
+:class:`~minidisc.scaling.compute.FlopsModel`), read by :func:`load_flops_model`. Other
+top-level keys (a fit's confidence intervals, provenance) are ignored on load.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from typing import Any
 
 from minidisc.errors import ConfigError
 from minidisc.fileio import write_json
+from minidisc.scaling.compute import FlopsModel
 
 __all__ = [
     "DistillationParams",
     "ScalingLawParams",
     "SupervisedParams",
+    "load_flops_model",
     "load_params",
     "save_params",
 ]
@@ -169,6 +174,15 @@ def _from_dict(cls: type, data: Any, section: str) -> Any:
     return cls(**values)
 
 
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"parameter file {path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"parameter file {path} is not valid JSON: {err}") from None
+
+
 def load_params(path: str | os.PathLike[str]) -> ScalingLawParams:
     """Read a parameter JSON file (layout in the module docstring).
 
@@ -176,23 +190,40 @@ def load_params(path: str | os.PathLike[str]) -> ScalingLawParams:
         ConfigError: if the file is missing, not JSON, or holds invalid values.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"parameter file {path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"parameter file {path} is not valid JSON: {err}") from None
+    data = _read(path)
     try:
         return ScalingLawParams.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
 
+def load_flops_model(path: str | os.PathLike[str]) -> FlopsModel | None:
+    """The ``flops_model`` section of a parameter file, or None if it has none.
+
+    Raises:
+        ConfigError: if the file is missing or not JSON, or the section is invalid.
+    """
+    path = Path(path)
+    data = _read(path)
+    if not isinstance(data, dict) or "flops_model" not in data:
+        return None
+    try:
+        return FlopsModel.from_dict(data["flops_model"])
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
 def save_params(
-    path: str | os.PathLike[str], params: ScalingLawParams, extra: dict[str, Any] | None = None
+    path: str | os.PathLike[str],
+    params: ScalingLawParams,
+    extra: dict[str, Any] | None = None,
+    flops_model: FlopsModel | None = None,
 ) -> None:
-    """Write ``params`` (plus optional extra top-level keys) as JSON, atomically."""
+    """Write ``params`` (plus the F(N) constants, if given, and optional extra
+    top-level keys) as JSON, atomically."""
     payload: dict[str, Any] = params.to_dict()
+    if flops_model is not None:
+        payload["flops_model"] = flops_model.to_dict()
     if extra:
         payload.update({k: v for k, v in extra.items() if k not in payload})
     write_json(path, payload)
