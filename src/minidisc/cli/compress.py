@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from minidisc.cli.options import (
-    ConfigFile, DataDir, MaxEval, MaxTrain, Output, Overwrite, Task, Teacher, build_compress_config, parse_grid,
+    ConfigFile,
+    DataDir,
+    MaxEval,
+    MaxLength,
+    MaxTrain,
+    Output,
+    Overwrite,
+    Task,
+    Teacher,
+    TeacherFinetuned,
+    build_compress_config,
+    parse_grid,
 )
 
 
@@ -25,11 +36,11 @@ def compress(
     iterations: Annotated[int | None, typer.Option(help="Sandwich iterations; 2 = one teacher assistant.")] = None,
     truncation: Annotated[float | None, typer.Option(help="Candidates sparser than this only (default 0.5).")] = None,
     grid: Annotated[str | None, typer.Option(help="Candidate sparsities, comma-separated (default 0,.1,…,.9,.85,.95).")] = None,
-    teacher_finetuned: Annotated[bool, typer.Option("--teacher-finetuned", help="The teacher is already tuned on the task: skip fine-tuning.")] = False,
+    teacher_finetuned: TeacherFinetuned = False,
     data_dir: DataDir = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
-    max_length: Annotated[int | None, typer.Option(help="Maximum tokens per example (default 128).")] = None,
+    max_length: MaxLength = None,
     epochs: Annotated[float | None, typer.Option(help="Epochs of every training stage (finetune, sandwich, final).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size of every stage.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate of every stage.")] = None,
