@@ -156,3 +156,16 @@ def test_glue_suite_from_a_pretrained_student(files):
     stamp = (root / "suite" / "cola" / "finetune.json").stat().st_mtime_ns
     assert runner.invoke(app, args).exit_code == 0  # finished stages are not redone
     assert (root / "suite" / "cola" / "finetune.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_help_summary_is_one_short_line(command):
+    from minidisc.cli import finetune as finetune_cli
+    from minidisc.cli import pretrain as pretrain_cli
+
+    function = {"pretrain": pretrain_cli.pretrain, "finetune": finetune_cli.finetune}[command]
+    first, second, *_ = function.__doc__.splitlines()
+    assert len(first) <= 66 and second.strip() == ""  # the summary paragraph is this one line
+    result = runner.invoke(app, ["--help"], terminal_width=100)
+    line = next(x for x in result.output.splitlines() if f" {command} " in x)
+    assert first.strip() in line

@@ -55,7 +55,11 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 776,
     overwrite: Overwrite = False,
 ) -> None:
-    """Fine-tune a model on a GLUE task (or CoNLL-2003) or a suite of tasks; keep the best dev checkpoint."""
+    """Fine-tune a model on one task or a suite of GLUE tasks.
+
+    One task (GLUE or CoNLL-2003): keeps the best dev checkpoint. --glue-suite: one
+    resumable fine-tuning per task and a table of the dev metrics.
+    """
     from minidisc.config import DataConfig, parse_config
     from minidisc.errors import RunExistsError
     from minidisc.models import load_tokenizer, resolve_model
@@ -150,20 +154,10 @@ def run_glue_suite(
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
     """
-    from pydantic import BaseModel, ConfigDict
-
     from minidisc.config import DataConfig, parse_config
     from minidisc.fileio import read_json, write_json, write_text
     from minidisc.models import load_tokenizer, resolve_model
     from minidisc.schedules.run import RunDir
-
-    class GlueSuiteConfig(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
-        model: str | None
-        tasks: tuple[str, ...]
-        data: dict[str, Any]
-        train: TrainConfig
-        save_model: bool
 
     cfg = GlueSuiteConfig(model=model, tasks=tuple(tasks), data=data, train=train_cfg, save_model=save_model)
     run = RunDir(output, cfg, "finetune --glue-suite", overwrite=overwrite)

@@ -73,9 +73,11 @@ def pretrain(
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Pretrain a masked-LM student from scratch or by distillation until a FLOPs or token
-    budget is spent exactly; report FLOPs (student/teacher), tokens, epochs, wall time and
-    the held-out MLM loss curve."""
+    """Pretrain a masked-LM student under a FLOPs or token budget.
+
+    Trains from scratch or by distillation until the budget is spent exactly; reports
+    FLOPs (student/teacher), tokens, epochs, wall time and the held-out MLM loss curve.
+    """
     from minidisc.config import load_yaml, parse_config
     from minidisc.pretrain.config import PretrainConfig
     from minidisc.pretrain.run import run_pretrain

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from minidisc.errors import ConfigError
-from minidisc.fileio import atomic_path, write_json, write_text
+from minidisc.fileio import write_json, write_text
 from minidisc.schedules.run import RunDir
 
 
@@ -120,28 +120,16 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def plot_loss_curve(report: dict[str, Any], path: str | Path) -> None:
-    """Held-out MLM loss against training tokens and against training FLOPs."""
-    import matplotlib
+    """``loss.png``: the arm's held-out MLM loss against training FLOPs and tokens, with
+    the teacher's held-out loss as a reference line when it was measured."""
+    from minidisc.pretrain.plots import plot_loss_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curve = report["curve"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in zip(axes, ("tokens", "flops"), ("training tokens", "training FLOPs")):
-        ax.plot([p[key] for p in curve], [p["loss"] for p in curve], "o-", label=report["strategy"])
-        teacher_loss = report["teacher"].get("heldout_loss")
-        if teacher_loss is not None:
-            ax.axhline(teacher_loss, color="grey", linestyle=":", label="teacher")
-        ax.set_xlabel(label)
-        ax.set_ylabel("held-out MLM loss (nats)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{report['run']}: {report['budget']['kind']} budget {_g(report['budget']['value'])}")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    plot_loss_curves(
+        {report["strategy"]: report["curve"]},
+        path,
+        reference=report["teacher"].get("heldout_loss"),
+        title=f"{report['run']}: {report['budget']['kind']} budget {_g(report['budget']['value'])}",
+    )
 
 
 #: Strategies with a runs-file record: ``supervised`` (scratch) and ``distillation``

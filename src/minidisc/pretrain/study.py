@@ -93,30 +93,14 @@ def render_study(rows: Sequence[dict[str, Any]]) -> str:
 def plot_study(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
     """Held-out MLM loss curves of every arm against training FLOPs and tokens (arms whose
     MLM head is untrained are left out: their MLM loss is not comparable)."""
-    import matplotlib
+    from minidisc.pretrain.plots import plot_loss_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from minidisc.fileio import atomic_path
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for row in rows:
-        if not row["mlm_head_trained"]:
-            continue
-        curve = read_json(Path(row["run"]) / "report.json")["curve"]
-        label = f"{row['arm']} ({row['setting']})"
-        for ax, key in zip(axes, ("flops", "tokens")):
-            ax.plot([p[key] for p in curve], [p["loss"] for p in curve], "o-", ms=3, label=label)
-    for ax, label in zip(axes, ("training FLOPs", "training tokens")):
-        ax.set_xlabel(label)
-        ax.set_ylabel("held-out MLM loss (nats)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    curves = {
+        f"{row['arm']} ({row['setting']})": read_json(Path(row["run"]) / "report.json")["curve"]
+        for row in rows
+        if row["mlm_head_trained"]
+    }
+    plot_loss_curves(curves, path)
 
 
 def parse_spec(spec: str) -> tuple[str, str, str | None]:
