@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from minidisc.cli.options import Output, ScheduleOptions, parse_grid, schedule_command
+from minidisc.cli.options import Output, ScheduleOptions, help_text, parse_grid, schedule_command
 
 
 def register(app: typer.Typer) -> None:
-    app.command("compare")(compare)
+    app.command("compare", help=help_text(compare.__doc__))(compare)
 
 
 @schedule_command
@@ -28,9 +28,12 @@ def compare(
     *,
     opts: ScheduleOptions,
 ) -> None:
-    """Run (or resume) direct KD, TAKD, MaxiDisc and MiniDisc on the same fine-tuned and
-    sparsified teacher and data; write the paper-style table (report.md/json) and a plot
-    of student metric against cost (compare.png)."""
+    """Compare all four schedules on one teacher: table and plot.
+
+    Runs (or resumes) direct KD, TAKD, MaxiDisc and MiniDisc on the same fine-tuned and sparsified teacher and
+    data; writes the paper-style table (report.md/json) and a plot of student metric
+    against cost (compare.png).
+    """
     from minidisc.fileio import read_json
     from minidisc.schedules.compare import run_compare
     from minidisc.schedules.config import CompareConfig

@@ -19,12 +19,13 @@ from minidisc.cli.options import (
     Teacher,
     TeacherFinetuned,
     build_compress_config,
+    help_text,
     parse_grid,
 )
 
 
 def register(app: typer.Typer) -> None:
-    app.command("compress")(compress)
+    app.command("compress", help=help_text(compress.__doc__))(compress)
 
 
 def compress(
@@ -51,7 +52,7 @@ def compress(
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Compress a teacher with MiniDisc into a student at the target sparsity.
+    """Compress a teacher with MiniDisc to a target sparsity.
 
     Fine-tunes the teacher, sparsifies it, picks a teacher assistant by the λ-tradeoff in
     one sandwich run, distils the target student and exports it with a report.

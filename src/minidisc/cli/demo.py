@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from minidisc.cli.options import DataDir, Output, Overwrite
+from minidisc.cli.options import DataDir, Output, Overwrite, help_text
 
 # Subsampled so the whole run fits in 15 minutes on 2 CPU cores; the report says so.
 DEMO = {
@@ -39,13 +39,13 @@ def _local_glue() -> Path | None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", help=help_text(demo.__doc__))(demo)
 
 
 def demo(output: Output = Path("runs/demo"), data_dir: DataDir = None, overwrite: Overwrite = False) -> None:
-    """Run MiniDisc on SST-2 with the packaged teacher: a 10 % student in ~10 minutes on a CPU.
+    """Demo: MiniDisc on SST-2, a 10 % student in ~10 min on a CPU.
 
-    Fine-tunes all-MiniLM-L6-v2, sparsifies it, sandwich-trains the candidate teacher
+    Uses the packaged teacher: fine-tunes all-MiniLM-L6-v2, sparsifies it, sandwich-trains the candidate teacher
     assistants, distils the student at sparsity 0.9, exports it and writes the report.
     """
     from minidisc.cli.compress import summarize

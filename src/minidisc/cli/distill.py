@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from minidisc.cli.options import Output, ScheduleOptions, schedule_command
+from minidisc.cli.options import Output, ScheduleOptions, help_text, schedule_command
 
 
 def summarize(path: Path) -> None:
@@ -67,7 +67,7 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("distill")(distill)
+    app.command("distill", help=help_text(distill.__doc__))(distill)
 
 
 @schedule_command
@@ -78,8 +78,10 @@ def distill(
     *,
     opts: ScheduleOptions,
 ) -> None:
-    """Direct KD: distil the fine-tuned teacher into a sliced (--sparsity) or layer-dropped
-    (--layers) student in one run, with a cost report."""
+    """Direct KD: one teacher → student run, with its cost.
+
+    The student is the teacher sliced at --sparsity or cut to --layers; one run.
+    """
     from minidisc.schedules.baselines import run_distill
     from minidisc.schedules.config import DistillConfig
 

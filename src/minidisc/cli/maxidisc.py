@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from minidisc.cli.distill import summarize
-from minidisc.cli.options import Output, ScheduleOptions, parse_grid, schedule_command
+from minidisc.cli.options import Output, ScheduleOptions, help_text, parse_grid, schedule_command
 
 
 def register(app: typer.Typer) -> None:
-    app.command("maxidisc")(maxidisc)
+    app.command("maxidisc", help=help_text(maxidisc.__doc__))(maxidisc)
 
 
 @schedule_command
@@ -25,8 +25,11 @@ def maxidisc(
     *,
     opts: ScheduleOptions,
 ) -> None:
-    """MaxiDisc: TAKD through every candidate teacher assistant (shared hops computed
-    once); the student with the best dev metric is kept."""
+    """MaxiDisc: TAKD through every candidate assistant, best kept.
+
+    Hops shared by several paths are computed once; the student with the best dev
+    metric is kept.
+    """
     from minidisc.schedules.baselines import run_maxidisc
     from minidisc.schedules.config import MaxiDiscConfig
 

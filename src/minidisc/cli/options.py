@@ -167,6 +167,13 @@ def schedule_command(func: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def help_text(doc: str | None) -> str:
+    """A command's docstring as ``--help`` text: paragraphs kept, their source line breaks
+    dropped (Typer would print them, breaking its own wrapping)."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
 def merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
     """Recursively overlay the non-None values of ``updates`` on ``base``."""
     out = dict(base)

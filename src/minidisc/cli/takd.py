@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from minidisc.cli.distill import summarize
-from minidisc.cli.options import Output, ScheduleOptions, parse_grid, schedule_command
+from minidisc.cli.options import Output, ScheduleOptions, help_text, parse_grid, schedule_command
 
 
 def register(app: typer.Typer) -> None:
-    app.command("takd")(takd)
+    app.command("takd", help=help_text(takd.__doc__))(takd)
 
 
 @schedule_command
@@ -22,8 +22,11 @@ def takd(
     *,
     opts: ScheduleOptions,
 ) -> None:
-    """TAKD (Mirzadeh et al. 2020): each hop distils the previous checkpoint into a copy
-    cut to the next sparsity of --path."""
+    """TAKD: distil along a fixed teacher-assistant path (--path).
+
+    Mirzadeh et al. 2020: each hop distils the previous checkpoint into a copy cut to
+    the next sparsity of --path.
+    """
     from minidisc.schedules.baselines import run_takd
     from minidisc.schedules.config import TakdConfig
 
