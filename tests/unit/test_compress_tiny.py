@@ -109,3 +109,53 @@ def test_report_orders_iterations_numerically(tmp_path):
     report = build_compress_report(run)
     assert [it["iteration"] for it in report["iterations"]] == list(range(1, 11))
     assert [a["iteration"] for a in report["assistants"]] == list(range(1, 10))
+
+
+def test_finetuned_teacher_is_only_evaluated(cfg, tmp_path, monkeypatch):
+    """teacher_finetuned: no fine-tuning, no training compute, the given weights kept,
+    and the teacher's dev metric is the evaluation of the given model."""
+    import torch
+    from safetensors.torch import load_file
+
+    import minidisc.schedules.minidisc as md
+    import minidisc.training.finetune as ft
+    from minidisc.elastic.testing import randomize_
+    from minidisc.fileio import read_json
+    from minidisc.models import ModelSource, load_for_task, load_tokenizer
+    from minidisc.schedules.inputs import prepare_task_data
+
+    # input-dependent predictions, so the dev metric says something about the weights
+    given = tmp_path / "tuned"
+    source = ModelSource(cfg.teacher)
+    randomize_(load_for_task(source, _task(cfg))).save_pretrained(given)
+    load_tokenizer(source).save_pretrained(given)
+    # 15 dev sentences (8 positive): any accuracy but 0.5 is possible, so equal metrics are telling
+    data_cfg = cfg.data.model_copy(update={"data_dir": str(write_tiny_sst2(tmp_path / "glue15", n_dev=15))})
+    cfg = cfg.model_copy(update={"teacher": str(given), "teacher_finetuned": True, "data": data_cfg})
+
+    def no_finetuning(*args, **kwargs):
+        raise AssertionError("teacher_finetuned must not fine-tune")
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # the teacher stage is all this test needs
+
+    monkeypatch.setattr(ft, "finetune", no_finetuning)
+    monkeypatch.setattr(md, "_sparsify_stage", stop)
+    with pytest.raises(KeyboardInterrupt):
+        md.run_compress(cfg, tmp_path / "run")
+
+    entry = read_json(tmp_path / "run" / "manifest.json")["stages"]["teacher"]
+    assert entry["status"] == "done" and entry["compute"] is None
+    saved, original = load_file(tmp_path / "run" / "teacher" / "model.safetensors"), load_file(given / "model.safetensors")
+    assert saved.keys() == original.keys()
+    assert all(torch.equal(saved[k], original[k]) for k in saved)
+
+    data = prepare_task_data(cfg.data, load_tokenizer(ModelSource(str(given))), seed=cfg.finetune.seed)
+    expected, _ = ft.evaluate_model(load_for_task(ModelSource(str(given)), data.task), data, cfg.finetune, tmp_path / "eval")
+    assert entry["dev"] == pytest.approx(expected)
+
+
+def _task(cfg):
+    from minidisc.tasks import get_task
+
+    return get_task(cfg.data.task)
