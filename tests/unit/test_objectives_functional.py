@@ -96,11 +96,16 @@ def test_cosine_distance_hand_values() -> None:
     assert fn.cosine_distance(student, teacher, mask).item() == pytest.approx(0.5)
 
 
-def test_normalized_mse_hand_values() -> None:
-    # (3, 4)/5 = (.6, .8) vs (1, 0): differences (-.4, .8) -> squares (.16, .64), mean .4
-    assert fn.normalized_mse(
-        torch.tensor([[3.0, 4.0]]), torch.tensor([[7.0, 0.0]])
-    ).item() == pytest.approx(0.4)
+def test_normalized_squared_distance_sums_over_features() -> None:
+    # (3, 4)/5 = (.6, .8) vs (1, 0): differences (-.4, .8) -> squares (.16, .64), sum .8
+    # (0, 2) -> (0, 1) vs (-1, 0) -> (-1, 0): differences (1, 1), sum 2
+    distance = fn.normalized_squared_distance(
+        torch.tensor([[3.0, 4.0], [0.0, 2.0]]), torch.tensor([[7.0, 0.0], [-1.0, 0.0]])
+    )
+    assert distance.shape == (2,)
+    assert distance.tolist() == pytest.approx([0.8, 2.0])
+    with pytest.raises(ValueError, match="shapes differ"):
+        fn.normalized_squared_distance(torch.ones(1, 2), torch.ones(1, 3))
 
 
 def test_key_and_entry_masks() -> None:

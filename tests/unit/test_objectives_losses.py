@@ -389,7 +389,8 @@ def test_minidisc_regression_and_ner_logit_terms() -> None:
 
 def test_pkd_hand_value() -> None:
     # 2-layer student, 4-layer teacher: PKD-skip matches student layer 1 with teacher layer 2.
-    # [CLS] (position 0): student (3, 4) -> (.6, .8); teacher (5, 0) -> (1, 0); normalised MSE .4.
+    # [CLS] (position 0): student (3, 4) -> (.6, .8); teacher (5, 0) -> (1, 0);
+    # squared distance .16 + .64 = .8 (summed over features, Sun et al. 2019 eq. 4).
     # The second (padded) position and the other layers hold garbage.
     zeros = torch.zeros(1, 2, 2, dtype=torch.float64)
     student_states = (zeros, _hidden([[[3, 4], [9, -9]]]), 7 + zeros)
@@ -400,8 +401,25 @@ def test_pkd_hand_value() -> None:
     objective = build_objective("pkd", alpha=0.5, beta=10.0, temperature=1.0)
     loss, parts = objective(student, teacher, batch)
     # distill = soft CE (T = 1) = ln 3; label CE = -ln(1/3) = ln 3
-    assert parts["patient"] == pytest.approx(0.4)
-    assert loss.item() == pytest.approx(0.5 * LN3 + 10 * 0.4 + 0.5 * LN3)
+    assert parts["patient"] == pytest.approx(0.8)
+    assert loss.item() == pytest.approx(0.5 * LN3 + 10 * 0.8 + 0.5 * LN3)
+
+
+def test_pkd_patient_term_sums_layers_and_averages_examples() -> None:
+    # 3-layer student and teacher: PKD-skip pairs (1, 1) and (2, 2). Two examples, one position.
+    # example 0: layer 1 (1, 0) vs (0, 1) -> 2; layer 2 (1, 1) vs (2, 2) -> 0;    sum 2
+    # example 1: layer 1 (3, 4) vs (5, 0) -> .8; layer 2 (0, 3) vs (0, -1) -> 4; sum 4.8
+    # patient = mean over examples (2 + 4.8) / 2 = 3.4
+    zeros = torch.zeros(2, 1, 2, dtype=torch.float64)
+    student_states = (zeros, _hidden([[[1, 0]], [[3, 4]]]), _hidden([[[1, 1]], [[0, 3]]]), zeros)
+    teacher_states = (zeros, _hidden([[[0, 1]], [[5, 0]]]), _hidden([[[2, 2]], [[0, -1]]]), zeros)
+    logits = torch.zeros(2, 3, dtype=torch.float64)
+    _, parts = build_objective("pkd", alpha=1.0)(
+        Signals(logits=logits, hidden_states=student_states),
+        Signals(logits=logits, hidden_states=teacher_states),
+        {"attention_mask": torch.ones(2, 1, dtype=torch.long)},
+    )
+    assert parts["patient"] == pytest.approx(3.4)
 
 
 def test_pkd_causal_model_uses_last_real_token() -> None:
@@ -412,7 +430,7 @@ def test_pkd_causal_model_uses_last_real_token() -> None:
     student = Signals(logits=STUDENT_2X3[:1], hidden_states=student_states, is_causal=True)
     teacher = Signals(logits=STUDENT_2X3[:1], hidden_states=teacher_states, is_causal=True)
     _, parts = build_objective("pkd", alpha=1.0)(student, teacher, batch)
-    assert parts["patient"] == pytest.approx(0.4)  # token 1 is the last real one
+    assert parts["patient"] == pytest.approx(0.8)  # token 1 is the last real one
 
 
 def test_distilbert_hand_value() -> None:

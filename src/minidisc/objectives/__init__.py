@@ -64,7 +64,7 @@ _EXPORTS: dict[str, str] = {
             "kl_div_with_temperature",
             "masked_mse",
             "cosine_distance",
-            "normalized_mse",
+            "normalized_squared_distance",
             "key_mask",
             "entry_mask",
             "masked_log_softmax",

@@ -9,7 +9,7 @@ from __future__ import annotations
 OBJECTIVE_DESCRIPTIONS: dict[str, str] = {
     "kd": "vanilla KD (Hinton 2015): alpha*tau^2*KL(teacher||student) + (1-alpha)*label CE",
     "minidisc": "MiniDisc loss: (hidden MSE at layers 0, L/6, ..., L + soft CE on logits (MSE for regression))/2",
-    "pkd": "Patient KD (Sun 2019): beta*normalised [CLS] MSE on intermediate layers + alpha*soft CE + (1-alpha)*CE",
+    "pkd": "Patient KD (Sun 2019): beta*squared distance of normalised [CLS] states, summed over intermediate layers + alpha*soft CE + (1-alpha)*CE",
     "hidden_mse": "MSE between mapped hidden states over real tokens (learnable projection when widths differ)",
     "cosine": "1 - cosine similarity between mapped hidden states over real tokens (default: last layer)",
     "tinybert": "TinyBERT (Jiao 2020): embedding + attention-score + hidden-state MSE (+ soft CE in task distillation)",

@@ -158,18 +158,26 @@ def cosine_distance(student: Tensor, teacher: Tensor, mask: Tensor | None = None
     return (1.0 - F.cosine_similarity(_upcast(s), _upcast(t), dim=-1)).mean()
 
 
-def normalized_mse(student: Tensor, teacher: Tensor) -> Tensor:
-    """MSE between L2-normalised vectors: ``mean((s/‖s‖₂ − t/‖t‖₂)²)``.
+def normalized_squared_distance(student: Tensor, teacher: Tensor) -> Tensor:
+    """Squared Euclidean distance of L2-normalised vectors, ``‖s/‖s‖₂ − t/‖t‖₂‖₂²``.
 
-    Patient KD's intermediate loss on [CLS] states (Sun et al. 2019, eq. 4), averaged
-    over all leading axes and features (as an MSE) rather than summed.
+    The summand of Patient KD's intermediate loss (Sun et al. 2019, eq. 4), which sums
+    over features -- not a mean over them (an MSE would be ``d`` times smaller, and the
+    paper's ``β`` search 10…1000 is on the summed scale). In ``[0, 4]``.
 
     Args:
         student, teacher: ``(..., d)``, same shape; normalised along the last axis.
+
+    Returns:
+        ``(...)``: one distance per vector.
     """
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"shapes differ: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}"
+        )
     s = F.normalize(_upcast(student), p=2, dim=-1)
     t = F.normalize(_upcast(teacher), p=2, dim=-1)
-    return (s - t).pow(2).mean()
+    return (s - t).pow(2).sum(-1)
 
 
 # ---------------------------------------------------------------------------

@@ -49,9 +49,11 @@ class PKDObjective(Objective):
 
     * ``L_DS``: soft CE ``−Σ softmax(z_T/T)·log_softmax(z_S/T)`` (eq. 2, no ``T²``);
       MSE to the teacher's outputs for regression.
-    * ``L_PT``: MSE between the L2-normalised summary-token ([CLS]) states of the mapped
-      intermediate layers (eq. 4), averaged over examples, layers and features. The
-      student's last layer is covered by ``L_DS`` and not matched.
+    * ``L_PT``: squared distance between the L2-normalised summary-token ([CLS]) states
+      of the mapped intermediate layers (eq. 4): summed over features and over the
+      mapped layers as in eq. 4, averaged over the examples of the batch (eq. 4 sums
+      over the training set; a batch mean keeps ``β`` independent of the batch size).
+      The student's last layer is covered by ``L_DS`` and not matched.
 
     Args:
         alpha: fraction in [0, 1] (0.5).
@@ -111,7 +113,8 @@ class PKDObjective(Objective):
         if pairs:
             s_cls = torch.stack([s_hidden[s][rows, index] for s, _ in pairs], dim=1)  # (B, P, d_S)
             t_cls = torch.stack([t_hidden[t][rows, index] for _, t in pairs], dim=1).detach()
-            patient = fn.normalized_mse(project(self.projection, s_cls, t_cls, self.name), t_cls)
+            distances = fn.normalized_squared_distance(project(self.projection, s_cls, t_cls, self.name), t_cls)
+            patient = distances.sum(dim=1).mean()  # (B, P): sum over layers, mean over examples
         else:  # a one-layer student has no intermediate layer
             patient = s_hidden[-1].sum() * 0.0
         s_logits = student.require_logits(self.name)
