@@ -185,3 +185,58 @@ def test_trainer_with_cache_costs_the_same_nominally_and_spends_one_teacher_epoc
     assert cached["teacher_forward_flops"] + stats["flops_saved"] == pytest.approx(plain["teacher_forward_flops"])
     assert cached["teacher_forward_flops"] < 0.6 * plain["teacher_forward_flops"]
     assert cached["student_train_flops"] == plain["student_train_flops"]
+
+
+def _shards(folder):
+    return sorted(folder.rglob("shard-*.safetensors"))
+
+
+def _example(seed: int, hidden: bool = True) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = {"logits": torch.randn(3, generator=g)}
+    if hidden:
+        out["hidden.0"] = torch.randn(5, 8, generator=g)
+    return out
+
+
+def test_put_of_an_entry_already_on_disk_writes_no_duplicate_shard(tmp_path):
+    store = TeacherCacheStore(tmp_path)
+    store.put("t", "a", _example(0))
+    store.flush()
+    assert len(_shards(tmp_path)) == 1
+    store.put("t", "a", _example(0))  # again, in memory and on disk
+    store.flush()
+    assert len(_shards(tmp_path)) == 1
+
+    # evicted from memory (a budget of 1.5 entries), then put again
+    small = TeacherCacheStore(tmp_path / "small", max_memory_bytes=_nbytes_of(_example(0)) * 3 // 2)
+    small.put("t", "a", _example(0))
+    small.put("t", "b", _example(1))  # evicts "a" to disk
+    written = len(_shards(tmp_path / "small"))
+    assert written == 1 and ("t", "a") not in small._memory
+    small.put("t", "a", _example(0))
+    small.flush()
+    assert len(_shards(tmp_path / "small")) == written + 1  # only "b" was new
+    # another process (a fresh store on the same folder) puts what the index already has
+    other = TeacherCacheStore(tmp_path / "small")
+    other.put("t", "a", _example(0))
+    other.put("t", "b", _example(1))
+    other.flush()
+    assert len(_shards(tmp_path / "small")) == written + 1
+
+
+def test_put_with_a_new_field_rewrites_the_entry_and_keeps_the_old_fields(tmp_path):
+    store = TeacherCacheStore(tmp_path)
+    store.put("t", "a", _example(0, hidden=False))
+    store.flush()
+    store.put("t", "a", {"hidden.0": _example(0)["hidden.0"]})  # the objective now reads hidden states
+    store.flush()
+    assert len(_shards(tmp_path)) == 2
+    fresh = TeacherCacheStore(tmp_path)
+    [got] = fresh.get("t", ["a"], ("logits", "hidden.0"))
+    assert got is not None
+    assert torch.equal(got["logits"], _example(0)["logits"]) and torch.equal(got["hidden.0"], _example(0)["hidden.0"])
+
+
+def _nbytes_of(tensors: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())

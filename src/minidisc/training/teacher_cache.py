@@ -212,11 +212,18 @@ class TeacherCacheStore:
         return found
 
     def put(self, namespace: str, key: str, tensors: dict[str, Tensor]) -> None:
-        """Store one example's tensors (CPU, contiguous copies are the caller's job)."""
+        """Store one example's tensors (CPU, contiguous copies are the caller's job).
+
+        Fields already cached for the example are kept (outputs of one teacher on one
+        example are equal); the entry is written to disk again only if it gains a field
+        its shard lacks, never as a duplicate.
+        """
         old = self._memory.pop((namespace, key), None)
         if old is not None:
             self._memory_bytes -= old.nbytes
-        self._insert(namespace, key, tensors, on_disk=False)
+            tensors = {**old.tensors, **tensors}
+        on_disk = set(tensors) <= self._fields_on_disk(namespace, key, old)
+        self._insert(namespace, key, tensors, on_disk=on_disk)
 
     def flush(self) -> None:
         """Write every memory entry that is not yet on disk (no-op without a directory)."""
@@ -253,6 +260,19 @@ class TeacherCacheStore:
                 self.disk_bytes += sum(p.stat().st_size for p in folder.glob("shard-*.safetensors"))
             self._namespaces[namespace] = space
         return space
+
+    def _fields_on_disk(self, namespace: str, key: str, in_memory: _Entry | None) -> set[str]:
+        """Field names of ``key`` in its shard (empty when not on disk)."""
+        if in_memory is not None and in_memory.on_disk:
+            return set(in_memory.tensors)
+        space = self._namespace(namespace)
+        shard = space.index.get(key)
+        if shard is None or space.folder is None or not (space.folder / shard).is_file():
+            return set()
+        from safetensors import safe_open
+
+        with safe_open(str(space.folder / shard), framework="pt") as f:  # reads the header only
+            return {name.partition("/")[2] for name in f.keys() if name.startswith(f"{key}/")}  # noqa: SIM118
 
     def _spill(self, items: list[tuple[tuple[str, str], _Entry]]) -> None:
         if self.directory is None or not items:
