@@ -78,7 +78,7 @@ def _assert_same_outputs(teacher, reordered) -> None:
 
 
 def test_sparsify_refuses_to_replace_without_overwrite(sparsified):
-    root, _, _, out, args = sparsified
+    _, _, _, out, args = sparsified
     before = (out / "sparsity_map.json").stat().st_mtime_ns
     result = runner.invoke(app, [*args, "--output", str(out)])
     assert isinstance(result.exception, RunExistsError) and "--overwrite" in str(result.exception)

@@ -45,7 +45,9 @@ def test_assistant_is_teacher_of_the_final_iteration(cfg, tmp_path):
     assert [c["sparsity"] for c in second["candidates"]] == [pytest.approx(TARGET)]
     assert second["selected"] == pytest.approx(TARGET)
     # same batches, a smaller teacher: iteration 2's teacher was the assistant, not the full model
-    per_token = lambda st: st["compute"]["teacher_forward_flops"] / st["compute"]["tokens"]  # noqa: E731
+    def per_token(stage):
+        return stage["compute"]["teacher_forward_flops"] / stage["compute"]["tokens"]
+
     assert per_token(second) < per_token(first)
 
     # iteration 2 started from the assistant: its sizes are the assistant's spec
@@ -68,8 +70,8 @@ def test_assistant_is_teacher_of_the_final_iteration(cfg, tmp_path):
 
 def _assert_reloaded_metric_matches(out, student, reported: float) -> None:
     """Re-evaluate the reloaded student on the run's dev set; it must match the report."""
-    from minidisc.config import load_yaml
     from minidisc.config import CompressConfig as Cfg
+    from minidisc.config import load_yaml
     from minidisc.models import ModelSource, load_tokenizer
     from minidisc.schedules.inputs import prepare_task_data
     from minidisc.training.finetune import evaluate_model
