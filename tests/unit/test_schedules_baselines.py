@@ -216,3 +216,88 @@ def test_layer_indices_are_checked_against_the_teacher_before_fine_tuning(direct
     with pytest.raises(ConfigError, match="the teacher has 2 layers"):  # bottom 3 of a shared 2-layer teacher
         run_distill(shared(cfg, run, DistillConfig, layers=(0, 1, 2)), tmp_path / "linked")
     assert not (tmp_path / "linked").exists()
+
+
+COUNTED = ("train_flops", "student_train_flops", "teacher_forward_flops", "tokens", "sequences", "steps")
+
+
+def test_maxidisc_interrupted_mid_way_resumes_to_the_same_result(direct, tmp_path, monkeypatch):
+    from minidisc.schedules import paths
+    from minidisc.schedules.baselines import run_maxidisc
+
+    cfg, run = direct
+    maxi_cfg = shared(cfg, run, MaxiDiscConfig, target_sparsity=0.75, candidates=(0.25, 0.5))
+    reference = run_maxidisc(maxi_cfg, tmp_path / "reference", reuse=False)
+
+    calls: list[str] = []
+    real = paths.hop_stage
+
+    def second_path_fails_once(teacher_dir, level, *args, **kwargs):
+        name = f"{teacher_dir.parent.name}->{level.label}"
+        calls.append(name)
+        if name == "sparsified->s0.5" and calls.count(name) == 1:
+            raise RuntimeError("killed mid-way")
+        return real(teacher_dir, level, *args, **kwargs)
+
+    monkeypatch.setattr(paths, "hop_stage", second_path_fails_once)
+    with pytest.raises(RuntimeError, match="mid-way"):
+        run_maxidisc(maxi_cfg, tmp_path / "maxi", reuse=False)
+    assert calls == ["sparsified->s0.25", "hop-s0.25->s0.75", "sparsified->s0.5"]
+    resumed = run_maxidisc(maxi_cfg, tmp_path / "maxi", reuse=False)
+    # only the failed hop and the one after it ran again
+    assert calls[3:] == ["sparsified->s0.5", "hop-s0.5->s0.75"]
+
+    got, want = resumed.manifest["stages"], reference.manifest["stages"]
+    hops = ["hop-s0.25", "hop-s0.25-s0.75", "hop-s0.5", "hop-s0.5-s0.75"]
+    assert [n for n in got if n.startswith("hop")] == hops
+    for name in hops:
+        assert got[name]["dev_main"] == want[name]["dev_main"], name
+        assert got[name]["history"] == want[name]["history"], name
+    assert got["student"]["from"] == want["student"]["from"]
+    assert got["student"]["dev"] == want["student"]["dev"]
+
+    cost, ref_cost = resumed.manifest["cost"], reference.manifest["cost"]
+    assert cost["training_runs"] == 4 and sorted(cost["per_stage"]) == sorted(hops)
+    for field in COUNTED:
+        assert cost["total"][field] == pytest.approx(sum(s[field] for s in cost["per_stage"].values())), field
+        assert cost["total"][field] == pytest.approx(ref_cost["total"][field]), field
+    # nothing reused or cached: what the resumed run spent is its nominal cost, the
+    # failed attempt is not counted, and training = 3 × student forward + teacher forward
+    assert cost["spent"]["train_flops"] == pytest.approx(cost["total"]["train_flops"])
+    for stage in cost["per_stage"].values():
+        assert stage["train_flops"] == pytest.approx(stage["student_train_flops"] + stage["teacher_forward_flops"])
+    assert cost["multiple"] == pytest.approx(ref_cost["multiple"]) and cost["multiple"] > 1.0
+
+
+def test_a_schedule_with_the_pkd_objective(direct, tmp_path, monkeypatch):
+    from minidisc.elastic.io import load_student
+    from minidisc.objectives.pkd import PKDObjective
+    from minidisc.schedules.baselines import run_distill
+
+    cfg, run = direct
+    patient_terms: list[float] = []
+    real_forward = PKDObjective.forward
+
+    def spy(self, student, teacher, batch):
+        loss, parts = real_forward(self, student, teacher, batch)
+        patient_terms.append(float(parts["patient"]))
+        return loss, parts
+
+    monkeypatch.setattr(PKDObjective, "forward", spy)
+    pkd_cfg = shared(cfg, run, DistillConfig, target_sparsity=0.75, objective="pkd",
+                     objective_options={"beta": 10.0, "alpha": 0.5})
+    pkd = run_distill(pkd_cfg, tmp_path / "pkd")
+    stages = pkd.manifest["stages"]
+    # the 2-layer student matches the teacher's layer 1 [CLS] (a real patient term), every training step
+    assert len(patient_terms) >= stages["hop-s0.75"]["compute"]["steps"] > 0
+    assert any(p > 0 for p in patient_terms)
+    assert stages["hop-s0.75"]["objective"] == "pkd" and not stages["hop-s0.75"].get("reused_from")
+    assert stages["hop-s0.75"]["fingerprint"] != run.manifest["stages"]["hop-s0.75"]["fingerprint"]  # ≠ the MiniDisc-loss hop
+    sd_pkd = load_student(pkd.path / "student").state_dict()
+    sd_mini = load_student(run.path / "student").state_dict()
+    assert any(not (sd_pkd[k] == sd_mini[k]).all() for k in sd_pkd)  # trained differently
+    report = (pkd.path / "report.md").read_text()
+    assert "pkd" in report and "beta" in report
+    cost = pkd.manifest["cost"]
+    assert cost["multiple"] == pytest.approx(1.0)
+    assert cost["total"]["train_flops"] == pytest.approx(sum_of(cost, "train_flops"))
