@@ -137,7 +137,7 @@ def test_distill_layers(sliced, tmp_path, flag, kept):
     from minidisc.models import ModelSource, load_for_task
     from minidisc.tasks import get_task
 
-    root, glue, shared, _ = sliced
+    _, glue, shared, _ = sliced
     out = tmp_path / "layers"
     _invoke(["distill", "--layers", flag, "--teacher-run", str(shared), *_train_args(glue), "--epochs", "0.01",
              "-o", str(out)])
