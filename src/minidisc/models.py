@@ -124,13 +124,16 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_for_task(source: ModelSource, task: TaskSpec) -> PreTrainedModel:
+def load_for_task(source: ModelSource, task: TaskSpec, *, require_head: bool = False) -> PreTrainedModel:
     """Load a model with a sequence- or token-classification head sized for ``task``.
 
-    A head that the checkpoint lacks is freshly initialised (fine-tuning trains it).
+    A head that the checkpoint lacks, or one sized for another task (e.g. an SST-2
+    classifier loaded for MNLI), is freshly initialised: fine-tuning trains it. With
+    ``require_head`` (a teacher already tuned on ``task``) either case is an error.
 
     Raises:
-        ModelError: the files cannot be found or read.
+        ModelError: the files cannot be found or read, or ``require_head`` and the
+            checkpoint has no head for ``task``.
     """
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
@@ -150,9 +153,18 @@ def load_for_task(source: ModelSource, task: TaskSpec) -> PreTrainedModel:
 
         return load_student(source.path)
     try:
-        model = from_pretrained(auto, source, **label_kwargs)
+        model, info = from_pretrained(
+            auto, source, **label_kwargs, ignore_mismatched_sizes=True, output_loading_info=True
+        )
     except (OSError, ValueError) as err:
         raise ModelError(_load_hint(source, err)) from err
+    fresh = [k for k in (*info.get("missing_keys", ()), *(m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())))]
+    if require_head and fresh:
+        raise ModelError(
+            f"{source.label or source.path} has no {task.name} head ({task.num_labels} outputs): "
+            f"{', '.join(sorted(fresh)[:4])} would be newly initialised. Drop --teacher-finetuned to "
+            "fine-tune it on the task, or pass a checkpoint tuned on this task"
+        )
     if model.config.pad_token_id is None and model.config.eos_token_id is not None:
         model.config.pad_token_id = model.config.eos_token_id  # LLaMA heads pool the last non-pad token
     return model

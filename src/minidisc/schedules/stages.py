@@ -50,7 +50,7 @@ def teacher_stage(
     from minidisc.models import load_for_task
     from minidisc.training.finetune import evaluate_model, finetune
 
-    model = load_for_task(source, data.task)
+    model = load_for_task(source, data.task, require_head=already_finetuned)
     if already_finetuned:
         dev, compute = evaluate_model(model, data, finetune_cfg, out / "scratch")[0], None
     else:
