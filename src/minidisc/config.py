@@ -51,6 +51,18 @@ class TrainConfig(_Strict):
     seed: int = 776
 
 
+def check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
+    """A sparsity grid as sorted unique fractions (rounded to 1e-6, so that levels compare
+    as numbers).
+
+    Raises:
+        ValueError: empty grid, or a level outside [0, 1).
+    """
+    if not grid or any(not 0.0 <= s < 1.0 for s in grid):
+        raise ValueError("every grid level must be a sparsity fraction in [0, 1)")
+    return tuple(sorted({round(float(s), 6) for s in grid}))
+
+
 class CompressConfig(_Strict):
     """The whole MiniDisc pipeline (``minidisc compress``)."""
 
@@ -71,9 +83,11 @@ class CompressConfig(_Strict):
     @field_validator("grid")
     @classmethod
     def _grid_fractions(cls, grid: tuple[float, ...]) -> tuple[float, ...]:
-        if not grid or any(not 0.0 <= s < 1.0 for s in grid):
-            raise ValueError("every grid level must be a sparsity fraction in [0, 1)")
-        return tuple(sorted({round(float(s), 6) for s in grid}))
+        return check_grid(grid)
+
+    def levels(self) -> set[float]:
+        """Every sparsity level the run trains or reports: the grid and the target."""
+        return set(self.grid) | {round(self.target_sparsity, 6)}
 
     @model_validator(mode="after")
     def _target_in_grid(self) -> CompressConfig:
@@ -87,9 +101,8 @@ class CompressConfig(_Strict):
     def candidate_levels(self, teacher_level: float = 0.0) -> list[float]:
         """Levels trained in one sandwich run: grid ∪ {target}, at or above both the
         teacher's own level and the truncation level."""
-        levels = set(self.grid) | {round(self.target_sparsity, 6)}
         floor = max(teacher_level, self.truncation)
-        return sorted(s for s in levels if s >= floor - 1e-9)
+        return sorted(s for s in self.levels() if s >= floor - 1e-9)
 
 
 def parse_config(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from minidisc.config import DEFAULT_GRID, CompressConfig, DataConfig, TrainConfig
+from minidisc.config import DEFAULT_GRID, CompressConfig, DataConfig, TrainConfig, check_grid
 from minidisc.objectives.catalog import OBJECTIVE_NAMES
 
 SCHEDULES: tuple[str, ...] = ("direct", "takd", "maxidisc", "minidisc")
@@ -27,12 +27,6 @@ class _Strict(BaseModel):
 
 def _level(s: float) -> float:
     return round(float(s), 6)
-
-
-def _check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
-    if not grid or any(not 0.0 <= s < 1.0 for s in grid):
-        raise ValueError("every grid level must be a sparsity fraction in [0, 1)")
-    return tuple(sorted({_level(s) for s in grid}))
 
 
 class ScheduleConfig(_Strict):
@@ -57,7 +51,7 @@ class ScheduleConfig(_Strict):
     @field_validator("grid")
     @classmethod
     def _grid_fractions(cls, grid: tuple[float, ...]) -> tuple[float, ...]:
-        return _check_grid(grid)
+        return check_grid(grid)
 
     @field_validator("objective")
     @classmethod
@@ -205,7 +199,7 @@ class CompareConfig(_Strict):
     @field_validator("grid")
     @classmethod
     def _grid_fractions(cls, grid: tuple[float, ...]) -> tuple[float, ...]:
-        return _check_grid(grid)
+        return check_grid(grid)
 
     @model_validator(mode="after")
     def _check(self) -> CompareConfig:

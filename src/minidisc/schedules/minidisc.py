@@ -80,7 +80,7 @@ def run_compress(
         lambda tmp: _teacher_stage(cfg, source, data, tmp),
         lambda tmp: _sparsify_stage(cfg, run.path / "teacher", data, tmp),
     )
-    spec_map = _spec_map(run, cfg, teacher_run)
+    spec_map = _spec_map(run, cfg)
 
     teacher_dir, level = run.path / "sparsified" / "model", 0.0
     for k in range(1, cfg.iterations + 1):
@@ -104,8 +104,7 @@ def _teacher_stage(cfg: CompressConfig, source: Any, data: TaskData, out: Path) 
 
 
 def _sparsify_stage(cfg: CompressConfig, teacher_dir: Path, data: TaskData, out: Path) -> dict[str, Any]:
-    levels = set(cfg.grid) | {round(cfg.target_sparsity, 6)}
-    return sparsify_stage(teacher_dir, data, levels, cfg.finetune.eval_batch_size, out)
+    return sparsify_stage(teacher_dir, data, cfg.levels(), cfg.finetune.eval_batch_size, out)
 
 
 def _iteration(
@@ -319,16 +318,16 @@ def train_sandwich(
     return compute
 
 
-def _spec_map(run: RunDir, cfg: CompressConfig, teacher_run: str | Path | None = None) -> dict[float, SubnetSpec]:
+def _spec_map(run: RunDir, cfg: CompressConfig) -> dict[float, SubnetSpec]:
     """Specs of every level this run trains or reports (grid ∪ target).
 
     The same lookup as the baseline schedules (:func:`~minidisc.schedules.stages.level_specs`):
     levels that a shared teacher's map lacks are rebuilt from its saved importance and
-    added to its map. ``teacher_run`` is not needed (the stage is linked by now).
+    added to its map.
     """
     from minidisc.schedules.stages import level_specs
 
-    return level_specs(run.path / "sparsified", set(cfg.grid) | {cfg.target_sparsity})
+    return level_specs(run.path / "sparsified", cfg.levels())
 
 
 def _may_stop_early(cfg: TrainConfig, n_train: int) -> bool:
