@@ -216,3 +216,19 @@ def test_fit_stores_flops_model_and_params_supply_it(tmp_path):
     assert FlopsModel.from_dict(paper["flops_model"]) == FlopsModel()
     bad = invoke("predict", "--student-params", "1e7", "--student-tokens", "2e8", "--n-ctx", "0")
     assert isinstance(bad.exception, ConfigError)
+
+
+def test_bounds_option_lets_small_models_be_planned():
+    args = ["--student-params", "3e5", "--compute", "5e11", "--scenario", "teacher-inference",
+            *SMALL_OPTS]
+    too_small = invoke("plan", *args)  # 5e11 FLOPs buy ~1e5 tokens: below the paper's 1e6
+    assert isinstance(too_small.exception, ConfigError) and "too small" in str(too_small.exception)
+    (p,) = run_json("plan", *args, "--bounds", "1e3", "1e17")["plans"]
+    assert 1e3 <= p["student_tokens"] < 1e6 and p["teacher_params"] >= 1e3
+    assert p["flops"]["total"] == pytest.approx(5e11, rel=1e-6)
+    cross = run_json("crossover", "--student-params", "3e5", "--scenario", "best-case",
+                     "--points", "3", "--bounds", "1e3", "1e17", "--min-compute", "1e11",
+                     "--max-compute", "1e13", *SMALL_OPTS)
+    assert cross["crossovers"][0]["compute_grid"][0] == pytest.approx(1e11)
+    bad = invoke("plan", *args, "--bounds", "1e6", "1e3")
+    assert isinstance(bad.exception, ConfigError)

@@ -62,6 +62,9 @@ NCtxOpt = Annotated[float | None, typer.Option(
 NVocabOpt = Annotated[float | None, typer.Option(
     "--n-vocab", help="F(N), Eq. 69: vocabulary (paper: 32168; an MLM head on a fraction "
     "p of the tokens: p*(vocab + d_model)).")]
+BoundsOpt = Annotated[tuple[float, float], typer.Option(
+    "--bounds", help="Planner bounds on N_T, D_S and D_T, LOW HIGH (paper: 1e6 1e17); lower "
+    "them for a law fitted on small models.")]
 _FLOPS_NOTE = ("F(N) constants: --rho/--omega/--n-ctx/--n-vocab, else the flops_model "
                "stored in --params, else the paper's.")
 
@@ -93,6 +96,13 @@ def _flops_model(params: Path | None, rho: float | None, omega: float | None,
     given = {"rho": rho, "omega": omega, "n_ctx": n_ctx, "n_vocab": n_vocab}
     values.update({k: v for k, v in given.items() if v is not None})
     return FlopsModel.from_dict(values)
+
+
+def _bounds(values: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = (float(v) for v in values)
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        raise ConfigError(f"--bounds must be 0 < LOW < HIGH, got {lo} {hi}")
+    return lo, hi
 
 
 def _flops_line(model) -> list[str]:
@@ -350,6 +360,7 @@ def plan(
     omega: OmegaOpt = None,
     n_ctx: NCtxOpt = None,
     n_vocab: NVocabOpt = None,
+    bounds: BoundsOpt = (1e6, 1e17),
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write isoFLOP curves (student loss vs teacher size at C/10, C, 10C, "
@@ -392,7 +403,7 @@ def plan(
                          f"L_T={o.teacher_loss:.4f}"
                          f" -> D_S={o.student_tokens:.3g}, L_S={o.student_loss:.4f}")
     else:
-        plans = [plan_distillation(student_params, compute, s, p, fm)
+        plans = [plan_distillation(student_params, compute, s, p, fm, _bounds(bounds))
                  for s in _scenarios(scenario)]
         result["plans"] = [pl.to_dict() for pl in plans]
         lines.append(f"{'scenario':30s} {'D_S':>9s} {'N_T':>9s} {'D_T':>9s} {'L_T':>7s} "
@@ -440,6 +451,7 @@ def crossover(
     omega: OmegaOpt = None,
     n_ctx: NCtxOpt = None,
     n_vocab: NVocabOpt = None,
+    bounds: BoundsOpt = (1e6, 1e17),
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write loss-vs-compute curves with the crossovers to this .png.")] = None,
@@ -462,7 +474,8 @@ def crossover(
     results = [
         find_crossover(student_params, "best-case" if fixed else name, p, fm,
                        min_compute=min_compute, max_compute=max_compute, n_points=points,
-                       teacher=fixed, include_inference=teacher_inference)
+                       teacher=fixed, include_inference=teacher_inference,
+                       bounds=_bounds(bounds))
         for name in names
     ]
     out: dict[str, Any] = {

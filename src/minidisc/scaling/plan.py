@@ -646,6 +646,7 @@ def find_crossover(
     n_points: int = 31,
     teacher: CandidateTeacher | None = None,
     include_inference: bool = True,
+    bounds: tuple[float, float] = BOUNDS,
 ) -> Crossover:
     """Scan budgets for where distillation stops (or starts) beating supervised training
     of the same student (definition in the module docstring).
@@ -661,6 +662,8 @@ def find_crossover(
         n_points: log-spaced scan points.
         teacher: a fixed existing teacher (Eq. 27) instead of the planner's optimum.
         include_inference: with ``teacher``: pay its logits (δ_lgt = 1).
+        bounds: the planner's bounds on N_T, D_S, D_T (paper: 1e6, 1e17); lower them
+            for laws fitted on small models.
 
     Returns:
         The scan, every crossing with its direction, and a status
@@ -673,8 +676,8 @@ def find_crossover(
     p = params or ScalingLawParams()
     n_s = _check_positive(student_params, "student parameters")
     fs3 = 3.0 * float(forward_flops_per_token(n_s, flops_model))
-    lo = min_compute if min_compute is not None else fs3 * max(n_s, BOUNDS[0] * 1.01)
-    hi = max_compute if max_compute is not None else fs3 * min(1e4 * n_s, BOUNDS[1] * 0.99)
+    lo = min_compute if min_compute is not None else fs3 * max(n_s, bounds[0] * 1.01)
+    hi = max_compute if max_compute is not None else fs3 * min(1e4 * n_s, bounds[1] * 0.99)
     lo, hi = _check_positive(lo, "min compute"), _check_positive(hi, "max compute")
     if not hi > lo:
         raise ConfigError(f"max compute ({hi:.3g}) must exceed min compute ({lo:.3g})")
@@ -686,7 +689,7 @@ def find_crossover(
         if teacher is not None:
             choice = plan_with_teachers(n_s, c, [teacher], include_inference, p, flops_model)
             return choice.options[0].student_loss, choice.supervised_loss
-        plan = plan_distillation(n_s, c, scenario, p, flops_model)
+        plan = plan_distillation(n_s, c, scenario, p, flops_model, bounds)
         return plan.student_loss, plan.supervised_loss
 
     def gap(c: float) -> float:  # log-ratio: the sign of Δ, better scaled for Brent
