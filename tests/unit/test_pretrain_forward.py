@@ -10,7 +10,7 @@ from minidisc.elastic.testing import randomize_
 from minidisc.errors import ConfigError
 from minidisc.objectives import build_objective, label_loss
 from minidisc.pretrain.data import MaskedStream
-from minidisc.pretrain.forward import masked_view, mlm_signals
+from minidisc.pretrain.forward import masked_view, lm_signals
 from minidisc.pretrain.run import head_modes
 from minidisc.pretrain.testing import tiny_tokenizer, write_teacher
 
@@ -43,9 +43,9 @@ def test_masked_and_all_head_modes_match_the_full_model(models, batch):
     _, student = models
     with torch.no_grad():
         reference = full_logits(student, batch)
-        masked = mlm_signals(student, batch, "masked").logits
-        everywhere = mlm_signals(student, batch, "all").logits
-        none = mlm_signals(student, batch, "none")
+        masked = lm_signals(student, batch, "masked").logits
+        everywhere = lm_signals(student, batch, "all").logits
+        none = lm_signals(student, batch, "none")
     chosen = batch["labels"] != -100
     assert masked.shape == (1, int(chosen.sum()), reference.shape[-1])
     torch.testing.assert_close(masked[0], reference[chosen])
@@ -57,7 +57,7 @@ def test_scratch_loss_equals_the_models_own_mlm_loss(models, batch):
     _, student = models
     with torch.no_grad():
         reference = student(**batch).loss  # BertForMaskedLM's CE over labels != -100
-        logits = mlm_signals(student, batch, "masked").logits
+        logits = lm_signals(student, batch, "masked").logits
     torch.testing.assert_close(label_loss(logits, masked_view(batch), "masked_lm"), reference)
 
 
@@ -66,8 +66,8 @@ def test_kd_on_masked_view_equals_kd_on_full_logits(models, batch, options):
     teacher, student = models
     objective = build_objective("kd", task_type="masked_lm", **options)
     with torch.no_grad():
-        s_sparse, t_sparse = (mlm_signals(m, batch, "masked") for m in (student, teacher))
-        s_full, t_full = (mlm_signals(m, batch, "all") for m in (student, teacher))
+        s_sparse, t_sparse = (lm_signals(m, batch, "masked") for m in (student, teacher))
+        s_full, t_full = (lm_signals(m, batch, "all") for m in (student, teacher))
     sparse, _ = objective(s_sparse, t_sparse, masked_view(batch))
     full, _ = objective(s_full, t_full, batch)  # positions: labels != -100
     torch.testing.assert_close(sparse, full)
@@ -91,8 +91,8 @@ def test_hidden_state_objectives_on_masked_view_equal_full_logits(models, batch,
     teacher, student = models
     objective = build_objective(name, task_type="masked_lm", **options)
     with torch.no_grad():
-        s_sparse, t_sparse = (mlm_signals(m, batch, "masked") for m in (student, teacher))
-        s_full, t_full = (mlm_signals(m, batch, "all") for m in (student, teacher))
+        s_sparse, t_sparse = (lm_signals(m, batch, "masked") for m in (student, teacher))
+        s_full, t_full = (lm_signals(m, batch, "all") for m in (student, teacher))
     sparse, sparse_parts = objective(s_sparse, t_sparse, masked_view(batch))
     full, full_parts = objective(s_full, t_full, batch)
     torch.testing.assert_close(sparse, full)
@@ -104,7 +104,7 @@ def test_positions_all_refuses_masked_position_logits(models, batch):
     teacher, student = models
     objective = build_objective("kd", task_type="masked_lm", positions="all")
     with torch.no_grad():
-        s_sparse, t_sparse = (mlm_signals(m, batch, "masked") for m in (student, teacher))
+        s_sparse, t_sparse = (lm_signals(m, batch, "masked") for m in (student, teacher))
     with pytest.raises(ConfigError, match="did not run"):
         objective(s_sparse, t_sparse, masked_view(batch))
 

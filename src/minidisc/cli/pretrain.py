@@ -1,5 +1,6 @@
-"""``minidisc pretrain``: masked-LM pretraining of a student, from scratch or by distillation,
-under an exact FLOPs or token budget (Bui et al. 2024, arXiv 2404.19319)."""
+"""``minidisc pretrain``: masked-LM (encoder) or causal-LM (decoder) pretraining of a student,
+from scratch or by distillation, under an exact FLOPs or token budget (Bui et al. 2024,
+arXiv 2404.19319)."""
 
 from __future__ import annotations
 
@@ -47,15 +48,16 @@ def pretrain(
     text_column: Annotated[str | None, typer.Option(help="Text column of a hub dataset (default text).")] = None,
     eval_corpus: Annotated[list[str] | None, typer.Option("--eval-corpus", help="Held-out text file (repeatable) or hub name; default: hold out the last --eval-blocks training blocks.")] = None,
     eval_split: Annotated[str | None, typer.Option(help="Hub split of the held-out corpus (default validation).")] = None,
-    eval_blocks: Annotated[int | None, typer.Option(help="Held-out blocks the MLM loss is measured on (default 32).")] = None,
+    eval_blocks: Annotated[int | None, typer.Option(help="Held-out blocks the LM loss is measured on (default 32).")] = None,
     max_train_blocks: Annotated[int | None, typer.Option(help="Train on the first N blocks only (data-limited setting).")] = None,
     block_size: Annotated[int | None, typer.Option(help="Tokens per sequence incl. special tokens (default 128).")] = None,
-    mlm_probability: Annotated[float | None, typer.Option(help="Masking rate (default 0.15).")] = None,
+    mlm_probability: Annotated[float | None, typer.Option(help="Masking rate of masked-LM arms (default 0.15; unused by decoders).")] = None,
     student_layers: Annotated[int | None, typer.Option(help="Student layers (default: half the teacher's, rounded up).")] = None,
     student_hidden: Annotated[int | None, typer.Option(help="Student width (default: the teacher's).")] = None,
     student_heads: Annotated[int | None, typer.Option(help="Student attention heads (default: the teacher's).")] = None,
+    student_kv_heads: Annotated[int | None, typer.Option(help="Key/value heads of a LLaMA-family student (grouped-query attention; default: the teacher's query heads per KV head, if that divides --student-heads).")] = None,
     student_ffn: Annotated[int | None, typer.Option(help="Student FFN units (default: the teacher's ratio).")] = None,
-    init_from_teacher: Annotated[str | None, typer.Option(help="Initialise from teacher layers: uniform, all, or indices like 0,2,4 (embeddings and MLM head are copied too).")] = None,
+    init_from_teacher: Annotated[str | None, typer.Option(help="Initialise from teacher layers: uniform, all, or indices like 0,2,4 (embeddings, final norm and LM head are copied too).")] = None,
     freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train only the MLM head (with --init-from-teacher all: warm up a teacher's head).")] = False,
     head_bias_from_corpus: Annotated[bool, typer.Option("--head-bias-from-corpus", help="Initialise the MLM output bias to the corpus' log unigram frequencies (e.g. before a head warm-up).")] = False,
     budget_flops: Annotated[float | None, typer.Option(help="Training FLOPs: student 3x forward + teacher 1x forward, counted analytically.")] = None,
@@ -73,10 +75,11 @@ def pretrain(
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Pretrain a masked-LM student under a FLOPs or token budget.
+    """Pretrain a student LM under a FLOPs or token budget.
 
+    Masked LM for BERT-like teachers, causal LM for LLaMA-like decoders (scratch or kd).
     Trains from scratch or by distillation until the budget is spent exactly; reports
-    FLOPs (student/teacher), tokens, epochs, wall time and the held-out MLM loss curve.
+    FLOPs (student/teacher), tokens, epochs, wall time and the held-out loss curve.
     """
     from minidisc.config import load_yaml, parse_config
     from minidisc.pretrain.config import PretrainConfig
@@ -87,7 +90,7 @@ def pretrain(
         "strategy": strategy,
         "objective_options": parse_options(objective_option),
         "student": {"layers": student_layers, "hidden": student_hidden, "heads": student_heads,
-                    "ffn": student_ffn, "init_from_teacher": init_from_teacher,
+                    "kv_heads": student_kv_heads, "ffn": student_ffn, "init_from_teacher": init_from_teacher,
                     "freeze_encoder": freeze_encoder or None, "head_bias_from_corpus": head_bias_from_corpus or None},
         "corpus": {"train": corpus or None, "hub_config": corpus_config, "split": corpus_split,
                    "text_column": text_column, "eval": eval_corpus or None, "eval_split": eval_split,
@@ -114,13 +117,14 @@ def pretrain(
 def summarize(path: Path) -> None:
     """Print the headline numbers of a finished arm."""
     from minidisc.fileio import read_json
+    from minidisc.pretrain.report import loss_label
 
     r = read_json(path / "report.json")
     c, h = r["compute"], r["heldout"]
     typer.echo(
         f"{r['strategy']}: {c['train_flops']:.3g} FLOPs ({100 * c['teacher_share']:.1f} % teacher), "
         f"{c['tokens']:,} tokens ({c['epochs']:.2f} epochs), {c['steps']} steps, wall {c['wall_time_s']:.0f} s "
-        f"(teacher {c['teacher_time_s']:.0f} s) | held-out MLM loss {h['final_loss']:.4f}"
+        f"(teacher {c['teacher_time_s']:.0f} s) | held-out {loss_label(r)} loss {h['final_loss']:.4f}"
         + ("" if h["mlm_head_trained"] else " (head untrained by this objective)")
     )
     typer.echo(f"student: {path / 'student'}")

@@ -7,16 +7,19 @@ Cost of one training batch (FLOPs = floating-point operations, a multiply-add is
 
 ``F_enc`` is :func:`minidisc.compute.flops.forward_flops` of the transformer layers on
 the batch's padded shape (projections, attention, FFN; embeddings lookups are free).
-``forward_flops`` leaves out the LM head, so the MLM head is added here:
-``c_head = 2·d·d + 2·d·V`` per predicted position (the transform dense layer and the
-vocabulary projection; norms, activations and biases ignored, as in ``forward_flops``).
-``P`` is the number of positions the head runs on, which follows the objective's
-``positions`` option (:func:`minidisc.pretrain.run.head_modes`): the masked positions
-(``masked``: scratch, and KD/DistilBERT/PKD with the default ``positions="auto"``, as in
-BERT's own pretraining code which gathers masked positions before the head), every
-position (``all``: ``positions="all"``) or none (``none``: TinyBERT/MiniLM/MiniLMv2
-general distillation, which reads only hidden states and attention). With a frozen encoder
-(warming up an MLM head) the encoder costs 1 × its forward.
+``forward_flops`` leaves out the LM head, so it is added here per predicted position:
+``c_head = 2·d·d + 2·d·V`` for an MLM head (its transform dense layer and the vocabulary
+projection) and ``c_head = 2·d·V`` for a decoder's ``lm_head`` (the projection alone;
+:attr:`minidisc.pretrain.lm.LMType.head_transform`); norms, activations and biases are
+ignored, as in ``forward_flops``. ``P`` is the number of positions the head runs on,
+which follows the objective's ``positions`` option (:func:`minidisc.pretrain.run.head_modes`):
+the masked positions (``masked``: MLM scratch, and KD/DistilBERT/PKD with the default
+``positions="auto"``, as in BERT's own pretraining code which gathers masked positions
+before the head), every position (``all``: ``positions="all"``, and every causal-LM arm,
+whose every position predicts the next token; padding included, since it is computed)
+or none (``none``: TinyBERT/MiniLM/MiniLMv2 general distillation, which reads only
+hidden states and attention). With a frozen encoder (warming up an MLM head) the
+encoder costs 1 × its forward.
 
 Budgets (:func:`plan_budget`), over the stream of :mod:`minidisc.pretrain.data`:
 
@@ -49,9 +52,17 @@ HEAD_MODES = ("none", "masked", "all")
 
 
 def head_flops_per_position(config: Any) -> int:
-    """FLOPs of the MLM head for one predicted position: ``2·d·d + 2·d·V``."""
+    """FLOPs of the LM head for one predicted position: ``2·d·d + 2·d·V`` (MLM head with
+    its transform) or ``2·d·V`` (a decoder's ``lm_head``).
+
+    Raises:
+        ModelError: an architecture that is neither BERT-like nor LLaMA-like.
+    """
+    from minidisc.pretrain.lm import lm_type_of
+
     d, vocab = int(config.hidden_size), int(config.vocab_size)
-    return 2 * d * d + 2 * d * vocab
+    transform = 2 * d * d if lm_type_of(config).head_transform else 0
+    return transform + 2 * d * vocab
 
 
 def encoder_flops(config: Any, rows: int, length: int) -> int:
@@ -91,7 +102,7 @@ class CostModel:
 
     def student_train(self, rows: int, length: int, masked: int) -> int:
         """Student forward + backward FLOPs of a ``(rows, length)`` batch with ``masked``
-        MLM positions."""
+        MLM positions (ignored unless a head mode is ``masked``)."""
         enc = encoder_flops(self.student_config, rows, length)
         head = head_positions(self.student_head, rows, length, masked) * head_flops_per_position(
             self.student_config
@@ -112,9 +123,11 @@ class CostModel:
         """``(student train FLOPs, teacher forward FLOPs)`` of one batch."""
         return self.student_train(rows, length, masked), self.teacher_forward(rows, length, masked)
 
-    def eval_forward(self, rows: int, length: int, masked: int) -> int:
-        """Student forward FLOPs of a held-out evaluation batch (head on masked positions)."""
-        return encoder_flops(self.student_config, rows, length) + masked * head_flops_per_position(
+    def eval_forward(self, rows: int, length: int, predicted: int) -> int:
+        """Student forward FLOPs of a held-out evaluation batch whose head runs on
+        ``predicted`` positions (the masked ones for MLM, all ``rows·length`` for a causal
+        LM)."""
+        return encoder_flops(self.student_config, rows, length) + predicted * head_flops_per_position(
             self.student_config
         )
 
@@ -164,7 +177,7 @@ class BudgetPlan:
 
 def plan_budget(
     cost: CostModel,
-    masked_count: Callable[[int, int], int],
+    masked_count: Callable[[int, int], int] | None,
     *,
     kind: str,
     budget: float,
@@ -177,7 +190,8 @@ def plan_budget(
     Args:
         cost: the arm's cost model.
         masked_count: ``(row i, real tokens) ->`` masked positions of that row (only
-            called when a head runs on masked positions).
+            called when a head runs on masked positions; ``None`` when none does, e.g.
+            a causal LM).
         kind: ``"flops"`` or ``"tokens"``.
         budget: FLOPs or tokens.
         block_size: tokens per row ``L``.
@@ -186,13 +200,16 @@ def plan_budget(
 
     Raises:
         ConfigError: the budget does not cover one row (FLOPs) or one token.
+        ValueError: costs depend on masks but ``masked_count`` is ``None``.
     """
     if needs_masks is None:
         needs_masks = "masked" in (cost.student_head, cost.teacher_head if cost.teacher_config else "none")
+    if needs_masks and masked_count is None:
+        raise ValueError("a head runs on masked positions: plan_budget needs masked_count")
 
     def row_cost(i: int, length: int) -> tuple[int, int]:
         # a cut row is padded to the block size and padding is computed: a whole row's encoder cost
-        return cost.batch(1, block_size, masked_count(i, length) if needs_masks else 0)
+        return cost.batch(1, block_size, masked_count(i, length) if needs_masks else 0)  # type: ignore[misc]
 
     student = teacher = 0
     if kind == "tokens":

@@ -1,10 +1,11 @@
 """Validated configuration of ``minidisc pretrain`` (pydantic): YAML in, resolved YAML out.
 
 One run = one arm of the fixed-compute comparison (Bui et al. 2024, arXiv 2404.19319):
-a student trained by masked-LM from scratch or by one distillation strategy, until a
-FLOPs or token budget is spent. Arms that share every field except ``strategy`` share
-the student architecture, optimiser, learning-rate schedule shape, data order and MLM
-masks.
+a student trained from scratch or by one distillation strategy, until a FLOPs or token
+budget is spent -- by masked LM for BERT-like teachers, by causal LM for LLaMA-like
+decoders (:mod:`minidisc.pretrain.lm`). Arms that share every field except ``strategy``
+share the student architecture, optimiser, learning-rate schedule shape, data order and
+(MLM) masks.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from minidisc.objectives.catalog import OBJECTIVE_DESCRIPTIONS
 
-#: ``scratch`` = MLM on the labels only; the others are objectives of
-#: :mod:`minidisc.objectives` used with ``task_type="masked_lm"``.
+#: ``scratch`` = the LM loss on the data alone; the others are objectives of
+#: :mod:`minidisc.objectives` used with ``task_type="masked_lm"`` (or ``"causal_lm"``:
+#: decoders accept only the strategies of :data:`minidisc.pretrain.lm.CAUSAL_LM`).
 STRATEGIES: tuple[str, ...] = ("scratch", "kd", "distilbert", "tinybert", "minilm", "minilmv2", "pkd")
 
 STRATEGY_DESCRIPTIONS: dict[str, str] = {
-    "scratch": "masked-LM pretraining from the labels alone (no teacher)",
+    "scratch": "masked-LM (encoders) or causal-LM (decoders) pretraining from the data alone (no teacher)",
     **{name: OBJECTIVE_DESCRIPTIONS[name] for name in STRATEGIES if name != "scratch"},
 }
 
@@ -35,17 +37,25 @@ class StudentConfig(_Strict):
     layers: int | None = Field(None, ge=1, description="transformer layers; default ceil(teacher layers / 2)")
     hidden: int | None = Field(None, ge=8, description="width; default the teacher's")
     heads: int | None = Field(None, ge=1, description="attention heads; default the teacher's")
+    kv_heads: int | None = Field(
+        None,
+        ge=1,
+        description="key/value heads of a LLaMA-family student (grouped-query attention; must divide heads); "
+        "default: heads / the teacher's query heads per KV head when that divides, else one per query head",
+    )
     ffn: int | None = Field(None, ge=1, description="FFN units; default the teacher's ratio times the width")
     init_from_teacher: str | None = Field(
         None,
-        description="copy embeddings, these teacher layers and the MLM head: 'uniform' (every "
+        description="copy embeddings, these teacher layers and the LM head: 'uniform' (every "
         "N/M-th layer from 0), 'all', or comma-separated 0-based indices like '0,2,4'",
     )
     freeze_encoder: bool = Field(
-        False, description="train only the MLM head (needs init_from_teacher); used to warm up a teacher's head"
+        False, description="train only the MLM head (needs init_from_teacher; encoders only); used to warm up "
+        "a teacher's head"
     )
     head_bias_from_corpus: bool = Field(
-        False, description="set the MLM output bias to the log unigram frequencies of the training blocks"
+        False, description="set the MLM output bias to the log unigram frequencies of the training blocks "
+        "(encoders only: a LLaMA lm_head has no bias)"
     )
 
     @model_validator(mode="after")
@@ -66,13 +76,13 @@ class CorpusConfig(_Strict):
         None, description="held-out text files / hub name; None: hold out the last eval_blocks training blocks"
     )
     eval_split: str | None = Field(None, description="hub split of the held-out corpus (default 'validation')")
-    eval_blocks: int = Field(32, ge=1, description="held-out blocks the MLM loss is measured on")
+    eval_blocks: int = Field(32, ge=1, description="held-out blocks the LM loss is measured on")
     max_train_blocks: int | None = Field(
         None, ge=1, description="use only the first N training blocks (a data-limited setting)"
     )
     block_size: int = Field(128, ge=4, le=4096, description="tokens per sequence, special tokens included")
-    mlm_probability: float = Field(0.15, gt=0, lt=1)
-    eval_seed: int = Field(0, description="masking seed of the held-out blocks (same for every arm)")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="masking rate (masked LM only)")
+    eval_seed: int = Field(0, description="masking seed of the held-out blocks (same for every arm; masked LM only)")
 
 
 class BudgetConfig(_Strict):
@@ -105,7 +115,7 @@ class OptimConfig(_Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    seed: int = Field(776, description="student initialisation, data order and training masks")
+    seed: int = Field(776, description="student initialisation, data order and training masks (MLM)")
 
 
 class PretrainConfig(_Strict):

@@ -1,12 +1,15 @@
-"""The training stream: packed blocks in a seeded order, masked deterministically.
+"""The training stream: packed blocks in a seeded order, masked deterministically (MLM)
+or left as they are (causal LM).
 
 Every arm with the same seed reads the same stream: position ``i`` holds block
 ``perm_e[i mod n]`` of epoch ``e = i // n`` (one seeded permutation per epoch, so data
-repeated within a budget is reshuffled), masked by :func:`minidisc.tasks.corpus.mlm_collator`
-(15 %, 80/10/10) seeded from ``(seed, i)``. Masks are thus a function of the stream
-position alone: identical across arms, across resumes, and known before training --
-which is what lets :mod:`minidisc.pretrain.budget` plan an exact FLOPs budget when the
-MLM head runs only on masked positions.
+repeated within a budget is reshuffled). A :class:`MaskedStream` masks it with
+:func:`minidisc.tasks.corpus.mlm_collator` (15 %, 80/10/10) seeded from ``(seed, i)``:
+masks are a function of the stream position alone, identical across arms, across
+resumes, and known before training -- which is what lets
+:mod:`minidisc.pretrain.budget` plan an exact FLOPs budget when the MLM head runs only
+on masked positions. A :class:`CausalStream` serves the same rows unmasked, with labels
+= the tokens themselves (the loss shifts them: position ``t`` predicts token ``t + 1``).
 """
 
 from __future__ import annotations
@@ -125,29 +128,31 @@ class Masker:
         return out["input_ids"][0], out["labels"][0]
 
 
-class MaskedStream:
+class BlockStream:
     """Map-style dataset of the first ``rows`` stream positions (see the module doc).
 
     Each item is ``{"input_ids", "attention_mask", "labels"}``, tensors of shape
     ``(block_size,)``. With ``last_tokens`` > 0 the final row keeps only its first
-    ``last_tokens`` tokens (the rest is padding with ``attention_mask = 0``, never
-    masked), so a token budget is met exactly.
+    ``last_tokens`` tokens (the rest is padding with ``attention_mask = 0`` and label
+    ``-100``), so a token budget is met exactly. Subclasses say what a row's inputs and
+    labels are (:meth:`inputs_and_labels`).
 
     Args:
         blocks: ``(n, L)`` packed training blocks.
-        tokenizer: gives the pad and mask tokens.
-        mlm_probability: masking rate.
-        seed: data-order and masking seed.
+        tokenizer: gives the pad token.
+        seed: data-order seed.
         rows: number of stream positions served (``len(self)``).
         last_tokens: real tokens of the last row, ``0`` = the whole block.
         shuffle: permute the blocks per epoch (False: corpus order, for held-out data).
+
+    Raises:
+        DataError: no blocks.
     """
 
     def __init__(
         self,
         blocks: np.ndarray,
         tokenizer: PreTrainedTokenizerBase,
-        mlm_probability: float,
         seed: int,
         rows: int,
         last_tokens: int = 0,
@@ -163,7 +168,6 @@ class MaskedStream:
         self.last_tokens = int(last_tokens)
         self.shuffle = shuffle
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.masker = Masker(tokenizer, mlm_probability, seed)
         self._perms: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -190,24 +194,59 @@ class MaskedStream:
         last = position == self.rows - 1 and self.last_tokens
         return self.last_tokens if last else self.block_size
 
+    def inputs_and_labels(self, ids: np.ndarray, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input ids, labels)`` of the real tokens ``ids`` of row ``position``, each
+        ``(len(ids),)`` long."""
+        raise NotImplementedError
+
     def row(self, position: int, length: int) -> dict[str, torch.Tensor]:
         """Stream row ``position`` cut to its first ``length`` tokens, padded to the block
-        size; masks depend on ``(seed, position, length)`` only."""
+        size; its contents depend on ``(seed, position, length)`` only."""
         import torch
 
         ids = self.blocks[self.block_index(position)][:length]
-        masked, labels = self.masker(ids, position)
+        inputs, labels = self.inputs_and_labels(ids, position)
         full = self.block_size
         input_ids = torch.full((full,), self.pad_id, dtype=torch.long)
         out_labels = torch.full((full,), IGNORE_INDEX, dtype=torch.long)
         attention = torch.zeros(full, dtype=torch.long)
-        input_ids[:length], out_labels[:length], attention[:length] = masked, labels, 1
+        input_ids[:length], out_labels[:length], attention[:length] = inputs, labels, 1
         return {"input_ids": input_ids, "attention_mask": attention, "labels": out_labels}
 
     def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
         if not 0 <= position < self.rows:
             raise IndexError(position)
         return self.row(position, self.row_length(position))
+
+
+class MaskedStream(BlockStream):
+    """The masked-LM stream: BERT masking per row, seeded from ``(seed, position)``;
+    labels are ``-100`` except at the masked positions (padding is never masked).
+
+    Args:
+        blocks, tokenizer, seed, rows, last_tokens, shuffle: as :class:`BlockStream`
+            (``seed`` also seeds the masks; the tokenizer gives the mask token).
+        mlm_probability: masking rate.
+
+    Raises:
+        ConfigError: the tokenizer has no mask token (a decoder: use :class:`CausalStream`).
+    """
+
+    def __init__(
+        self,
+        blocks: np.ndarray,
+        tokenizer: PreTrainedTokenizerBase,
+        mlm_probability: float,
+        seed: int,
+        rows: int,
+        last_tokens: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        super().__init__(blocks, tokenizer, seed, rows, last_tokens, shuffle)
+        self.masker = Masker(tokenizer, mlm_probability, seed)
+
+    def inputs_and_labels(self, ids: np.ndarray, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.masker(ids, position)
 
     def masked_count(self, position: int, length: int | None = None) -> int:
         """Masked (predicted) positions of row ``position`` cut to ``length`` tokens
@@ -216,13 +255,38 @@ class MaskedStream:
         return int((self.row(position, length)["labels"] != IGNORE_INDEX).sum())
 
 
+class CausalStream(BlockStream):
+    """The causal-LM stream: rows unmasked, ``labels`` = ``input_ids`` on real tokens and
+    ``-100`` on padding (the loss shifts them by one: no label is ever the pad token,
+    even where the tokenizer pads with its EOS token, as LLaMA tokenizers do).
+
+    Args: as :class:`BlockStream`.
+    """
+
+    def inputs_and_labels(self, ids: np.ndarray, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        tokens = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        return tokens, tokens.clone()
+
+
+def stack_rows(stream: BlockStream) -> dict[str, torch.Tensor]:
+    """Every row of ``stream`` as one batch: tensors ``(len(stream), L)``."""
+    import torch
+
+    rows = [stream[i] for i in range(len(stream))]
+    return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+
 def heldout_batch(
     blocks: np.ndarray, tokenizer: PreTrainedTokenizerBase, mlm_probability: float, eval_seed: int
 ) -> dict[str, torch.Tensor]:
     """The held-out blocks, masked once with ``eval_seed``: every arm is scored on the
     same masked positions. Tensors ``(n_blocks, L)``."""
-    import torch
+    return stack_rows(MaskedStream(blocks, tokenizer, mlm_probability, eval_seed, rows=len(blocks), shuffle=False))
 
-    stream = MaskedStream(blocks, tokenizer, mlm_probability, eval_seed, rows=len(blocks), shuffle=False)
-    rows = [stream[i] for i in range(len(blocks))]
-    return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+def causal_heldout_batch(blocks: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
+    """The held-out blocks for a causal LM, in corpus order, unmasked: every arm is scored
+    on every next-token prediction of the same blocks. Tensors ``(n_blocks, L)``."""
+    return stack_rows(CausalStream(blocks, tokenizer, seed=0, rows=len(blocks), shuffle=False))

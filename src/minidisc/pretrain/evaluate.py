@@ -1,9 +1,13 @@
-"""Held-out masked-LM loss and the loss curve of a run.
+"""Held-out LM loss and the loss curve of a run.
 
-The held-out blocks are masked once with a fixed seed
+Masked LM: the held-out blocks are masked once with a fixed seed
 (:func:`minidisc.pretrain.data.heldout_batch`), so every arm -- and the teacher -- is
-scored on the same masked positions. The loss is the mean cross-entropy in nats over
-all masked positions of the held-out set (token-weighted, not a mean of batch means).
+scored on the same masked positions; the loss is the mean cross-entropy in nats over all
+masked positions of the held-out set. Causal LM: the same unmasked blocks for every arm
+and the teacher (:func:`minidisc.pretrain.data.causal_heldout_batch`); the loss is the
+mean next-token cross-entropy in nats over every position whose next token is real
+(:func:`minidisc.pretrain.forward.next_token_positions`). Both are token-weighted, not
+means of batch means.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from torch import Tensor, nn
 from transformers import TrainerCallback
 
 from minidisc.pretrain.data import IGNORE_INDEX
-from minidisc.pretrain.forward import masked_positions
-from minidisc.pretrain.student import mlm_head
+from minidisc.pretrain.forward import masked_positions, next_token_positions
+from minidisc.pretrain.lm import MASKED_LM, LMType
+from minidisc.pretrain.student import lm_head
 
 if TYPE_CHECKING:
     from minidisc.compute.meter import ComputeMeter
@@ -28,39 +33,70 @@ if TYPE_CHECKING:
 PROGRESS_FILE = "minidisc_progress.json"
 
 
-@torch.no_grad()
-def heldout_mlm_loss(model: nn.Module, batch: dict[str, Tensor], batch_size: int = 32) -> float:
-    """Mean MLM cross-entropy (nats per masked token) of ``model`` on ``batch``.
+#: Logit entries (positions × vocabulary) one held-out forward may hold: with a
+#: 49,152-token vocabulary, 32 blocks of 128 tokens would need 0.8 GB of float32 logits.
+_EVAL_LOGIT_ENTRIES = 2**26
 
-    Runs in eval mode (dropout off) and restores the previous mode.
+
+def _scored(part: dict[str, Tensor], hidden: Tensor, model: nn.Module, lm: LMType) -> tuple[float, int]:
+    """``(summed cross-entropy in nats, scored positions)`` of one held-out chunk."""
+    if lm.causal:
+        chosen = next_token_positions(part["attention_mask"])  # position t predicts token t + 1
+        targets = part["input_ids"].roll(-1, dims=1)[chosen]
+    else:
+        chosen = masked_positions(part)
+        targets = part["labels"][chosen]
+    logits = lm_head(model)(hidden[chosen]).float()
+    return float(nn.functional.cross_entropy(logits, targets, reduction="sum")), int(chosen.sum())
+
+
+@torch.no_grad()
+def heldout_lm_loss(
+    model: nn.Module, batch: dict[str, Tensor], batch_size: int = 32, lm: LMType = MASKED_LM
+) -> float:
+    """Mean held-out cross-entropy of ``model`` on ``batch`` (module doc): nats per masked
+    token (MLM) or per next-token prediction (causal LM).
+
+    Runs in eval mode (dropout off) and restores the previous mode. The head runs on the
+    scored positions only (equal to the full model's logits there).
 
     Args:
-        model: a masked LM (base model + MLM head).
+        model: a masked or causal LM (base model + LM head).
         batch: ``input_ids``, ``attention_mask``, ``labels`` ``(n, L)``.
-        batch_size: rows per forward pass.
+        batch_size: rows per forward pass (fewer for a large vocabulary, so that one
+            chunk's logits stay below ``2**26`` entries).
+        lm: the LM type.
 
     Raises:
-        ValueError: no masked position in ``batch``.
+        ValueError: no scored position in ``batch``.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    n, length = batch["input_ids"].shape
+    rows = max(1, min(batch_size, _EVAL_LOGIT_ENTRIES // (length * int(model.config.vocab_size))))
     total, count = 0.0, 0
     try:
-        for start in range(0, batch["input_ids"].shape[0], batch_size):
-            part = {k: v[start : start + batch_size].to(device) for k, v in batch.items()}
+        for start in range(0, n, rows):
+            part = {k: v[start : start + rows].to(device) for k, v in batch.items()}
             hidden = model.base_model(
                 input_ids=part["input_ids"], attention_mask=part["attention_mask"], return_dict=True
             ).last_hidden_state
-            chosen = masked_positions(part)
-            logits = mlm_head(model)(hidden[chosen]).float()
-            total += float(nn.functional.cross_entropy(logits, part["labels"][chosen], reduction="sum"))
-            count += int(chosen.sum())
+            loss, scored = _scored(part, hidden, model, lm)
+            total, count = total + loss, count + scored
     finally:
         model.train(was_training)
     if count == 0:
-        raise ValueError("the held-out batch has no masked positions")
+        raise ValueError(f"the held-out batch has no {'next-token' if lm.causal else 'masked'} positions")
     return total / count
+
+
+def scored_count(batch: dict[str, Tensor], lm: LMType = MASKED_LM) -> int:
+    """Positions the held-out loss averages over: masked positions (MLM) or next-token
+    positions (causal LM)."""
+    if lm.causal:
+        return int(next_token_positions(batch["attention_mask"]).sum())
+    return masked_count(batch)
 
 
 def masked_count(batch: dict[str, Tensor]) -> int:
@@ -86,6 +122,7 @@ class LossCurve(TrainerCallback):
         meter: returns the trainer's :class:`ComputeMeter`.
         cost: the cost model (evaluation FLOPs are counted, outside the budget).
         eval_batch_size: rows per evaluation forward.
+        lm: the LM type (how the held-out loss is measured).
     """
 
     def __init__(
@@ -96,8 +133,10 @@ class LossCurve(TrainerCallback):
         meter: Any,
         cost: CostModel,
         eval_batch_size: int = 32,
+        lm: LMType = MASKED_LM,
     ) -> None:
         self.model = model
+        self.lm = lm
         self.heldout = heldout
         self.every_tokens = int(every_tokens)
         self.meter = meter
@@ -110,7 +149,7 @@ class LossCurve(TrainerCallback):
         self._loss_sum = 0.0
         self._loss_steps = 0
         n, length = heldout["input_ids"].shape
-        self.eval_flops_each = cost.eval_forward(n, length, masked_count(heldout))
+        self.eval_flops_each = cost.eval_forward(n, length, scored_count(heldout, lm))
 
     # -- state ------------------------------------------------------------------------
 
@@ -153,7 +192,7 @@ class LossCurve(TrainerCallback):
 
     def evaluate(self, step: int) -> None:
         t0 = time.perf_counter()
-        loss = heldout_mlm_loss(self.model, self.heldout, self.eval_batch_size)
+        loss = heldout_lm_loss(self.model, self.heldout, self.eval_batch_size, self.lm)
         self.eval_time_s += time.perf_counter() - t0
         meter = self.meter()
         meter.record_eval(self.eval_flops_each)

@@ -1,7 +1,8 @@
-"""Held-out MLM loss curves against training FLOPs and tokens (one arm or a study).
+"""Held-out LM loss curves against training FLOPs and tokens (one arm or a study).
 
 The curves are the ``curve`` lists of ``minidisc pretrain`` reports: points with
-``flops``, ``tokens`` and ``loss`` (nats per masked token).
+``flops``, ``tokens`` and ``loss`` (nats per masked token, or per next-token prediction
+for a causal LM).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def plot_loss_curves(
     reference: float | None = None,
     reference_label: str = "teacher",
     title: str | None = None,
+    loss_name: str = "MLM",
 ) -> None:
     """Write a PNG with two panels: held-out loss against training FLOPs and tokens.
 
@@ -30,6 +32,7 @@ def plot_loss_curves(
         reference: a horizontal line (e.g. the teacher's held-out loss), nats.
         reference_label: its legend label.
         title: figure title.
+        loss_name: the loss in the y label (``"MLM"``, ``"causal-LM"``).
     """
     import matplotlib
 
@@ -45,7 +48,7 @@ def plot_loss_curves(
         if reference is not None:
             ax.axhline(reference, color="grey", linestyle=":", label=reference_label)
         ax.set_xlabel(label)
-        ax.set_ylabel("held-out MLM loss (nats)")
+        ax.set_ylabel(f"held-out {loss_name} loss (nats)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:

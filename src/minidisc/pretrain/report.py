@@ -17,9 +17,11 @@ from minidisc.schedules.run import RunDir
 def build_report(run: RunDir) -> dict[str, Any]:
     """The report dict of a run whose ``student`` stage is finished.
 
-    FLOPs are floating-point operations; times are seconds; losses are nats per masked
-    token on the held-out blocks; ``epochs`` = training tokens / tokens of one pass over
-    the training blocks.
+    FLOPs are floating-point operations; times are seconds; losses are nats per scored
+    token on the held-out blocks (masked tokens for MLM, next-token predictions for a
+    causal LM: ``lm_type``); ``epochs`` = training tokens / tokens of one pass over the
+    training blocks. ``heldout.mlm_head_trained`` says whether the objective trains the
+    LM head (the key keeps its name for older reports).
     """
     cfg = run.manifest["config"]
     student = run.record("student")
@@ -31,10 +33,17 @@ def build_report(run: RunDir) -> dict[str, Any]:
     teacher = dict(arm["teacher"])
     if teacher_stage is not None:
         teacher.update(heldout_loss=teacher_stage["heldout_loss"], head_fresh=teacher_stage["head_fresh"])
+    data = arm["data"]
+    scored = data.get("heldout_scored_tokens", data.get("heldout_masked_tokens"))  # older runs: MLM only
+    heldout = {"final_loss": student["final_loss"], "mlm_head_trained": arm["mlm_head_trained"],
+               "heldout_blocks": data["heldout_blocks"], "heldout_scored_tokens": scored}
+    if "heldout_masked_tokens" in data:
+        heldout["heldout_masked_tokens"] = data["heldout_masked_tokens"]
     return {
         "command": "pretrain",
         "run": run.path.name,
         "strategy": arm["strategy"],
+        "lm_type": arm.get("lm_type", "masked_lm"),
         "objective_name": arm.get("objective_name"),
         "objective": arm["objective"],
         "budget": {"kind": "flops" if cfg["budget"]["flops"] is not None else "tokens",
@@ -44,12 +53,8 @@ def build_report(run: RunDir) -> dict[str, Any]:
         "head_modes": arm["head_modes"],
         "compute": compute,
         "plan": student["plan"],
-        "heldout": {
-            "final_loss": student["final_loss"],
-            "mlm_head_trained": arm["mlm_head_trained"],
-            **{k: arm["data"][k] for k in ("heldout_blocks", "heldout_masked_tokens")},
-        },
-        "data": arm["data"],
+        "heldout": heldout,
+        "data": data,
         "optim": cfg["optim"],
         "curve": student["curve"],
     }
@@ -68,26 +73,37 @@ def _g(x: float) -> str:
     return f"{x:.3g}"
 
 
+def loss_label(report: dict[str, Any]) -> str:
+    """How the report's held-out loss is named: ``"MLM"`` or ``"causal-LM"``."""
+    return "causal-LM" if report.get("lm_type") == "causal_lm" else "MLM"
+
+
+def _attention(model: dict[str, Any]) -> str:
+    kv = model.get("kv_heads")
+    return f"{model['heads']} heads" + (f" ({kv} key/value heads)" if kv is not None and kv != model["heads"] else "")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """``report.md``: the arm, what it cost, where its held-out loss went."""
     c, s, t = report["compute"], report["student"], report["teacher"]
-    h, budget = report["heldout"], report["budget"]
+    h, budget, name = report["heldout"], report["budget"], loss_label(report)
+    scored = "next-token predictions" if report.get("lm_type") == "causal_lm" else "masked tokens"
     init = (f"initialised from teacher layers {s['init_from_teacher_layers']}"
             if s["init_from_teacher_layers"] else "random init")
-    student = (f"Student: {s['layers']} layers, hidden {s['hidden']}, {s['heads']} heads, FFN {s['ffn']} "
+    student = (f"Student: {s['layers']} layers, hidden {s['hidden']}, {_attention(s)}, FFN {s['ffn']} "
                f"({s['non_embedding_params']:,} non-embedding parameters; {init}"
                f"{', encoder frozen' if s['frozen_encoder'] else ''}).")
     trained_on = (f", trained on {t['pretrain_tokens']:,} tokens" if t.get("pretrain_tokens") is not None else "")
-    teacher = (f"Teacher: {t['source']} ({t['layers']} layers, hidden {t['hidden']}, "
+    teacher = (f"Teacher: {t['source']} ({t['layers']} layers, hidden {t['hidden']}, {_attention(t)}, "
                f"{t['non_embedding_params']:,} non-embedding parameters{trained_on})"
                f"{'' if t['used'] else ' — used for the tokenizer and architecture only'}.")
-    untrained = "" if h["mlm_head_trained"] else " (MLM head not trained by this objective)"
+    untrained = "" if h["mlm_head_trained"] else f" ({name} head not trained by this objective)"
     lines = [
         f"# minidisc pretrain — {report['strategy']} ({report['run']})",
         "",
         student,
         teacher,
-        (f"Budget: {_g(budget['value'])} {budget['kind']}. MLM heads run on: student "
+        (f"Budget: {_g(budget['value'])} {budget['kind']}. {name} heads run on: student "
          f"{report['head_modes']['student']}, teacher {report['head_modes']['teacher']} positions."),
         "",
         "| quantity | value |",
@@ -102,13 +118,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         (f"| wall time: total / student / teacher / held-out eval | {c['wall_time_s']:.1f} s / "
          f"{c['student_time_s']:.1f} s / {c['teacher_time_s']:.1f} s / {c['eval_time_s']:.1f} s |"),
         f"| spent exactly as planned | {'yes' if c['matches_plan'] else 'NO'} |",
-        (f"| held-out MLM loss (nats, {h['heldout_masked_tokens']} masked tokens) | "
+        (f"| held-out {name} loss (nats, {h['heldout_scored_tokens']} {scored}) | "
          f"{h['final_loss']:.4f}{untrained} |"),
     ]
     if t.get("heldout_loss") is not None:
         lines.append(
-            f"| teacher held-out MLM loss | {t['heldout_loss']:.4f}"
-            + (" (MLM head freshly initialised: not a trained teacher head)" if t.get("head_fresh") else "") + " |"
+            f"| teacher held-out {name} loss | {t['heldout_loss']:.4f}"
+            + (f" ({name} head freshly initialised: not a trained teacher head)" if t.get("head_fresh") else "")
+            + " |"
         )
     lines += ["", "## Held-out loss curve", "", "| step | tokens | training FLOPs | held-out loss | train loss |",
               "|---|---|---|---|---|"]
@@ -120,7 +137,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def plot_loss_curve(report: dict[str, Any], path: str | Path) -> None:
-    """``loss.png``: the arm's held-out MLM loss against training FLOPs and tokens, with
+    """``loss.png``: the arm's held-out LM loss against training FLOPs and tokens, with
     the teacher's held-out loss as a reference line when it was measured."""
     from minidisc.pretrain.plots import plot_loss_curves
 
@@ -129,6 +146,7 @@ def plot_loss_curve(report: dict[str, Any], path: str | Path) -> None:
         path,
         reference=report["teacher"].get("heldout_loss"),
         title=f"{report['run']}: {report['budget']['kind']} budget {_g(report['budget']['value'])}",
+        loss_name=loss_label(report),
     )
 
 

@@ -2,8 +2,8 @@
 
 Stages (:class:`~minidisc.schedules.run.RunDir`):
 
-``teacher``   (distillation arms) held-out MLM loss of the teacher on the same masked
-              held-out blocks the student is scored on.
+``teacher``   (distillation arms) held-out LM loss of the teacher on the same held-out
+              blocks (and MLM masks) the student is scored on.
 ``student``   train until the budget is spent (checkpoints in ``checkpoints/`` every
               ``checkpoint_steps`` steps; an interrupted run resumes from the last one),
               save ``student/`` (safetensors + config + tokenizer).
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import ConfigError
 from minidisc.pretrain.config import PretrainConfig
+from minidisc.pretrain.lm import MASKED_LM, LMType
 from minidisc.schedules.run import RunDir
 
 if TYPE_CHECKING:
@@ -32,23 +33,26 @@ if TYPE_CHECKING:
     from minidisc.models import ModelSource
     from minidisc.objectives import Objective
     from minidisc.pretrain.budget import BudgetPlan, CostModel
-    from minidisc.pretrain.data import Corpora, MaskedStream
+    from minidisc.pretrain.data import BlockStream, Corpora
     from minidisc.pretrain.student import LoadedTeacher
 
-#: Strategies whose loss trains the MLM head, so that a held-out MLM loss means something.
-TRAINS_MLM_HEAD = ("scratch", "kd", "distilbert", "pkd")
+#: Strategies whose loss trains the LM head, so that a held-out LM loss means something.
+TRAINS_LM_HEAD = ("scratch", "kd", "distilbert", "pkd")
 
 
-def head_modes(objective: Objective | None) -> tuple[str, str]:
-    """``(student, teacher)`` MLM-head modes of an arm (see :mod:`minidisc.pretrain.budget`).
+def head_modes(objective: Objective | None, lm: LMType = MASKED_LM) -> tuple[str, str]:
+    """``(student, teacher)`` LM-head modes of an arm (see :mod:`minidisc.pretrain.budget`).
 
-    The head runs where the loss reads logits: scratch (MLM cross-entropy) on the masked
+    The head runs where the loss reads logits: MLM scratch (cross-entropy) on the masked
     positions; a logit-reading objective where its ``positions`` option selects -- the
     masked positions for ``"auto"`` (its KD and MLM terms average over them), every
     position for ``"all"``; general-distillation objectives without a prediction loss
     (TinyBERT, MiniLM, MiniLMv2) run no head at all. Hidden-state and attention terms
-    read the encoder's outputs and do not need the head.
+    read the encoder's outputs and do not need the head. A causal LM predicts the next
+    token at every position: its heads always run on all of them.
     """
+    if lm.causal:
+        return "all", ("all" if objective is not None else "none")
     if objective is None:
         return "masked", "none"
     if not objective.needs_logits:
@@ -63,6 +67,7 @@ class Arm:
 
     cfg: PretrainConfig
     source: ModelSource
+    lm: LMType
     tokenizer: PreTrainedTokenizerBase
     corpora: Corpora
     heldout: dict[str, Any]
@@ -73,11 +78,11 @@ class Arm:
     objective: Objective | None
     cost: CostModel
     plan: BudgetPlan
-    stream: MaskedStream
+    stream: BlockStream
 
 
-def reads_teacher_logits(cfg: PretrainConfig) -> bool:
-    """Whether the arm's loss reads the teacher's MLM logits (KD, DistilBERT, PKD).
+def reads_teacher_logits(cfg: PretrainConfig, lm: LMType = MASKED_LM) -> bool:
+    """Whether the arm's loss reads the teacher's LM logits (KD, DistilBERT, PKD).
 
     Raises:
         ConfigError: unknown objective options.
@@ -86,11 +91,18 @@ def reads_teacher_logits(cfg: PretrainConfig) -> bool:
 
     if not cfg.distills:
         return False
-    return build_objective(cfg.strategy, task_type="masked_lm", **cfg.objective_options).needs_logits
+    return build_objective(cfg.strategy, task_type=lm.name, **cfg.objective_options).needs_logits
 
 
-def untrained_head_error(cfg: PretrainConfig, label: str) -> ConfigError:
-    """The refusal to distil logits from a teacher whose MLM head is not trained."""
+def untrained_head_error(cfg: PretrainConfig, label: str, lm: LMType = MASKED_LM) -> ConfigError:
+    """The refusal to distil logits from a teacher whose LM head is not trained."""
+    if lm.causal:
+        return ConfigError(
+            f"--strategy {cfg.strategy} distils the teacher's next-token logits, but {label} has no trained "
+            "causal-LM head (a bare decoder with untied output embeddings: its lm_head would be randomly "
+            "initialised, and the student would learn from noise). Pass the checkpoint saved with its head "
+            "(…ForCausalLM), or --allow-untrained-teacher-head to distil from the random head anyway"
+        )
     return ConfigError(
         f"--strategy {cfg.strategy} distils the teacher's MLM logits, but {label} has no trained MLM head "
         "(the checkpoint is a bare encoder; its head would be randomly initialised, and the student would "
@@ -103,7 +115,7 @@ def untrained_head_error(cfg: PretrainConfig, label: str) -> ConfigError:
 
 def check_teacher_head(cfg: PretrainConfig, allow_untrained: bool = False) -> None:
     """Refuse, from the teacher's config alone, to distil logits from a checkpoint saved
-    without an MLM head (the packaged all-MiniLM-L6-v2 is one). Checkpoints whose config
+    without its LM head (the packaged all-MiniLM-L6-v2 is one). Checkpoints whose config
     does not say are checked again after loading (:func:`prepare_arm`).
 
     Raises:
@@ -111,13 +123,46 @@ def check_teacher_head(cfg: PretrainConfig, allow_untrained: bool = False) -> No
         ModelError: the teacher's config cannot be read.
     """
     from minidisc.models import resolve_model
-    from minidisc.pretrain.student import config_has_mlm_head, load_config
+    from minidisc.pretrain.lm import lm_type_of
+    from minidisc.pretrain.student import config_has_lm_head, load_config
 
-    if allow_untrained or not reads_teacher_logits(cfg):
+    if allow_untrained or not cfg.distills:
         return
     source = resolve_model(cfg.teacher)
-    if config_has_mlm_head(load_config(source)) is False:
-        raise untrained_head_error(cfg, source.label or str(source.path))
+    config = load_config(source)
+    lm = lm_type_of(config)
+    if reads_teacher_logits(cfg, lm) and config_has_lm_head(config, lm) is False:
+        raise untrained_head_error(cfg, source.label or str(source.path), lm)
+
+
+def check_arm(cfg: PretrainConfig) -> LMType:
+    """The arm's LM type, after refusing what it cannot train -- from the teacher's config
+    alone, before anything is loaded or written.
+
+    Decoders (causal LM) accept only ``scratch`` and ``kd``
+    (:func:`minidisc.pretrain.lm.check_strategy`) and no MLM-head options
+    (``freeze_encoder``, ``head_bias_from_corpus``).
+
+    Raises:
+        ConfigError: a strategy or student option the LM type does not support.
+        ModelError: the teacher's config cannot be read or its architecture is unsupported.
+    """
+    from minidisc.models import resolve_model
+    from minidisc.pretrain.lm import check_strategy, lm_type_of
+    from minidisc.pretrain.student import load_config
+
+    source = resolve_model(cfg.teacher)
+    lm = lm_type_of(load_config(source))
+    check_strategy(cfg.strategy, lm, source.label or str(source.path))
+    if lm.causal:
+        for flag, name in ((cfg.student.freeze_encoder, "--freeze-encoder"),
+                           (cfg.student.head_bias_from_corpus, "--head-bias-from-corpus")):
+            if flag:
+                raise ConfigError(
+                    f"{name} prepares an MLM head (encoders); a decoder's lm_head is trained with the rest "
+                    "(and has no bias): drop it"
+                )
+    return lm
 
 
 def prepare_arm(cfg: PretrainConfig, allow_untrained_teacher_head: bool = False) -> Arm:
@@ -135,17 +180,19 @@ def prepare_arm(cfg: PretrainConfig, allow_untrained_teacher_head: bool = False)
     from minidisc.models import load_tokenizer, resolve_model
     from minidisc.objectives import build_objective
     from minidisc.pretrain.budget import CostModel, plan_budget
-    from minidisc.pretrain.data import MaskedStream, heldout_batch, load_corpora
+    from minidisc.pretrain.data import load_corpora
     from minidisc.pretrain.student import build_student, load_config, load_teacher, set_unigram_bias
 
+    lm = check_arm(cfg)
     source = resolve_model(cfg.teacher)
     needs_weights = cfg.distills or bool(cfg.student.init_from_teacher)
-    teacher = load_teacher(source, cfg.optim.seed) if needs_weights else None
-    if teacher is not None and teacher.head_is_fresh and not allow_untrained_teacher_head and reads_teacher_logits(cfg):
-        raise untrained_head_error(cfg, source.label or str(source.path))
+    teacher = load_teacher(source, cfg.optim.seed, lm) if needs_weights else None
+    if (teacher is not None and teacher.head_is_fresh and not allow_untrained_teacher_head
+            and reads_teacher_logits(cfg, lm)):
+        raise untrained_head_error(cfg, source.label or str(source.path), lm)
     tokenizer = load_tokenizer(source)
     corpora = load_corpora(cfg.corpus, tokenizer)
-    heldout = heldout_batch(corpora.heldout, tokenizer, cfg.corpus.mlm_probability, cfg.corpus.eval_seed)
+    heldout = _heldout(cfg, lm, corpora, tokenizer)
     teacher_config = teacher.model.config if teacher else load_config(source)
     student, layers_from = build_student(
         teacher_config, cfg.student, cfg.optim.seed, teacher.model if teacher else None
@@ -156,12 +203,12 @@ def prepare_arm(cfg: PretrainConfig, allow_untrained_teacher_head: bool = False)
     if cfg.distills:
         objective = build_objective(
             cfg.strategy,
-            task_type="masked_lm",
+            task_type=lm.name,
             student_config=student.config,
             teacher_config=teacher_config,
             **cfg.objective_options,
         )
-    s_head, t_head = head_modes(objective)
+    s_head, t_head = head_modes(objective, lm)
     cost = CostModel(
         student.config,
         teacher_config if cfg.distills else None,
@@ -169,15 +216,36 @@ def prepare_arm(cfg: PretrainConfig, allow_untrained_teacher_head: bool = False)
         t_head,
         frozen_encoder=cfg.student.freeze_encoder,
     )
-    block, p, seed = cfg.corpus.block_size, cfg.corpus.mlm_probability, cfg.optim.seed
-    planning = MaskedStream(corpora.train, tokenizer, p, seed, rows=sys.maxsize)
+    planning = _stream(cfg, lm, corpora, tokenizer, rows=sys.maxsize)
     plan = plan_budget(
-        cost, planning.masked_count, kind=cfg.budget.kind, budget=cfg.budget.value,
-        block_size=block, batch_size=cfg.optim.batch_size,
+        cost, getattr(planning, "masked_count", None), kind=cfg.budget.kind, budget=cfg.budget.value,
+        block_size=cfg.corpus.block_size, batch_size=cfg.optim.batch_size,
     )
-    stream = MaskedStream(corpora.train, tokenizer, p, seed, rows=plan.rows, last_tokens=plan.last_tokens)
-    return Arm(cfg, source, tokenizer, corpora, heldout, teacher, teacher_config, student, layers_from,
+    stream = _stream(cfg, lm, corpora, tokenizer, rows=plan.rows, last_tokens=plan.last_tokens)
+    return Arm(cfg, source, lm, tokenizer, corpora, heldout, teacher, teacher_config, student, layers_from,
                objective, cost, plan, stream)
+
+
+def _stream(
+    cfg: PretrainConfig, lm: LMType, corpora: Corpora, tokenizer: PreTrainedTokenizerBase, rows: int,
+    last_tokens: int = 0,
+) -> BlockStream:
+    """The training stream of the arm's LM type (masked or not), seeded by ``optim.seed``."""
+    from minidisc.pretrain.data import CausalStream, MaskedStream
+
+    if lm.causal:
+        return CausalStream(corpora.train, tokenizer, cfg.optim.seed, rows=rows, last_tokens=last_tokens)
+    return MaskedStream(corpora.train, tokenizer, cfg.corpus.mlm_probability, cfg.optim.seed, rows=rows,
+                        last_tokens=last_tokens)
+
+
+def _heldout(cfg: PretrainConfig, lm: LMType, corpora: Corpora, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """The held-out batch every arm (and the teacher) is scored on."""
+    from minidisc.pretrain.data import causal_heldout_batch, heldout_batch
+
+    if lm.causal:
+        return causal_heldout_batch(corpora.heldout, tokenizer)
+    return heldout_batch(corpora.heldout, tokenizer, cfg.corpus.mlm_probability, cfg.corpus.eval_seed)
 
 
 def run_pretrain(
@@ -204,13 +272,15 @@ def run_pretrain(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError: ``log_runs`` for an arm without a runs-file record kind (only
             scratch and vanilla KD: see :data:`minidisc.pretrain.report.RECORD_KINDS`);
-            logit distillation from an untrained teacher head (before anything is written).
+            logit distillation from an untrained teacher head; a strategy or option the
+            teacher's LM type does not support (all before anything is written).
         DataError, ModelError: bad corpus or models.
     """
     from minidisc.pretrain.report import RECORD_KINDS, unrecordable_message
 
     if log_runs is not None and cfg.strategy not in RECORD_KINDS:
         raise ConfigError(unrecordable_message(cfg.strategy))
+    check_arm(cfg)
     check_teacher_head(cfg, allow_untrained_teacher_head)
     run = RunDir(output, cfg, "pretrain", overwrite=overwrite)
     prepared: list[Arm] = []
@@ -236,12 +306,12 @@ def run_pretrain(
 
 def _teacher_stage(arm: Arm) -> dict[str, Any]:
     from minidisc.compute.flops import non_embedding_params
-    from minidisc.pretrain.evaluate import heldout_mlm_loss
+    from minidisc.pretrain.evaluate import heldout_lm_loss
 
     assert arm.teacher is not None
     return {
         "source": arm.source.label,
-        "heldout_loss": heldout_mlm_loss(arm.teacher.model, arm.heldout, arm.cfg.optim.batch_size),
+        "heldout_loss": heldout_lm_loss(arm.teacher.model, arm.heldout, arm.cfg.optim.batch_size, arm.lm),
         "head_fresh": arm.teacher.head_is_fresh,
         "missing_keys": arm.teacher.missing_keys,
         "non_embedding_params": non_embedding_params(arm.teacher_config),
@@ -302,12 +372,13 @@ def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[A
 
     from minidisc.pretrain.budget import BudgetCallback
     from minidisc.pretrain.evaluate import LossCurve
-    from minidisc.pretrain.trainer import PretrainDistillationTrainer, ScratchMLMTrainer
+    from minidisc.pretrain.trainer import PretrainDistillationTrainer, ScratchTrainer
 
     cfg, plan = arm.cfg, arm.plan
     holder: dict[str, Any] = {}
     meter = lambda: holder["trainer"].meter
-    curve = LossCurve(arm.student, arm.heldout, eval_interval(cfg, plan), meter, arm.cost, cfg.optim.batch_size)
+    curve = LossCurve(arm.student, arm.heldout, eval_interval(cfg, plan), meter, arm.cost, cfg.optim.batch_size,
+                      arm.lm)
     budget = BudgetCallback(plan, meter)
     common: dict[str, Any] = {
         "model": arm.student,
@@ -317,9 +388,10 @@ def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[A
         "processing_class": arm.tokenizer,
         "callbacks": [budget, curve, *callbacks],
         "cost": arm.cost,
+        "lm": arm.lm,
     }
     if arm.objective is None:
-        trainer = ScratchMLMTrainer(**common, frozen_encoder=cfg.student.freeze_encoder)
+        trainer = ScratchTrainer(**common, frozen_encoder=cfg.student.freeze_encoder)
     else:
         assert arm.teacher is not None
         trainer = PretrainDistillationTrainer(**common, teacher=arm.teacher.model, objective=arm.objective)
@@ -360,13 +432,13 @@ def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[A
 def describe_arm(arm: Arm) -> dict[str, Any]:
     """JSON-ready facts of an arm for the report and the runs file."""
     from minidisc.compute.flops import non_embedding_params
-    from minidisc.pretrain.evaluate import masked_count
+    from minidisc.pretrain.evaluate import masked_count, scored_count
     from minidisc.pretrain.report import pretrain_tokens_of
 
     s = arm.student.config
     student = {
         "layers": s.num_hidden_layers, "hidden": s.hidden_size, "heads": s.num_attention_heads,
-        "ffn": s.intermediate_size, "vocab": s.vocab_size,
+        "kv_heads": _kv_heads(s), "ffn": s.intermediate_size, "vocab": s.vocab_size,
         "non_embedding_params": non_embedding_params(s),
         "total_params": sum(p.numel() for p in arm.student.parameters()),
         "init_from_teacher_layers": arm.layers_from,
@@ -376,23 +448,32 @@ def describe_arm(arm: Arm) -> dict[str, Any]:
     tokens, tokens_note = pretrain_tokens_of(arm.source.path)
     teacher = {
         "source": arm.source.label, "layers": t.num_hidden_layers, "hidden": t.hidden_size,
-        "heads": t.num_attention_heads, "non_embedding_params": non_embedding_params(t),
+        "heads": t.num_attention_heads, "kv_heads": _kv_heads(t), "non_embedding_params": non_embedding_params(t),
         "used": arm.cfg.distills, "pretrain_tokens": tokens, "pretrain_tokens_note": tokens_note,
     }
+    data = {
+        "train_blocks": len(arm.corpora.train), "heldout_blocks": len(arm.corpora.heldout),
+        "heldout_scored_tokens": scored_count(arm.heldout, arm.lm), "block_size": arm.cfg.corpus.block_size,
+        "corpus_tokens": arm.corpora.train_tokens,
+    }
+    if not arm.lm.causal:
+        data["heldout_masked_tokens"] = masked_count(arm.heldout)
     return {
         "strategy": arm.cfg.strategy,
+        "lm_type": arm.lm.name,
         "objective_name": arm.objective.name if arm.objective is not None else None,
         "objective": repr(arm.objective) if arm.objective is not None else None,
-        "mlm_head_trained": arm.cfg.strategy in TRAINS_MLM_HEAD,
+        "mlm_head_trained": arm.cfg.strategy in TRAINS_LM_HEAD,
         "head_modes": {"student": arm.cost.student_head, "teacher": arm.cost.teacher_head},
         "student": student,
         "teacher": teacher,
-        "data": {
-            "train_blocks": len(arm.corpora.train), "heldout_blocks": len(arm.corpora.heldout),
-            "heldout_masked_tokens": masked_count(arm.heldout), "block_size": arm.cfg.corpus.block_size,
-            "corpus_tokens": arm.corpora.train_tokens,
-        },
+        "data": data,
     }
+
+
+def _kv_heads(config: Any) -> int:
+    """Key/value heads per layer (= query heads without grouped-query attention)."""
+    return int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
 
 
 def _report_stage(run: RunDir) -> dict[str, Any]:

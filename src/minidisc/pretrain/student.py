@@ -1,19 +1,24 @@
-"""The masked-LM teacher and the student: loading, building, layer-copy initialisation.
+"""The teacher and the student: loading, building, layer-copy initialisation.
 
-The student is the teacher's architecture (same vocabulary and tokenizer, so logit
-distillation compares like with like) with its own depth, width, heads and FFN size,
-randomly initialised -- or, with a layer selection, initialised from the teacher's
-embeddings, the selected teacher layers and its MLM head (as DistilBERT initialises
-from every other BERT layer, Sanh et al. 2019).
+The teacher is loaded with the LM head of its type (:mod:`minidisc.pretrain.lm`): an MLM
+head for BERT-like encoders, the causal-LM ``lm_head`` for LLaMA-like decoders. The
+student is the teacher's architecture (same vocabulary and tokenizer, so logit
+distillation compares like with like) with its own depth, width, heads (and key/value
+heads for grouped-query attention) and FFN size, randomly initialised -- or, with a
+layer selection, initialised from everything of the teacher outside its transformer
+layers (embeddings, final norm, LM head) plus the selected layers (as DistilBERT
+initialises from every other BERT layer, Sanh et al. 2019).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import ConfigError, ModelError
+from minidisc.pretrain.lm import LMType, lm_type_of
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,16 +27,17 @@ if TYPE_CHECKING:
     from minidisc.models import ModelSource
     from minidisc.pretrain.config import StudentConfig
 
-#: Names of the MLM-head child module in supported masked-LM classes.
+#: Names of the LM-head child module: BERT's MLM head is ``cls``; RoBERTa's MLM head and
+#: a causal LM's vocabulary projection are ``lm_head``.
 _HEAD_NAMES = ("cls", "lm_head")
 
 
 @dataclass
 class LoadedTeacher:
-    """A masked-LM teacher and which of its weights the checkpoint did not provide.
+    """A teacher with its LM head and which of its weights the checkpoint did not provide.
 
     Attributes:
-        model: ``AutoModelForMaskedLM`` in eval mode.
+        model: ``AutoModelForMaskedLM`` / ``AutoModelForCausalLM`` in eval mode.
         missing_keys: parameters newly initialised at load (e.g. the whole MLM head of a
             bare ``BertModel`` checkpoint such as all-MiniLM-L6-v2).
     """
@@ -41,66 +47,88 @@ class LoadedTeacher:
 
     @property
     def head_is_fresh(self) -> bool:
-        """True when (part of) the MLM head was not in the checkpoint."""
+        """True when (part of) the LM head was not in the checkpoint."""
         head = {f"{name}." for name in _HEAD_NAMES}
         return any(k.startswith(tuple(head)) for k in self.missing_keys)
 
 
-def load_teacher(source: ModelSource, seed: int) -> LoadedTeacher:
-    """Load ``source`` as a masked LM (``AutoModelForMaskedLM``, safetensors only).
+def load_teacher(source: ModelSource, seed: int, lm: LMType | None = None) -> LoadedTeacher:
+    """Load ``source`` with the LM head of its type (safetensors or GGUF, see
+    :func:`minidisc.models.from_pretrained`).
 
-    A missing MLM head is initialised from ``seed`` (reproducible) and reported in
+    A missing head is initialised from ``seed`` (reproducible) and reported in
     :attr:`LoadedTeacher.missing_keys`.
 
+    Args:
+        source: the teacher.
+        seed: torch seed of weights the checkpoint lacks.
+        lm: its LM type (default: from its config, :func:`minidisc.pretrain.lm.lm_type_of`).
+
     Raises:
-        ModelError: the model cannot be loaded or has no masked-LM class.
+        ModelError: the model cannot be loaded, or its architecture is not supported.
     """
     import torch
-    from transformers import AutoModelForMaskedLM
 
     from minidisc.models import from_pretrained
 
+    lm = lm or lm_type_of(load_config(source))
     torch.manual_seed(seed)
     try:
-        model, info = from_pretrained(AutoModelForMaskedLM, source, output_loading_info=True)
+        model, info = from_pretrained(lm.model_class(), source, output_loading_info=True)
     except (OSError, ValueError, KeyError) as err:
         raise ModelError(
-            f"cannot load {source.label or source.path} as a masked LM ({err}); "
-            "pretrain needs a BERT-like encoder with a tokenizer that has a [MASK] token"
+            f"cannot load {source.label or source.path} as a {lm.label} model ({err}); pretrain needs a "
+            "BERT-like encoder (with a [MASK] token) or a LLaMA-like decoder"
         ) from err
-    mlm_head(model)  # fail early on unsupported layouts
+    lm_head(model)  # fail early on unsupported layouts
     return LoadedTeacher(model.eval(), sorted(info.get("missing_keys", ())))
 
 
-#: Class-name endings of ``transformers`` models saved with an MLM head.
-_MLM_ARCHITECTURES = ("ForMaskedLM", "ForPreTraining")
+def config_has_lm_head(config: Any, lm: LMType | None = None) -> bool | None:
+    """Whether a checkpoint was saved with its LM head, from its config alone.
 
-
-def config_has_mlm_head(config: Any) -> bool | None:
-    """Whether a checkpoint was saved with an MLM head, from ``config.architectures``:
-    ``False`` for a bare encoder such as all-MiniLM-L6-v2 (``BertModel``), ``None`` when
-    the config does not say (only loading the weights tells)."""
+    ``False`` for a bare encoder such as all-MiniLM-L6-v2 (``architectures`` =
+    ``BertModel``); ``True`` for a class named like a head (``…ForMaskedLM``,
+    ``…ForCausalLM``) and for a decoder whose output embeddings are tied to its input
+    embeddings (its head *is* the embedding matrix); ``None`` when the config does not
+    say (only loading the weights tells).
+    """
+    lm = lm or lm_type_of(config)
+    if lm.causal and getattr(config, "tie_word_embeddings", False):
+        return True
     architectures = getattr(config, "architectures", None) or []
     if not architectures:
         return None
-    return any(str(name).endswith(_MLM_ARCHITECTURES) for name in architectures)
+    return any(str(name).endswith(lm.head_architectures) for name in architectures)
+
+
+#: Configs already read, by source: reading a GGUF header takes seconds.
+_CONFIGS: dict[Any, Any] = {}
 
 
 def load_config(source: ModelSource) -> Any:
-    """The teacher's ``transformers`` config alone (no weights)."""
+    """The teacher's ``transformers`` config alone (no weights); a fresh copy per call.
+
+    Raises:
+        ModelError: the config cannot be read.
+    """
     from transformers import AutoConfig
 
-    try:
-        return AutoConfig.from_pretrained(source.path, trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot read the config of {source.label or source.path}: {err}") from err
+    if source not in _CONFIGS:
+        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+        try:
+            _CONFIGS[source] = AutoConfig.from_pretrained(source.path, trust_remote_code=False, **kwargs)
+        except (OSError, ValueError) as err:
+            raise ModelError(f"cannot read the config of {source.label or source.path}: {err}") from err
+    return copy.deepcopy(_CONFIGS[source])
 
 
-def mlm_head(model: nn.Module) -> nn.Module:
-    """The MLM head of a masked LM: maps hidden states ``(…, d)`` to logits ``(…, V)``.
+def lm_head(model: nn.Module) -> nn.Module:
+    """The LM head of a masked or causal LM: maps hidden states ``(…, d)`` to logits
+    ``(…, V)``.
 
-    BERT keeps it in ``cls``, RoBERTa in ``lm_head``; the rest of the model is
-    ``model.base_model``.
+    BERT keeps its MLM head in ``cls``; RoBERTa and LLaMA-family decoders in ``lm_head``;
+    the rest of the model is ``model.base_model``.
 
     Raises:
         ModelError: the model has neither.
@@ -110,8 +138,8 @@ def mlm_head(model: nn.Module) -> nn.Module:
         if head is not None:
             return head
     raise ModelError(
-        f"{type(model).__name__} has no MLM head module ({' or '.join(_HEAD_NAMES)}); "
-        "pretrain supports BERT/RoBERTa-style masked LMs"
+        f"{type(model).__name__} has no LM head module ({' or '.join(_HEAD_NAMES)}); "
+        "pretrain supports BERT/RoBERTa-style masked LMs and LLaMA-style causal LMs"
     )
 
 
@@ -157,42 +185,72 @@ def parse_layer_selection(text: str, teacher_layers: int, student_layers: int | 
     return chosen
 
 
+def _attention_sizes(teacher_config: Any, spec: StudentConfig, lm: LMType) -> tuple[int, int, int]:
+    """``(hidden, heads, kv_heads)`` of the student (kv = heads for encoders).
+
+    Raises:
+        ConfigError: KV heads on an encoder; heads not dividing the width; KV heads not
+            dividing the heads.
+    """
+    t_heads = int(teacher_config.num_attention_heads)
+    hidden = spec.hidden or int(teacher_config.hidden_size)
+    heads = spec.heads or t_heads
+    if hidden % heads:
+        raise ConfigError(f"{heads} heads do not divide the width {hidden}; change --student-heads or --student-hidden")
+    if not lm.causal:
+        if spec.kv_heads is not None:
+            raise ConfigError("--student-kv-heads is for LLaMA-family (grouped-query attention) students; "
+                              "a BERT-like student has one key/value head per query head: drop it")
+        return hidden, heads, heads
+    group = t_heads // int(getattr(teacher_config, "num_key_value_heads", None) or t_heads)
+    kv = spec.kv_heads or (heads // group if heads % group == 0 else heads)
+    if heads % kv:
+        raise ConfigError(f"{kv} key/value heads do not divide the {heads} query heads; change --student-kv-heads")
+    return hidden, heads, kv
+
+
 def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[int] | None]:
     """The student's config (a copy of the teacher's with the student's sizes) and the
     teacher layers it is initialised from (``None``: random initialisation).
 
+    A LLaMA-family student gets ``num_key_value_heads`` and ``head_dim = hidden / heads``
+    (the teacher's own ``head_dim`` when width and heads are the teacher's).
+
     Raises:
-        ConfigError: sizes that do not fit (heads not dividing the width; a width or head
-            count different from the teacher's together with ``init_from_teacher``).
+        ConfigError: sizes that do not fit (see :func:`_attention_sizes`; a size different
+            from the teacher's together with ``init_from_teacher``).
     """
+    lm = lm_type_of(teacher_config)
     t_layers = int(teacher_config.num_hidden_layers)
-    t_hidden = int(teacher_config.hidden_size)
-    t_heads = int(teacher_config.num_attention_heads)
+    t_hidden, t_heads = int(teacher_config.hidden_size), int(teacher_config.num_attention_heads)
     t_ffn = int(teacher_config.intermediate_size)
+    t_kv = int(getattr(teacher_config, "num_key_value_heads", None) or t_heads)
+    hidden, heads, kv = _attention_sizes(teacher_config, spec, lm)
     layers_from = None
     if spec.init_from_teacher:
         layers_from = parse_layer_selection(spec.init_from_teacher, t_layers, spec.layers)
-        for name, value, own in (("hidden", spec.hidden, t_hidden), ("heads", spec.heads, t_heads),
-                                 ("ffn", spec.ffn, t_ffn)):
-            if value is not None and value != own:
+        for name, value, own in (("hidden", hidden, t_hidden), ("heads", heads, t_heads),
+                                 ("kv-heads", kv if lm.causal else t_kv, t_kv),
+                                 ("ffn", spec.ffn or t_ffn, t_ffn)):
+            if value != own:
                 raise ConfigError(
                     f"--student-{name} {value} differs from the teacher's {own}; copied layers keep the "
                     "teacher's shape, so drop --init-from-teacher or the size option"
                 )
     layers = len(layers_from) if layers_from else (spec.layers or math.ceil(t_layers / 2))
-    hidden = spec.hidden or t_hidden
-    heads = spec.heads or t_heads
     ffn = spec.ffn or max(1, round(t_ffn * hidden / t_hidden))
-    if hidden % heads:
-        raise ConfigError(f"{heads} heads do not divide the width {hidden}; change --student-heads or --student-hidden")
     config = teacher_config.__class__.from_dict(teacher_config.to_dict())
     config.num_hidden_layers = layers
     config.hidden_size = hidden
     config.num_attention_heads = heads
     config.intermediate_size = ffn
+    if lm.causal:
+        config.num_key_value_heads = kv
+        same_heads = (hidden, heads) == (t_hidden, t_heads)
+        config.head_dim = int(getattr(teacher_config, "head_dim", None) or hidden // heads) if same_heads else hidden // heads
     config.architectures = None
     config.tie_word_embeddings = True
-    for stale in ("_name_or_path", "minidisc_subnet"):
+    for stale in ("_name_or_path", "_model_name_or_path", "minidisc_subnet", "quantization_config"):
         if hasattr(config, stale):
             try:
                 delattr(config, stale)
@@ -204,7 +262,8 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
 def build_student(
     teacher_config: Any, spec: StudentConfig, seed: int, teacher: PreTrainedModel | None = None
 ) -> tuple[PreTrainedModel, list[int] | None]:
-    """A masked-LM student: random (seeded) or initialised from ``teacher``'s layers.
+    """A student LM of the teacher's type: random (seeded) or initialised from
+    ``teacher``'s layers.
 
     Args:
         teacher_config: the teacher's config (architecture family, vocabulary).
@@ -213,17 +272,17 @@ def build_student(
         teacher: the loaded teacher; required when ``spec.init_from_teacher`` is set.
 
     Returns:
-        ``(model, teacher layers copied or None)``; the model is in train mode.
+        ``(model, teacher layers copied or None)``; the model is an
+        ``AutoModelForMaskedLM`` or ``AutoModelForCausalLM`` in train mode.
 
     Raises:
         ConfigError: see :func:`student_config`; a layer selection without a teacher.
     """
     import torch
-    from transformers import AutoModelForMaskedLM
 
     config, layers_from = student_config(teacher_config, spec)
     torch.manual_seed(seed)
-    model = AutoModelForMaskedLM.from_config(config)
+    model = lm_type_of(config).model_class().from_config(config)
     if layers_from is not None:
         if teacher is None:
             raise ConfigError("init_from_teacher needs the teacher's weights")
@@ -233,13 +292,23 @@ def build_student(
     return model.train(), layers_from
 
 
+def _layer_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
+    """State-dict prefixes of the model's transformer layers (``"bert.encoder.layer.0."``…)."""
+    from minidisc.elastic.families import family_for
+
+    ids = {id(layer) for layer in family_for(model).layers(model)}
+    return tuple(f"{name}." for name, module in model.named_modules() if id(module) in ids)
+
+
 def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, layers: list[int]) -> None:
-    """Copy ``teacher``'s embeddings, layers ``layers`` (student layer i ← teacher layer
-    ``layers[i]``) and MLM head into ``student`` (same width; tied decoder follows the
-    copied word embeddings).
+    """Copy ``teacher``'s layers ``layers`` (student layer i ← teacher layer ``layers[i]``)
+    and every weight outside the transformer layers (BERT: embeddings and MLM head;
+    LLaMA: token embeddings, final norm, ``lm_head``) into ``student`` (same width; a tied
+    output projection follows the copied embeddings).
 
     Raises:
-        ModelError: unsupported architecture or shapes that do not match.
+        ModelError: unsupported architecture, a weight the teacher lacks, or shapes that
+            do not match.
     """
     from minidisc.elastic.families import family_for
 
@@ -247,13 +316,17 @@ def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, laye
     s_layers, t_layers = family.layers(student), family.layers(teacher)
     if len(s_layers) != len(layers):
         raise ModelError(f"student has {len(s_layers)} layers but {len(layers)} teacher layers were selected")
+    s_skip, t_skip = _layer_prefixes(student), _layer_prefixes(teacher)
+    outside = {k: v for k, v in teacher.state_dict().items() if not k.startswith(t_skip)}
     try:
-        student.base_model.embeddings.load_state_dict(teacher.base_model.embeddings.state_dict())
+        result = student.load_state_dict(outside, strict=False)
         for target, index in zip(s_layers, layers):
             target.load_state_dict(t_layers[index].state_dict())
-        mlm_head(student).load_state_dict(mlm_head(teacher).state_dict())
     except RuntimeError as err:  # shape mismatch
         raise ModelError(f"cannot copy teacher weights into the student: {err}") from err
+    lacking = [k for k in result.missing_keys if not k.startswith(s_skip)]
+    if lacking:
+        raise ModelError(f"the teacher has no weights for the student's {', '.join(lacking[:4])}")
 
 
 def set_unigram_bias(model: PreTrainedModel, blocks: Any, special_ids: list[int]) -> None:

@@ -46,6 +46,7 @@ def study_row(setting: str, run_dir: str | Path, glue_dir: str | Path | None = N
         "wall_time_s": c["wall_time_s"],
         "teacher_time_s": c["teacher_time_s"],
         "heldout_loss": r["heldout"]["final_loss"],
+        "lm_type": r.get("lm_type", "masked_lm"),
         "mlm_head_trained": r["heldout"]["mlm_head_trained"],
         "seed": r["optim"]["seed"],
         "glue": None,
@@ -69,8 +70,9 @@ def render_study(rows: Sequence[dict[str, Any]]) -> str:
         for task in row["glue"] or {}:
             if task not in tasks:
                 tasks.append(task)
+    loss_names = sorted({"causal-LM" if row.get("lm_type") == "causal_lm" else "MLM" for row in rows})
     head = ["setting", "arm", "train FLOPs", "teacher FLOPs share", "tokens", "epochs", "steps",
-            "wall s (teacher s)", "held-out MLM loss", *tasks, *(["GLUE avg"] if tasks else [])]
+            "wall s (teacher s)", f"held-out {'/'.join(loss_names)} loss", *tasks, *(["GLUE avg"] if tasks else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         loss = f"{row['heldout_loss']:.3f}" + ("" if row["mlm_head_trained"] else " †")

@@ -1,4 +1,5 @@
-"""A tiny BERT teacher with a word-level tokenizer and a toy corpus, for unit tests.
+"""Tiny teachers (a BERT masked LM, a LLaMA causal LM with grouped-query attention) with
+word-level tokenizers and a toy corpus, for unit tests.
 
 Everything is written into a folder so it loads through the same paths as a real
 teacher (:func:`minidisc.models.resolve_model`), in well under a second.
@@ -48,6 +49,41 @@ def write_teacher(folder: str | Path, seed: int = 0, layers: int = 4, with_head:
     torch.manual_seed(seed)
     model = BertForMaskedLM(config) if with_head else BertModel(config, add_pooling_layer=False)
     model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+DECODER_SPECIALS = ("<unk>", "<eos>")
+
+
+def tiny_decoder_tokenizer() -> Any:
+    """A LLaMA-style word-level fast tokenizer over :data:`WORDS`: no special tokens around
+    a sequence, an EOS token and no pad or mask token (loading pads with EOS, as
+    :func:`minidisc.models.load_tokenizer` does for SmolLM2)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate((*DECODER_SPECIALS, *WORDS))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="<eos>")
+
+
+def write_decoder_teacher(folder: str | Path, seed: int = 0, layers: int = 4) -> Path:
+    """Save a random tiny LLaMA causal LM (hidden 32, 4 query heads in 2 key/value groups,
+    FFN 64, tied embeddings) and its tokenizer to ``folder``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    tokenizer = tiny_decoder_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
