@@ -10,7 +10,7 @@ from minidisc.elastic.testing import randomize_
 from minidisc.errors import ConfigError
 from minidisc.objectives import build_objective, label_loss
 from minidisc.pretrain.data import MaskedStream
-from minidisc.pretrain.forward import masked_view, lm_signals
+from minidisc.pretrain.forward import lm_signals, masked_view
 from minidisc.pretrain.run import head_modes
 from minidisc.pretrain.testing import tiny_tokenizer, write_teacher
 
