@@ -2,6 +2,12 @@
 
 Everything is written to a temporary file in the destination folder and renamed over
 the target (``os.replace`` is atomic on POSIX and Windows for same-volume paths).
+
+Under a multi-process launch (``accelerate launch``, ``torchrun``) every process runs the
+same code on one shared run folder, so outputs are written by the main process only:
+:func:`process_state` is accelerate's view of this process, and
+:func:`collective_atomic_dir` is :func:`atomic_path` for a folder that every process
+works in together (e.g. a Trainer's ``output_dir``).
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from minidisc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
 
 
 @contextmanager
@@ -34,6 +45,77 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+@contextmanager
+def collective_atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """:func:`atomic_path` for a directory that every process of a launch fills together.
+
+    Every process must enter and leave the block (it synchronises them). All get the
+    same, existing, empty staging folder, so a Trainer's ``output_dir`` inside it is
+    shared as the Trainer expects; files in it must be written by the main process
+    only. The main process creates it and, once every process has left the block,
+    renames it onto ``target``; when the block ends ``target`` is in place for all. With
+    one process this is :func:`atomic_path` with the folder already made.
+    """
+    state = process_state()
+    target = Path(target)
+    root = target.parent / f".{target.name}.partial"  # one name: every process finds it
+    staging = root / "out"
+    if state.is_main_process:
+        shutil.rmtree(root, ignore_errors=True)  # left by an interrupted attempt
+        staging.mkdir(parents=True)
+    state.wait_for_everyone()
+    try:
+        yield staging
+        state.wait_for_everyone()  # nobody still writes or reads the staging folder
+        if state.is_main_process:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+    finally:
+        if state.is_main_process:
+            shutil.rmtree(root, ignore_errors=True)
+    state.wait_for_everyone()  # the others may read target from here on
+
+
+def process_state() -> PartialState:
+    """accelerate's view of this process: ``is_main_process``, ``wait_for_everyone()``,
+    ``main_process_first()`` (a single process, always main, when not launched).
+
+    Built as ``TrainingArguments`` builds it (``cpu=True`` when the launcher asked for
+    CPU through ``ACCELERATE_USE_CPU``), so a state made before the first Trainer
+    agrees with the Trainer's.
+
+    Raises:
+        ConfigError: several processes share a process group but accelerate counts one
+            (a CPU-only machine launched without ``ACCELERATE_USE_CPU=1``): every process
+            would take itself for the main one and they would overwrite each other.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    world = _process_group_size()
+    if world is not None and world != state.num_processes:
+        raise ConfigError(
+            f"{world} processes were launched but accelerate sees {state.num_processes}: on a machine "
+            "without GPUs launch with ACCELERATE_USE_CPU=1 (e.g. ACCELERATE_USE_CPU=1 accelerate launch "
+            "--multi_gpu --num_processes N -m minidisc.cli ...)"
+        )
+    return state
+
+
+def is_main_process() -> bool:
+    """Whether this process writes run outputs (True when not launched)."""
+    return process_state().is_main_process
+
+
+def _process_group_size() -> int | None:
+    """The size of torch's default process group, None when there is none."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else None
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> None:

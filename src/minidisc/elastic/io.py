@@ -36,7 +36,7 @@ from minidisc.elastic.extract import CONFIG_KEY, physical_spec, record_spec, sli
 from minidisc.elastic.families import family_for
 from minidisc.elastic.spec import SubnetSpec
 from minidisc.errors import ConfigError, ModelError
-from minidisc.fileio import atomic_path
+from minidisc.fileio import atomic_path, process_state
 
 
 def save_student(
@@ -54,6 +54,10 @@ def save_student(
         spec: the student's per-layer sizes; default: read from its weights. For an
             already-extracted model it must equal the weights' sizes.
         tokenizer: saved beside the weights when given.
+
+    Under a multi-process launch call it from every process (it synchronises them):
+    the main process writes, the others wait until the files are in place, so any
+    process may read them once it returns.
 
     Returns:
         The directory path.
@@ -76,10 +80,13 @@ def save_student(
         )
     record_spec(model.config, spec, family)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        model.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+    state = process_state()
+    if state.is_main_process:
+        with atomic_path(path) as tmp:
+            model.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+    state.wait_for_everyone()
     return path
 
 

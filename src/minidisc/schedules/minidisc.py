@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.config import CompressConfig, TrainConfig
+from minidisc.fileio import is_main_process, process_state
 from minidisc.schedules.run import RunDir
 from minidisc.schedules.stages import export_stage, load_sparsity_map, sparsify_stage, teacher_stage
 
@@ -71,8 +72,9 @@ def run_compress(
     from minidisc.schedules.stages import prepare_teacher, task_inputs
 
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
-    source, tokenizer = task_inputs(cfg.teacher, teacher_run)
-    data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
+    with process_state().main_process_first():  # hub downloads and dataset caches: filled once
+        source, tokenizer = task_inputs(cfg.teacher, teacher_run)
+        data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
 
     prepare_teacher(
         run,
@@ -91,7 +93,7 @@ def run_compress(
             break
     run.stage("student", lambda tmp: _export_stage(teacher_dir, spec_map[_key(spec_map, cfg.target_sparsity)], data, tmp))
     run.set("cost", _cost(run, cfg, spec_map))
-    run.stage("report", lambda root: _report_stage(run, data), folder=False)
+    run.stage("report", lambda root: _report_stage(run, data), folder=False, main_only=True)
     run.finish()
     return run
 
@@ -143,7 +145,7 @@ def _iteration(
     hit = memo.find(key)
     if hit is not None:
         folder, original = hit
-        return run.stage(name, lambda tmp: _reselect(cfg, folder, original, run.path / name, tmp))
+        return run.stage(name, lambda tmp: _reselect(cfg, folder, original, run.path / name, tmp), main_only=True)
     entry = run.stage(name, lambda tmp: {**work(tmp), "fingerprint": key})
     memo.remember(key, run.path / name, entry)
     return entry
@@ -177,14 +179,16 @@ def _iteration_stage(
         teacher, student, {s: spec_map[s] for s in levels}, tracker, data, train_cfg, out / "scratch",
         teacher_cache=teacher_cache,
     )
-    shutil.rmtree(out / "scratch", ignore_errors=True)
+    if is_main_process():
+        shutil.rmtree(out / "scratch", ignore_errors=True)
     chosen = tracker.selection.sparsity
     save_student(tracker.chosen(), out / "model", spec_map[chosen], tokenizer=data.tokenizer)
     if cfg.save_candidates or keep_candidates:
         for s, snapshot in tracker.snapshots.items():
             save_student(snapshot, out / "candidates" / f"s{s:g}", spec_map[s], tokenizer=data.tokenizer)
     summary = tracker.summary()
-    write_json(out / "candidates.json", summary)
+    if is_main_process():  # every process holds the same tracker (metrics gathered across them)
+        write_json(out / "candidates.json", summary)
     return {
         "iteration": k,
         "final": final,

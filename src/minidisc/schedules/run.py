@@ -5,6 +5,10 @@ stage succeeds, then the manifest records it (status, wall time, metrics, comput
 Rerunning the same command skips finished stages, so an interrupted run resumes after
 its last finished stage. A run started with another configuration, or a finished run,
 is never overwritten without ``overwrite=True``.
+
+Under a multi-process launch every process holds a ``RunDir`` of the same folder: all of
+them check it, only the main process writes (config, manifest, stage folders), and the
+others wait for it and then read its manifest, so every process sees the same stages.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pydantic import BaseModel
 from minidisc import __version__
 from minidisc.config import save_yaml
 from minidisc.errors import RunExistsError
-from minidisc.fileio import atomic_path, read_json, write_json
+from minidisc.fileio import atomic_path, collective_atomic_dir, process_state, read_json, write_json
 
 MANIFEST = "manifest.json"
 
@@ -46,33 +50,40 @@ class RunDir:
     def __init__(self, path: str | Path, config: BaseModel, command: str, overwrite: bool = False) -> None:
         self.path = Path(path)
         self.config = config
-        wanted = config.model_dump(mode="json")
+        self._state = process_state()
+        self.manifest = self._opened(config.model_dump(mode="json"), command, overwrite)
+        self._state.wait_for_everyone()  # nobody still reads the folder when it is cleared
+        if self._state.is_main_process:
+            if overwrite and is_run_dir(self.path):
+                _clear(self.path)
+            self.path.mkdir(parents=True, exist_ok=True)
+            save_yaml(self.path / "config.yaml", config)
+        self._commit()
+
+    def _opened(self, wanted: dict[str, Any], command: str, overwrite: bool) -> dict[str, Any]:
+        """The manifest to continue: the saved one, or a new one. Reads only, so every
+        process reaches the same verdict before anything is written."""
         if self.path.exists() and not _is_empty_dir(self.path) and not is_run_dir(self.path):
             raise RunExistsError(
                 f"{self.path} exists and is not a minidisc run directory (no {MANIFEST}); minidisc never deletes "
                 "it, even with --overwrite: choose another --output, or move or empty that folder yourself"
             )
-        if overwrite and is_run_dir(self.path):
-            _clear(self.path)
-        if (self.path / MANIFEST).is_file():
-            self.manifest = read_json(self.path / MANIFEST)
-            if self.manifest.get("command") != command or self.manifest.get("config") != wanted:
+        if (self.path / MANIFEST).is_file() and not (overwrite and is_run_dir(self.path)):
+            manifest = read_json(self.path / MANIFEST)
+            if manifest.get("command") != command or manifest.get("config") != wanted:
                 raise RunExistsError(
-                    f"{self.path} holds a {self.manifest.get('command')} run with a different configuration; "
+                    f"{self.path} holds a {manifest.get('command')} run with a different configuration; "
                     "pass --overwrite to replace it, or choose another --output"
                 )
-        else:
-            self.manifest = {
-                "command": command,
-                "minidisc_version": __version__,
-                "created": _now(),
-                "config": wanted,
-                "stages": {},
-                "finished": False,
-            }
-        self.path.mkdir(parents=True, exist_ok=True)
-        save_yaml(self.path / "config.yaml", config)
-        self._save()
+            return manifest
+        return {
+            "command": command,
+            "minidisc_version": __version__,
+            "created": _now(),
+            "config": wanted,
+            "stages": {},
+            "finished": False,
+        }
 
     @property
     def finished(self) -> bool:
@@ -85,38 +96,69 @@ class RunDir:
         """The manifest entry of a finished stage."""
         return self.manifest["stages"][stage]
 
-    def stage(self, name: str, work: Callable[[Path], dict[str, Any]], *, folder: bool = True) -> dict[str, Any]:
+    def stage(
+        self, name: str, work: Callable[[Path], dict[str, Any]], *, folder: bool = True, main_only: bool = False
+    ) -> dict[str, Any]:
         """Run ``work`` unless stage ``name`` is finished; return its manifest entry.
 
         ``work(tmp)`` writes its outputs into the folder ``tmp`` (renamed to
-        ``<run>/<name>`` on success, when ``folder``) and returns JSON-ready results.
+        ``<run>/<name>`` on success, when ``folder``; else ``tmp`` is the run folder)
+        and returns JSON-ready results.
+
+        Under a multi-process launch ``work`` runs on every process (training needs
+        every rank), all in one shared ``tmp``, and must write files from the main
+        process only (:func:`~minidisc.fileio.is_main_process`); with ``main_only`` (a
+        stage that does not train) it runs on the main process while the others wait.
+        Either way the main process alone renames the folder and saves the manifest,
+        and every process returns the entry the main process saved.
         """
         if self.done(name):
             return self.record(name)
         started = time.perf_counter()
-        if folder:
-            with atomic_path(self.path / name) as tmp:
-                tmp.mkdir()
-                result = work(tmp)
-        else:
-            result = work(self.path)
-        entry = {"status": "done", "finished": _now(), "wall_time_s": time.perf_counter() - started, **result}
-        self.manifest["stages"][name] = entry
-        self._save()
-        return entry
+        if not main_only:
+            self._enter(name, started, self._together(name, work, folder))
+        elif self._state.is_main_process:
+            self._enter(name, started, self._alone(name, work, folder))
+        self._commit()
+        return self.record(name)
 
     def set(self, key: str, value: Any) -> None:
         """Store a run-level record (e.g. the schedule's ``cost``) in the manifest."""
         self.manifest[key] = value
-        self._save()
+        self._commit()
 
     def finish(self) -> None:
         self.manifest["finished"] = True
         self.manifest["completed"] = _now()
-        self._save()
+        self._commit()
 
-    def _save(self) -> None:
-        write_json(self.path / MANIFEST, self.manifest)
+    def _together(self, name: str, work: Callable[[Path], dict[str, Any]], folder: bool) -> dict[str, Any]:
+        """``work`` on every process, in one shared staging folder."""
+        if not folder:
+            return work(self.path)
+        with collective_atomic_dir(self.path / name) as tmp:
+            return work(tmp)
+
+    def _alone(self, name: str, work: Callable[[Path], dict[str, Any]], folder: bool) -> dict[str, Any]:
+        """``work`` on this process only (the main one)."""
+        if not folder:
+            return work(self.path)
+        with atomic_path(self.path / name) as tmp:
+            tmp.mkdir()
+            return work(tmp)
+
+    def _enter(self, name: str, started: float, result: dict[str, Any]) -> None:
+        entry = {"status": "done", "finished": _now(), "wall_time_s": time.perf_counter() - started, **result}
+        self.manifest["stages"][name] = entry
+
+    def _commit(self) -> None:
+        """Save the manifest (main process); the others wait, then read it, so every
+        process holds the main process's entries (timestamps and wall times included)."""
+        if self._state.is_main_process:
+            write_json(self.path / MANIFEST, self.manifest)
+        self._state.wait_for_everyone()
+        if not self._state.is_main_process:
+            self.manifest = read_json(self.path / MANIFEST)
 
 
 def is_run_dir(path: Path) -> bool:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.config import TrainConfig
 from minidisc.errors import ConfigError
+from minidisc.fileio import is_main_process
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -56,9 +57,10 @@ def teacher_stage(
     else:
         result = finetune(model, data.tokenizer, data.task, data.train, data.dev, finetune_cfg, out / "scratch")
         model, dev, compute = result.model, result.dev_metrics, result.compute.to_dict()
-    shutil.rmtree(out / "scratch", ignore_errors=True)
-    model.save_pretrained(out)
-    data.tokenizer.save_pretrained(out)
+    if is_main_process():  # every process trained the same weights; one writes them
+        shutil.rmtree(out / "scratch", ignore_errors=True)
+        model.save_pretrained(out)
+        data.tokenizer.save_pretrained(out)
     return {"dev": dev, "compute": compute, "source": source.label, "data": data.sizes}
 
 
@@ -138,7 +140,8 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
         config = AutoConfig.from_pretrained(ModelSource(str(sparsified_dir / "model")).path)
         group = family_for(config).geometry(config).group_size
         saved.update(sparsity_map(Importance.load(sparsified_dir / "importance.safetensors"), missing, group_size=group))
-        save_sparsity_map(sparsified_dir, saved)  # concurrent writers may lose levels: rebuilt again later
+        if is_main_process():  # every process rebuilt the same levels
+            save_sparsity_map(sparsified_dir, saved)  # concurrent runs may lose levels: rebuilt again later
     return {s: saved[find_level(saved, s)] for s in wanted}  # type: ignore[index]
 
 
@@ -185,7 +188,7 @@ def prepare_teacher(
     """
     if teacher_run is None:
         run.stage("teacher", teacher_work)
-        run.stage("sparsified", sparsify_work)
+        run.stage("sparsified", sparsify_work, main_only=True)  # no training: one process
         return
     for name in SHARED_STAGES:
         link_stage(run, name, Path(teacher_run))
@@ -207,11 +210,14 @@ def link_stage(run: RunDir, name: str, source_run: Path) -> dict[str, Any]:
         )
     target = (source_run / name).resolve()
     link = run.path / name
-    if link.is_symlink() or link.exists():
-        _remove(link)
-    os.symlink(os.path.relpath(target, run.path.resolve()), link, target_is_directory=True)
-    shared = {**entry, "linked_from": str(target)}
-    return run.stage(name, lambda _root: {k: v for k, v in shared.items() if k != "status"}, folder=False)
+
+    def make_link(_root: Path) -> dict[str, Any]:
+        if link.is_symlink() or link.exists():
+            _remove(link)
+        os.symlink(os.path.relpath(target, run.path.resolve()), link, target_is_directory=True)
+        return {k: v for k, v in entry.items() if k != "status"} | {"linked_from": str(target)}
+
+    return run.stage(name, make_link, folder=False, main_only=True)
 
 
 def root_run(run_path: Path) -> Path:
@@ -249,7 +255,8 @@ def export_stage(model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | 
     save_student(model, out, spec, tokenizer=data.tokenizer)
     exported = load_student(out)  # the numbers reported are those of the exported files
     dev, _ = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval")
-    shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
+    if is_main_process():
+        shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
     recorded = exported.config.minidisc_subnet
     uniform = len(set(recorded["heads"])) <= 1 and len(set(recorded["neurons"])) <= 1
     full_heads = all(h == exported.config.num_attention_heads for h in recorded["heads"])

@@ -9,6 +9,11 @@ step. (The reference implementation trains every candidate every step; the sampl
 Every evaluation scores each candidate on the dev set, keeps each candidate's running
 best and a snapshot of it at that best, and re-runs the λ-tradeoff selection; training
 stops after ``patience`` evaluations without a better selection score.
+
+Under DDP every process runs this evaluation: the Trainer's evaluation loop gathers the
+predictions of all processes before ``compute_metrics``, so each one scores the whole
+dev set; the per-candidate metrics are then checked equal on every process, so all of
+them keep the same snapshots, select the same assistant and stop at the same step.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class SandwichTrainer(DistillationTrainer):
             )
             metrics.update(out.metrics)
             per_candidate[sparsity] = float(out.metrics[f"{prefix}_main"])
+        self._check_agreement(per_candidate)
         improved = self.tracker.update(self.state.global_step, per_candidate, self._snapshot)
         self._stale_evals = 0 if improved else self._stale_evals + 1
         if self.patience and self._stale_evals >= self.patience:
@@ -91,6 +97,21 @@ class SandwichTrainer(DistillationTrainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _check_agreement(self, per_candidate: dict[float, float]) -> None:
+        """Raise unless every process found the same metrics (a no-op for one process).
+
+        They must: the metrics come from the gathered predictions of one model whose
+        weights DDP keeps equal. If they differed, the processes would keep different
+        snapshots and could select different assistants, so stop rather than go on.
+        """
+        if self.accelerator.num_processes == 1:
+            return
+        from accelerate.utils import gather_object
+
+        seen = gather_object([per_candidate])
+        if any(other != seen[0] for other in seen[1:]):
+            raise RuntimeError(f"processes disagree on the dev metrics of the candidates: {seen}")
 
     def _snapshot(self, sparsity: float) -> Any:
         """A standalone CPU copy of the candidate's sub-network as it is now."""
