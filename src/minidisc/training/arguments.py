@@ -3,7 +3,9 @@
 One place decides how every stage uses the Trainer, so fine-tuning, sandwich training
 and plain distillation share optimiser (AdamW, weight decay off for bias/LayerNorm),
 schedule (linear, warmup ratio), clipping, seeding, and the distributed engine
-(``accelerate``: launch any command with ``accelerate launch -m minidisc.cli ...``).
+(``accelerate``: launch any command with ``accelerate launch -m minidisc.cli ...``; on
+CPUs add ``ACCELERATE_USE_CPU=1``, which ``TrainingArguments`` reads to pick gloo).
+Batch sizes are per process: N processes train on N× the batch, in 1/N the steps.
 """
 
 from __future__ import annotations

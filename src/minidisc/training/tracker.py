@@ -1,5 +1,10 @@
 """Per-candidate bookkeeping of a sandwich run: running best dev metric, a snapshot of
-each candidate at its best, and the λ-tradeoff selection after every evaluation."""
+each candidate at its best, and the λ-tradeoff selection after every evaluation.
+
+Under DDP every process holds its own tracker; they stay identical because every
+process feeds it the same metrics (gathered over all processes, checked equal by
+:class:`~minidisc.training.sandwich.SandwichTrainer`) and snapshots of the same weights.
+"""
 
 from __future__ import annotations
 
