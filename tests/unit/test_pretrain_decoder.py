@@ -125,6 +125,21 @@ def test_init_from_teacher_copies_layers_embeddings_norm_and_head(files):
         build_student(teacher.config, StudentConfig(init_from_teacher="all", kv_heads=1), seed=0, teacher=teacher)
 
 
+def test_an_untied_teacher_gives_an_untied_student_with_both_matrices_copied(files, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig.from_pretrained(files[1])
+    config.tie_word_embeddings = False
+    torch.manual_seed(1)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "untied")
+    teacher = load_teacher(resolve_model(str(tmp_path / "untied")), seed=0).model
+    assert not torch.equal(teacher.lm_head.weight, teacher.model.embed_tokens.weight)
+    copied, _ = build_student(teacher.config, StudentConfig(init_from_teacher="0,3"), seed=0, teacher=teacher)
+    assert copied.lm_head.weight is not copied.model.embed_tokens.weight
+    assert torch.equal(copied.lm_head.weight, teacher.lm_head.weight)
+    assert torch.equal(copied.model.embed_tokens.weight, teacher.model.embed_tokens.weight)
+
+
 # --- data, forward, losses ---------------------------------------------------------------
 
 

@@ -102,25 +102,36 @@ def config_has_lm_head(config: Any, lm: LMType | None = None) -> bool | None:
     return any(str(name).endswith(lm.head_architectures) for name in architectures)
 
 
-#: Configs already read, by source: reading a GGUF header takes seconds.
+#: Configs already read, by source and file modification time: reading a GGUF header
+#: takes seconds, and a run reads its teacher's config several times before training.
 _CONFIGS: dict[Any, Any] = {}
 
 
+def _config_stamp(source: ModelSource) -> int | None:
+    """Modification time of the file a config is read from (``None`` for hub ids)."""
+    from pathlib import Path
+
+    path = Path(source.path) / (source.gguf_file or "config.json")
+    return path.stat().st_mtime_ns if path.is_file() else None
+
+
 def load_config(source: ModelSource) -> Any:
-    """The teacher's ``transformers`` config alone (no weights); a fresh copy per call.
+    """The teacher's ``transformers`` config alone (no weights; GGUF headers too); a fresh
+    copy per call.
 
     Raises:
         ModelError: the config cannot be read.
     """
     from transformers import AutoConfig
 
-    if source not in _CONFIGS:
+    key = (source, _config_stamp(source))
+    if key not in _CONFIGS:
         kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
         try:
-            _CONFIGS[source] = AutoConfig.from_pretrained(source.path, trust_remote_code=False, **kwargs)
+            _CONFIGS[key] = AutoConfig.from_pretrained(source.path, trust_remote_code=False, **kwargs)
         except (OSError, ValueError) as err:
             raise ModelError(f"cannot read the config of {source.label or source.path}: {err}") from err
-    return copy.deepcopy(_CONFIGS[source])
+    return copy.deepcopy(_CONFIGS[key])
 
 
 def lm_head(model: nn.Module) -> nn.Module:
@@ -213,8 +224,9 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
     """The student's config (a copy of the teacher's with the student's sizes) and the
     teacher layers it is initialised from (``None``: random initialisation).
 
-    A LLaMA-family student gets ``num_key_value_heads`` and ``head_dim = hidden / heads``
-    (the teacher's own ``head_dim`` when width and heads are the teacher's).
+    A LLaMA-family student gets ``num_key_value_heads``, ``head_dim = hidden / heads``
+    (the teacher's own ``head_dim`` when width and heads are the teacher's) and the
+    teacher's ``tie_word_embeddings``.
 
     Raises:
         ConfigError: sizes that do not fit (see :func:`_attention_sizes`; a size different
@@ -249,7 +261,9 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
         same_heads = (hidden, heads) == (t_hidden, t_heads)
         config.head_dim = int(getattr(teacher_config, "head_dim", None) or hidden // heads) if same_heads else hidden // heads
     config.architectures = None
-    config.tie_word_embeddings = True
+    # encoders tie their MLM decoder to the word embeddings; a decoder keeps the teacher's
+    # choice, so copied embeddings and lm_head never overwrite each other
+    config.tie_word_embeddings = bool(getattr(teacher_config, "tie_word_embeddings", True)) if lm.causal else True
     for stale in ("_name_or_path", "_model_name_or_path", "minidisc_subnet", "quantization_config"):
         if hasattr(config, stale):
             try:
