@@ -87,8 +87,10 @@ def test_compress_with_two_cpu_processes(tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left
     assert {p.name for p in (out / "iter1" / "candidates").iterdir()} == {"s0.25", "s0.5", "s0.75"}
 
-    # both processes trained: each took half of every batch of steps
+    # both processes trained: each took half of every batch of steps, and the reported
+    # cost is the whole stage's (every training example counted once per epoch)
     assert stages["teacher"]["compute"]["steps"] == math.ceil(N_TRAIN / (BATCH * PROCESSES))
+    assert stages["teacher"]["compute"]["sequences"] == N_TRAIN
 
     # the exported student loads with its target sizes and its metrics are those the run reports
     student = load_student(out / "student")

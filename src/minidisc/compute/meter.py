@@ -43,6 +43,25 @@ class ComputeTotals:
     def from_dict(cls, data: dict[str, Any]) -> ComputeTotals:
         return cls(**{k: data[k] for k in asdict(cls()) if k in data})
 
+    def across_processes(self) -> ComputeTotals:
+        """The totals of a data-parallel stage over all its processes: FLOPs, tokens and
+        sequences add up, times are the slowest process's, steps are shared (every
+        process takes each optimiser step). Unchanged when running in one process."""
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self
+        summed = ("student_train_flops", "teacher_forward_flops", "eval_flops", "tokens", "sequences")
+        slowest = ("wall_time_s", "teacher_time_s")
+        values = torch.tensor([getattr(self, k) for k in summed], dtype=torch.float64)
+        times = torch.tensor([getattr(self, k) for k in slowest], dtype=torch.float64)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        dist.all_reduce(times, op=dist.ReduceOp.MAX)
+        out = dict(zip(summed, values.tolist())) | dict(zip(slowest, times.tolist()))
+        out["tokens"], out["sequences"] = int(out["tokens"]), int(out["sequences"])
+        return ComputeTotals(**out, steps=self.steps)
+
 
 @dataclass
 class ComputeMeter:

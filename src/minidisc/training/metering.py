@@ -91,7 +91,7 @@ class MeterCallback(TrainerCallback):
         self.meter.record_steps(1)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.meter.stop()
+        self.meter.totals = self.meter.stop().across_processes()  # every rank reports the whole stage
         self._handle.remove()
 
 
