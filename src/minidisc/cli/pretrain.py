@@ -70,7 +70,7 @@ def pretrain(
     seed: Annotated[int | None, typer.Option(help="Student init, data order and masks (default 776).")] = None,
     eval_every_tokens: Annotated[int | None, typer.Option(help="Held-out evaluation interval in tokens (default: ~8 evaluations).")] = None,
     checkpoint_steps: Annotated[int | None, typer.Option(help="Resumable checkpoint every N steps (default 100).")] = None,
-    allow_untrained_teacher_head: Annotated[bool, typer.Option("--allow-untrained-teacher-head", help="Let kd/distilbert/pkd distil from a teacher checkpoint without an MLM head (the head is then random; refused otherwise: warm it up first, see docs/pretrain.md).")] = False,
+    allow_untrained_teacher_head: Annotated[bool, typer.Option("--allow-untrained-teacher-head", help="Let kd/distilbert/pkd distil from a teacher checkpoint without its LM head (the head is then random; refused otherwise: warm an MLM head up first, see docs/pretrain.md).")] = False,
     log_runs: Annotated[Path | None, typer.Option("--log-runs", help="Append this run's record (params, tokens, held-out loss) to a runs file (.jsonl or .csv) for `minidisc scaling fit`.")] = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
