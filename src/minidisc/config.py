@@ -17,7 +17,6 @@ from minidisc.errors import ConfigError
 from minidisc.fileio import write_text
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -13,7 +13,11 @@ from minidisc.fileio import read_json
 from minidisc.objectives import build_objective
 from minidisc.pretrain.run import prepare_arm, run_pretrain
 from minidisc.pretrain.testing import tiny_config, write_corpus, write_teacher
-from minidisc.training.trainers import OBJECTIVE_STATE_FILE, load_objective_state, save_objective_state
+from minidisc.training.trainers import (
+    OBJECTIVE_STATE_FILE,
+    load_objective_state,
+    save_objective_state,
+)
 
 
 class Interrupt(TrainerCallback):

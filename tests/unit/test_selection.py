@@ -59,7 +59,7 @@ def test_missing_target():
 def test_tracker_keeps_running_best_and_snapshots_at_best():
     tracker = CandidateTracker([0.5, 0.9], lam=0.2, target=0.9)
     taken = []
-    snap = lambda s: taken.append(s) or f"weights@{s}"  # noqa: E731
+    snap = lambda s: taken.append(s) or f"weights@{s}"
     assert tracker.update(10, {0.5: 0.80, 0.9: 0.70}, snap)  # first evaluation improves
     assert not tracker.update(20, {0.5: 0.70, 0.9: 0.60}, snap)  # worse: no new best
     assert tracker.best == {0.5: 0.80, 0.9: 0.70}

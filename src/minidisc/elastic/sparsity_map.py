@@ -33,7 +33,6 @@ from minidisc.elastic.importance import Importance
 from minidisc.elastic.spec import DEFAULT_GRID, SubnetSpec
 from minidisc.errors import ConfigError
 
-
 NEURON_MULTIPLE = 8
 
 

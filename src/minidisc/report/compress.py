@@ -77,7 +77,7 @@ def write_compress_report(run: RunDir, data: TaskData | None = None) -> None:
 
 def render_markdown(r: dict[str, Any]) -> str:
     """A human-readable report (metrics and sparsities in percent)."""
-    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    pct = lambda x: f"{100 * x:.2f}"
     lines = [f"# MiniDisc report: {r['task']}", ""]
     d = r["data"]
     lines += [
@@ -97,8 +97,8 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"| {name} | {pct(m['sparsity'])} | {pct(dev)} | {m['non_embedding_params'] / 1e6:.2f}M | {m['flops_per_128_tokens'] / 1e9:.3f}G |"
         )
     if not r["assistants"]:
-        lines += ["", "The λ-tradeoff selected the target itself in iteration 1, so no teacher assistant was "
-                  "needed: the student is the target sub-network of the sandwich run."]
+        lines += ["", ("The λ-tradeoff selected the target itself in iteration 1, so no teacher assistant "
+                       "was needed: the student is the target sub-network of the sandwich run.")]
     lines += ["", "Teacher dev metrics: " + _metrics(r["teacher"]["dev"]), "",
               "Student dev metrics: " + _metrics(r["student"]["dev"]), ""]
     for it in r["iterations"]:

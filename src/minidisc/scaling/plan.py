@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -553,7 +554,7 @@ def locate_crossings(
         ConfigError: if the grid and values differ in length or the grid is not increasing.
     """
     grid = [float(c) for c in compute_grid]
-    if len(grid) != len(gaps) or any(b <= a for a, b in zip(grid, grid[1:])):
+    if len(grid) != len(gaps) or any(b <= a for a, b in pairwise(grid)):
         raise ConfigError("compute_grid must be increasing and as long as gaps")
     better = [g < 0 for g in gaps]
     out = []
@@ -625,7 +626,7 @@ class Crossover:
         edges = [self.compute_grid[0], *(c.compute for c in self.crossings),
                  self.compute_grid[-1]]
         out = []
-        for lo, hi in zip(edges, edges[1:]):
+        for lo, hi in pairwise(edges):
             out.append((lo, hi, winner))
             winner = "supervised" if winner == "distillation" else "distillation"
         return out

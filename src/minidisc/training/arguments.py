@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import torch
     from transformers import TrainingArguments
 
     from minidisc.config import TrainConfig

@@ -34,7 +34,7 @@ class MeteredTrainer(Trainer):
         self.add_callback(self.meter_callback)
 
     @property
-    def meter(self):  # noqa: ANN201 - ComputeMeter
+    def meter(self):
         return self.meter_callback.meter
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
