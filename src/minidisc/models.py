@@ -158,7 +158,9 @@ def load_for_task(source: ModelSource, task: TaskSpec, *, require_head: bool = F
         )
     except (OSError, ValueError) as err:
         raise ModelError(_load_hint(source, err)) from err
-    fresh = [k for k in (*info.get("missing_keys", ()), *(m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())))]
+    # mismatched keys come as (name, checkpoint shape, model shape)
+    mismatched = [m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())]
+    fresh = [*info.get("missing_keys", ()), *mismatched]
     if require_head and fresh:
         raise ModelError(
             f"{source.label or source.path} has no {task.name} head ({task.num_labels} outputs): "
