@@ -51,3 +51,16 @@ def write_tiny_bert(path: Path, layers: int = 2, hidden: int = 32, heads: int = 
     BertForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def interrupt_at_step(at: int):
+    """A Trainer callback that raises KeyboardInterrupt at the end of optimiser step ``at``
+    (after the Trainer's own callbacks, so the checkpoint of that step is written)."""
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == at:
+                raise KeyboardInterrupt("simulated interruption")
+
+    return Interrupt()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from minidisc.cli import app
@@ -36,6 +36,7 @@ from minidisc.pretrain.testing import (
     write_teacher,
 )
 from minidisc.scaling.records import read_run_records
+from tests.helpers import interrupt_at_step
 
 L, H, V = 16, 32, len(tiny_decoder_tokenizer())
 runner = CliRunner()
@@ -303,22 +304,11 @@ def test_a_bare_untied_decoder_is_refused_for_kd(files, tmp_path):
 # --- resume and runs file ----------------------------------------------------------------
 
 
-class Interrupt(TrainerCallback):
-    """Raises at the end of optimiser step ``at``."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.at:
-            raise KeyboardInterrupt("simulated interruption")
-
-
 def test_interrupted_decoder_kd_resumes_to_the_same_student(files):
     root, teacher, corpus = files
     cfg = tiny_config(teacher, corpus, "kd", checkpoint_steps=2, eval_every_tokens=64)
     with pytest.raises(KeyboardInterrupt):
-        run_pretrain(cfg, root / "resumed", callbacks=[Interrupt(at=3)])
+        run_pretrain(cfg, root / "resumed", callbacks=[interrupt_at_step(3)])
     assert (root / "resumed" / "checkpoints" / "checkpoint-2").is_dir()
     resumed = read_json(run_pretrain(cfg, root / "resumed").path / "report.json")
     reference = read_json(run_pretrain(cfg, root / "reference").path / "report.json")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import BertConfig, TrainerCallback
+from transformers import BertConfig
 
 from minidisc.errors import ConfigError, RunExistsError
 from minidisc.fileio import read_json
@@ -18,17 +18,7 @@ from minidisc.training.trainers import (
     load_objective_state,
     save_objective_state,
 )
-
-
-class Interrupt(TrainerCallback):
-    """Raises at the end of optimiser step ``at`` (after the Trainer's own callbacks)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.at:
-            raise KeyboardInterrupt("simulated interruption")
+from tests.helpers import interrupt_at_step
 
 
 def test_interrupted_run_resumes_to_the_same_student(tmp_path):
@@ -37,7 +27,7 @@ def test_interrupted_run_resumes_to_the_same_student(tmp_path):
     cfg = tiny_config(teacher, corpus, "kd", checkpoint_steps=2, eval_every_tokens=64)
 
     with pytest.raises(KeyboardInterrupt):
-        run_pretrain(cfg, tmp_path / "resumed", callbacks=[Interrupt(at=3)])
+        run_pretrain(cfg, tmp_path / "resumed", callbacks=[interrupt_at_step(3)])
     assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-2").is_dir()
     assert not (tmp_path / "resumed" / "student").exists()
     resumed = run_pretrain(cfg, tmp_path / "resumed")
@@ -72,7 +62,7 @@ def test_resume_restores_the_objectives_width_projections(tmp_path):
                       student={"hidden": 16, "heads": 4, "ffn": 32})
 
     with pytest.raises(KeyboardInterrupt):
-        run_pretrain(cfg, tmp_path / "resumed", callbacks=[Interrupt(at=3)])
+        run_pretrain(cfg, tmp_path / "resumed", callbacks=[interrupt_at_step(3)])
     saved = load_file(tmp_path / "resumed" / "checkpoints" / "checkpoint-2" / OBJECTIVE_STATE_FILE)
     assert {k: tuple(v.shape) for k, v in saved.items()} == {
         "embedding_projection.weight": (32, 16), "hidden_projection.weight": (32, 16),
