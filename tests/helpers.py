@@ -64,3 +64,12 @@ def interrupt_at_step(at: int):
                 raise KeyboardInterrupt("simulated interruption")
 
     return Interrupt()
+
+
+def tiny_sst2_data(root: Path, n_train: int = 48, n_dev: int = 16):
+    """A :class:`~minidisc.config.DataConfig` over :func:`write_tiny_sst2` in ``root``
+    (16 tokens, 16 importance examples): the data of every tiny pipeline test."""
+    from minidisc.config import DataConfig
+
+    folder = write_tiny_sst2(root, n_train, n_dev)
+    return DataConfig(task="sst2", data_dir=str(folder), max_length=16, importance_samples=16)

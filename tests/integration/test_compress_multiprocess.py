@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from minidisc.config import CompressConfig, DataConfig, TrainConfig, save_yaml
-from tests.helpers import write_tiny_bert, write_tiny_sst2
+from minidisc.config import CompressConfig, TrainConfig, save_yaml
+from tests.helpers import tiny_sst2_data, write_tiny_bert
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +65,7 @@ def test_compress_with_two_cpu_processes(tmp_path):
 
     cfg = CompressConfig(
         teacher=str(write_tiny_bert(tmp_path / "teacher")),
-        data=DataConfig(task="sst2", data_dir=str(write_tiny_sst2(tmp_path / "glue", N_TRAIN, N_DEV)),
-                        max_length=16, importance_samples=16),
+        data=tiny_sst2_data(tmp_path / "glue", N_TRAIN, N_DEV),
         target_sparsity=0.75, truncation=0.25, grid=(0.0, 0.25, 0.5, 0.75), save_candidates=True,
         finetune=STAGE, sandwich=STAGE, final=STAGE,
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from minidisc.config import CompressConfig, DataConfig, TrainConfig
-from tests.helpers import write_tiny_bert, write_tiny_sst2
+from minidisc.config import CompressConfig, TrainConfig
+from tests.helpers import tiny_sst2_data, write_tiny_bert
 
 STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, eval_steps=3, patience=None, seed=1)
 TARGET = 0.9
@@ -16,10 +16,9 @@ TARGET = 0.9
 @pytest.fixture()
 def cfg(tmp_path):
     teacher = write_tiny_bert(tmp_path / "teacher")
-    data_dir = write_tiny_sst2(tmp_path / "glue")
     return CompressConfig(
         teacher=str(teacher),
-        data=DataConfig(task="sst2", data_dir=str(data_dir), max_length=16, importance_samples=16),
+        data=tiny_sst2_data(tmp_path / "glue"),
         # λ = 0: the target (90 % pruned) only wins by beating every denser candidate
         # outright; ties (an untrained tiny model scores chance everywhere) go to the denser
         target_sparsity=TARGET, lam=0.0, iterations=2, truncation=0.25, grid=(0.0, 0.25, 0.5),

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from minidisc.config import CompressConfig, DataConfig, TrainConfig
+from minidisc.config import CompressConfig, TrainConfig
 from minidisc.errors import RunExistsError
-from tests.helpers import write_tiny_bert, write_tiny_sst2
+from tests.helpers import tiny_sst2_data, write_tiny_bert, write_tiny_sst2
 
 STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, eval_steps=3, patience=None, seed=1)
 
@@ -15,10 +15,9 @@ STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, eval_steps=3, pa
 @pytest.fixture()
 def cfg(tmp_path):
     teacher = write_tiny_bert(tmp_path / "teacher")
-    data_dir = write_tiny_sst2(tmp_path / "glue")
     return CompressConfig(
         teacher=str(teacher),
-        data=DataConfig(task="sst2", data_dir=str(data_dir), max_length=16, importance_samples=16),
+        data=tiny_sst2_data(tmp_path / "glue"),
         target_sparsity=0.75, truncation=0.25, grid=(0.0, 0.25, 0.5, 0.75),
         finetune=STAGE, sandwich=STAGE, final=STAGE,
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from minidisc.config import DataConfig, TrainConfig
+from minidisc.config import TrainConfig
 from minidisc.schedules.config import DistillConfig, MaxiDiscConfig, TakdConfig
-from tests.helpers import write_tiny_bert, write_tiny_sst2
+from tests.helpers import tiny_sst2_data, write_tiny_bert
 
 STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, patience=None, seed=1)
 GRID = (0.0, 0.25, 0.5, 0.75)
@@ -25,8 +25,7 @@ def direct(tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines")
     cfg = DistillConfig(
         teacher=str(write_tiny_bert(root / "teacher")),
-        data=DataConfig(task="sst2", data_dir=str(write_tiny_sst2(root / "glue", n_train=24, n_dev=8)),
-                        max_length=16, importance_samples=16),
+        data=tiny_sst2_data(root / "glue", n_train=24, n_dev=8),
         grid=GRID, finetune=STAGE, train=STAGE, target_sparsity=0.75,
     )
     return cfg, run_distill(cfg, root / "direct")
