@@ -133,7 +133,8 @@ def test_report_of_an_unfinished_compress_run_shows_what_it_has(compressed, tmp_
     rebuild_report(run)
     report = read_json(run / "report.json")
     assert report["student"] is None and report["iterations"]
-    assert "**Unfinished run**" in (run / "report.md").read_text()
+    done = ", ".join(["teacher", "sparsified", *(name for name in manifest["stages"] if name.startswith("iter"))])
+    assert f"**Unfinished run**: the student is not exported yet (finished so far: {done})" in (run / "report.md").read_text()
     assert (run / "tradeoff.png").is_file()
 
 

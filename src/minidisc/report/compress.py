@@ -121,7 +121,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"| {name} | {pct(m['sparsity'])} | {pct(dev)} | {m['non_embedding_params'] / 1e6:.2f}M | {m['flops_per_128_tokens'] / 1e9:.3f}G |"
         )
     if r["student"] is None:
-        done = ", ".join(["teacher", *(f"iteration {it['iteration']}" for it in r["iterations"])])
+        done = ", ".join(r["wall_time_s"])  # the finished stages
         lines += ["", (f"**Unfinished run**: the student is not exported yet (finished so far: {done}); rerun "
                   "the run's command to continue it.")]
     elif not r["assistants"]:
