@@ -103,6 +103,7 @@ def test_report_orders_iterations_numerically(tmp_path):
     stages = {"teacher": {"dev": dev, "source": "tiny", "data": {}, "wall_time_s": 1.0},
               **{f"iter{k}": iteration(k) for k in range(1, 11)},
               "student": {"dev": dev, "plain_hf_loadable": False, "wall_time_s": 1.0}}
+    stages = {name: {"status": "done", **entry} for name, entry in stages.items()}
     cfg = {"data": {"task": "sst2"}, "lam": 0.2, "target_sparsity": levels[-1]}
     run = SimpleNamespace(path=tmp_path, manifest={"config": cfg, "stages": stages})
     report = build_compress_report(run)

@@ -75,6 +75,44 @@ def test_table_plot_and_cost_multiples(compared):
     assert (run.path / "compare.png").stat().st_size > 1000
 
 
+def test_every_student_has_a_card_and_every_report_rebuilds_equal(compared, tmp_path):
+    """Baseline students' cards name the assistants they were distilled through;
+    ``minidisc report`` rebuilds the comparison and each schedule's run (compress,
+    distill, takd, maxidisc) equal to what the runs wrote."""
+    import json
+    import shutil
+
+    import yaml
+
+    from minidisc.fileio import read_json
+    from minidisc.report.rebuild import rebuild_report
+
+    _, original, _ = compared
+    takd = read_json(original.path / "takd" / "manifest.json")["stages"]
+    card = (original.path / "takd" / "student" / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "transformers" and meta["base_model"]
+    assert f"| assistant (hop-s0.25) | 25.00 | – | {100 * takd['hop-s0.25']['dev_main']:.2f} |" in card
+    assert "(`minidisc takd`)" in card
+
+    copy = tmp_path / "cmp"
+    shutil.copytree(original.path, copy, symlinks=True)
+    for folder in (copy, *(copy / name for name in ("direct", "takd", "maxidisc", "minidisc"))):
+        written = {p.name: p.read_bytes() for p in folder.glob("*") if p.name.startswith("report.") or p.suffix == ".png"}
+        for name in written:
+            (folder / name).unlink()
+        rebuilt = rebuild_report(folder)
+        assert sorted(p.name for p in rebuilt) == sorted(written), folder
+        # reports name run folders (a comparison's rows: where the runs are now; a cost's
+        # source: where the manifest says), so compare them with the run folder as <run>
+        def normalised(text: str) -> dict:
+            return json.loads(text.replace(str(copy), "<run>").replace(str(original.path), "<run>"))
+
+        rebuilt_json = (folder / "report.json").read_text()
+        assert normalised(rebuilt_json) == normalised(written["report.json"].decode()), folder
+        assert (folder / "report.md").read_bytes() == written["report.md"], folder
+
+
 def test_minidisc_cost_and_reuse_of_iteration_one_at_another_target(compared, tmp_path):
     from minidisc.fileio import read_json
     from minidisc.schedules.compare import run_compare

@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "compare",
     "pretrain",
     "scaling",
+    "report",
 )
 
 
@@ -54,6 +55,9 @@ register_commands(app, _COMMAND_MODULES)
 
 def main() -> None:
     """Console-script entry point: user errors print one line and exit with status 2."""
+    from minidisc.report.card import record_invocation
+
+    record_invocation(sys.argv)  # model cards name the command that made a student
     try:
         app()
     except MinidiscError as err:

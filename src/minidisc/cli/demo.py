@@ -4,14 +4,19 @@ a laptop CPU (about 15 minutes on 2 cores)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from minidisc.cli.options import DataDir, Output, Overwrite, help_text
+from minidisc.tasks.demo_data import DEMO_TRAIN_SAMPLES
+
+if TYPE_CHECKING:
+    from minidisc.config import CompressConfig
 
 # Subsampled so the whole run fits in 15 minutes on 2 CPU cores; the report says so.
 DEMO = {
-    "data": {"task": "sst2", "max_train_samples": 3000, "max_length": 64, "importance_samples": 512},
+    "data": {"task": "sst2", "max_train_samples": DEMO_TRAIN_SAMPLES, "max_length": 64, "importance_samples": 512},
     "target_sparsity": 0.9,
     "lam": 0.2,
     "iterations": 2,
@@ -23,19 +28,40 @@ DEMO = {
 }
 
 
-def _local_glue() -> Path | None:
-    """$MINIDISC_DATA_DIR, else a ``shared/data/glue`` folder beside the working directory or
-    the source checkout (the layout of this project's CI), else None (the hub)."""
+# The source checkout's root: its sibling ``shared/data/glue`` is this project's CI layout.
+_CHECKOUT = Path(__file__).resolve().parents[3]
+
+
+def demo_data_dir(data_dir: Path | None) -> Path | None:
+    """Where the demo reads SST-2: ``--data-dir``; else ``None`` when
+    ``$MINIDISC_DATA_DIR`` is set (:func:`~minidisc.tasks.resolve_data_dir` reads it); else
+    a ``shared/data/glue`` folder beside the working directory or the source checkout;
+    else the subset packaged with minidisc (never the hub: the demo runs offline).
+
+    Every choice gives the same rows: the packaged subset is the demo's subsample of
+    the full file (see :mod:`minidisc.tasks.demo_data`).
+    """
     import os
 
+    from minidisc.tasks.demo_data import DEMO_TASK_FOLDER, packaged_demo_dir
+
+    if data_dir is not None:
+        return data_dir
     if os.environ.get("MINIDISC_DATA_DIR"):
-        return None  # resolve_data_dir reads it
-    checkout = Path(__file__).resolve().parents[3]
-    for base in (Path.cwd(), checkout):
+        return None
+    for base in (Path.cwd(), _CHECKOUT):
         candidate = base.parent / "shared" / "data" / "glue"
-        if (candidate / "SST-2").is_dir():
+        if (candidate / DEMO_TASK_FOLDER).is_dir():
             return candidate
-    return None
+    return packaged_demo_dir()
+
+
+def demo_config(data_dir: Path | None = None) -> CompressConfig:
+    """The demo's validated configuration, reading its data from :func:`demo_data_dir`."""
+    from minidisc.cli.options import build_compress_config
+
+    folder = demo_data_dir(data_dir)
+    return build_compress_config(None, {**DEMO, "data": {**DEMO["data"], "data_dir": str(folder) if folder else None}})
 
 
 def register(app: typer.Typer) -> None:
@@ -49,10 +75,7 @@ def demo(output: Output = Path("runs/demo"), data_dir: DataDir = None, overwrite
     assistants, distils the student at sparsity 0.9, exports it and writes the report.
     """
     from minidisc.cli.compress import summarize
-    from minidisc.cli.options import build_compress_config
     from minidisc.schedules.minidisc import run_compress
 
-    data_dir = data_dir or _local_glue()
-    cfg = build_compress_config(None, {**DEMO, "data": {**DEMO["data"], "data_dir": str(data_dir) if data_dir else None}})
-    run = run_compress(cfg, output, overwrite=overwrite)
+    run = run_compress(demo_config(data_dir), output, overwrite=overwrite)
     summarize(run.path)

@@ -2,7 +2,8 @@
 
 A student directory holds ``model.safetensors`` (or shards with an index),
 ``config.json`` with ``minidisc_subnet = {"heads": [...], "neurons": [...],
-"sparsity": s}`` and, optionally, tokenizer files.
+"sparsity": s}``, a ``README.md`` model card (:mod:`minidisc.report.card`) and,
+optionally, tokenizer files.
 
 When plain ``transformers`` loading works
 -----------------------------------------
@@ -82,12 +83,28 @@ def save_student(
     path = Path(path)
     state = process_state()
     if state.is_main_process:
+        from minidisc.report.card import write_model_card
+
         with atomic_path(path) as tmp:
             model.save_pretrained(tmp)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
+            write_model_card(tmp, model)  # from the weights alone; a run's export adds its facts
     state.wait_for_everyone()
     return path
+
+
+def loads_with_plain_transformers(config: Any) -> bool:
+    """Whether ``AutoModelFor….from_pretrained`` rebuilds a saved student from ``config``
+    alone: every layer keeps the same sizes and, as ``BertConfig`` ties the head size to
+    ``hidden_size / num_attention_heads``, all heads (see the module doc). True for a
+    config without ``minidisc_subnet`` (an ordinary model)."""
+    recorded = getattr(config, CONFIG_KEY, None)
+    if not isinstance(recorded, dict):
+        return True
+    uniform = len(set(recorded["heads"])) <= 1 and len(set(recorded["neurons"])) <= 1
+    full_heads = all(h == config.num_attention_heads for h in recorded["heads"])
+    return uniform and full_heads
 
 
 def _recorded_sparsity(config: Any) -> float | None:

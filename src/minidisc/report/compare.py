@@ -174,18 +174,6 @@ def cost_markdown(cost: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
-def append_cost_section(run: RunDir) -> None:
-    """Add the manifest's cost record to a ``compress`` run's report.json and report.md."""
-    cost = run.manifest.get("cost")
-    if not cost:
-        return
-    report = read_json(run.path / "report.json")
-    report["cost"] = cost
-    write_json(run.path / "report.json", report)
-    text = (run.path / "report.md").read_text(encoding="utf-8")
-    write_text(run.path / "report.md", text.rstrip("\n") + "\n\n" + "\n".join(cost_markdown(cost)))
-
-
 # --- a comparison ------------------------------------------------------------------------------
 
 SCHEDULE_TITLES = {"direct": "Direct KD", "takd": "TA (TAKD)", "maxidisc": "MaxiDisc", "minidisc": "MiniDisc"}

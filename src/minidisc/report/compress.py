@@ -24,16 +24,20 @@ def iteration_names(stages: Iterable[str]) -> list[str]:
 
 
 def build_compress_report(run: RunDir) -> dict[str, Any]:
-    """Collect the numbers a user needs from the run's manifest and saved files."""
+    """Collect the numbers a user needs from the run's manifest and saved files.
+
+    Works on an unfinished run too (``teacher`` finished at least): the iterations
+    finished so far, and ``student`` None until it is exported.
+    """
     from transformers import AutoConfig
 
     from minidisc.compute.flops import non_embedding_params, paper_flops
     from minidisc.schedules.minidisc import load_sparsity_map
 
     cfg = run.manifest["config"]
-    stages = run.manifest["stages"]
+    stages = finished_stages(run.manifest)
     config = AutoConfig.from_pretrained(run.path / "teacher")
-    spec_map = load_sparsity_map(run.path / "sparsified")
+    spec_map = load_sparsity_map(run.path / "sparsified") if "sparsified" in stages else {}
     iterations = [stages[k] for k in iteration_names(stages)]
 
     def size(sparsity: float) -> dict[str, float]:
@@ -50,12 +54,13 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
         for it in iterations
         if not it["final"] and abs(it["selected"] - cfg["target_sparsity"]) > 1e-6
     ]
+    student = stages.get("student")
     return {
         "task": cfg["data"]["task"],
         "teacher": {**size(0.0), "source": stages["teacher"]["source"], "dev": stages["teacher"]["dev"]},
         "assistants": assistants,
-        "student": {**size(cfg["target_sparsity"]), "dev": stages["student"]["dev"],
-                    "loads_with_plain_transformers": stages["student"]["plain_hf_loadable"]},
+        "student": {**size(cfg["target_sparsity"]), "dev": student["dev"],
+                    "loads_with_plain_transformers": student["plain_hf_loadable"]} if student else None,
         "iterations": iterations,
         "lambda": cfg["lam"],
         "target_sparsity": cfg["target_sparsity"],
@@ -66,13 +71,31 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     }
 
 
+def finished_stages(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entries of the finished stages a report shows (the ``report`` stage
+    itself excluded, so a rebuilt report equals the one the run wrote)."""
+    return {
+        name: entry for name, entry in manifest["stages"].items()
+        if entry.get("status") == "done" and name != "report"
+    }
+
+
 def write_compress_report(run: RunDir, data: TaskData | None = None) -> None:
-    """Write report.json, report.md and tradeoff.png into the run folder."""
+    """Write report.json, report.md (with the cost section once the manifest holds the
+    run's cost) and, once an iteration has finished, tradeoff.png into the run folder."""
+    from minidisc.report.compare import cost_markdown
+
     report = build_compress_report(run)
+    text = render_markdown(report)
+    cost = run.manifest.get("cost")
+    if cost:
+        report["cost"] = cost
+        text = text.rstrip("\n") + "\n\n" + "\n".join(cost_markdown(cost))
     write_json(run.path / "report.json", report)
-    plot_tradeoff(report["iterations"], report["lambda"], report["target_sparsity"], run.path / "tradeoff.png",
-                  teacher_metric=report["teacher"]["dev"]["main"])
-    write_text(run.path / "report.md", render_markdown(report))
+    if report["iterations"]:
+        plot_tradeoff(report["iterations"], report["lambda"], report["target_sparsity"], run.path / "tradeoff.png",
+                      teacher_metric=report["teacher"]["dev"]["main"])
+    write_text(run.path / "report.md", text)
 
 
 def render_markdown(r: dict[str, Any]) -> str:
@@ -91,16 +114,22 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += ["", "## Models", "", "| model | sparsity % | dev main % | non-emb. params | FLOPs / 128 tok |", "|---|---|---|---|---|"]
     rows = [("teacher", r["teacher"], r["teacher"]["dev"]["main"])]
     rows += [(f"assistant (iter {a['iteration']})", a, a["dev_main"]) for a in r["assistants"]]
-    rows += [("student (exported)", r["student"], r["student"]["dev"]["main"])]
+    if r["student"] is not None:
+        rows += [("student (exported)", r["student"], r["student"]["dev"]["main"])]
     for name, m, dev in rows:
         lines.append(
             f"| {name} | {pct(m['sparsity'])} | {pct(dev)} | {m['non_embedding_params'] / 1e6:.2f}M | {m['flops_per_128_tokens'] / 1e9:.3f}G |"
         )
-    if not r["assistants"]:
+    if r["student"] is None:
+        done = ", ".join(r["wall_time_s"])  # the finished stages
+        lines += ["", (f"**Unfinished run**: the student is not exported yet (finished so far: {done}); rerun "
+                  "the run's command to continue it.")]
+    elif not r["assistants"]:
         lines += ["", ("The λ-tradeoff selected the target itself in iteration 1, so no teacher assistant "
                        "was needed: the student is the target sub-network of the sandwich run.")]
-    lines += ["", "Teacher dev metrics: " + _metrics(r["teacher"]["dev"]), "",
-              "Student dev metrics: " + _metrics(r["student"]["dev"]), ""]
+    lines += ["", "Teacher dev metrics: " + _metrics(r["teacher"]["dev"]), ""]
+    if r["student"] is not None:
+        lines += ["Student dev metrics: " + _metrics(r["student"]["dev"]), ""]
     for it in r["iterations"]:
         lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), "",
                   "| candidate sparsity % | best dev main % | λ-tradeoff % | chosen |", "|---|---|---|---|"]
@@ -113,7 +142,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         comp = r["compute"].get(name) or {}
         flops = f"{comp['train_flops']:.3e}" if comp else "–"
         lines.append(f"| {name} | {secs:.1f} | {flops} | {comp.get('tokens', '–')} |")
-    lines += ["", "![metric and λ-tradeoff against sparsity](tradeoff.png)", ""]
+    if r["iterations"]:
+        lines += ["", "![metric and λ-tradeoff against sparsity](tradeoff.png)"]
+    lines += [""]
     return "\n".join(lines)
 
 

@@ -126,7 +126,10 @@ def run_schedule(
 
     finals = run_paths(ctx, paths)
     best = best_final(run.manifest["stages"], finals)
-    run.stage("student", lambda tmp: export_stage(run.path / best / "model", data, tmp) | {"from": best})
+    from minidisc.report.card import CardFacts
+
+    card = CardFacts.from_manifest(run.manifest, final_hop=best)
+    run.stage("student", lambda tmp: export_stage(run.path / best / "model", data, tmp, card=card) | {"from": best})
     hops = [stage_name(p[:k]) for p in paths for k in range(1, len(p) + 1)]
     run.set("cost", _cost(run, paths, specs, command, list(dict.fromkeys(hops))))
     run.set("paths", [{"path": [lv.to_dict() for lv in p], "final": stage_name(p)} for p in paths])

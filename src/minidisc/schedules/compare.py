@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minidisc.schedules.config import CompareConfig
 from minidisc.schedules.run import RunDir
+
+if TYPE_CHECKING:
+    from minidisc.tasks import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -102,24 +105,31 @@ def run_compare(
     for name in cfg.schedules:
         run.stage(name, lambda _root, name=name: _run_schedule(cfg, name, shared, run.path / name, store), folder=False)
 
-    def report(_root: Path) -> dict[str, Any]:
-        from minidisc.report.compare import (
-            assistant_student_correlation,
-            schedule_row,
-            write_compare_report,
-        )
-
-        rows = [schedule_row(name, run.path / name) for name in cfg.schedules]
-        correlation = None
-        if "maxidisc" in cfg.schedules:
-            mini = run.path / "minidisc" if "minidisc" in cfg.schedules else None
-            correlation = assistant_student_correlation(run.path / "maxidisc", mini, cfg.lam)
-        written = write_compare_report(run.path, _info(cfg, run, data), rows, correlation)
-        return {"rows": [{k: r[k] for k in ("schedule", "dev_main", "cost_train_flops", "cost_multiple")} for r in written["rows"]]}
-
-    run.stage("report", report, folder=False)
+    run.stage("report", lambda _root: compare_report(cfg, run, data.task, data.sizes), folder=False)
     run.finish()
     return run
+
+
+def compare_report(cfg: CompareConfig, run: RunDir, task: TaskSpec, sizes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the comparison's report.json, report.md and plots from its finished
+    schedule runs; return the rows for the manifest.
+
+    Args:
+        sizes: the data sizes, when the teacher stage's entry lacks them.
+    """
+    from minidisc.report.compare import (
+        assistant_student_correlation,
+        schedule_row,
+        write_compare_report,
+    )
+
+    rows = [schedule_row(name, run.path / name) for name in cfg.schedules]
+    correlation = None
+    if "maxidisc" in cfg.schedules:
+        mini = run.path / "minidisc" if "minidisc" in cfg.schedules else None
+        correlation = assistant_student_correlation(run.path / "maxidisc", mini, cfg.lam)
+    written = write_compare_report(run.path, _info(cfg, run, task, sizes), rows, correlation)
+    return {"rows": [{k: r[k] for k in ("schedule", "dev_main", "cost_train_flops", "cost_multiple")} for r in written["rows"]]}
 
 
 def _check_objective(cfg: CompareConfig) -> None:
@@ -153,18 +163,18 @@ def _run_schedule(cfg: CompareConfig, name: str, shared: str, out: Path, store: 
     }
 
 
-def _info(cfg: CompareConfig, run: RunDir, data: Any) -> dict[str, Any]:
+def _info(cfg: CompareConfig, run: RunDir, task: TaskSpec, sizes: dict[str, Any] | None) -> dict[str, Any]:
     from minidisc.report.compare import model_size
 
-    teacher = run.record("teacher")
+    teacher = run.manifest["stages"]["teacher"]
     t = cfg.train
     return {
         "task": cfg.data.task,
-        "metric": "main (" + "/".join(data.task.metric_names) + ")",
+        "metric": "main (" + "/".join(task.metric_names) + ")",
         "target_sparsity": cfg.target_sparsity,
         "teacher_dev_main": teacher["dev"]["main"],
         "teacher_flops_per_128_tokens": model_size(run.path / "teacher")["flops_per_128_tokens"],
-        "data": teacher.get("data") or data.sizes,
+        "data": teacher.get("data") or sizes,
         "seed": cfg.finetune.seed,
         "train_summary": f"{t.epochs:g} epoch(s), batch {t.batch_size}, lr {t.learning_rate:g}, seed {t.seed}, "
         f"objective {cfg.objective} (MiniDisc: its own loss)",

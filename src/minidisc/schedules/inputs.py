@@ -59,8 +59,13 @@ def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed:
 
 
 def data_source(task: TaskSpec, data_dir: Path | None) -> str:
-    """Where the task's examples came from, for reports: the local folder, else the
-    task's own hub dataset (``hub:nyu-mll/glue (sst2)``, ``hub:eriktks/conll2003``)."""
+    """Where the task's examples came from, for reports: the subset packaged for the
+    demo (named as such), the local folder, else the task's own hub dataset
+    (``hub:nyu-mll/glue (sst2)``, ``hub:eriktks/conll2003``)."""
+    from minidisc.tasks.demo_data import describe_packaged, is_packaged_demo_dir
+
+    if is_packaged_demo_dir(data_dir):
+        return describe_packaged()
     if data_dir is not None:
         return str(data_dir)
     return f"hub:{task.hub_name}" + (f" ({task.hub_config})" if task.hub_config else "")

@@ -91,7 +91,7 @@ def run_compress(
         teacher_dir, level = run.path / f"iter{k}" / "model", entry["selected"]
         if final or _same(level, cfg.target_sparsity):
             break
-    run.stage("student", lambda tmp: _export_stage(teacher_dir, spec_map[_key(spec_map, cfg.target_sparsity)], data, tmp))
+    run.stage("student", lambda tmp: _export_stage(run, teacher_dir, spec_map[_key(spec_map, cfg.target_sparsity)], data, tmp))
     run.set("cost", _cost(run, cfg, spec_map))
     run.stage("report", lambda root: _report_stage(run, data), folder=False, main_only=True)
     run.finish()
@@ -232,16 +232,16 @@ def _reselect(cfg: CompressConfig, folder: Path, original: dict[str, Any], final
     }
 
 
-def _export_stage(model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:
-    return export_stage(model_dir, data, out, spec)
+def _export_stage(run: RunDir, model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:
+    from minidisc.report.card import CardFacts
+
+    return export_stage(model_dir, data, out, spec, card=CardFacts.from_manifest(run.manifest))
 
 
 def _report_stage(run: RunDir, data: TaskData) -> dict[str, Any]:
-    from minidisc.report.compare import append_cost_section
     from minidisc.report.compress import write_compress_report
 
     write_compress_report(run, data)
-    append_cost_section(run)
     return {}
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from minidisc.elastic.spec import SubnetSpec
     from minidisc.models import ModelSource
+    from minidisc.report.card import CardFacts
     from minidisc.schedules.inputs import TaskData
     from minidisc.schedules.run import RunDir
 
@@ -242,13 +243,18 @@ def task_inputs(teacher: str | None, teacher_run: str | Path | None) -> tuple[Mo
 # --- export ----------------------------------------------------------------------------
 
 
-def export_stage(model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | None = None) -> dict[str, Any]:
+def export_stage(
+    model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | None = None, card: CardFacts | None = None
+) -> dict[str, Any]:
     """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy.
 
     Args:
         spec: the student's per-layer sizes (default: as recorded in its config).
+        card: the run's facts for the student's model card (``out/README.md``), which
+            is written with the exported copy's dev metrics; None keeps the card
+            :func:`~minidisc.elastic.io.save_student` writes from the weights alone.
     """
-    from minidisc.elastic.io import load_student, save_student
+    from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
     from minidisc.training.finetune import evaluate_model
 
     model = load_student(model_dir)
@@ -257,10 +263,11 @@ def export_stage(model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | 
     dev, _ = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval")
     if is_main_process():
         shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
-    recorded = exported.config.minidisc_subnet
-    uniform = len(set(recorded["heads"])) <= 1 and len(set(recorded["neurons"])) <= 1
-    full_heads = all(h == exported.config.num_attention_heads for h in recorded["heads"])
-    return {"dev": dev, "plain_hf_loadable": uniform and full_heads}
+        if card is not None:  # `out` is the stage's staging folder: the card lands with the weights
+            from minidisc.report.card import write_model_card
+
+            write_model_card(out, exported, card, dev)
+    return {"dev": dev, "plain_hf_loadable": loads_with_plain_transformers(exported.config)}
 
 
 def _remove(path: Path) -> None:
