@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from minidisc.schedules.config import CompareConfig
-from minidisc.schedules.run import RunDir
+from minidisc.schedules.run import REPORT_FILES, RunDir
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ def run_compare(
     store = open_cache(cache, root)
     shared = str(run.path.resolve())
     for name in cfg.schedules:
-        run.stage(name, lambda _root, name=name: _run_schedule(cfg, name, shared, run.path / name, store), folder=False)
+        run.stage(name, lambda _root, name=name: _run_schedule(cfg, name, shared, run.path / name, store),
+                  folder=False, outputs=(name,))
 
     def report(_root: Path) -> dict[str, Any]:
         from minidisc.report.compare import (
@@ -117,7 +118,7 @@ def run_compare(
         written = write_compare_report(run.path, _info(cfg, run, data), rows, correlation)
         return {"rows": [{k: r[k] for k in ("schedule", "dev_main", "cost_train_flops", "cost_multiple")} for r in written["rows"]]}
 
-    run.stage("report", report, folder=False)
+    run.stage("report", report, folder=False, outputs=REPORT_FILES)
     run.finish()
     return run
 
