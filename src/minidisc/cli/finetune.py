@@ -106,11 +106,11 @@ def run_finetune_task(
     from minidisc.models import load_tokenizer, resolve_model
     from minidisc.schedules.run import RunDir
 
+    source = resolve_model(model)  # a wrong --model fails before the run folder is made
     cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model)
     run = RunDir(output, cfg, "finetune", overwrite=overwrite)
 
     def work(tmp: Path) -> dict[str, Any]:
-        source = resolve_model(model)
         return finetune_one(source, load_tokenizer(source), data_cfg, train_cfg, tmp, save_model=save_model)
 
     entry = run.stage("finetune", work, at_root=True)
