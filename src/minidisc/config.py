@@ -125,6 +125,8 @@ def load_yaml(path: str | Path, model: type[BaseModel]) -> Any:
     return parse_config(model, data, str(path))
 
 
-def save_yaml(path: str | Path, config: BaseModel) -> None:
-    """Write the resolved config atomically as YAML."""
-    write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+def save_yaml(path: str | Path, config: BaseModel, header: str | None = None) -> None:
+    """Write the resolved config atomically as YAML, after ``header`` (a ``#`` comment
+    line, e.g. what wrote the file) when given."""
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    write_text(path, f"{header}\n{text}" if header else text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -27,17 +28,24 @@ if TYPE_CHECKING:
     from accelerate import PartialState
 
 
+#: minidisc's own staging folders: ``.<target>.<8 random characters>`` (:func:`atomic_path`,
+#: ``tempfile.mkdtemp``'s alphabet) and ``.<target>.partial`` (:func:`collective_atomic_dir`).
+_STAGING = re.compile(r"\.(?P<target>.+)\.(?:[a-z0-9_]{8}|partial)")
+_STAGED = "out"  # the one entry a staging folder holds
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
 
     Works for files and directories: whatever the caller creates at the yielded path
     replaces ``target`` (an existing directory is removed first). On an exception the
-    temporary path is deleted and ``target`` is left untouched.
+    temporary path is deleted and ``target`` is left untouched; a killed process leaves
+    it behind, for :func:`remove_leftovers` to find.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / "out"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / _STAGED
     try:
         yield tmp
         if target.is_dir() and not target.is_symlink():
@@ -61,7 +69,7 @@ def collective_atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     state = process_state()
     target = Path(target)
     root = target.parent / f".{target.name}.partial"  # one name: every process finds it
-    staging = root / "out"
+    staging = root / _STAGED
     if state.is_main_process:
         shutil.rmtree(root, ignore_errors=True)  # left by an interrupted attempt
         staging.mkdir(parents=True)
@@ -77,6 +85,42 @@ def collective_atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         if state.is_main_process:
             shutil.rmtree(root, ignore_errors=True)
     state.wait_for_everyone()  # the others may read target from here on
+
+
+def leftovers(folder: str | os.PathLike[str], target: str | None = None) -> list[Path]:
+    """Staging folders of :func:`atomic_path` / :func:`collective_atomic_dir` in ``folder``
+    that an interrupted (killed) write left behind.
+
+    Only minidisc's own: a folder (not a link) named ``.<target>.<8 characters>`` or
+    ``.<target>.partial`` that holds nothing but its ``out`` entry; never anything else.
+
+    Args:
+        folder: where to look (not recursive).
+        target: only the leftovers of writes to this name (None: of any name).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = _STAGING.fullmatch(entry.name)
+        if match is None or (target is not None and match["target"] != target):
+            continue
+        if entry.is_dir() and not entry.is_symlink() and {p.name for p in entry.iterdir()} <= {_STAGED}:
+            found.append(entry)
+    return sorted(found)
+
+
+def remove_leftovers(folder: str | os.PathLike[str], target: str | None = None) -> list[Path]:
+    """Delete :func:`leftovers` of ``folder`` (a killed run's staging folders); return them.
+
+    Call it only where no other process is writing (e.g. when a run starts, before it
+    writes): a staging folder in use looks the same as a leftover one.
+    """
+    found = leftovers(folder, target)
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True)
+    return found
 
 
 def process_state() -> PartialState:

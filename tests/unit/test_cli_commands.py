@@ -1,6 +1,6 @@
 """The command line: every listed command exists and has --help; ``minidisc sparsify``
-on a tiny BERT writes a reordered model and a nested sparsity map, and refuses to
-replace what it should not."""
+on a tiny BERT writes a reordered model and a nested sparsity map, resumes, and refuses
+to replace what it should not."""
 
 from __future__ import annotations
 
@@ -77,10 +77,13 @@ def _assert_same_outputs(teacher, reordered) -> None:
     torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
 
 
-def test_sparsify_refuses_to_replace_without_overwrite(sparsified):
+def test_sparsify_resumes_and_refuses_to_replace_without_overwrite(sparsified):
     _, _, _, out, args = sparsified
     before = (out / "sparsity_map.json").stat().st_mtime_ns
-    result = runner.invoke(app, [*args, "--output", str(out)])
+    result = runner.invoke(app, [*args, "--output", str(out)])  # the same command: a finished run, kept
+    assert result.exit_code == 0, result.output
+    assert (out / "sparsity_map.json").stat().st_mtime_ns == before
+    result = runner.invoke(app, [*args, "--grid", "0.5", "--output", str(out)])  # another one: refused
     assert isinstance(result.exception, RunExistsError) and "--overwrite" in str(result.exception)
     assert (out / "sparsity_map.json").stat().st_mtime_ns == before
 
@@ -95,5 +98,5 @@ def test_sparsify_never_deletes_a_foreign_folder(sparsified):
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
     result = runner.invoke(app, [*args, "--output", str(foreign), "--overwrite"])
-    assert isinstance(result.exception, RunExistsError) and "not a sparsify output" in str(result.exception)
+    assert isinstance(result.exception, RunExistsError) and "not a minidisc run" in str(result.exception)
     assert (foreign / "thesis.tex").read_text() == "precious"

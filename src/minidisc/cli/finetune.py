@@ -15,11 +15,20 @@ import typer
 from pydantic import BaseModel, ConfigDict
 
 from minidisc.cli.options import DataDir, MaxEval, MaxTrain, Output, Overwrite, Task, merge
-from minidisc.config import TrainConfig
+from minidisc.config import DataConfig, TrainConfig
 
 if TYPE_CHECKING:
-    from minidisc.config import DataConfig
     from minidisc.models import ModelSource
+
+
+class FinetuneConfig(BaseModel):
+    """What a one-task fine-tuning run directory was made with (compared on resume)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str | None
+    data: DataConfig
+    train: TrainConfig
+    save_model: bool
 
 
 class GlueSuiteConfig(BaseModel):
@@ -57,31 +66,56 @@ def finetune(
 ) -> None:
     """Fine-tune a model on one task or a suite of GLUE tasks.
 
-    One task (GLUE or CoNLL-2003): keeps the best dev checkpoint. --glue-suite: one
+    One task (GLUE or CoNLL-2003): keeps the best dev checkpoint; the output folder is
+    the model folder (and a run directory: rerunning resumes). --glue-suite: one
     resumable fine-tuning per task and a table of the dev metrics.
     """
-    from minidisc.config import DataConfig, parse_config
-    from minidisc.errors import RunExistsError
-    from minidisc.models import load_tokenizer, resolve_model
+    from minidisc.config import parse_config
+    from minidisc.schedules.run import check_output
 
     data = {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
             "max_eval_samples": max_eval_samples, "max_length": max_length}
     train_cfg = parse_config(TrainConfig, {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                              "eval_steps": eval_steps, "patience": patience, "seed": seed}, "the command line")
+    check_output(output, overwrite)  # before any model is loaded
     if glue_suite is not None:
         tasks = parse_suite(glue_suite)
         run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite)
         return
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise RunExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
     data_cfg = parse_config(DataConfig, merge({}, {"task": task, **data}), "the command line")
-    from minidisc.fileio import atomic_path
-
-    source = resolve_model(model)
-    with atomic_path(output) as tmp:
-        result = finetune_one(source, load_tokenizer(source), data_cfg, train_cfg, tmp, save_model=save_model)
+    result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite)
     typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result['dev'].items())}")
     typer.echo(f"model: {output}")
+
+
+def run_finetune_task(
+    model: str | None, data_cfg: DataConfig, train_cfg: TrainConfig, output: Path,
+    *, save_model: bool = True, overwrite: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` on one task into the run directory ``output``, which is also
+    the model folder (model, tokenizer and ``finetune.json`` at its top; see
+    :func:`finetune_one`). Rerunning with the same settings resumes (a no-op once done).
+
+    Returns:
+        The ``finetune.json`` content (dev metrics as fractions, data sizes, compute).
+
+    Raises:
+        RunExistsError: ``output`` holds another run and ``overwrite`` is False, or is
+            not a minidisc run (never replaced).
+    """
+    from minidisc.models import load_tokenizer, resolve_model
+    from minidisc.schedules.run import RunDir
+
+    source = resolve_model(model)  # a wrong --model fails before the run folder is made
+    cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model)
+    run = RunDir(output, cfg, "finetune", overwrite=overwrite)
+
+    def work(tmp: Path) -> dict[str, Any]:
+        return finetune_one(source, load_tokenizer(source), data_cfg, train_cfg, tmp, save_model=save_model)
+
+    entry = run.stage("finetune", work, at_root=True)
+    run.finish()
+    return {k: v for k, v in entry.items() if k in ("model", "task", "dev", "data", "compute")}
 
 
 def finetune_one(
@@ -154,7 +188,7 @@ def run_glue_suite(
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
     """
-    from minidisc.config import DataConfig, parse_config
+    from minidisc.config import parse_config
     from minidisc.fileio import read_json, write_json, write_text
     from minidisc.models import load_tokenizer, resolve_model
     from minidisc.schedules.run import RunDir

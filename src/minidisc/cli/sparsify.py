@@ -5,7 +5,8 @@ by importance and write the nested sparsity map (the ``sparsified`` stage of
 The output folder holds ``model/`` (the reordered teacher: same outputs, heads and
 neurons sorted by importance, descending), ``importance.safetensors`` (per-layer
 normalised scores, in the reordered order), ``sparsity_map.json`` (per level: kept heads
-and neurons per layer; nested across levels) and ``sparsify.json`` (what was done).
+and neurons per layer; nested across levels) and ``sparsify.json`` (what was done). It is
+also a run directory (``config.yaml``, ``manifest.json``): rerunning resumes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, ConfigDict
 
 from minidisc.cli.options import DataDir, MaxTrain, Overwrite, Task, merge, parse_grid
+from minidisc.config import DataConfig
 
 MAP_FILE = "sparsity_map.json"
 # Required: importance is the gradient of the task loss, meaningless with an untrained head.
@@ -25,6 +28,17 @@ FinetunedTeacher = Annotated[
 SparsifyOutput = Annotated[
     Path, typer.Option("--output", "-o", help="Folder for model/, importance.safetensors and sparsity_map.json.")
 ]
+
+
+class SparsifyConfig(BaseModel):
+    """What a sparsify run directory was made with (compared on resume)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    teacher: str
+    data: DataConfig
+    levels: tuple[float, ...]
+    batch_size: int
+    seed: int
 
 
 def register(app: typer.Typer) -> None:
@@ -49,30 +63,35 @@ def sparsify(
 
     Writes the reordered model, importance.safetensors and sparsity_map.json into --output.
     """
-    from minidisc.config import DataConfig, parse_config
+    from minidisc.config import parse_config
+    from minidisc.schedules.run import check_output
 
+    check_output(output, overwrite)  # before any model is loaded
     data_cfg = parse_config(DataConfig, merge({}, {
         "task": task, "data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
         "max_length": max_length, "importance_samples": importance_samples,
     }), "the command line")
     levels = _levels(parse_grid(grid), target_sparsity)
-    check_output(output, overwrite)
-    summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output)
+    summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output, overwrite=overwrite)
     typer.echo(render_levels(output / MAP_FILE))
     typer.echo(f"reordered model: {output / 'model'}  ({summary['data']['importance_examples']} scoring examples)")
 
 
 def run_sparsify(
-    teacher: str, data_cfg: Any, levels: list[float], batch_size: int, seed: int, output: Path
+    teacher: str, data_cfg: DataConfig, levels: list[float], batch_size: int, seed: int, output: Path,
+    *, overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Sparsify ``teacher`` on ``data_cfg``'s training subset into ``output`` (atomically).
+    """Sparsify ``teacher`` on ``data_cfg``'s training subset into the run directory
+    ``output`` (its outputs at the top of it, written when the stage succeeds).
+    Rerunning with the same settings resumes (a no-op once done).
 
     Args:
         teacher: hub id or model folder of a task-tuned teacher.
-        data_cfg: a :class:`~minidisc.config.DataConfig`.
+        data_cfg: the task and data.
         levels: sparsity fractions of the map.
         batch_size: batch size of the importance pass.
         seed: seed of subsampling and of the importance subset.
+        overwrite: replace another sparsify run in ``output``.
 
     Returns:
         The ``sparsify.json`` content (teacher, task, levels, data sizes, compute).
@@ -80,11 +99,14 @@ def run_sparsify(
     Raises:
         ConfigError: a GGUF teacher (save it as a model folder first, e.g. with
             ``minidisc finetune``). ModelError, DataError: from loading.
+        RunExistsError: ``output`` holds another run and ``overwrite`` is False, or is
+            not a minidisc run (never replaced).
     """
     from minidisc.errors import ConfigError
-    from minidisc.fileio import atomic_path, write_json
+    from minidisc.fileio import write_json
     from minidisc.models import load_tokenizer, resolve_model
     from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.schedules.run import RunDir
     from minidisc.schedules.stages import sparsify_stage
 
     source = resolve_model(teacher)
@@ -93,36 +115,20 @@ def run_sparsify(
             f"sparsify needs a fine-tuned teacher folder, not the GGUF file {source.label}; "
             "fine-tune it first (minidisc finetune --model ... --output DIR) and pass --teacher DIR"
         )
-    data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
-    with atomic_path(output) as tmp:
-        tmp.mkdir()
+    cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed)
+    run = RunDir(output, cfg, "sparsify", overwrite=overwrite)
+
+    def work(tmp: Path) -> dict[str, Any]:
+        data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
         entry = sparsify_stage(Path(source.path), data, levels, batch_size, tmp)
         summary = {"teacher": source.label, "task": data.task.name, "levels": entry["levels"],
                    "data": data.sizes, "compute": entry["compute"]}
         write_json(tmp / "sparsify.json", summary)
-    return summary
+        return summary
 
-
-def check_output(output: Path, overwrite: bool) -> None:
-    """Refuse to replace a non-empty ``output``: a finished sparsify output only with
-    ``overwrite``, anything else never (it is not ours to delete).
-
-    Raises:
-        RunExistsError: ``output`` is not empty and cannot be replaced.
-    """
-    from minidisc.errors import RunExistsError
-
-    if not output.exists() or (output.is_dir() and not any(output.iterdir())):
-        return
-    finished = (output / MAP_FILE).is_file()
-    if finished and overwrite:
-        return
-    if finished:
-        raise RunExistsError(f"{output} holds a finished sparsify output; pass --overwrite to replace it, or choose another --output")
-    raise RunExistsError(
-        f"{output} exists and is not a sparsify output (no {MAP_FILE}); minidisc does not delete it, "
-        "even with --overwrite: choose another --output or empty it yourself"
-    )
+    entry = run.stage("sparsify", work, main_only=True, at_root=True)  # no training: one process
+    run.finish()
+    return {k: entry[k] for k in ("teacher", "task", "levels", "data", "compute")}
 
 
 def _levels(grid: list[float] | None, target: float | None) -> list[float]:

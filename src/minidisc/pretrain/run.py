@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.errors import ConfigError
 from minidisc.pretrain.config import PretrainConfig
 from minidisc.pretrain.lm import MASKED_LM, LMType
-from minidisc.schedules.run import RunDir
+from minidisc.schedules.run import REPORT_FILES, RunDir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -293,7 +293,7 @@ def run_pretrain(
     if cfg.distills:
         run.stage("teacher", lambda root: _teacher_stage(arm()), folder=False)
     run.stage("student", lambda tmp: _student_stage(arm(), run.path / "checkpoints", tmp, callbacks))
-    run.stage("report", lambda root: _report_stage(run), folder=False)
+    run.stage("report", lambda root: _report_stage(run), folder=False, outputs=REPORT_FILES)
     if log_runs is not None:
         key = str(Path(log_runs).resolve())
         run.stage(f"log-runs {key}", lambda root: _log_stage(run, key), folder=False)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.schedules.config import DistillConfig, MaxiDiscConfig, ScheduleConfig, TakdConfig
 from minidisc.schedules.paths import HopContext, Level, Path_, sparsity_path, stage_name
-from minidisc.schedules.run import RunDir
+from minidisc.schedules.run import REPORT_FILES, RunDir
 
 if TYPE_CHECKING:
     from minidisc.models import ModelSource
@@ -140,7 +140,7 @@ def run_schedule(
         write_schedule_report(run)
         return {}
 
-    run.stage("report", report, folder=False)
+    run.stage("report", report, folder=False, outputs=REPORT_FILES)
     run.finish()
     return run
 

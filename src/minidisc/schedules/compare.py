@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.schedules.config import CompareConfig
-from minidisc.schedules.run import RunDir
+from minidisc.schedules.run import REPORT_FILES, RunDir
 
 if TYPE_CHECKING:
     from minidisc.tasks import TaskSpec
@@ -103,9 +103,10 @@ def run_compare(
     store = open_cache(cache, root)
     shared = str(run.path.resolve())
     for name in cfg.schedules:
-        run.stage(name, lambda _root, name=name: _run_schedule(cfg, name, shared, run.path / name, store), folder=False)
+        run.stage(name, lambda _root, name=name: _run_schedule(cfg, name, shared, run.path / name, store),
+                  folder=False, outputs=(name,))
 
-    run.stage("report", lambda _root: compare_report(cfg, run, data.task, data.sizes), folder=False)
+    run.stage("report", lambda _root: compare_report(cfg, run, data.task, data.sizes), folder=False, outputs=REPORT_FILES)
     run.finish()
     return run
 

@@ -91,7 +91,7 @@ def memo_stage(
         os.symlink(os.path.relpath(folder, run.path.resolve()), target, target_is_directory=True)
         copied = {k: v for k, v in entry.items() if k not in ("status", "finished")}
         copied["reused_from"] = str(folder)
-        return run.stage(name, lambda _root: copied, folder=False)
+        return run.stage(name, lambda _root: copied, folder=False, outputs=(name,))
     entry = run.stage(name, lambda tmp: {**work(tmp), "fingerprint": key})
     if memo is not None:
         memo.remember(key, target, entry)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.config import CompressConfig, TrainConfig
 from minidisc.fileio import is_main_process, process_state
-from minidisc.schedules.run import RunDir
+from minidisc.schedules.run import REPORT_FILES, RunDir
 from minidisc.schedules.stages import export_stage, load_sparsity_map, sparsify_stage, teacher_stage
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def run_compress(
             break
     run.stage("student", lambda tmp: _export_stage(run, teacher_dir, spec_map[_key(spec_map, cfg.target_sparsity)], data, tmp))
     run.set("cost", _cost(run, cfg, spec_map))
-    run.stage("report", lambda root: _report_stage(run, data), folder=False, main_only=True)
+    run.stage("report", lambda root: _report_stage(run, data), folder=False, main_only=True, outputs=REPORT_FILES)
     run.finish()
     return run
 

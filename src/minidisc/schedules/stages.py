@@ -101,19 +101,27 @@ def sparsify_stage(
 
 
 def load_sparsity_map(sparsified_dir: Path) -> dict[float, SubnetSpec]:
-    """The nested sparsity map saved by the ``sparsified`` stage."""
+    """The nested sparsity map saved by the ``sparsified`` stage, with the levels this run
+    added to it later (:func:`level_specs`)."""
     from minidisc.elastic.spec import SubnetSpec
     from minidisc.fileio import read_json
 
     raw = read_json(sparsified_dir / "sparsity_map.json")
+    extra = sparsified_dir.parent / EXTRA_LEVELS
+    if extra.is_file():
+        raw = {**read_json(extra), **raw}
     return {float(s): SubnetSpec.from_dict(spec) for s, spec in raw.items()}
 
 
 def save_sparsity_map(sparsified_dir: Path, spec_map: dict[float, SubnetSpec]) -> None:
     """Write ``sparsity_map.json`` (atomically), levels ascending."""
-    from minidisc.fileio import write_json
+    _save_map(sparsified_dir / "sparsity_map.json", spec_map)
 
-    write_json(sparsified_dir / "sparsity_map.json", {f"{s:g}": spec_map[s].to_dict() for s in sorted(spec_map)})
+
+EXTRA_LEVELS = "extra_levels.json"
+"""Levels a run added to its (possibly linked) ``sparsified`` map, kept beside the folder in
+the run itself: a finished stage's files never change (a resumed run checks them), and a
+run never writes into the run it links its teacher from."""
 
 
 def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, SubnetSpec]:
@@ -121,8 +129,9 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
 
     Levels the saved map lacks (a shared teacher sparsified with another grid) are
     rebuilt from the saved, reordered importance — the same global ranking, so the sets
-    stay nested and equal what sparsifying with them would have given — and added to
-    the saved map, so every later reader (e.g. the compress report) sees them too.
+    stay nested and equal what sparsifying with them would have given — and saved in
+    :data:`EXTRA_LEVELS` beside ``sparsified_dir``, so every later reader of this run
+    (e.g. the compress report, through :func:`load_sparsity_map`) sees them too.
 
     Raises:
         ConfigError: a level outside [0, 1).
@@ -130,6 +139,8 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
     from minidisc.elastic.families import family_for
     from minidisc.elastic.importance import Importance
     from minidisc.elastic.sparsity_map import sparsity_map
+    from minidisc.elastic.spec import SubnetSpec
+    from minidisc.fileio import read_json
     from minidisc.models import ModelSource
 
     saved = load_sparsity_map(sparsified_dir)
@@ -140,10 +151,19 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
 
         config = AutoConfig.from_pretrained(ModelSource(str(sparsified_dir / "model")).path)
         group = family_for(config).geometry(config).group_size
-        saved.update(sparsity_map(Importance.load(sparsified_dir / "importance.safetensors"), missing, group_size=group))
+        added = sparsity_map(Importance.load(sparsified_dir / "importance.safetensors"), missing, group_size=group)
+        saved.update(added)
         if is_main_process():  # every process rebuilt the same levels
-            save_sparsity_map(sparsified_dir, saved)  # concurrent runs may lose levels: rebuilt again later
+            extra = sparsified_dir.parent / EXTRA_LEVELS
+            before = {float(k): SubnetSpec.from_dict(v) for k, v in read_json(extra).items()} if extra.is_file() else {}
+            _save_map(extra, before | added)
     return {s: saved[find_level(saved, s)] for s in wanted}  # type: ignore[index]
+
+
+def _save_map(path: Path, spec_map: dict[float, SubnetSpec]) -> None:
+    from minidisc.fileio import write_json
+
+    write_json(path, {f"{s:g}": spec_map[s].to_dict() for s in sorted(spec_map)})
 
 
 LEVEL_TOLERANCE = 1e-6
@@ -218,7 +238,8 @@ def link_stage(run: RunDir, name: str, source_run: Path) -> dict[str, Any]:
         os.symlink(os.path.relpath(target, run.path.resolve()), link, target_is_directory=True)
         return {k: v for k, v in entry.items() if k != "status"} | {"linked_from": str(target)}
 
-    return run.stage(name, make_link, folder=False, main_only=True)
+    # the link and the files it leads to: a resume notices when the shared stage was rerun
+    return run.stage(name, make_link, folder=False, main_only=True, outputs=(name,))
 
 
 def root_run(run_path: Path) -> Path:
