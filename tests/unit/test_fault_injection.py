@@ -1,7 +1,8 @@
 """A compress run killed with SIGKILL anywhere resumes to the uninterrupted result, bit
 for bit: every stage is killed at least once (the teacher stage included), at seeded
 random points, each in a fresh process, and every chain of kills ends in a resumed run
-whose weights, report and manifest equal the reference run's."""
+whose weights, report and manifest equal the reference run's, with no staging folder of
+a killed stage left behind."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def test_killed_runs_resume_bit_for_bit(reference, tmp_path, chain):
         landed.append(kill_in_stage(cmd, out, stage, 0.5 * seconds[stage], rng, cwd=tmp_path))
     run_to_end(cmd, cwd=tmp_path)
     assert fingerprint(out) == expected
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "a killed stage's staging folder was left"
     wanted = [s for s in CHAINS[chain] if s in seconds]
     assert landed == wanted, f"kills landed in {landed}, meant for {wanted}"
 
