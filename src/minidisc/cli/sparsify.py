@@ -96,7 +96,7 @@ def run_sparsify(
     data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
     with atomic_path(output) as tmp:
         tmp.mkdir()
-        entry = sparsify_stage(Path(source.path), data, levels, batch_size, tmp)
+        entry = sparsify_stage(Path(source.path), data, levels, batch_size, tmp, seed=seed)
         summary = {"teacher": source.label, "task": data.task.name, "levels": entry["levels"],
                    "data": data.sizes, "compute": entry["compute"]}
         write_json(tmp / "sparsify.json", summary)
