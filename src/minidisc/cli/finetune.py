@@ -176,7 +176,7 @@ def run_glue_suite(
     for name in tasks:
         data_cfg = parse_config(DataConfig, merge({}, {"task": name, **data}), "the command line")
 
-        def work(tmp: Path, data_cfg: DataConfig = data_cfg) -> dict[str, Any]:
+        def work(tmp: Path, data_cfg: DataConfig = data_cfg, name: str = name) -> dict[str, Any]:
             result = finetune_one(source, tokenizer, data_cfg, train_cfg, tmp, save_model=save_model, stage=name)
             return {"dev": result["dev"]}
 
