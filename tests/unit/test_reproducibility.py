@@ -115,3 +115,41 @@ def test_every_training_stage_writes_tensorboard_events_and_a_metrics_jsonl(refe
             assert all({f"eval_s{s:g}_main" for s in levels} <= e.keys() for e in evaluations if "eval_selection_score" in e)
         else:
             assert all("eval_main" in e for e in evaluations)
+
+
+def test_finetune_is_seeded_at_its_start_whatever_was_drawn_before(tmp_path):
+    # two fine-tunings in one process, after different draws: the same head, the same weights
+    import torch
+
+    from minidisc.cli.finetune import finetune_one
+    from minidisc.models import ModelSource, load_tokenizer
+
+    source = ModelSource(str(write_tiny_bert(tmp_path / "bare", with_head=False)))
+    data = tiny_sst2_data(tmp_path / "glue")
+    weights = []
+    for earlier_seed in (1, 2):
+        torch.manual_seed(earlier_seed)
+        out = tmp_path / f"ft{earlier_seed}"
+        finetune_one(source, load_tokenizer(source), data, STAGE, out)
+        weights.append(hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest())
+        assert (out / "logs" / "metrics.jsonl").is_file()
+    assert weights[0] == weights[1]
+
+
+def test_pretrain_logs_cover_the_whole_stage_after_a_resume(tmp_path):
+    from minidisc.pretrain.run import run_pretrain
+    from minidisc.pretrain.testing import tiny_config, write_corpus, write_teacher
+    from tests.helpers import interrupt_at_step
+
+    teacher, corpus = write_teacher(tmp_path / "teacher"), write_corpus(tmp_path / "corpus.txt")
+    cfg = tiny_config(teacher, corpus, "scratch", checkpoint_steps=2, optim={"batch_size": 4})  # 4 steps
+    with pytest.raises(KeyboardInterrupt):
+        run_pretrain(cfg, tmp_path / "resumed", callbacks=[interrupt_at_step(3)])
+    steps = []
+    for name in ("resumed", "reference"):
+        run_pretrain(cfg, tmp_path / name)
+        logs = tmp_path / name / "student" / "logs"
+        assert list(logs.glob("events.out.tfevents.*"))
+        events = [json.loads(line) for line in (logs / "metrics.jsonl").read_text().splitlines()]
+        steps.append([e["step"] for e in events if "loss" in e])
+    assert steps[0] == steps[1] and steps[1]  # the resumed run's file starts at step 1 too
