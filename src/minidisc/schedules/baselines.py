@@ -115,7 +115,9 @@ def run_schedule(
         run,
         cfg.teacher_run,
         lambda tmp: teacher_stage(source, data, cfg.finetune, cfg.teacher_finetuned, tmp),
-        lambda tmp: sparsify_stage(run.path / "teacher", data, cfg.levels(), cfg.finetune.eval_batch_size, tmp),
+        lambda tmp: sparsify_stage(
+            run.path / "teacher", data, cfg.levels(), cfg.finetune.eval_batch_size, tmp, seed=cfg.finetune.seed
+        ),
     )
     needed = {lv.sparsity for p in paths for lv in p if lv.sparsity is not None}
     specs = level_specs(run.path / "sparsified", needed)

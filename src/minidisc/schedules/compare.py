@@ -96,7 +96,9 @@ def run_compare(
         run,
         cfg.teacher_run,
         lambda tmp: teacher_stage(source, data, cfg.finetune, cfg.teacher_finetuned, tmp),
-        lambda tmp: sparsify_stage(run.path / "teacher", data, cfg.levels(), cfg.finetune.eval_batch_size, tmp),
+        lambda tmp: sparsify_stage(
+            run.path / "teacher", data, cfg.levels(), cfg.finetune.eval_batch_size, tmp, seed=cfg.finetune.seed
+        ),
     )
     level_specs(run.path / "sparsified", cfg.levels())  # every schedule's levels; completes a shared map
     root = root_run(run.path)

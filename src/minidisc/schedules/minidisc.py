@@ -106,7 +106,7 @@ def _teacher_stage(cfg: CompressConfig, source: Any, data: TaskData, out: Path) 
 
 
 def _sparsify_stage(cfg: CompressConfig, teacher_dir: Path, data: TaskData, out: Path) -> dict[str, Any]:
-    return sparsify_stage(teacher_dir, data, cfg.levels(), cfg.finetune.eval_batch_size, out)
+    return sparsify_stage(teacher_dir, data, cfg.levels(), cfg.finetune.eval_batch_size, out, seed=cfg.finetune.seed)
 
 
 def _iteration(
@@ -167,17 +167,19 @@ def _iteration_stage(
     from minidisc.elastic.io import save_student
     from minidisc.fileio import write_json
     from minidisc.models import ModelSource, load_for_task
+    from minidisc.seeding import seed_everything
     from minidisc.training.tracker import CandidateTracker
 
+    train_cfg = cfg.final if final else cfg.sandwich
+    seed_everything(train_cfg.seed)
     teacher = load_for_task(ModelSource(str(teacher_dir)), data.task)
     student = load_for_task(ModelSource(str(teacher_dir)), data.task)
     target = _key(spec_map, cfg.target_sparsity)
     levels = [target] if final else [_key(spec_map, s) for s in cfg.candidate_levels(level)]
     tracker = CandidateTracker(levels, cfg.lam, target, final=final)
-    train_cfg = cfg.final if final else cfg.sandwich
     compute = train_sandwich(
         teacher, student, {s: spec_map[s] for s in levels}, tracker, data, train_cfg, out / "scratch",
-        teacher_cache=teacher_cache,
+        teacher_cache=teacher_cache, stage=f"iter{k}", log_dir=out / "logs",
     )
     if is_main_process():
         shutil.rmtree(out / "scratch", ignore_errors=True)
@@ -276,6 +278,8 @@ def train_sandwich(
     objective: str = "minidisc",
     objective_options: dict[str, Any] | None = None,
     teacher_cache: TeacherCacheStore | None = None,
+    stage: str = "distillation",
+    log_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Sandwich-train ``candidates`` of an elastic copy of ``student`` against ``teacher``
     with ``objective`` (default: the MiniDisc loss); return the stage's compute totals.
@@ -283,7 +287,12 @@ def train_sandwich(
     With a single candidate this is plain distillation into that sub-network, keeping
     the snapshot at its best dev evaluation (every hop of the baseline schedules).
     With ``teacher_cache`` the totals also hold ``teacher_cache`` statistics (hits,
-    misses, teacher FLOPs saved); the store is flushed to disk at the end.
+    misses, teacher FLOPs saved); the store is flushed to disk at the end. ``stage``
+    names the stage in errors; ``log_dir`` receives the training logs
+    (:mod:`minidisc.training.logs`).
+
+    Raises:
+        DivergenceError: a non-finite loss, gradient norm or weight during training.
     """
     from minidisc.elastic.model import ElasticModel
     from minidisc.objectives import build_objective
@@ -311,6 +320,8 @@ def train_sandwich(
         tracker=tracker,
         patience=cfg.patience,
         teacher_cache=teacher_cache,
+        stage=stage,
+        log_dir=log_dir,
     )
     trainer.train()
     if not tracker.history:  # training ended between evaluations: evaluate once

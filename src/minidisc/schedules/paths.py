@@ -100,7 +100,8 @@ def run_hop(ctx: HopContext, chain: Sequence[Level]) -> dict[str, Any]:
     })
 
     def work(tmp: Path) -> dict[str, Any]:
-        return hop_stage(teacher_dir, level, ctx.specs, ctx.data, cfg, ctx.cache, tmp) | {"teacher": parent}
+        entry = hop_stage(teacher_dir, level, ctx.specs, ctx.data, cfg, ctx.cache, tmp, stage=stage_name(chain))
+        return entry | {"teacher": parent}
 
     return memo_stage(run, stage_name(chain), key, ctx.memo, work)
 
@@ -113,11 +114,18 @@ def hop_stage(
     cfg: ScheduleConfig,
     cache: TeacherCacheStore | None,
     out: Path,
+    *,
+    stage: str = "hop",
 ) -> dict[str, Any]:
     """Distil the model in ``teacher_dir`` into a copy of it cut to ``level``.
 
-    Writes ``out/model`` (the student at its best dev evaluation) and returns the
-    manifest entry: level, spec, best dev metric, evaluation history, compute.
+    Writes ``out/model`` (the student at its best dev evaluation) and ``out/logs`` (the
+    training logs), and returns the manifest entry: level, spec, best dev metric,
+    evaluation history, compute. Seeded with ``cfg.train.seed`` first; ``stage`` names
+    the stage in errors.
+
+    Raises:
+        DivergenceError: a non-finite loss, gradient norm or weight during training.
     """
     from minidisc.elastic.extract import physical_spec
     from minidisc.elastic.io import save_student
@@ -125,8 +133,10 @@ def hop_stage(
     from minidisc.schedules.minidisc import train_sandwich
     from minidisc.schedules.stages import level_key
     from minidisc.schedules.students import drop_layers
+    from minidisc.seeding import seed_everything
     from minidisc.training.tracker import CandidateTracker
 
+    seed_everything(cfg.train.seed)
     teacher = load_for_task(ModelSource(str(teacher_dir)), data.task)
     student = load_for_task(ModelSource(str(teacher_dir)), data.task)
     if level.layers is not None:
@@ -140,6 +150,7 @@ def hop_stage(
     compute = train_sandwich(
         teacher, student, {key: spec}, tracker, data, cfg.train, out / "scratch",
         objective=cfg.objective, objective_options=dict(cfg.objective_options), teacher_cache=cache,
+        stage=stage, log_dir=out / "logs",
     )
     shutil.rmtree(out / "scratch", ignore_errors=True)
     save_student(tracker.chosen(), out / "model", spec, tokenizer=data.tokenizer)

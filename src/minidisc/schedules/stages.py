@@ -45,18 +45,28 @@ StageWork = Callable[[Path], dict[str, Any]]
 def teacher_stage(
     source: ModelSource, data: TaskData, finetune_cfg: TrainConfig, already_finetuned: bool, out: Path
 ) -> dict[str, Any]:
-    """Fine-tune (or, if ``already_finetuned``, evaluate) the teacher; save it to ``out``.
+    """Fine-tune (or, if ``already_finetuned``, evaluate) the teacher; save it to ``out``
+    (with the training logs in ``out/logs``). Seeded with ``finetune_cfg.seed`` before the
+    new task head is drawn.
 
     Returns the manifest entry: dev metrics, fine-tuning compute, source, data sizes.
+
+    Raises:
+        DivergenceError: fine-tuning diverged (non-finite loss, gradient norm or weight).
     """
     from minidisc.models import load_for_task
+    from minidisc.seeding import seed_everything
     from minidisc.training.finetune import evaluate_model, finetune
 
+    seed_everything(finetune_cfg.seed)
     model = load_for_task(source, data.task, require_head=already_finetuned)
     if already_finetuned:
         dev, compute = evaluate_model(model, data, finetune_cfg, out / "scratch")[0], None
     else:
-        result = finetune(model, data.tokenizer, data.task, data.train, data.dev, finetune_cfg, out / "scratch")
+        result = finetune(
+            model, data.tokenizer, data.task, data.train, data.dev, finetune_cfg, out / "scratch",
+            stage="teacher", log_dir=out / "logs",
+        )
         model, dev, compute = result.model, result.dev_metrics, result.compute.to_dict()
     if is_main_process():  # every process trained the same weights; one writes them
         shutil.rmtree(out / "scratch", ignore_errors=True)
@@ -66,13 +76,15 @@ def teacher_stage(
 
 
 def sparsify_stage(
-    teacher_dir: Path, data: TaskData, levels: Iterable[float], batch_size: int, out: Path
+    teacher_dir: Path, data: TaskData, levels: Iterable[float], batch_size: int, out: Path, *, seed: int
 ) -> dict[str, Any]:
     """Importance (|∂ label loss / ∂ mask| on ``data.importance``), reorder, sparsity map.
 
     Writes ``model/`` (the reordered teacher, same outputs), ``importance.safetensors``
     and ``sparsity_map.json`` into ``out``. The entry's ``compute`` counts the importance
     pass as training FLOPs (one forward and one backward per batch: 3 × forward).
+    Seeded with ``seed`` first (the pass draws nothing today; a stage is seeded anyway,
+    so that it stays reproducible when it does).
     """
     from torch.utils.data import DataLoader
 
@@ -80,8 +92,10 @@ def sparsify_stage(
     from minidisc.compute.meter import ComputeTotals
     from minidisc.elastic.model import ElasticModel
     from minidisc.models import ModelSource, load_for_task
+    from minidisc.seeding import seed_everything
     from minidisc.training.data import collator_for
 
+    seed_everything(seed)
     elastic = ElasticModel(load_for_task(ModelSource(str(teacher_dir)), data.task))
     loader = DataLoader(data.importance, batch_size=batch_size, collate_fn=collator_for(data.task, data.tokenizer))
     totals = ComputeTotals()

@@ -61,6 +61,9 @@ def training_arguments(
         greater_is_better=True,
         logging_strategy="steps",
         logging_steps=max(1, min(50, cfg.eval_steps or 50)),
+        # logs show a NaN loss as NaN (the default replaces it by an average of earlier ones)
+        logging_nan_inf_filter=False,
+        # MeteredTrainer attaches TensorBoard itself, with the stage's log folder
         report_to="none",
         seed=cfg.seed,
         data_seed=cfg.seed,

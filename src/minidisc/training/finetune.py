@@ -39,12 +39,20 @@ def finetune(
     dev_set: Dataset,
     cfg: TrainConfig,
     workdir: str | Path,
+    *,
+    stage: str = "finetune",
+    log_dir: str | Path | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on tokenized ``train_set``, selecting on ``dev_set``.
 
     Args:
         train_set, dev_set: outputs of :func:`minidisc.tasks.tokenize_split`.
         workdir: scratch folder for the Trainer's checkpoints (the caller deletes it).
+        stage: the stage's name in errors.
+        log_dir: folder of the training logs (:mod:`minidisc.training.logs`); None: none.
+
+    Raises:
+        DivergenceError: a non-finite loss, gradient norm or weight during training.
     """
     from transformers import EarlyStoppingCallback
 
@@ -61,6 +69,8 @@ def finetune(
         processing_class=tokenizer,
         compute_metrics=metrics_fn(task),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience else None,
+        stage=stage,
+        log_dir=log_dir,
     )
     trainer.train()
     dev = dev_metrics(trainer.evaluate())

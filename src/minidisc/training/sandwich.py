@@ -57,8 +57,9 @@ class SandwichTrainer(DistillationTrainer):
         self.patience = patience
         self._stale_evals = 0
 
-    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
-        self.meter_callback.count_batch(inputs)
+    def compute_training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
         model.train()
         inputs = self._prepare_inputs(inputs)
         teacher = self.teacher_signals(inputs)

@@ -1,6 +1,7 @@
 """Trainer subclasses: metered training and teacher → student distillation.
 
-``MeteredTrainer`` adds compute accounting to the HF Trainer; ``DistillationTrainer``
+``MeteredTrainer`` adds compute accounting, the divergence check and the stage's
+training logs to the HF Trainer; ``DistillationTrainer``
 replaces the label loss by a distillation objective against a frozen teacher. The
 teacher runs in eval mode (dropout off) under ``no_grad``, once per batch.
 """
@@ -15,6 +16,8 @@ import torch
 from transformers import Trainer
 
 from minidisc.errors import ConfigError
+from minidisc.training.divergence import DivergenceCallback
+from minidisc.training.logs import log_callbacks
 from minidisc.training.metering import MeterCallback, attach_flop_hook
 
 if TYPE_CHECKING:
@@ -22,24 +25,66 @@ if TYPE_CHECKING:
 
 
 class MeteredTrainer(Trainer):
-    """A Trainer that counts FLOPs, tokens and wall time of its run.
+    """A Trainer that counts FLOPs, tokens and wall time of its run, stops when training
+    diverges, and writes the stage's training logs.
 
     Keyword Args:
         spec_fn: returns the student's active sub-network (for elastic students).
+        stage: the stage's name in divergence errors (see
+            :class:`~minidisc.training.divergence.DivergenceCallback`).
+        log_dir: write TensorBoard events and ``metrics.jsonl`` here
+            (:mod:`minidisc.training.logs`); None: no logs (e.g. evaluation only).
     """
 
-    def __init__(self, *args: Any, spec_fn: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, spec_fn: Any = None, stage: str = "training", log_dir: str | Path | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.meter_callback = MeterCallback(self.model, spec_fn)
         self.add_callback(self.meter_callback)
+        self.divergence = DivergenceCallback(stage)
+        self.add_callback(self.divergence)
+        for callback in log_callbacks(log_dir) if log_dir is not None else ():
+            self.add_callback(callback)
 
     @property
     def meter(self):
         return self.meter_callback.meter
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().train(*args, **kwargs)
+        except BaseException:
+            # A failed stage (divergence, interruption) ends its progress bars now, so the
+            # error printed next is the last line on the screen, not a bar redrawn at exit.
+            _close_progress_bars(self)
+            raise
+
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         self.meter_callback.count_batch(inputs)
+        loss = self.compute_training_step(model, inputs, num_items_in_batch)
+        self.divergence.check_loss(loss, self.args, self.state.global_step + 1)
+        return loss
+
+    def compute_training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        """Forward and backward of one batch; return its (detached) loss. Subclasses that
+        train differently (several sub-networks per batch) replace this, and keep the
+        accounting and divergence check of :meth:`training_step`."""
         return super().training_step(model, inputs, num_items_in_batch)
+
+
+def _close_progress_bars(trainer: Trainer) -> None:
+    from transformers.trainer_callback import ProgressCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback):
+            for bar in (callback.training_bar, callback.prediction_bar):
+                if bar is not None:
+                    bar.close()
+            callback.training_bar = callback.prediction_bar = None
 
 
 class DistillationTrainer(MeteredTrainer):
