@@ -149,8 +149,10 @@ def _manifest(run_dir: Path) -> dict:
         return {}  # not written yet, or being replaced right now
 
 
-# Keys whose values are clocks, not results.
-_CLOCKS = {"created", "finished", "completed", "wall_time_s", "seconds", "wall_s", "time_s", "duration_s"}
+# Keys whose values are clocks, not results; and the manifest's records of the files a
+# stage wrote (modification times, and checksums of logs and model cards that hold
+# times and paths): the weights are compared on their own.
+_CLOCKS = {"created", "finished", "completed", "wall_time_s", "seconds", "wall_s", "time_s", "duration_s", "outputs"}
 
 
 def _timeless(obj: object) -> object:

@@ -47,7 +47,9 @@ def _error_line(proc, stage: str) -> str:
 def test_finetune_stops_and_writes_nothing(files):
     proc = run_minidisc("finetune", "--model", "bare", *TINY, "--output", "ft", cwd=files)
     _error_line(proc, "finetune")
-    assert not (files / "ft").exists()
+    out = files / "ft"  # a run folder (config and manifest) with no finished stage and no model
+    assert not any(e.get("status") == "done" for e in read_json(out / "manifest.json")["stages"].values())
+    assert not list(out.glob("*.safetensors"))
     assert not [p for p in files.iterdir() if p.name.startswith(".ft.")]  # no staging folder left
 
 

@@ -105,7 +105,7 @@ def test_a_killed_finetune_leaves_nothing_after_the_next_run_which_resumes(input
     assert not staging.exists() and not old_style.parent.exists()
     assert all(p.read_text() == "mine" for p in user_hidden)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("tokenizer")) == [
-        ".notes", "config.json", "config.yaml", "finetune.json", "manifest.json", "model.safetensors"]
+        ".notes", "config.json", "config.yaml", "finetune.json", "logs", "manifest.json", "model.safetensors"]
 
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     again = _cli(*args, cwd=root)

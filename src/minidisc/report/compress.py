@@ -38,7 +38,8 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     stages = finished_stages(run.manifest)
     config = AutoConfig.from_pretrained(run.path / "teacher")
     spec_map = load_sparsity_map(run.path / "sparsified") if "sparsified" in stages else {}
-    iterations = [stages[k] for k in iteration_names(stages)]
+    # the results of each iteration, not the manifest's record of the files it wrote
+    iterations = [{k: v for k, v in stages[name].items() if k != "outputs"} for name in iteration_names(stages)]
 
     def size(sparsity: float) -> dict[str, float]:
         # the teacher (sparsity 0) is the full model whether or not 0 is on the grid
