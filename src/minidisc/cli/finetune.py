@@ -72,6 +72,10 @@ def finetune(
         tasks = parse_suite(glue_suite)
         run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite)
         return
+    from minidisc.fileio import check_writable
+
+    check_writable(output)  # a file, or a read-only folder: said now, not after training
+    check_writable(output.parent)  # the finished model is renamed into place from there
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it or choose another --output")
     data_cfg = parse_config(DataConfig, merge({}, {"task": task, **data}), "the command line")
@@ -80,6 +84,8 @@ def finetune(
     source = resolve_model(model)
     with atomic_path(output) as tmp:
         result = finetune_one(source, load_tokenizer(source), data_cfg, train_cfg, tmp, save_model=save_model)
+    if result["head_initialised"]:
+        typer.echo(f"classifier head initialised: {result['head_initialised']}")
     typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result['dev'].items())}")
     typer.echo(f"model: {output}")
 
@@ -89,25 +95,27 @@ def finetune_one(
     *, save_model: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune ``source`` on ``data_cfg.task`` and write into the folder ``output``:
-    ``finetune.json`` (dev metrics as fractions, data sizes, compute) and, with
+    ``finetune.json`` (dev metrics as fractions, data sizes, compute, and
+    ``head_initialised``: why the task head was newly initialised, or None) and, with
     ``save_model``, the model and tokenizer. Callers make the write atomic. Returns the
     ``finetune.json`` content."""
     import shutil
 
     from minidisc.fileio import write_json
-    from minidisc.models import load_for_task
+    from minidisc.models import load_task_model
     from minidisc.schedules.inputs import prepare_task_data
     from minidisc.training.finetune import finetune as run_finetune
 
     data = prepare_task_data(data_cfg, tokenizer, seed=train_cfg.seed)
     output.mkdir(parents=True, exist_ok=True)
-    result = run_finetune(load_for_task(source, data.task), tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch")
+    loaded = load_task_model(source, data.task)
+    result = run_finetune(loaded.model, tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch")
     shutil.rmtree(output / "scratch", ignore_errors=True)
     if save_model:
         result.model.save_pretrained(output)
         tokenizer.save_pretrained(output)
     summary = {"model": source.label, "task": data.task.name, "dev": result.dev_metrics,
-               "data": data.sizes, "compute": result.compute.to_dict()}
+               "data": data.sizes, "compute": result.compute.to_dict(), "head_initialised": loaded.head_initialised}
     write_json(output / "finetune.json", summary)
     return summary
 

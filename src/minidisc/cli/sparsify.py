@@ -43,6 +43,10 @@ def sparsify(
     importance_samples: Annotated[int, typer.Option(help="Training examples whose label-loss gradients score heads/neurons.")] = 2048,
     batch_size: Annotated[int, typer.Option(help="Batch size of the importance pass.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of subsampling and of the importance subset.")] = 776,
+    allow_untrained_head: Annotated[bool, typer.Option(
+        "--allow-untrained-head",
+        help="Score importance even through a task head that was never trained (random scores; recorded in sparsify.json).",
+    )] = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Score, reorder and map the heads/neurons of a teacher already fine-tuned on the task.
@@ -57,13 +61,16 @@ def sparsify(
     }), "the command line")
     levels = _levels(parse_grid(grid), target_sparsity)
     check_output(output, overwrite)
-    summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output)
+    summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output, allow_untrained_head=allow_untrained_head)
+    if summary["untrained_head"]:
+        typer.echo(f"warning: importance scored through an untrained head ({summary['untrained_head']})", err=True)
     typer.echo(render_levels(output / MAP_FILE))
     typer.echo(f"reordered model: {output / 'model'}  ({summary['data']['importance_examples']} scoring examples)")
 
 
 def run_sparsify(
-    teacher: str, data_cfg: Any, levels: list[float], batch_size: int, seed: int, output: Path
+    teacher: str, data_cfg: Any, levels: list[float], batch_size: int, seed: int, output: Path,
+    *, allow_untrained_head: bool = False,
 ) -> dict[str, Any]:
     """Sparsify ``teacher`` on ``data_cfg``'s training subset into ``output`` (atomically).
 
@@ -73,13 +80,17 @@ def run_sparsify(
         levels: sparsity fractions of the map.
         batch_size: batch size of the importance pass.
         seed: seed of subsampling and of the importance subset.
+        allow_untrained_head: score through a head that was never trained instead of
+            refusing (``untrained_head`` in the summary says why it is untrained).
 
     Returns:
-        The ``sparsify.json`` content (teacher, task, levels, data sizes, compute).
+        The ``sparsify.json`` content (teacher, task, levels, data sizes, compute,
+        ``untrained_head``: None for a trained head).
 
     Raises:
         ConfigError: a GGUF teacher (save it as a model folder first, e.g. with
-            ``minidisc finetune``). ModelError, DataError: from loading.
+            ``minidisc finetune``). ModelError: from loading, or an untrained head
+            without ``allow_untrained_head``. DataError: from loading the data.
     """
     from minidisc.errors import ConfigError
     from minidisc.fileio import atomic_path, write_json
@@ -96,9 +107,9 @@ def run_sparsify(
     data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
     with atomic_path(output) as tmp:
         tmp.mkdir()
-        entry = sparsify_stage(Path(source.path), data, levels, batch_size, tmp)
+        entry = sparsify_stage(source, data, levels, batch_size, tmp, allow_untrained_head=allow_untrained_head)
         summary = {"teacher": source.label, "task": data.task.name, "levels": entry["levels"],
-                   "data": data.sizes, "compute": entry["compute"]}
+                   "data": data.sizes, "compute": entry["compute"], "untrained_head": entry["untrained_head"]}
         write_json(tmp / "sparsify.json", summary)
     return summary
 
@@ -109,9 +120,12 @@ def check_output(output: Path, overwrite: bool) -> None:
 
     Raises:
         RunExistsError: ``output`` is not empty and cannot be replaced.
+        ConfigError: its folder cannot be written.
     """
     from minidisc.errors import RunExistsError
+    from minidisc.fileio import check_writable
 
+    check_writable(output.parent)  # the output is renamed into place from there
     if not output.exists() or (output.is_dir() and not any(output.iterdir())):
         return
     finished = (output / MAP_FILE).is_file()
