@@ -25,3 +25,7 @@ class ModelError(MinidiscError):
 
 class RunExistsError(MinidiscError):
     """A finished run would be overwritten without ``--overwrite``."""
+
+
+class DiskFullError(MinidiscError):
+    """The disk filled up while minidisc wrote an output (the unfinished output is removed)."""

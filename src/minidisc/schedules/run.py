@@ -25,7 +25,14 @@ from pydantic import BaseModel
 from minidisc import __version__
 from minidisc.config import save_yaml
 from minidisc.errors import RunExistsError
-from minidisc.fileio import atomic_path, collective_atomic_dir, process_state, read_json, write_json
+from minidisc.fileio import (
+    atomic_path,
+    check_writable,
+    collective_atomic_dir,
+    process_state,
+    read_json,
+    write_json,
+)
 
 MANIFEST = "manifest.json"
 
@@ -52,6 +59,7 @@ class RunDir:
         self.config = config
         self._state = process_state()
         self.manifest = self._opened(config.model_dump(mode="json"), command, overwrite)
+        check_writable(self.path)  # a read-only folder fails now, not after the first stage
         self._state.wait_for_everyone()  # nobody still reads the folder when it is cleared
         if self._state.is_main_process:
             if overwrite and is_run_dir(self.path):
