@@ -122,3 +122,48 @@ def test_an_already_finetuned_teacher_with_an_untrained_head_is_refused(tmp_path
     data = prepare_task_data(tiny_sst2_data(tmp_path / "glue"), load_tokenizer(source), seed=0)
     with pytest.raises(ModelError, match="never trained.*drop --teacher-finetuned"):
         teacher_stage(source, data, TrainConfig(), True, tmp_path / "out")
+
+
+def test_an_initialised_head_is_reported_by_finetune_and_compress(tmp_path):
+    """finetune prints and records why the head was initialised; the teacher stage
+    records it and the compress report shows it."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer, BertModel
+    from typer.testing import CliRunner
+
+    from minidisc.cli import app
+    from minidisc.config import TrainConfig
+    from minidisc.fileio import read_json, write_json
+    from minidisc.models import ModelSource, load_tokenizer
+    from minidisc.report.compress import build_compress_report, render_markdown
+    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.schedules.stages import teacher_stage
+    from tests.helpers import tiny_sst2_data, write_tiny_bert, write_tiny_sst2
+
+    full = write_tiny_bert(tmp_path / "full")
+    BertModel.from_pretrained(full).save_pretrained(tmp_path / "bare")
+    AutoTokenizer.from_pretrained(full).save_pretrained(tmp_path / "bare")
+    glue = write_tiny_sst2(tmp_path / "glue")
+    result = CliRunner().invoke(app, ["finetune", "--model", str(tmp_path / "bare"), "--data-dir", str(glue),
+                                      "--max-length", "16", "--epochs", "0.2", "--batch-size", "8",
+                                      "-o", str(tmp_path / "ft")])
+    assert result.exit_code == 0, result.output
+    assert "classifier head initialised: the checkpoint has no sst2 head" in result.output
+    assert "no sst2 head" in read_json(tmp_path / "ft" / "finetune.json")["head_initialised"]
+
+    source = ModelSource(str(tmp_path / "bare"))
+    data = prepare_task_data(tiny_sst2_data(tmp_path / "glue2"), load_tokenizer(source), seed=0)
+    entry = teacher_stage(source, data, TrainConfig(max_steps=1, batch_size=8), False, tmp_path / "teacher")
+    assert "no sst2 head" in entry["head_initialised"]
+
+    write_json(tmp_path / "sparsified" / "sparsity_map.json",
+               {"0.5": {"heads": [2, 2], "neurons": [32, 32], "sparsity": 0.5}})
+    stages = {"teacher": {**entry, "wall_time_s": 1.0},
+              "iter1": {"iteration": 1, "final": True, "selected": 0.5, "selected_metric": 0.5,
+                        "candidates": [{"sparsity": 0.5, "best_metric": 0.5, "tradeoff": 0.6}], "wall_time_s": 1.0},
+              "student": {"dev": entry["dev"], "plain_hf_loadable": False, "wall_time_s": 1.0}}
+    run = SimpleNamespace(path=tmp_path, manifest={"config": {"data": {"task": "sst2"}, "lam": 0.2,
+                                                              "target_sparsity": 0.5}, "stages": stages})
+    markdown = render_markdown(build_compress_report(run))
+    assert "- classifier head initialised: the checkpoint has no sst2 head" in markdown
