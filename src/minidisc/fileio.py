@@ -2,6 +2,11 @@
 
 Everything is written to a temporary file in the destination folder and renamed over
 the target (``os.replace`` is atomic on POSIX and Windows for same-volume paths).
+A full disk met inside such a write (or anywhere in the block, e.g. a Trainer
+checkpoint of a stage) becomes a one-sentence :class:`~minidisc.errors.DiskFullError`,
+a read-only destination a :class:`~minidisc.errors.ConfigError`; commands call
+:func:`check_writable` on their output before any work, so a read-only folder is found
+at once rather than after training.
 
 Under a multi-process launch (``accelerate launch``, ``torchrun``) every process runs the
 same code on one shared run folder, so outputs are written by the main process only:
@@ -12,6 +17,7 @@ works in together (e.g. a Trainer's ``output_dir``).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -22,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minidisc.errors import ConfigError
+from minidisc.errors import ConfigError, DiskFullError, MinidiscError
 
 if TYPE_CHECKING:
     from accelerate import PartialState
@@ -44,15 +50,16 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     it behind, for :func:`remove_leftovers` to find.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / _STAGED
-    try:
-        yield tmp
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
+    with write_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / _STAGED
+        try:
+            yield tmp
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 @contextmanager
@@ -70,20 +77,21 @@ def collective_atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     root = target.parent / f".{target.name}.partial"  # one name: every process finds it
     staging = root / _STAGED
-    if state.is_main_process:
-        shutil.rmtree(root, ignore_errors=True)  # left by an interrupted attempt
-        staging.mkdir(parents=True)
-    state.wait_for_everyone()
-    try:
-        yield staging
-        state.wait_for_everyone()  # nobody still writes or reads the staging folder
+    with write_errors(target):
         if state.is_main_process:
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-    finally:
-        if state.is_main_process:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)  # left by an interrupted attempt
+            staging.mkdir(parents=True)
+        state.wait_for_everyone()
+        try:
+            yield staging
+            state.wait_for_everyone()  # nobody still writes or reads the staging folder
+            if state.is_main_process:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(staging, target)
+        finally:
+            if state.is_main_process:
+                shutil.rmtree(root, ignore_errors=True)
     state.wait_for_everyone()  # the others may read target from here on
 
 
@@ -121,6 +129,84 @@ def remove_leftovers(folder: str | os.PathLike[str], target: str | None = None) 
     for path in found:
         shutil.rmtree(path, ignore_errors=True)
     return found
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+@contextmanager
+def write_errors(target: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a failed write of ``target`` (or of anything under it) into one sentence.
+
+    A full disk (``ENOSPC``/``EDQUOT``, whichever file it hit) raises
+    :class:`~minidisc.errors.DiskFullError`; a permission or read-only error on a path
+    at or under ``target``'s folder raises :class:`~minidisc.errors.ConfigError`. Other
+    errors pass unchanged.
+    """
+    target = Path(target)
+    try:
+        yield
+    except OSError as err:
+        converted = _write_error(err, target)
+        if converted is None:
+            raise
+        raise converted from err
+
+
+def disk_error(err: OSError) -> MinidiscError | None:
+    """The one-sentence error for an OSError that can only come from writing: a full
+    disk or a read-only file system (None for any other error)."""
+    where = err.filename or "an output file"
+    if err.errno in _NO_SPACE:
+        return DiskFullError(
+            f"no space left on the disk while writing {where}: free some space there (or choose "
+            "another --output on a disk with room) and rerun the command; the unfinished output was removed"
+        )
+    if err.errno == errno.EROFS:
+        return ConfigError(f"cannot write {where}: the file system is read-only; choose another --output")
+    return None
+
+
+def _write_error(err: OSError, target: Path) -> MinidiscError | None:
+    inside = err.filename is None or Path(os.path.abspath(err.filename)).is_relative_to(
+        Path(os.path.abspath(target)).parent
+    )
+    if err.errno in _NOT_WRITABLE and inside:
+        return disk_error(err) or ConfigError(
+            f"cannot write {err.filename or target} ({err.strerror}): choose another --output, or make "
+            "that folder writable"
+        )
+    return disk_error(err)
+
+
+def check_writable(folder: str | os.PathLike[str], what: str = "--output") -> None:
+    """Check, before any work, that outputs can be written into ``folder``.
+
+    Creates and removes a probe file in ``folder`` if it exists, else in its nearest
+    existing ancestor (where it would be created); nothing else is created.
+
+    Raises:
+        ConfigError: ``folder`` (or an ancestor) is a file, or the probe cannot be
+            written (read-only folder or file system, no permission).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{what} {folder} is a file, not a folder: choose a folder path")
+    probe_dir = folder
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise ConfigError(f"{what} {folder} cannot be created: {probe_dir} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".minidisc-write-probe.", dir=probe_dir)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        reason = "no space left on the disk" if err.errno in _NO_SPACE else err.strerror
+        raise ConfigError(
+            f"cannot write into {probe_dir} ({reason}): choose another {what}, or make that folder writable"
+        ) from None
 
 
 def process_state() -> PartialState:

@@ -11,13 +11,18 @@ A teacher is named by
 * any Hugging Face hub id (needs network access; set ``HF_HUB_OFFLINE=1`` to forbid it).
 
 Weights load from safetensors only (``use_safetensors=True``) and ``trust_remote_code``
-stays off.
+stays off. Loading is strict about the model's body: a weight the config asks for that
+the checkpoint lacks, holds in another shape, or holds beyond what the config describes
+(e.g. ``config.json`` declaring 12 layers over 6 stored ones) is a :class:`ModelError`,
+never a silent random initialisation. Only the task head (classifier/score layer and
+BERT's pooler) may be initialised, and :class:`TaskModel` says when and why.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,19 +62,109 @@ class ModelSource:
 
 def from_pretrained(auto_class: Any, source: ModelSource, **kwargs: Any) -> Any:
     """``auto_class.from_pretrained`` with minidisc's safe defaults (safetensors only, no
-    remote code); a GGUF checkpoint is loaded dequantized and then handled as an ordinary
-    float model (``transformers`` would otherwise refuse to train or save it).
+    remote code) and a strict check of the weights; a GGUF checkpoint is loaded
+    dequantized and then handled as an ordinary float model (``transformers`` would
+    otherwise refuse to train or save it).
+
+    Every weight of the model's body (everything but its task head, see
+    :func:`is_head_key`) must come from the checkpoint with the shape the config gives
+    it, and the checkpoint may hold no body weight the config does not describe. Head
+    weights that are missing or of another shape are initialised by ``transformers`` and
+    listed in the loading info for the caller to judge.
+
+    Returns:
+        The model; ``(model, info)`` with ``output_loading_info=True`` (``info`` as
+        ``transformers`` gives it: ``missing_keys``, ``unexpected_keys``,
+        ``mismatched_keys`` as (name, checkpoint shape, model shape), ``error_msgs``).
 
     Raises:
+        ModelError: a weights file is corrupted or truncated, or the weights do not match
+            the config (the message names a few keys and what to change).
         OSError, ValueError: as ``from_pretrained`` (callers turn them into ModelError).
     """
-    loaded = auto_class.from_pretrained(source.path, **kwargs, **source.load_kwargs())
+    from safetensors import SafetensorError
+
+    wants_info = kwargs.pop("output_loading_info", False)
+    kwargs.setdefault("ignore_mismatched_sizes", True)  # judged below, key by key
+    try:
+        model, info = auto_class.from_pretrained(
+            source.path, **kwargs, output_loading_info=True, **source.load_kwargs()
+        )
+    except SafetensorError as err:
+        raise ModelError(corrupted_weights_message(source.label or source.path, err)) from err
     if source.gguf_file:
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-    return loaded
+    check_body_loaded(model, info, source.label or source.path)
+    return (model, info) if wants_info else model
+
+
+def corrupted_weights_message(where: str | os.PathLike[str], err: Exception) -> str:
+    """The one sentence for a weights file that cannot be read (truncated, not safetensors)."""
+    return (
+        f"the weights of {where} are corrupted or truncated ({err}); replace the file "
+        "(re-download or re-save the model), or, if it is a stage output of a minidisc run, "
+        "delete that stage's folder and rerun the command to redo the stage"
+    )
+
+
+def is_head_key(model: Any, key: str) -> bool:
+    """Whether weight ``key`` belongs to the task head rather than the model's body.
+
+    The body is the base model (``model.base_model``, e.g. ``bert`` or ``model``) minus
+    BERT's pooler; everything outside it (``classifier``, ``score``, ``cls``,
+    ``lm_head`` …) is head. ``key`` may be named with or without the base-model prefix
+    (``transformers`` reports unexpected keys as the checkpoint names them).
+    """
+    prefix = f"{model.base_model_prefix}."
+    name = key.removeprefix(prefix)
+    first = name.split(".", 1)[0]
+    if first == "pooler":  # pooled [CLS] projection: part of a classification head
+        return True
+    if key.startswith(prefix):
+        return False
+    return first not in dict(model.base_model.named_children())
+
+
+def check_body_loaded(model: Any, info: dict[str, Any], where: str | os.PathLike[str]) -> None:
+    """Raise unless every body weight came from the checkpoint (see :func:`from_pretrained`).
+
+    Raises:
+        ModelError: body weights missing, of another shape, or left over in the
+            checkpoint; or ``transformers`` reported load errors.
+    """
+    missing = sorted(k for k in info.get("missing_keys", ()) if not is_head_key(model, k))
+    wrong = sorted((m for m in info.get("mismatched_keys", ()) if not is_head_key(model, _key(m))), key=_key)
+    extra = sorted(k for k in info.get("unexpected_keys", ()) if not is_head_key(model, k))
+    errors = list(info.get("error_msgs", ()))
+    if not (missing or wrong or extra or errors):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weight(s) the config asks for are not in the checkpoint ({_few(missing)})")
+    if wrong:
+        shapes = [f"{k}: checkpoint {list(c)}, config {list(m)}" for k, c, m in (w for w in wrong if isinstance(w, tuple))]
+        parts.append(f"{len(wrong)} have another shape than the config says ({_few(shapes or [_key(w) for w in wrong])})")
+    if extra:
+        parts.append(f"{len(extra)} in the checkpoint are not in the model the config describes ({_few(extra)})")
+    if errors:
+        parts.append(f"transformers reported: {_few(errors)}")
+    raise ModelError(
+        f"the weights of {where} do not match its config.json: {'; '.join(parts)}. They would be "
+        "silently re-initialised, so minidisc stops: fix config.json (num_hidden_layers, hidden_size, "
+        "intermediate_size, num_attention_heads, vocab_size ...) to describe the saved weights, or pass "
+        "the checkpoint this config belongs to"
+    )
+
+
+def _key(entry: Any) -> str:
+    """A loading-info key: mismatched keys come as (name, checkpoint shape, model shape)."""
+    return entry[0] if isinstance(entry, tuple) else entry
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f", … ({len(items) - n} more)" if len(items) > n else "")
 
 
 def resolve_model(name: str | None) -> ModelSource:
@@ -107,7 +202,27 @@ def resolve_model(name: str | None) -> ModelSource:
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} has no config.json: pass a model folder saved with save_pretrained")
         return ModelSource(str(path), label=str(path))
+    if looks_local(str(name)):  # the hub would retry for a minute before saying "not found"
+        raise ModelError(
+            f"model folder {name} does not exist (resolved to {path.resolve()}); check the path, "
+            "or pass a hub id such as org/name"
+        )
     return ModelSource(str(name), label=f"{name} (hub)")
+
+
+def looks_local(name: str) -> bool:
+    """Whether ``name`` is meant as a filesystem path rather than a hub id ``org/name``.
+
+    True when it starts with ``.``, ``/`` or ``~``, holds a separator a hub id cannot
+    (two or more ``/``, or ``os.sep`` where that is not ``/``), or its first component
+    is an existing local folder (``runs/teacher`` with ``runs/`` present).
+    """
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return True
+    if os.sep != "/" and os.sep in name:
+        return True
+    head, sep, _ = name.partition("/")
+    return bool(sep) and Path(head).is_dir()
 
 
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
@@ -124,16 +239,38 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+@dataclass(frozen=True)
+class TaskModel:
+    """A model loaded for a task, and whether its task head had to be initialised.
+
+    Attributes:
+        model: the ``…ForSequenceClassification`` / ``…ForTokenClassification`` model.
+        head_initialised: why the head was newly initialised (e.g. "the checkpoint has no
+            sst2 head (classifier.bias, classifier.weight)"), None when it was loaded.
+            Reports show it as "classifier head initialised: <reason>".
+    """
+
+    model: PreTrainedModel
+    head_initialised: str | None = None
+
+
 def load_for_task(source: ModelSource, task: TaskSpec, *, require_head: bool = False) -> PreTrainedModel:
+    """:func:`load_task_model`'s model (for callers that need no head report)."""
+    return load_task_model(source, task, require_head=require_head).model
+
+
+def load_task_model(source: ModelSource, task: TaskSpec, *, require_head: bool = False) -> TaskModel:
     """Load a model with a sequence- or token-classification head sized for ``task``.
 
     A head that the checkpoint lacks, or one sized for another task (e.g. an SST-2
-    classifier loaded for MNLI), is freshly initialised: fine-tuning trains it. With
-    ``require_head`` (a teacher already tuned on ``task``) either case is an error.
+    classifier loaded for MNLI), is freshly initialised (fine-tuning trains it) and
+    :attr:`TaskModel.head_initialised` says so. With ``require_head`` (a teacher already
+    tuned on ``task``) either case is an error. Any other weight that is missing or of
+    another shape is always an error (:func:`from_pretrained`).
 
     Raises:
-        ModelError: the files cannot be found or read, or ``require_head`` and the
-            checkpoint has no head for ``task``.
+        ModelError: the files cannot be found or read, the weights do not match the
+            config, or ``require_head`` and the checkpoint has no head for ``task``.
     """
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
@@ -149,34 +286,61 @@ def load_for_task(source: ModelSource, task: TaskSpec, *, require_head: bool = F
         label_kwargs["id2label"] = dict(enumerate(task.label_names))
         label_kwargs["label2id"] = {n: i for i, n in enumerate(task.label_names)}
     if _is_minidisc_student(source):
-        from minidisc.elastic.io import load_student
+        from minidisc.elastic.io import load_student_for_task
 
-        return load_student(source.path)
-    try:
-        model, info = from_pretrained(
-            auto, source, **label_kwargs, ignore_mismatched_sizes=True, output_loading_info=True
-        )
-    except (OSError, ValueError) as err:
-        raise ModelError(_load_hint(source, err)) from err
-    # mismatched keys come as (name, checkpoint shape, model shape)
-    mismatched = [m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())]
-    fresh = [*info.get("missing_keys", ()), *mismatched]
-    if require_head and fresh:
+        model, missing, resized = load_student_for_task(source.path, auto, **label_kwargs)
+    else:
+        try:
+            model, info = from_pretrained(auto, source, **label_kwargs, output_loading_info=True)
+        except (OSError, ValueError) as err:
+            raise ModelError(_load_hint(source, err)) from err
+        missing = sorted(info.get("missing_keys", ()))  # body keys were refused above
+        resized = sorted(_key(m) for m in info.get("mismatched_keys", ()))
+    reason = head_reason(task, missing, resized)
+    if require_head and reason:
         raise ModelError(
-            f"{source.label or source.path} has no {task.name} head ({task.num_labels} outputs): "
-            f"{', '.join(sorted(fresh)[:4])} would be newly initialised. Drop --teacher-finetuned to "
-            "fine-tune it on the task, or pass a checkpoint tuned on this task"
+            f"{source.label or source.path} has no trained {task.name} head: {reason}. Drop "
+            "--teacher-finetuned to fine-tune it on the task, or pass a checkpoint tuned on this task"
         )
     if model.config.pad_token_id is None and model.config.eos_token_id is not None:
         model.config.pad_token_id = model.config.eos_token_id  # LLaMA heads pool the last non-pad token
-    return model
+    return TaskModel(model, reason)
+
+
+def head_reason(task: TaskSpec, missing: list[str], resized: list[str]) -> str | None:
+    """Why a task head was initialised, from its missing and resized weights (None: it was
+    loaded)."""
+    if resized:
+        return f"the checkpoint's head is sized for another task, not {task.num_labels} {task.name} outputs ({_few(resized)})"
+    if missing:
+        return f"the checkpoint has no {task.name} head ({_few(missing)})"
+    return None
+
+
+def head_looks_untrained(model: Any) -> bool:
+    """Whether the task head holds the values ``transformers`` initialises it with.
+
+    Initialisation sets every bias of a linear layer to exactly zero, and any
+    optimiser step moves them, so a head (outside the pooler) whose biases are all
+    zero was saved without training. A head without biases (LLaMA's ``score``) cannot
+    be judged this way and counts as trained.
+    """
+    biases = [
+        p for name, p in model.named_parameters()
+        if name.endswith(".bias") and is_head_key(model, name) and ".pooler." not in f".{name}"
+    ]
+    return bool(biases) and all(not p.detach().any() for p in biases)
 
 
 def _is_minidisc_student(source: ModelSource) -> bool:
     config = Path(source.path) / "config.json"
     if source.gguf_file or not config.is_file():
         return False
-    return "minidisc_subnet" in json.loads(config.read_text(encoding="utf-8"))
+    try:
+        content = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{config} cannot be read as JSON ({err}); restore or re-save the model folder") from err
+    return isinstance(content, dict) and "minidisc_subnet" in content
 
 
 def _load_hint(source: ModelSource, err: Exception) -> str:

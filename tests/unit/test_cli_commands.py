@@ -33,7 +33,7 @@ def test_a_missing_command_module_is_an_import_error():
 @pytest.fixture(scope="module")
 def sparsified(tmp_path_factory):
     root = tmp_path_factory.mktemp("sparsify")
-    teacher, glue = write_tiny_bert(root / "teacher"), write_tiny_sst2(root / "glue")
+    teacher, glue = write_tiny_bert(root / "teacher", trained_head=True), write_tiny_sst2(root / "glue")
     args = ["sparsify", "--teacher", str(teacher), "--task", "sst2", "--data-dir", str(glue),
             "--max-length", "16", "--importance-samples", "16", "--batch-size", "8",
             "--grid", "0,0.25,0.5,0.75", "--target-sparsity", "0.9"]
@@ -100,3 +100,34 @@ def test_sparsify_never_deletes_a_foreign_folder(sparsified):
     result = runner.invoke(app, [*args, "--output", str(foreign), "--overwrite"])
     assert isinstance(result.exception, RunExistsError) and "not a minidisc run" in str(result.exception)
     assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_sparsify_refuses_a_teacher_whose_head_was_never_trained(sparsified):
+    """Importance is the gradient of the task loss through the head: with a head as
+    initialised (here: saved straight after initialisation) or absent (the packaged
+    sentence encoder has no classifier) the scores are random, so sparsify refuses,
+    unless --allow-untrained-head, which sparsify.json records."""
+    from minidisc.errors import ModelError
+
+    root, _, _, _, args = sparsified
+    fresh = write_tiny_bert(root / "fresh-head")
+    args = [a if a != str(sparsified[1]) else str(fresh) for a in args]
+    result = runner.invoke(app, [*args, "--output", str(root / "refused")])
+    assert isinstance(result.exception, ModelError), result.output
+    assert "never trained" in str(result.exception) and "--allow-untrained-head" in str(result.exception)
+    assert not (root / "refused").exists()
+
+    result = runner.invoke(app, [*args, "--output", str(root / "allowed"), "--allow-untrained-head"])
+    assert result.exit_code == 0, result.output
+    assert "bias" in read_json(root / "allowed" / "sparsify.json")["untrained_head"]
+    assert read_json(sparsified[3] / "sparsify.json")["untrained_head"] is None
+
+
+def test_sparsify_refuses_a_teacher_without_a_task_head(tmp_path):
+    from minidisc.errors import ModelError
+
+    glue = write_tiny_sst2(tmp_path / "glue")
+    result = runner.invoke(app, ["sparsify", "--teacher", "packaged", "--task", "sst2", "--data-dir", str(glue),
+                                 "--max-length", "16", "--importance-samples", "8", "--output", str(tmp_path / "out")])
+    assert isinstance(result.exception, ModelError)
+    assert "no sst2 head" in str(result.exception) and "--allow-untrained-head" in str(result.exception)

@@ -30,7 +30,7 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("diverge")
     write_tiny_sst2(root / "glue")
     write_tiny_bert(root / "bare", with_head=False)
-    write_tiny_bert(root / "tuned")
+    write_tiny_bert(root / "tuned", trained_head=True)
     return root
 
 

@@ -57,6 +57,20 @@ def test_predict_teacher_from_size_and_tokens_and_text_output():
     assert text.exit_code == 0 and "student loss (distilled)" in text.output
 
 
+@pytest.mark.parametrize("args", [
+    ("predict", "--student-params", "1e9", "--student-tokens", "2e10", "--teacher-loss", "0.5"),
+    ("plan", "--student-params", "1e9", "--compute", "1e21", "--teacher", "T=1e10:0.3"),
+])
+def test_teachers_below_the_irreducible_loss_are_refused_in_a_fresh_process(args):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "minidisc.cli", "scaling", *args],
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "irreducible loss E = 1.22 nats" in result.stderr and "nats" not in result.stdout
+
+
 def test_predict_errors():
     result = invoke("predict", "--student-params", "1e9", "--student-tokens", "2e10",
                     "--teacher-params", "1e10")

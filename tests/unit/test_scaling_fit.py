@@ -81,7 +81,7 @@ def test_supervised_fit_is_exact_without_noise():
 
 
 def test_distillation_fit_recovers_known_coefficients():
-    # A truth whose capacity-gap break is gentle enough to be identifiable from 160 runs
+    # A truth whose capacity-gap break is gentle enough to be identifiable from 154 runs
     # (the paper's c1 = 523 makes the break nearly a step: c1 is then weakly determined).
     truth = ScalingLawParams(distillation=DistillationParams(c1=1.2, f1=0.5, d1=1.2))
     rng = np.random.default_rng(1)
@@ -90,6 +90,8 @@ def test_distillation_fit_recovers_known_coefficients():
     ns, ratio = ns.ravel(), ratio.ravel()
     ds = ns * k.ravel()
     lt = ratio * supervised_loss(ns, ds)
+    possible = lt > 1.22 * 1.001  # no teacher has a loss at or below the irreducible E
+    ns, ds, lt = ns[possible], ds[possible], lt[possible]
     ls = np.exp(distillation_log_loss(ns, ds, lt, truth) + rng.normal(0, 1e-4, ns.size))
     result = fit_distillation(ns, ds, lt, ls, SupervisedParams(), QUICK)
     p = result.params
@@ -160,16 +162,19 @@ def test_paper_grids_have_the_app_f_sizes():
 
 def test_noise_free_table_6_distillation_data_is_recovered():
     # The `minidisc scaling simulate` design (300 runs, students 143M-4.82B), no noise,
-    # the CLI's default fit (paper grid screened, 16 starts). Eq. 8's student power law
-    # has a nearly flat A'-alpha'-gamma' valley, so those come back less precisely than
-    # the break coefficients; every one is still far inside 0.1 %.
+    # the CLI's default fit (paper grid screened, 16 starts, least-squares polish).
+    # Precision from the conditioning, not from a machine: at Table 6 the Jacobian of
+    # the 300 log-residuals w.r.t. the optimiser's coordinates has smallest singular
+    # value 5.4e-5 (condition number 7.8e5: the flat A'-alpha'-gamma' valley), and
+    # float64 rounding of the predictions is ~2.2e-16 per run, ||.|| <= 4e-15, so the
+    # optimum is pinned to 4e-15 / 5.4e-5 ~ 7e-11 per coordinate (log A', alpha', ...).
+    # The bound 1e-9 leaves a 10x margin; measured: <= 1e-12. L-BFGS-B alone stopped
+    # at 1e-2 on A' and 3e-5 on d1 on two CPUs, which is what the polish is for.
     runs = [r for r in synthetic_records(noise=0.0) if r.kind == "distillation"]
     result = fit_distillation([r.student_params for r in runs], [r.student_tokens for r in runs],
                               [r.teacher_loss for r in runs], [r.student_loss for r in runs],
                               SupervisedParams(), FitOptions(n_starts=16, n_bootstrap=0))
     truth = DistillationParams().to_dict()
     rel = {k: abs(v / truth[k] - 1) for k, v in result.params.to_dict().items()}
-    assert max(rel[k] for k in ("c0", "f1", "d1")) < 1e-5
-    assert max(rel[k] for k in ("c1", "alpha", "beta", "gamma")) < 2e-4
-    assert max(rel[k] for k in ("A", "B")) < 2e-3
-    assert result.max_abs_rel_error < 1e-7
+    assert max(rel.values()) < 1e-9, rel
+    assert result.max_abs_rel_error < 1e-12

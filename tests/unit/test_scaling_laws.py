@@ -80,9 +80,29 @@ def test_no_overflow_for_extreme_teacher_loss():
     # Naively (L_T/(L̃_S d1))^(1/f1) overflows a float here; the log-space form must not.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = distillation_loss(np.array([1e9, 1e9]), 2e10, np.array([1e40, 1e-3]))
+        out = distillation_loss(np.array([1e9, 1e9]), 2e10, np.array([1e40, E * (1 + 1e-12)]))
     assert np.all(np.isfinite(out))
     assert out[0] == pytest.approx(1e40, rel=1e-12)
+
+
+@pytest.mark.parametrize("teacher_loss", [0.5, E, np.array([2.0, 1.0])])
+def test_teacher_loss_at_or_below_the_irreducible_loss_is_refused(teacher_loss):
+    # No model reaches L <= E under Eq. 1; Eq. 8 would "predict" 13.7 nats for L_T = 0.5.
+    with pytest.raises(ConfigError, match=r"irreducible loss E = 1\.22 nats"):
+        distillation_loss(1e9, 2e10, teacher_loss)
+    # The bound is the E of the parameters in use (e.g. a fitted law), not the paper's.
+    low_e = ScalingLawParams(SupervisedParams(E=0.2))
+    assert np.all(np.isfinite(distillation_loss(1e9, 2e10, teacher_loss, low_e)))
+
+
+def test_candidate_teachers_below_the_irreducible_loss_are_refused_by_name():
+    from minidisc.scaling.plan import CandidateTeacher, find_crossover, plan_with_teachers
+
+    teachers = [CandidateTeacher(7.75e9, 1.95, "7.75B"), CandidateTeacher(1e10, 0.3, "T")]
+    with pytest.raises(ConfigError, match=r"teacher T = 0\.3 nats .* E = 1\.22"):
+        plan_with_teachers(1e9, 1e21, teachers)
+    with pytest.raises(ConfigError, match=r"E = 1\.22"):
+        find_crossover(1e9, teacher=teachers[1])
 
 
 def test_capacity_gap_transition_sits_at_d1():
@@ -104,11 +124,11 @@ def test_capacity_gap_transition_sits_at_d1():
 
 def test_capacity_gap_makes_better_teachers_worse_for_small_students():
     # L_S(L_T) is U-shaped: a small student learns worse from a much stronger teacher
-    # (L_T = 0.4·L̃_S) than from a moderately stronger one (0.65·L̃_S), and worse again
-    # from a teacher weaker than itself.
+    # (L_T = 0.45·L̃_S = 1.30 nats, just above E) than from a moderately stronger one
+    # (0.65·L̃_S), and worse again from a teacher weaker than itself.
     n, d = 1.43e8, 20 * 1.43e8
     lt_tilde = supervised_loss(n, d)
-    strong, moderate, weak = distillation_loss(n, d, np.array([0.4, 0.65, 1.2]) * lt_tilde)
+    strong, moderate, weak = distillation_loss(n, d, np.array([0.45, 0.65, 1.2]) * lt_tilde)
     assert moderate < lt_tilde
     assert strong > moderate and weak > moderate
 

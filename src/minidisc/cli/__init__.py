@@ -54,7 +54,9 @@ register_commands(app, _COMMAND_MODULES)
 
 
 def main() -> None:
-    """Console-script entry point: user errors print one line and exit with status 2."""
+    """Console-script entry point: user errors print one line and exit with status 2,
+    and so do a full disk or a read-only file system met anywhere."""
+    from minidisc.fileio import disk_error
     from minidisc.report.card import record_invocation
 
     record_invocation(sys.argv)  # model cards name the command that made a student
@@ -62,4 +64,10 @@ def main() -> None:
         app()
     except MinidiscError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except OSError as err:
+        converted = disk_error(err)
+        if converted is None:
+            raise
+        typer.secho(f"error: {converted}", fg=typer.colors.RED, err=True)
         sys.exit(2)

@@ -84,6 +84,8 @@ def finetune(
         return
     data_cfg = parse_config(DataConfig, merge({}, {"task": task, **data}), "the command line")
     result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite)
+    if result.get("head_initialised"):
+        typer.echo(f"classifier head initialised: {result['head_initialised']}")
     typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result['dev'].items())}")
     typer.echo(f"model: {output}")
 
@@ -123,18 +125,20 @@ def finetune_one(
     *, save_model: bool = True, stage: str = "finetune",
 ) -> dict[str, Any]:
     """Fine-tune ``source`` on ``data_cfg.task`` and write into the folder ``output``:
-    ``finetune.json`` (dev metrics as fractions, data sizes, compute), the training logs
-    in ``logs/`` and, with ``save_model``, the model and tokenizer. Seeded with
+    ``finetune.json`` (dev metrics as fractions, data sizes, compute, and
+    ``head_initialised``: why the task head was newly initialised, or None), the training
+    logs in ``logs/`` and, with ``save_model``, the model and tokenizer. Seeded with
     ``train_cfg.seed`` before the task head is drawn; ``stage`` names it in errors.
     Callers make the write atomic. Returns the ``finetune.json`` content.
 
     Raises:
         DivergenceError: training diverged (non-finite loss, gradient norm or weight).
+        ModelError: the model's weights do not match its config.
     """
     import shutil
 
     from minidisc.fileio import write_json
-    from minidisc.models import load_for_task
+    from minidisc.models import load_task_model
     from minidisc.schedules.inputs import prepare_task_data
     from minidisc.seeding import seed_everything
     from minidisc.training.finetune import finetune as run_finetune
@@ -142,8 +146,9 @@ def finetune_one(
     data = prepare_task_data(data_cfg, tokenizer, seed=train_cfg.seed)
     output.mkdir(parents=True, exist_ok=True)
     seed_everything(train_cfg.seed)
+    loaded = load_task_model(source, data.task)
     result = run_finetune(
-        load_for_task(source, data.task), tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch",
+        loaded.model, tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch",
         stage=stage, log_dir=output / "logs",
     )
     shutil.rmtree(output / "scratch", ignore_errors=True)
@@ -151,7 +156,7 @@ def finetune_one(
         result.model.save_pretrained(output)
         tokenizer.save_pretrained(output)
     summary = {"model": source.label, "task": data.task.name, "dev": result.dev_metrics,
-               "data": data.sizes, "compute": result.compute.to_dict()}
+               "data": data.sizes, "compute": result.compute.to_dict(), "head_initialised": loaded.head_initialised}
     write_json(output / "finetune.json", summary)
     return summary
 

@@ -39,6 +39,7 @@ class SparsifyConfig(BaseModel):
     levels: tuple[float, ...]
     batch_size: int
     seed: int
+    allow_untrained_head: bool = False
 
 
 def register(app: typer.Typer) -> None:
@@ -57,6 +58,10 @@ def sparsify(
     importance_samples: Annotated[int, typer.Option(help="Training examples whose label-loss gradients score heads/neurons.")] = 2048,
     batch_size: Annotated[int, typer.Option(help="Batch size of the importance pass.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of subsampling and of the importance subset.")] = 776,
+    allow_untrained_head: Annotated[bool, typer.Option(
+        "--allow-untrained-head",
+        help="Score importance even through a task head that was never trained (random scores; recorded in sparsify.json).",
+    )] = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Score, reorder and map the heads/neurons of a teacher already fine-tuned on the task.
@@ -72,14 +77,17 @@ def sparsify(
         "max_length": max_length, "importance_samples": importance_samples,
     }), "the command line")
     levels = _levels(parse_grid(grid), target_sparsity)
-    summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output, overwrite=overwrite)
+    summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output, overwrite=overwrite,
+                           allow_untrained_head=allow_untrained_head)
+    if summary["untrained_head"]:
+        typer.echo(f"warning: importance scored through an untrained head ({summary['untrained_head']})", err=True)
     typer.echo(render_levels(output / MAP_FILE))
     typer.echo(f"reordered model: {output / 'model'}  ({summary['data']['importance_examples']} scoring examples)")
 
 
 def run_sparsify(
     teacher: str, data_cfg: DataConfig, levels: list[float], batch_size: int, seed: int, output: Path,
-    *, overwrite: bool = False,
+    *, overwrite: bool = False, allow_untrained_head: bool = False,
 ) -> dict[str, Any]:
     """Sparsify ``teacher`` on ``data_cfg``'s training subset into the run directory
     ``output`` (its outputs at the top of it, written when the stage succeeds).
@@ -92,13 +100,17 @@ def run_sparsify(
         batch_size: batch size of the importance pass.
         seed: seed of subsampling and of the importance subset.
         overwrite: replace another sparsify run in ``output``.
+        allow_untrained_head: score through a head that was never trained instead of
+            refusing (``untrained_head`` in the summary says why it is untrained).
 
     Returns:
-        The ``sparsify.json`` content (teacher, task, levels, data sizes, compute).
+        The ``sparsify.json`` content (teacher, task, levels, data sizes, compute,
+        ``untrained_head``: None for a trained head).
 
     Raises:
         ConfigError: a GGUF teacher (save it as a model folder first, e.g. with
-            ``minidisc finetune``). ModelError, DataError: from loading.
+            ``minidisc finetune``). ModelError: from loading, or an untrained head
+            without ``allow_untrained_head``. DataError: from loading the data.
         RunExistsError: ``output`` holds another run and ``overwrite`` is False, or is
             not a minidisc run (never replaced).
     """
@@ -115,20 +127,21 @@ def run_sparsify(
             f"sparsify needs a fine-tuned teacher folder, not the GGUF file {source.label}; "
             "fine-tune it first (minidisc finetune --model ... --output DIR) and pass --teacher DIR"
         )
-    cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed)
+    cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed,
+                         allow_untrained_head=allow_untrained_head)
     run = RunDir(output, cfg, "sparsify", overwrite=overwrite)
 
     def work(tmp: Path) -> dict[str, Any]:
         data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
-        entry = sparsify_stage(Path(source.path), data, levels, batch_size, tmp, seed=seed)
+        entry = sparsify_stage(source, data, levels, batch_size, tmp, seed=seed, allow_untrained_head=allow_untrained_head)
         summary = {"teacher": source.label, "task": data.task.name, "levels": entry["levels"],
-                   "data": data.sizes, "compute": entry["compute"]}
+                   "data": data.sizes, "compute": entry["compute"], "untrained_head": entry["untrained_head"]}
         write_json(tmp / "sparsify.json", summary)
         return summary
 
     entry = run.stage("sparsify", work, main_only=True, at_root=True)  # no training: one process
     run.finish()
-    return {k: entry[k] for k in ("teacher", "task", "levels", "data", "compute")}
+    return {k: entry[k] for k in ("teacher", "task", "levels", "data", "compute", "untrained_head")}
 
 
 def _levels(grid: list[float] | None, target: float | None) -> list[float]:

@@ -78,13 +78,23 @@ class Importance:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Importance:
-        from safetensors import safe_open
+        """Read what :meth:`save` wrote.
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            return cls(
-                f.get_tensor("heads"), f.get_tensor("neurons"), meta.get("normalized") == "True"
-            )
+        Raises:
+            ModelError: the file is missing, corrupted or truncated.
+        """
+        from safetensors import SafetensorError, safe_open
+
+        from minidisc.models import corrupted_weights_message
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                return cls(
+                    f.get_tensor("heads"), f.get_tensor("neurons"), meta.get("normalized") == "True"
+                )
+        except (SafetensorError, OSError) as err:
+            raise ModelError(corrupted_weights_message(path, err)) from err
 
 
 def _row_normalize(x: torch.Tensor) -> torch.Tensor:

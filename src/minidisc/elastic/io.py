@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,8 @@ def load_student(path: str | os.PathLike[str], task_head: bool = True) -> nn.Mod
         The model, in eval mode, in the saved weights' dtype.
 
     Raises:
-        ModelError: missing files, unknown architecture, or weights that do not match.
+        ModelError: missing or corrupted files, unknown architecture, or weights that do
+            not match.
     """
     import transformers
     from transformers import AutoConfig, AutoModel
@@ -152,45 +154,104 @@ def load_student(path: str | os.PathLike[str], task_head: bool = True) -> nn.Mod
         prefix = model.base_model_prefix + "."
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    _shrink_to_saved(model, config, state)
+    _load_strict(model, state, path)
+    return model.eval()
 
+
+def load_student_for_task(
+    path: str | os.PathLike[str], auto_class: Any, **labels: Any
+) -> tuple[nn.Module, list[str], list[str]]:
+    """Load a student with the task head ``auto_class`` builds for ``labels``.
+
+    As :func:`load_student`, except that the head (see
+    :func:`minidisc.models.is_head_key`) may be initialised: when the student was
+    saved for another task (another number of labels) or without a head, fine-tuning
+    trains a fresh one. Every body weight must still match.
+
+    Args:
+        path: the student directory.
+        auto_class: e.g. ``AutoModelForSequenceClassification``.
+        labels: config overrides of the task (``num_labels``, ``id2label``, ...).
+
+    Returns:
+        The model (eval mode) and the head weights that were initialised instead of
+        loaded: those the checkpoint lacks, and those it holds in another shape.
+
+    Raises:
+        ModelError: as :func:`load_student`.
+    """
+    from transformers import AutoConfig
+
+    from minidisc.models import is_head_key
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path} is not a saved model: config.json is missing")
+    state = _read_safetensors(path)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False, **labels)
+    model = auto_class.from_config(config)
+    _shrink_to_saved(model, config, state)
+    missing, resized = _load_strict(model, state, path, may_initialise=lambda key: is_head_key(model, key))
+    return model.eval(), missing, resized
+
+
+def _shrink_to_saved(model: nn.Module, config: Any, state: dict[str, torch.Tensor]) -> None:
+    """Slice the layers to the recorded per-layer sizes; cast to the weights' dtype."""
     recorded = getattr(config, CONFIG_KEY, None)
     if recorded is not None:
         slice_layers_(model, SubnetSpec.from_dict(recorded))
     dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
     if len(dtypes) == 1:
         model.to(dtypes.pop())
-    _load_strict(model, state, path)
-    return model.eval()
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from minidisc.models import corrupted_weights_message
 
     single = path / "model.safetensors"
     index = path / "model.safetensors.index.json"
-    if single.is_file():
-        return load_file(str(single))
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(load_file(str(path / shard)))
-        return state
+    try:
+        if single.is_file():
+            return load_file(str(single))
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(load_file(str(path / shard)))
+            return state
+    except (SafetensorError, OSError, ValueError, KeyError) as err:  # JSON errors are ValueErrors
+        raise ModelError(corrupted_weights_message(path, err)) from err
     raise ModelError(
         f"{path} holds no model.safetensors (minidisc loads safetensors only, never pickle)"
     )
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+def _load_strict(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: Path,
+    may_initialise: Callable[[str], bool] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Load ``state`` into ``model``; every key must match in name and shape, except
+    those ``may_initialise`` accepts: missing or resized ones keep their fresh values,
+    left-over ones (a head of another kind) are dropped. Returns the keys left fresh
+    because absent, and because resized."""
     own = model.state_dict()
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    free = may_initialise or (lambda _key: False)
+    unexpected = sorted(k for k in set(state) - set(own) if not free(k))
+    resized = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    wrong = [k for k in resized if not free(k)]
     # A weight tied to another (e.g. lm_head ↔ embeddings) is saved once.
     params = dict(model.named_parameters(remove_duplicate=False))
-    loaded_ids = {id(params[k]) for k in state if k in params}
-    missing = sorted(
+    loaded_ids = {id(params[k]) for k in state if k in params and k not in resized}
+    absent = sorted(
         k for k in set(own) - set(state) if not (k in params and id(params[k]) in loaded_ids)
     )
+    missing = [k for k in absent if not free(k)]
     if unexpected or wrong or missing:
         detail = "; ".join(
             f"{name}: {', '.join(keys[:5])}{' …' if len(keys) > 5 else ''}"
@@ -204,4 +265,5 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -
         raise ModelError(
             f"the weights in {path} do not match the model built from its config ({detail})"
         )
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in resized}, strict=False)
+    return absent, resized

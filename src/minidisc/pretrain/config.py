@@ -28,7 +28,8 @@ STRATEGY_DESCRIPTIONS: dict[str, str] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `--lam inf` or a NaN learning rate is refused before any work
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class StudentConfig(_Strict):

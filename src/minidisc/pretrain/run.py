@@ -407,6 +407,9 @@ def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[A
     if resume is None and checkpoints.exists():
         shutil.rmtree(checkpoints)  # leftovers without progress cannot be resumed
     if resume is not None:
+        from minidisc.training.checkpoints import verify_checkpoint
+
+        verify_checkpoint(resume)  # a corrupted file: say which folder to delete, now
         curve.restore(resume, trainer.meter)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     arm.student.save_pretrained(out)

@@ -58,7 +58,8 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     student = stages.get("student")
     return {
         "task": cfg["data"]["task"],
-        "teacher": {**size(0.0), "source": stages["teacher"]["source"], "dev": stages["teacher"]["dev"]},
+        "teacher": {**size(0.0), "source": stages["teacher"]["source"], "dev": stages["teacher"]["dev"],
+                    "head_initialised": stages["teacher"].get("head_initialised")},
         "assistants": assistants,
         "student": {**size(cfg["target_sparsity"]), "dev": student["dev"],
                     "loads_with_plain_transformers": student["plain_hf_loadable"]} if student else None,
@@ -106,6 +107,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     d = r["data"]
     lines += [
         f"- teacher: {r['teacher']['source']}",
+        *([f"- classifier head initialised: {r['teacher']['head_initialised']}"] if r["teacher"].get("head_initialised") else []),
         f"- data: {d['train_examples']} training / {d['dev_examples']} dev examples from {d['data_source']}"
         + (" (**subsampled**: numbers are not comparable to full-data results)" if d["subsampled"] else ""),
         f"- target sparsity {pct(r['target_sparsity'])} %, λ = {r['lambda']:g}",

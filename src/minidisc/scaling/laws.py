@@ -27,6 +27,7 @@ from minidisc.scaling.params import DistillationParams, ScalingLawParams, Superv
 
 __all__ = [
     "capacity_gap_factor",
+    "check_teacher_loss",
     "distillation_log_loss",
     "distillation_loss",
     "log_distillation_kernel",
@@ -44,6 +45,34 @@ def _positive_log(x: ArrayLike, what: str) -> NDArray[np.float64]:
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ConfigError(f"{what} must be finite and > 0, got {x!r}")
     return np.log(arr)
+
+
+def check_teacher_loss(
+    teacher_loss: ArrayLike, supervised: SupervisedParams, what: str = "teacher loss L_T"
+) -> None:
+    """Refuse a teacher loss at or below the supervised law's irreducible loss E.
+
+    No model reaches L ≤ E under Eq. 1, and Eq. 8 is meaningless there (its prefactor
+    L_T^(−c0) blows up: L_T = 0.5 would "predict" a 13.7-nat student). E is the
+    fitted (or the paper's, 1.22 nats) value of the parameters in use.
+
+    Args:
+        teacher_loss: L_T in nats, any shape.
+        supervised: the coefficients whose E bounds L_T.
+        what: how the message names the value.
+
+    Raises:
+        ConfigError: some L_T ≤ E (the message gives the bound).
+    """
+    arr = np.asarray(teacher_loss, dtype=float)
+    if np.any(arr <= supervised.E):
+        worst = float(np.min(arr))
+        raise ConfigError(
+            f"{what} = {worst:.6g} nats is not above the irreducible loss E = {supervised.E:.6g} nats "
+            "of the supervised law, so no teacher can have it; give a teacher loss > "
+            f"{supervised.E:.6g} nats (measured on the data the law describes), or --params with a law "
+            "fitted to your own runs"
+        )
 
 
 def _out(x: NDArray[np.float64]) -> FloatOrArray:
@@ -171,12 +200,14 @@ def distillation_log_loss(
         student_supervised_loss: L̃_S in nats; default L(N_S, D_S) from the supervised law.
 
     Raises:
-        ConfigError: on a non-finite or non-positive input.
+        ConfigError: on a non-finite or non-positive input, or a teacher loss at or
+            below the supervised law's irreducible loss E (:func:`check_teacher_loss`).
     """
     p = params or ScalingLawParams()
     log_ns = _positive_log(student_params, "N_S (student parameters)")
     log_ds = _positive_log(student_tokens, "D_S (student tokens)")
     log_lt = _positive_log(teacher_loss, "L_T (teacher loss)")
+    check_teacher_loss(teacher_loss, p.supervised)
     if student_supervised_loss is None:
         s = p.supervised
         log_tilde = log_supervised_kernel(

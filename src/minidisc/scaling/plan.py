@@ -39,7 +39,7 @@ from minidisc.scaling.compute import (
     forward_flops_per_token,
     get_scenario,
 )
-from minidisc.scaling.laws import distillation_log_loss, supervised_loss
+from minidisc.scaling.laws import check_teacher_loss, distillation_log_loss, supervised_loss
 from minidisc.scaling.params import ScalingLawParams
 
 __all__ = [
@@ -494,11 +494,14 @@ def plan_with_teachers(
         include_inference: δ_lgt = 1 (teacher forward passes paid) or 0 (cached logits).
 
     Raises:
-        ConfigError: on an empty candidate list or invalid numbers.
+        ConfigError: on an empty candidate list or invalid numbers, or a teacher loss at
+            or below the supervised law's irreducible loss E.
     """
     if not teachers:
         raise ConfigError("give at least one candidate teacher (PARAMS:LOSS)")
     p = params or ScalingLawParams()
+    for t in teachers:  # checked up front, so the message names the teacher
+        check_teacher_loss(t.loss, p.supervised, f"the loss of teacher {t.name or f'{t.params:.3g}'}")
     n_s = _check_positive(student_params, "student parameters")
     c = _check_positive(compute, "compute (FLOPs)")
     fs = float(forward_flops_per_token(n_s, flops_model))

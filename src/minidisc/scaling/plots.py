@@ -85,11 +85,14 @@ def plot_student_vs_teacher(
         path: output PNG.
         student_sizes: N_S values, one curve each.
         tokens_per_param: k = D_S/N_S.
-        teacher_losses: L_T values (nats); default 1.6–3.6.
+        teacher_losses: L_T values (nats); default 1.6–3.6 (above the law's E).
         highlight: optional (N_S, D_S, L_T) point to mark (e.g. a prediction).
     """
     p = params or ScalingLawParams()
-    lt = np.asarray(teacher_losses if teacher_losses is not None else np.linspace(1.6, 3.6, 400))
+    if teacher_losses is None:  # 1.6–3.6 nats, but only teachers the law allows (L_T > E)
+        low = max(1.6, 1.001 * p.supervised.E)
+        teacher_losses = np.linspace(low, max(3.6, low + 2.0), 400)
+    lt = np.asarray(teacher_losses)
     fig, ax = _figure()
     for i, n in enumerate(student_sizes):
         color = f"C{i}"

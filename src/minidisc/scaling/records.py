@@ -205,7 +205,14 @@ def read_run_records(path: str | os.PathLike[str]) -> list[RunRecord]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"runs file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # e.g. a binary file passed by mistake
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text ({err.reason}); a runs file is JSON Lines or CSV, "
+            "e.g. written by minidisc pretrain --log-runs or minidisc scaling simulate"
+        ) from None
     return _read_csv(path, text) if _is_csv(path) else _read_jsonl(path, text)
 
 

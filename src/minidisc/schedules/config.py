@@ -22,7 +22,8 @@ SCHEDULES: tuple[str, ...] = ("direct", "takd", "maxidisc", "minidisc")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `--lam inf` or a NaN learning rate is refused before any work
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _level(s: float) -> float:

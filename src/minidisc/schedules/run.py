@@ -39,6 +39,7 @@ from minidisc.config import save_yaml
 from minidisc.errors import RunExistsError
 from minidisc.fileio import (
     atomic_path,
+    check_writable,
     collective_atomic_dir,
     leftovers,
     process_state,
@@ -114,6 +115,7 @@ class RunDir:
         self.config = config
         self._state = process_state()
         self.manifest, replace = self._opened(config.model_dump(mode="json"), command, overwrite)
+        check_writable(self.path)  # a read-only folder fails now, not after the first stage
         self._state.wait_for_everyone()  # nobody still reads the folder when it is cleared
         if self._state.is_main_process:
             self._prepare(replace)

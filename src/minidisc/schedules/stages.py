@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.config import TrainConfig
-from minidisc.errors import ConfigError
+from minidisc.errors import ConfigError, ModelError
 from minidisc.fileio import is_main_process
 
 if TYPE_CHECKING:
@@ -49,17 +49,28 @@ def teacher_stage(
     (with the training logs in ``out/logs``). Seeded with ``finetune_cfg.seed`` before the
     new task head is drawn.
 
-    Returns the manifest entry: dev metrics, fine-tuning compute, source, data sizes.
+    Returns the manifest entry: dev metrics, fine-tuning compute, source, data sizes and
+    ``head_initialised`` (why the task head was newly initialised, or None).
 
     Raises:
         DivergenceError: fine-tuning diverged (non-finite loss, gradient norm or weight).
+        ModelError: the teacher's weights do not match its config; or
+            ``already_finetuned`` and its task head is missing, sized for another task,
+            or still as initialised (never trained).
     """
-    from minidisc.models import load_for_task
+    from minidisc.models import head_looks_untrained, load_task_model
     from minidisc.seeding import seed_everything
     from minidisc.training.finetune import evaluate_model, finetune
 
     seed_everything(finetune_cfg.seed)
-    model = load_for_task(source, data.task, require_head=already_finetuned)
+    loaded = load_task_model(source, data.task, require_head=already_finetuned)
+    model = loaded.model
+    if already_finetuned and head_looks_untrained(model):
+        raise ModelError(
+            f"{source.label or source.path} was given as fine-tuned on {data.task.name}, but its task head "
+            "was never trained (every bias is exactly zero, as initialised): drop --teacher-finetuned "
+            "to fine-tune it, or pass a checkpoint tuned on this task"
+        )
     if already_finetuned:
         dev, compute = evaluate_model(model, data, finetune_cfg, out / "scratch")[0], None
     else:
@@ -72,11 +83,13 @@ def teacher_stage(
         shutil.rmtree(out / "scratch", ignore_errors=True)
         model.save_pretrained(out)
         data.tokenizer.save_pretrained(out)
-    return {"dev": dev, "compute": compute, "source": source.label, "data": data.sizes}
+    return {"dev": dev, "compute": compute, "source": source.label, "data": data.sizes,
+            "head_initialised": loaded.head_initialised}
 
 
 def sparsify_stage(
-    teacher_dir: Path, data: TaskData, levels: Iterable[float], batch_size: int, out: Path, *, seed: int
+    teacher_dir: Path | ModelSource, data: TaskData, levels: Iterable[float], batch_size: int, out: Path,
+    *, seed: int, allow_untrained_head: bool = False,
 ) -> dict[str, Any]:
     """Importance (|∂ label loss / ∂ mask| on ``data.importance``), reorder, sparsity map.
 
@@ -85,18 +98,39 @@ def sparsify_stage(
     pass as training FLOPs (one forward and one backward per batch: 3 × forward).
     Seeded with ``seed`` first (the pass draws nothing today; a stage is seeded anyway,
     so that it stays reproducible when it does).
+
+    The importance is the gradient of the task loss through the teacher's head, so a
+    head that was never trained would rank heads and neurons at random: it is refused
+    unless ``allow_untrained_head``, and the entry's ``untrained_head`` then says why
+    the head is untrained (None for a trained head).
+
+    Raises:
+        ModelError: the teacher's head is missing, sized for another task, or never
+            trained, and ``allow_untrained_head`` is False.
     """
     from torch.utils.data import DataLoader
 
     from minidisc.compute.flops import forward_flops
     from minidisc.compute.meter import ComputeTotals
     from minidisc.elastic.model import ElasticModel
-    from minidisc.models import ModelSource, load_for_task
+    from minidisc.models import ModelSource, head_looks_untrained, load_task_model
     from minidisc.seeding import seed_everything
     from minidisc.training.data import collator_for
 
     seed_everything(seed)
-    elastic = ElasticModel(load_for_task(ModelSource(str(teacher_dir)), data.task))
+    source = teacher_dir if isinstance(teacher_dir, ModelSource) else ModelSource(str(teacher_dir))
+    loaded = load_task_model(source, data.task)
+    untrained = loaded.head_initialised or (
+        "its head is as initialised (every bias exactly zero)" if head_looks_untrained(loaded.model) else None
+    )
+    if untrained and not allow_untrained_head:
+        raise ModelError(
+            f"importance needs a teacher fine-tuned on {data.task.name}, but the head of "
+            f"{source.label or source.path} was never trained ({untrained}), so the scores would be "
+            "random: pass a fine-tuned teacher (e.g. minidisc finetune's output), or --allow-untrained-head "
+            "to score through the untrained head anyway"
+        )
+    elastic = ElasticModel(loaded.model)
     loader = DataLoader(data.importance, batch_size=batch_size, collate_fn=collator_for(data.task, data.tokenizer))
     totals = ComputeTotals()
     for batch in loader:  # the shapes the importance pass computes on
@@ -111,7 +145,7 @@ def sparsify_stage(
     data.tokenizer.save_pretrained(out / "model")
     importance.save(out / "importance.safetensors")
     save_sparsity_map(out, spec_map)
-    return {"levels": levels, "compute": totals.to_dict()}
+    return {"levels": levels, "compute": totals.to_dict(), "untrained_head": untrained}
 
 
 def load_sparsity_map(sparsified_dir: Path) -> dict[float, SubnetSpec]:

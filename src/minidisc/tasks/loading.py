@@ -133,6 +133,8 @@ def _features(spec: TaskSpec) -> datasets.Features:
 def _read_local(spec: TaskSpec, split: str, folder: Path) -> dict[str, list]:
     if spec.task_type == TOKEN_CLASSIFICATION:
         path = folder / _CONLL_FILES[split]
+        if path.exists() and not path.is_file():
+            raise DataError(f"{path} is not a file but a folder; put the CoNLL-2003 {split} file there")
         if not path.is_file():
             raise DataError(
                 f"{path} not found; task {spec.name} needs {', '.join(_CONLL_FILES.values())} "
@@ -144,6 +146,9 @@ def _read_local(spec: TaskSpec, split: str, folder: Path) -> dict[str, list]:
         path = folder / layout.relpath
         if path.is_file():
             return read_glue_tsv(path, layout, spec)
+        if path.exists():  # e.g. a folder named train.tsv: "not found" would mislead
+            raise DataError(f"{path} is not a file but a {'folder' if path.is_dir() else 'special file'}; "
+                            f"put the {split} split of {spec.name} there as a tab-separated text file")
     tried = " or ".join(str(folder / layout.relpath) for layout in layouts)
     present = sorted(p.name for p in folder.iterdir())
     raise DataError(

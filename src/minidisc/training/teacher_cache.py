@@ -38,7 +38,8 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from minidisc.errors import ModelError
 from minidisc.fileio import atomic_path, read_json, write_json
 
 if TYPE_CHECKING:
@@ -269,9 +271,7 @@ class TeacherCacheStore:
         shard = space.index.get(key)
         if shard is None or space.folder is None or not (space.folder / shard).is_file():
             return set()
-        from safetensors import safe_open
-
-        with safe_open(str(space.folder / shard), framework="pt") as f:  # reads the header only
+        with _open_shard(space.folder / shard) as f:  # reads the header only
             return {name.partition("/")[2] for name in f.keys() if name.startswith(f"{key}/")}  # noqa: SIM118
 
     def _spill(self, items: list[tuple[tuple[str, str], _Entry]]) -> None:
@@ -309,17 +309,34 @@ class TeacherCacheStore:
 
     @staticmethod
     def _read(space: _Namespace, shard: str, keys: list[str]) -> dict[str, dict[str, Tensor]]:
-        from safetensors import safe_open
-
         assert space.folder is not None
         wanted = set(keys)
         out: dict[str, dict[str, Tensor]] = {k: {} for k in keys}
-        with safe_open(str(space.folder / shard), framework="pt") as f:
+        with _open_shard(space.folder / shard) as f:
             for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 key, _, fname = name.partition("/")
                 if key in wanted:
                     out[key][fname] = f.get_tensor(name)
         return out
+
+
+@contextmanager
+def _open_shard(path: Path) -> Iterator[Any]:
+    """``safe_open`` of a cache shard; a corrupted one is a ModelError saying what to delete.
+
+    The error is raised only if the open itself fails; errors in the caller's block pass.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError) as err:
+        raise ModelError(
+            f"the teacher-output cache file {path} is corrupted or truncated ({err}); delete the cache "
+            f"folder {path.parent} (it only saves time and is refilled) and rerun"
+        ) from err
+    with handle as f:
+        yield f
 
 
 class TeacherCache:
