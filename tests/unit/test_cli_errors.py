@@ -10,6 +10,7 @@ whose ``safetensors`` writer raises it).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -58,6 +59,16 @@ def files(tmp_path_factory):
     return root
 
 
+def assert_nothing_finished(out: Path) -> None:
+    """``out`` is absent, or a run folder (config and manifest) with no finished stage, no
+    weights and no staging folder left inside."""
+    if not out.exists():
+        return
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not any(e.get("status") == "done" for e in manifest["stages"].values())
+    assert not list(out.rglob("*.safetensors")) and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 # --- corrupted weights -----------------------------------------------------------------
 
 
@@ -67,7 +78,7 @@ def test_corrupted_teacher_weights(files, tmp_path):
     result = cli("finetune", "--model", str(corrupt), "--data-dir", str(files / "glue"), *TINY,
                  "-o", str(tmp_path / "out"), cwd=tmp_path)
     assert_one_line_error(result, str(corrupt), "corrupted or truncated", "replace the file")
-    assert not (tmp_path / "out").exists()
+    assert_nothing_finished(tmp_path / "out")
 
 
 def test_corrupted_student_weights(files, tmp_path):
@@ -171,7 +182,8 @@ def test_full_disk_is_one_sentence_and_leaves_nothing_behind(files, tmp_path, mo
     data = DataConfig(task="sst2", data_dir=str(files / "glue"), max_length=16, importance_samples=8)
     with pytest.raises(DiskFullError, match="no space left on the disk while writing .*free some space"):
         run_sparsify(str(files / "teacher"), data, [0.5], 8, 0, tmp_path / "out")
-    assert list(tmp_path.iterdir()) == []  # no output, no temporary folder
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder beside it
+    assert_nothing_finished(tmp_path / "out")
 
 
 def test_full_disk_in_a_fresh_process(files, tmp_path):
@@ -184,7 +196,7 @@ def test_full_disk_in_a_fresh_process(files, tmp_path):
                  "--max-length", "16", "--importance-samples", "8", "--grid", "0.5", "-o", str(tmp_path / "out"),
                  cwd=tmp_path, code=inject)
     assert_one_line_error(result, "no space left on the disk", "rerun")
-    assert not (tmp_path / "out").exists()
+    assert_nothing_finished(tmp_path / "out")
 
 
 # --- bad inputs ------------------------------------------------------------------------

@@ -159,10 +159,10 @@ def test_an_initialised_head_is_reported_by_finetune_and_compress(tmp_path):
 
     write_json(tmp_path / "sparsified" / "sparsity_map.json",
                {"0.5": {"heads": [2, 2], "neurons": [32, 32], "sparsity": 0.5}})
-    stages = {"teacher": {**entry, "wall_time_s": 1.0},
-              "iter1": {"iteration": 1, "final": True, "selected": 0.5, "selected_metric": 0.5,
+    stages = {"teacher": {**entry, "status": "done", "wall_time_s": 1.0},
+              "iter1": {"status": "done", "iteration": 1, "final": True, "selected": 0.5, "selected_metric": 0.5,
                         "candidates": [{"sparsity": 0.5, "best_metric": 0.5, "tradeoff": 0.6}], "wall_time_s": 1.0},
-              "student": {"dev": entry["dev"], "plain_hf_loadable": False, "wall_time_s": 1.0}}
+              "student": {"status": "done", "dev": entry["dev"], "plain_hf_loadable": False, "wall_time_s": 1.0}}
     run = SimpleNamespace(path=tmp_path, manifest={"config": {"data": {"task": "sst2"}, "lam": 0.2,
                                                               "target_sparsity": 0.5}, "stages": stages})
     markdown = render_markdown(build_compress_report(run))

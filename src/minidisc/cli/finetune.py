@@ -117,7 +117,7 @@ def run_finetune_task(
 
     entry = run.stage("finetune", work, at_root=True)
     run.finish()
-    return {k: v for k, v in entry.items() if k in ("model", "task", "dev", "data", "compute")}
+    return {k: v for k, v in entry.items() if k in ("model", "task", "dev", "data", "compute", "head_initialised")}
 
 
 def finetune_one(
