@@ -6,9 +6,16 @@ from __future__ import annotations
 import pytest
 
 from minidisc.config import CompressConfig
+from minidisc.elastic.levels import (
+    at_or_above,
+    check_levels,
+    find_level,
+    level,
+    level_key,
+    same_level,
+)
 from minidisc.errors import ConfigError
 from minidisc.schedules.config import MaxiDiscConfig
-from minidisc.elastic.levels import at_or_above, check_levels, find_level, level, level_key, same_level
 
 
 def test_level_lookup_tolerates_float_noise_only():
