@@ -28,11 +28,7 @@ if TYPE_CHECKING:
 
 
 def run_distill(
-    cfg: DistillConfig,
-    output: str | Path,
-    *,
-    overwrite: bool = False,
-    teacher_cache: TeacherCacheStore | None = None,
+    cfg: DistillConfig, output: str | Path, *, overwrite: bool = False, teacher_cache: TeacherCacheStore | None = None,
     reuse: bool = True,
 ) -> RunDir:
     """Direct KD teacher → student (``minidisc distill``); see :func:`run_schedule`."""
@@ -44,11 +40,7 @@ def run_distill(
 
 
 def run_takd(
-    cfg: TakdConfig,
-    output: str | Path,
-    *,
-    overwrite: bool = False,
-    teacher_cache: TeacherCacheStore | None = None,
+    cfg: TakdConfig, output: str | Path, *, overwrite: bool = False, teacher_cache: TeacherCacheStore | None = None,
     reuse: bool = True,
 ) -> RunDir:
     """TAKD along ``cfg.path`` (``minidisc takd``); see :func:`run_schedule`."""
@@ -57,11 +49,7 @@ def run_takd(
 
 
 def run_maxidisc(
-    cfg: MaxiDiscConfig,
-    output: str | Path,
-    *,
-    overwrite: bool = False,
-    teacher_cache: TeacherCacheStore | None = None,
+    cfg: MaxiDiscConfig, output: str | Path, *, overwrite: bool = False, teacher_cache: TeacherCacheStore | None = None,
     reuse: bool = True,
 ) -> RunDir:
     """TAKD through every candidate assistant, keep the best student (``minidisc

@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.config import TrainConfig
 from minidisc.elastic.levels import check_levels, find_level, level
-from minidisc.elastic.sparsity_map import load_sparsity_map, save_extra_levels, save_sparsity_map
+from minidisc.elastic.sparsity_map import (
+    load_sparsity_map,
+    save_extra_levels,
+    save_sparsity_map,
+    sparsity_map,
+)
 from minidisc.errors import ConfigError, ModelError
 from minidisc.fileio import is_main_process
 from minidisc.training.records import StudentRecord
@@ -166,7 +171,6 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
     """
     from minidisc.elastic.families import family_for
     from minidisc.elastic.importance import Importance
-    from minidisc.elastic.sparsity_map import sparsity_map
     from minidisc.models import ModelSource
 
     saved = load_sparsity_map(sparsified_dir)
@@ -266,11 +270,7 @@ def task_inputs(teacher: str | None, teacher_run: str | Path | None) -> tuple[Mo
 
 
 def export_stage(
-    model_dir: Path,
-    data: TaskData,
-    out: Path,
-    spec: SubnetSpec | None = None,
-    card: CardFacts | None = None,
+    model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | None = None, card: CardFacts | None = None,
     source: str | None = None,
 ) -> dict[str, Any]:
     """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy; return
