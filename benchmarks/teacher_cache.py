@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, data, teacher_dir: str, store, workdir: Path) 
         train_dataset=data.train, eval_dataset=data.dev.select(range(32)), compute_metrics=metrics_fn(data.task),
         data_collator=collator_for(data.task, data.tokenizer),
         teacher=teacher, objective=build_objective("minidisc", task_type="classification"),
-        elastic=elastic, candidates={0.9: spec}, tracker=CandidateTracker([0.9], 0.0, 0.9, final=True),
+        elastic=elastic, candidates={0.9: spec}, tracker=CandidateTracker.single(0.9),
         patience=None, teacher_cache=store, callbacks=[timer],
     )
     trainer.train()
