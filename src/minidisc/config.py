@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from minidisc.elastic.levels import at_or_above, check_levels, level
 from minidisc.elastic.spec import DEFAULT_GRID
 from minidisc.errors import ConfigError
 from minidisc.fileio import write_text
@@ -52,15 +53,16 @@ class TrainConfig(_Strict):
 
 
 def check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
-    """A sparsity grid as sorted unique fractions (rounded to 1e-6, so that levels compare
-    as numbers).
+    """A sparsity grid as sorted unique levels (:func:`~minidisc.elastic.levels.check_levels`),
+    for a pydantic validator.
 
     Raises:
         ValueError: empty grid, or a level outside [0, 1).
     """
-    if not grid or any(not 0.0 <= s < 1.0 for s in grid):
-        raise ValueError("every grid level must be a sparsity fraction in [0, 1)")
-    return tuple(sorted({round(float(s), 6) for s in grid}))
+    try:
+        return check_levels(grid)
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
 
 
 class CompressConfig(_Strict):
@@ -87,7 +89,7 @@ class CompressConfig(_Strict):
 
     def levels(self) -> set[float]:
         """Every sparsity level the run trains or reports: the grid and the target."""
-        return set(self.grid) | {round(self.target_sparsity, 6)}
+        return set(self.grid) | {level(self.target_sparsity)}
 
     @model_validator(mode="after")
     def _target_in_grid(self) -> CompressConfig:
@@ -102,7 +104,7 @@ class CompressConfig(_Strict):
         """Levels trained in one sandwich run: grid ∪ {target}, at or above both the
         teacher's own level and the truncation level."""
         floor = max(teacher_level, self.truncation)
-        return sorted(s for s in self.levels() if s >= floor - 1e-9)
+        return sorted(s for s in self.levels() if at_or_above(s, floor))
 
 
 def parse_config(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:

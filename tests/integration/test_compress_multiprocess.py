@@ -50,7 +50,7 @@ def _dev_metrics(model_dir: Path, cfg: CompressConfig, tmp: Path) -> dict[str, f
     """The saved model's dev metrics, evaluated here in one process."""
     from minidisc.elastic.io import load_student
     from minidisc.models import ModelSource, load_tokenizer
-    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.training.data import prepare_task_data
     from minidisc.training.finetune import evaluate_model
 
     data = prepare_task_data(cfg.data, load_tokenizer(ModelSource(str(model_dir))), seed=cfg.finetune.seed)
@@ -60,8 +60,8 @@ def _dev_metrics(model_dir: Path, cfg: CompressConfig, tmp: Path) -> dict[str, f
 
 def test_compress_with_two_cpu_processes(tmp_path):
     from minidisc.elastic.io import load_student
+    from minidisc.elastic.sparsity_map import load_sparsity_map
     from minidisc.fileio import read_json
-    from minidisc.schedules.minidisc import load_sparsity_map
 
     cfg = CompressConfig(
         teacher=str(write_tiny_bert(tmp_path / "teacher")),

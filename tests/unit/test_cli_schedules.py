@@ -115,8 +115,8 @@ def sliced(tmp_path_factory):
 
 def test_distill_sparsity(sliced):
     from minidisc.elastic.io import load_student
+    from minidisc.elastic.sparsity_map import load_sparsity_map
     from minidisc.fileio import read_json
-    from minidisc.schedules.stages import load_sparsity_map
 
     _, _, out, result = sliced
     assert "= 1.00× direct KD" in result.output and str(out / "report.md") in result.output

@@ -28,9 +28,10 @@ def cfg(tmp_path):
 
 def test_assistant_is_teacher_of_the_final_iteration(cfg, tmp_path):
     from minidisc.elastic.io import load_student
+    from minidisc.elastic.levels import find_level
+    from minidisc.elastic.sparsity_map import load_sparsity_map
     from minidisc.fileio import read_json
-    from minidisc.schedules.minidisc import load_sparsity_map, run_compress
-    from minidisc.schedules.stages import find_level
+    from minidisc.schedules.minidisc import run_compress
 
     out = tmp_path / "run"
     run_compress(cfg, out)
@@ -72,7 +73,7 @@ def _assert_reloaded_metric_matches(out, student, reported: float) -> None:
     from minidisc.config import CompressConfig as Cfg
     from minidisc.config import load_yaml
     from minidisc.models import ModelSource, load_tokenizer
-    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.training.data import prepare_task_data
     from minidisc.training.finetune import evaluate_model
 
     cfg = load_yaml(out / "config.yaml", Cfg)

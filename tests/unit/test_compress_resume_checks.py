@@ -35,17 +35,18 @@ def finished(tmp_path_factory):
 def counted(monkeypatch):
     """Calls of each stage's work during the test."""
     import minidisc.schedules.minidisc as md
+    from minidisc.schedules import stages
 
     calls: list[str] = []
-    for name, stage in (("teacher", "_teacher_stage"), ("sparsified", "_sparsify_stage"),
-                        ("iteration", "_iteration_stage"), ("student", "_export_stage")):
-        real = getattr(md, stage)
+    for module, name, stage in ((stages, "teacher", "teacher_stage"), (stages, "sparsified", "sparsify_stage"),
+                                (md, "iteration", "_iteration_stage"), (md, "student", "_export_stage")):
+        real = getattr(module, stage)
 
         def counting(*args, _real=real, _name=name, **kwargs):
             calls.append(_name)
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(md, stage, counting)
+        monkeypatch.setattr(module, stage, counting)
     return calls
 
 

@@ -26,10 +26,12 @@ def cfg(tmp_path):
 def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
     import minidisc.schedules.minidisc as md
     from minidisc.elastic.io import load_student
+    from minidisc.elastic.sparsity_map import load_sparsity_map
     from minidisc.fileio import read_json
+    from minidisc.schedules import stages
 
     calls = {"teacher": 0}
-    real_teacher, real_iteration = md._teacher_stage, md._iteration_stage
+    real_teacher, real_iteration = stages.teacher_stage, md._iteration_stage
 
     def counting_teacher(*args, **kwargs):
         calls["teacher"] += 1
@@ -38,7 +40,7 @@ def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(md, "_teacher_stage", counting_teacher)
+    monkeypatch.setattr(stages, "teacher_stage", counting_teacher)
     monkeypatch.setattr(md, "_iteration_stage", interrupted)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -61,7 +63,7 @@ def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
     assert iters == ["iter1"] if first["selected"] == 0.75 else iters == ["iter1", "iter2"]
 
     student = load_student(out / "student")
-    spec = md.load_sparsity_map(out / "sparsified")[0.75]
+    spec = load_sparsity_map(out / "sparsified")[0.75]
     for layer, heads, neurons in zip(student.bert.encoder.layer, spec.heads, spec.neurons):
         assert layer.attention.self.query.out_features == heads * 8
         assert layer.intermediate.dense.out_features == neurons
@@ -84,7 +86,8 @@ def test_report_orders_iterations_numerically(tmp_path):
     from types import SimpleNamespace
 
     from minidisc.fileio import write_json
-    from minidisc.report.compress import build_compress_report, iteration_names
+    from minidisc.report.compress import build_compress_report
+    from minidisc.training.records import iteration_names
 
     assert iteration_names(["teacher", "iter10", "iter2", "iter1", "iterate", "student"]) == ["iter1", "iter2", "iter10"]
 
@@ -122,7 +125,8 @@ def test_finetuned_teacher_is_only_evaluated(cfg, tmp_path, monkeypatch):
     from minidisc.elastic.testing import randomize_
     from minidisc.fileio import read_json
     from minidisc.models import ModelSource, load_for_task, load_tokenizer
-    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.schedules import stages
+    from minidisc.training.data import prepare_task_data
 
     # input-dependent predictions, so the dev metric says something about the weights
     given = tmp_path / "tuned"
@@ -140,7 +144,7 @@ def test_finetuned_teacher_is_only_evaluated(cfg, tmp_path, monkeypatch):
         raise KeyboardInterrupt  # the teacher stage is all this test needs
 
     monkeypatch.setattr(ft, "finetune", no_finetuning)
-    monkeypatch.setattr(md, "_sparsify_stage", stop)
+    monkeypatch.setattr(stages, "sparsify_stage", stop)
     with pytest.raises(KeyboardInterrupt):
         md.run_compress(cfg, tmp_path / "run")
 

@@ -21,7 +21,7 @@ def tokenizer():
 
 def _prepared(data_dir: Path, tokenizer):
     """The demo's data as its pipeline prepares it (subsampled, tokenized), read from ``data_dir``."""
-    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.training.data import prepare_task_data
 
     cfg = demo.demo_config(data_dir)
     return prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)

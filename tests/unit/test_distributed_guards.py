@@ -200,7 +200,7 @@ def test_sandwich_evaluation_stops_when_processes_disagree(monkeypatch, other, f
 
     import accelerate.utils
 
-    from minidisc.training.sandwich import SandwichTrainer
+    from minidisc.training.subnets import SubnetTrainer
 
     mine = {0.5: 0.75, 0.9: 0.5}
     theirs = mine if other is None else {0.5: 0.75, 0.9: other}
@@ -208,6 +208,6 @@ def test_sandwich_evaluation_stops_when_processes_disagree(monkeypatch, other, f
     trainer = SimpleNamespace(accelerator=SimpleNamespace(num_processes=2))
     if fails:
         with pytest.raises(RuntimeError, match="disagree"):
-            SandwichTrainer._check_agreement(trainer, mine)
+            SubnetTrainer._check_agreement(trainer, mine)
     else:
-        SandwichTrainer._check_agreement(trainer, mine)
+        SubnetTrainer._check_agreement(trainer, mine)

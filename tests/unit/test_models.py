@@ -114,8 +114,8 @@ def test_an_already_finetuned_teacher_with_an_untrained_head_is_refused(tmp_path
     from minidisc.config import TrainConfig
     from minidisc.errors import ModelError
     from minidisc.models import ModelSource, load_tokenizer
-    from minidisc.schedules.inputs import prepare_task_data
     from minidisc.schedules.stages import teacher_stage
+    from minidisc.training.data import prepare_task_data
     from tests.helpers import tiny_sst2_data, write_tiny_bert
 
     source = ModelSource(str(write_tiny_bert(tmp_path / "fresh")))
@@ -137,8 +137,8 @@ def test_an_initialised_head_is_reported_by_finetune_and_compress(tmp_path):
     from minidisc.fileio import read_json, write_json
     from minidisc.models import ModelSource, load_tokenizer
     from minidisc.report.compress import build_compress_report, render_markdown
-    from minidisc.schedules.inputs import prepare_task_data
     from minidisc.schedules.stages import teacher_stage
+    from minidisc.training.data import prepare_task_data
     from tests.helpers import tiny_sst2_data, write_tiny_bert, write_tiny_sst2
 
     full = write_tiny_bert(tmp_path / "full")

@@ -38,7 +38,7 @@ def shared(cfg: DistillConfig, run, model=TakdConfig, **fields):
 
 def test_direct_kd_stages_outputs_and_multiple_one(direct):
     from minidisc.elastic.io import load_student
-    from minidisc.schedules.stages import load_sparsity_map
+    from minidisc.elastic.sparsity_map import load_sparsity_map
 
     _, run = direct
     stages = run.manifest["stages"]
@@ -80,9 +80,9 @@ def test_layer_dropped_student_keeps_the_bottom_layers(direct, tmp_path):
 
 def test_takd_hops_resume_and_reuse(direct, tmp_path, monkeypatch):
     from minidisc.elastic.io import load_student
+    from minidisc.elastic.sparsity_map import load_sparsity_map
     from minidisc.schedules import paths
     from minidisc.schedules.baselines import run_takd
-    from minidisc.schedules.stages import load_sparsity_map
 
     cfg, run = direct
     takd_cfg = shared(cfg, run, path=(0.25, 0.75))
@@ -186,7 +186,8 @@ def test_cli_takd_on_a_shared_teacher(direct, tmp_path):
 
 
 def test_levels_missing_from_the_saved_map_are_rebuilt_nested(direct):
-    from minidisc.schedules.stages import level_specs, load_sparsity_map
+    from minidisc.elastic.sparsity_map import load_sparsity_map
+    from minidisc.schedules.stages import level_specs
 
     _, run = direct
     saved = load_sparsity_map(run.path / "sparsified")

@@ -116,7 +116,7 @@ def test_every_student_has_a_card_and_every_report_rebuilds_equal(compared, tmp_
 def test_minidisc_cost_and_reuse_of_iteration_one_at_another_target(compared, tmp_path):
     from minidisc.fileio import read_json
     from minidisc.schedules.compare import run_compare
-    from minidisc.schedules.selection import select_assistant
+    from minidisc.training.selection import select_assistant
 
     cfg, run, _ = compared
     mini = read_json(run.path / "minidisc" / "manifest.json")
@@ -167,9 +167,10 @@ def test_levels_missing_from_a_shared_teacher_are_rebuilt_for_every_schedule(com
     """--teacher-run with a target the shared map lacks: MiniDisc uses the baselines'
     lookup (rebuilt from the importance) instead of failing after them."""
     from minidisc.elastic.io import load_student
+    from minidisc.elastic.sparsity_map import load_sparsity_map
     from minidisc.fileio import read_json
     from minidisc.schedules.compare import run_compare
-    from minidisc.schedules.stages import level_specs, load_sparsity_map
+    from minidisc.schedules.stages import level_specs
 
     cfg, run, _ = compared
     assert 0.6 not in load_sparsity_map(run.path / "sparsified")

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from minidisc.errors import ConfigError
-from minidisc.schedules.selection import select_assistant, tradeoff
+from minidisc.training.selection import select_assistant, tradeoff
 from minidisc.training.tracker import CandidateTracker
 
 
@@ -68,4 +68,4 @@ def test_tracker_keeps_running_best_and_snapshots_at_best():
     assert tracker.selection.sparsity == 0.9
     assert tracker.chosen() == "weights@0.9" and tracker.best_step[0.9] == 30
     summary = tracker.summary()
-    assert summary["selected"] == 0.9 and len(summary["history"]) == 3
+    assert summary.selected == 0.9 and len(summary.history) == 3

@@ -158,8 +158,8 @@ def test_trainer_with_cache_costs_the_same_nominally_and_spends_one_teacher_epoc
     from minidisc.config import DataConfig, TrainConfig
     from minidisc.elastic.model import ElasticModel
     from minidisc.models import ModelSource, load_tokenizer
-    from minidisc.schedules.inputs import prepare_task_data
-    from minidisc.schedules.minidisc import train_sandwich
+    from minidisc.training.data import prepare_task_data
+    from minidisc.training.distill import Distiller
     from minidisc.training.tracker import CandidateTracker
     from tests.helpers import write_tiny_bert, write_tiny_sst2
 
@@ -176,8 +176,8 @@ def test_trainer_with_cache_costs_the_same_nominally_and_spends_one_teacher_epoc
         teacher = load_for_task(ModelSource(str(folder)), data.task)
         student = load_for_task(ModelSource(str(folder)), data.task)
         spec = ElasticModel(load_for_task(ModelSource(str(folder)), data.task)).full_spec()
-        tracker = CandidateTracker([0.0], 0.0, 0.0, final=True)
-        return train_sandwich(teacher, student, {0.0: spec}, tracker, data, cfg, tmp_path / "w", teacher_cache=cache)
+        out = tmp_path / ("cached" if cache is not None else "plain")
+        return Distiller(data, cfg, teacher_cache=cache).run(teacher, student, {0.0: spec}, CandidateTracker.single(0.0), out)
 
     plain, cached = run(None), run(TeacherCacheStore())
     stats = cached["teacher_cache"]

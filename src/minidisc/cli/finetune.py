@@ -139,8 +139,8 @@ def finetune_one(
 
     from minidisc.fileio import write_json
     from minidisc.models import load_task_model
-    from minidisc.schedules.inputs import prepare_task_data
     from minidisc.seeding import seed_everything
+    from minidisc.training.data import prepare_task_data
     from minidisc.training.finetune import finetune as run_finetune
 
     data = prepare_task_data(data_cfg, tokenizer, seed=train_cfg.seed)

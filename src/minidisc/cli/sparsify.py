@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict
 
 from minidisc.cli.options import DataDir, MaxTrain, Overwrite, Task, merge, parse_grid
 from minidisc.config import DataConfig
+from minidisc.elastic.levels import check_levels
+from minidisc.elastic.spec import DEFAULT_GRID
 
 MAP_FILE = "sparsity_map.json"
 # Required: importance is the gradient of the task loss, meaningless with an untrained head.
@@ -117,9 +119,9 @@ def run_sparsify(
     from minidisc.errors import ConfigError
     from minidisc.fileio import write_json
     from minidisc.models import load_tokenizer, resolve_model
-    from minidisc.schedules.inputs import prepare_task_data
     from minidisc.schedules.run import RunDir
     from minidisc.schedules.stages import sparsify_stage
+    from minidisc.training.data import prepare_task_data
 
     source = resolve_model(teacher)
     if source.gguf_file:  # sparsify_stage loads a folder or hub id only
@@ -145,15 +147,12 @@ def run_sparsify(
 
 
 def _levels(grid: list[float] | None, target: float | None) -> list[float]:
-    """The map's levels: the grid (default: the reference grid) ∪ {target}, validated."""
-    from minidisc.elastic.spec import DEFAULT_GRID
-    from minidisc.errors import ConfigError
+    """The map's levels: the grid (default: the reference grid) ∪ {target}, validated.
 
-    levels = set(DEFAULT_GRID if grid is None else grid) | ({target} if target is not None else set())
-    bad = sorted(s for s in levels if not 0.0 <= s < 1.0)
-    if bad or not levels:
-        raise ConfigError(f"sparsity levels must be fractions in [0, 1), e.g. --grid 0.5,0.9; got {bad or 'none'}")
-    return sorted(round(float(s), 6) for s in levels)
+    Raises:
+        ConfigError: a level outside [0, 1).
+    """
+    return list(check_levels([*(DEFAULT_GRID if grid is None else grid), *([target] if target is not None else [])]))
 
 
 def render_levels(map_path: Path) -> str:

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 
 from minidisc.elastic.importance import Importance
+from minidisc.elastic.levels import check_levels
 from minidisc.elastic.spec import DEFAULT_GRID, SubnetSpec
-from minidisc.errors import ConfigError
+from minidisc.fileio import read_json, write_json
 
 NEURON_MULTIPLE = 8
 
@@ -59,18 +61,6 @@ def _pruned_per_layer(ranking: torch.Tensor, num_layers: int, count: int) -> tor
     return torch.bincount(ranking[:count], minlength=num_layers)
 
 
-def _check_grid(grid: Iterable[float]) -> list[float]:
-    levels = sorted({round(float(s), 6) for s in grid})
-    if not levels:
-        raise ConfigError("the sparsity grid is empty; give at least one level in [0, 1)")
-    bad = [s for s in levels if not 0.0 <= s < 1.0]
-    if bad:
-        raise ConfigError(
-            f"sparsity levels must be fractions in [0, 1) (e.g. 0.9 for 90 %); got {bad}"
-        )
-    return levels
-
-
 def sparsity_map(
     importance: Importance,
     grid: Iterable[float] = DEFAULT_GRID,
@@ -88,13 +78,14 @@ def sparsity_map(
         neuron_multiple: kept FFN units per layer are rounded down to a multiple of this.
 
     Returns:
-        ``{sparsity: SubnetSpec}`` in ascending sparsity (keys rounded to 6 decimals).
+        ``{sparsity: SubnetSpec}`` in ascending sparsity (keys are levels:
+        :func:`minidisc.elastic.levels.level`).
         For ``s < s'``: ``spec[s'].fits_in(spec[s])`` (nesting).
 
     Raises:
         ConfigError: a level outside [0, 1), or heads not divisible into groups.
     """
-    levels = _check_grid(grid)
+    levels = check_levels(grid)
     groups = importance.group_scores(group_size)
     num_layers, num_groups = groups.shape
     units = importance.neurons.shape[1]
@@ -114,3 +105,46 @@ def sparsity_map(
         neurons = [(n // neuron_multiple) * neuron_multiple if n < units else n for n in kept_units]
         result[s] = SubnetSpec(tuple(heads), tuple(neurons), sparsity=s)
     return result
+
+
+# --- the map on disk --------------------------------------------------------------------
+
+MAP_FILE = "sparsity_map.json"
+"""The map a ``sparsified`` stage (or ``minidisc sparsify``) writes: level (``f"{s:g}"``) →
+:meth:`SubnetSpec.to_dict`, levels ascending."""
+
+EXTRA_LEVELS = "extra_levels.json"
+"""Levels a run added to its (possibly linked) ``sparsified`` map, kept beside the folder in
+the run itself: a finished stage's files never change (a resumed run checks them), and a
+run never writes into the run it links its teacher from."""
+
+
+def load_sparsity_map(sparsified_dir: Path) -> dict[float, SubnetSpec]:
+    """The nested sparsity map saved in ``sparsified_dir``, with the levels the run added
+    to it later (:data:`EXTRA_LEVELS` beside the folder, see :func:`save_extra_levels`).
+
+    Raises:
+        OSError / ValueError: the map file is missing or not JSON.
+    """
+    raw = read_json(Path(sparsified_dir) / MAP_FILE)
+    extra = Path(sparsified_dir).parent / EXTRA_LEVELS
+    if extra.is_file():
+        raw = {**read_json(extra), **raw}
+    return {float(s): SubnetSpec.from_dict(spec) for s, spec in raw.items()}
+
+
+def save_sparsity_map(sparsified_dir: Path, spec_map: dict[float, SubnetSpec]) -> None:
+    """Write :data:`MAP_FILE` into ``sparsified_dir`` (atomically), levels ascending."""
+    _save_map(Path(sparsified_dir) / MAP_FILE, spec_map)
+
+
+def save_extra_levels(sparsified_dir: Path, added: dict[float, SubnetSpec]) -> None:
+    """Add ``added`` to :data:`EXTRA_LEVELS` beside ``sparsified_dir`` (atomically), so
+    :func:`load_sparsity_map` returns them with the saved map."""
+    extra = Path(sparsified_dir).parent / EXTRA_LEVELS
+    before = {float(k): SubnetSpec.from_dict(v) for k, v in read_json(extra).items()} if extra.is_file() else {}
+    _save_map(extra, before | added)
+
+
+def _save_map(path: Path, spec_map: dict[float, SubnetSpec]) -> None:
+    write_json(path, {f"{s:g}": spec_map[s].to_dict() for s in sorted(spec_map)})

@@ -24,6 +24,9 @@ from typing import Any
 
 import yaml
 
+from minidisc.elastic.levels import same_level
+from minidisc.training.records import HopRecord, iterations
+
 CARD = "README.md"
 SEQ_LEN = 128  # FLOPs column of the MiniDisc paper: non-embedding parameters × 128 tokens
 
@@ -143,24 +146,21 @@ class CardFacts:
 
 
 def _compress_assistants(cfg: Mapping[str, Any], stages: Mapping[str, Any]) -> list[ModelRecord]:
-    from minidisc.report.compress import iteration_names
-
-    target = cfg["target_sparsity"]
     return [
-        ModelRecord(f"assistant (iteration {it['iteration']})", it["selected"], {"main": it["selected_metric"]})
-        for it in (stages[name] for name in iteration_names(stages))
-        if not it["final"] and abs(it["selected"] - target) > 1e-6
+        ModelRecord(f"assistant (iteration {it.iteration})", it.selected, {"main": it.selected_metric})
+        for it in iterations(stages)
+        if not it.final and not same_level(it.selected, cfg["target_sparsity"])
     ]
 
 
 def _hop_assistants(stages: Mapping[str, Any], final_hop: str) -> list[ModelRecord]:
     """The hops before ``final_hop`` on its chain (each hop names its teacher stage)."""
     chain: list[ModelRecord] = []
-    parent = stages[final_hop].get("teacher")
+    parent = HopRecord.from_dict(stages[final_hop]).teacher
     while parent in stages and parent.startswith("hop-"):
-        hop = stages[parent]
-        chain.append(ModelRecord(f"assistant ({parent})", hop["level"].get("sparsity"), {"main": hop["dev_main"]}))
-        parent = hop.get("teacher")
+        hop = HopRecord.from_dict(stages[parent])
+        chain.append(ModelRecord(f"assistant ({parent})", hop.level.sparsity, {"main": hop.dev_main}))
+        parent = hop.teacher
     return chain[::-1]
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.elastic.levels import same_level
 from minidisc.fileio import atomic_path, read_json, write_json, write_text
+from minidisc.training.records import HopRecord, IterationRecord, StudentRecord, iterations
+from minidisc.training.selection import tradeoff
 
 if TYPE_CHECKING:
     from minidisc.schedules.run import RunDir
@@ -42,29 +45,24 @@ def build_schedule_report(run: RunDir) -> dict[str, Any]:
     """The numbers of a direct / TAKD / MaxiDisc run, from its manifest and files."""
     manifest = run.manifest
     cfg, stages = manifest["config"], manifest["stages"]
-    hops = [
-        {
-            "stage": name,
-            "teacher": st.get("teacher"),
-            "level": st["level"],
-            "dev_main": st["dev_main"],
-            "reused_from": st.get("reused_from"),
-        }
-        for name, st in stages.items()
-        if name.startswith("hop-")
-    ]
+    hops = []
+    for name, st in stages.items():
+        if name.startswith("hop-"):
+            hop = HopRecord.from_dict(st)
+            hops.append({"stage": name, "teacher": hop.teacher, "level": hop.level.to_dict(), "dev_main": hop.dev_main,
+                         "reused_from": st.get("reused_from")})
     paths = [
-        {**p, "dev_main": stages[p["final"]]["dev_main"]} for p in manifest.get("paths", [])
+        {**p, "dev_main": HopRecord.from_dict(stages[p["final"]]).dev_main} for p in manifest.get("paths", [])
     ]
+    student = StudentRecord.from_dict(stages["student"])
     return {
         "command": manifest["command"],
         "task": cfg["data"]["task"],
         "objective": {"name": cfg["objective"], "options": cfg["objective_options"]},
         "teacher": {**model_size(run.path / "teacher"), "source": stages["teacher"].get("source"),
                     "dev": stages["teacher"]["dev"]},
-        "student": {**model_size(run.path / "student"), "dev": stages["student"]["dev"],
-                    "from": stages["student"].get("from"),
-                    "loads_with_plain_transformers": stages["student"]["plain_hf_loadable"]},
+        "student": {**model_size(run.path / "student"), "dev": student.dev, "from": student.source,
+                    "loads_with_plain_transformers": student.plain_hf_loadable},
         "hops": hops,
         "paths": paths,
         "data": stages["teacher"].get("data"),
@@ -183,20 +181,19 @@ def schedule_row(name: str, run_path: Path) -> dict[str, Any]:
     """One row of the comparison from a finished schedule run."""
     manifest = read_json(run_path / "manifest.json")
     stages, cost = manifest["stages"], manifest["cost"]
-    student = model_size(run_path / "student")
+    student = StudentRecord.from_dict(stages["student"])
     if name == "minidisc":
-        iters = sorted((n for n in stages if n.startswith("iter")), key=lambda n: int(n[4:]))
-        route = [stages[n]["selected"] for n in iters]
+        route = [it.selected for it in iterations(stages)]
     else:
-        best = stages["student"].get("from", "")
+        best = student.source or ""
         route = [float(x[1:]) for x in best.removeprefix("hop-").split("-") if x.startswith("s")]
     return {
         "schedule": name,
         "run": str(run_path),
         "route": route,
-        "student": student,
-        "dev": stages["student"]["dev"],
-        "dev_main": stages["student"]["dev"]["main"],
+        "student": model_size(run_path / "student"),
+        "dev": student.dev,
+        "dev_main": student.dev["main"],
         "cost_train_flops": cost["total"]["train_flops"],
         "spent_train_flops": cost["spent"]["train_flops"],
         "cost_wall_time_s": cost["total"]["wall_time_s"],
@@ -319,10 +316,10 @@ def assistant_student_correlation(maxidisc_dir: Path, minidisc_dir: Path | None,
         levels = [lv["sparsity"] for lv in p["path"]]
         if len(levels) != 2:
             continue
-        first = stages["hop-" + f"s{levels[0]:g}"]
-        rows.append({"sparsity": levels[0], "assistant_metric": first["dev_main"],
-                     "student_metric": stages[p["final"]]["dev_main"],
-                     "tradeoff": first["dev_main"] + lam * levels[0]})
+        first = HopRecord.from_dict(stages["hop-" + f"s{levels[0]:g}"])
+        rows.append({"sparsity": levels[0], "assistant_metric": first.dev_main,
+                     "student_metric": HopRecord.from_dict(stages[p["final"]]).dev_main,
+                     "tradeoff": tradeoff(first.dev_main, levels[0], lam)})
     if not rows:
         return None
     rows.sort(key=lambda r: r["sparsity"])
@@ -344,17 +341,17 @@ def assistant_student_correlation(maxidisc_dir: Path, minidisc_dir: Path | None,
         "max_tradeoff_at": max(rows, key=lambda r: r["tradeoff"])["sparsity"],
     }
     if minidisc_dir is not None and (minidisc_dir / "manifest.json").is_file():
-        iter1 = read_json(minidisc_dir / "manifest.json")["stages"].get("iter1")
-        if iter1:
-            sandwich = {round(c["sparsity"], 6): c["best_metric"] for c in iter1["candidates"]}
+        entry = read_json(minidisc_dir / "manifest.json")["stages"].get("iter1")
+        if entry:
+            iter1 = IterationRecord.from_dict(entry)
             for r in rows:
-                m = sandwich.get(round(r["sparsity"], 6))
+                m = next((c.best_metric for c in iter1.candidates if same_level(c.sparsity, r["sparsity"])), None)
                 r["sandwich_metric"] = m
-                r["sandwich_tradeoff"] = None if m is None else m + lam * r["sparsity"]
+                r["sandwich_tradeoff"] = None if m is None else tradeoff(m, r["sparsity"], lam)
             paired = [r for r in rows if r.get("sandwich_tradeoff") is not None]
             result["spearman_sandwich_tradeoff_vs_student"] = rho(
                 [r["sandwich_tradeoff"] for r in paired], [r["student_metric"] for r in paired])
-            result["minidisc_selected"] = iter1["selected"]
+            result["minidisc_selected"] = iter1.selected
     return result
 
 

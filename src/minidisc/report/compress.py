@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from minidisc.elastic.levels import find_level, same_level
+from minidisc.elastic.sparsity_map import load_sparsity_map
 from minidisc.fileio import write_json, write_text
 from minidisc.report.plots import plot_tradeoff
+from minidisc.training.records import StudentRecord, iteration_names, iterations
 
 if TYPE_CHECKING:
-    from minidisc.schedules.inputs import TaskData
     from minidisc.schedules.run import RunDir
+    from minidisc.training.data import TaskData
 
 SEQ_LEN = 128  # the paper's table counts FLOPs per 128-token sequence
-_ITERATION = re.compile(r"iter(\d+)")
-
-
-def iteration_names(stages: Iterable[str]) -> list[str]:
-    """The ``iter<k>`` stage names in iteration order (``iter2`` before ``iter10``)."""
-    found = [(int(m.group(1)), name) for name in stages if (m := _ITERATION.fullmatch(name))]
-    return [name for _, name in sorted(found)]
 
 
 def build_compress_report(run: RunDir) -> dict[str, Any]:
@@ -32,18 +26,15 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     from transformers import AutoConfig
 
     from minidisc.compute.flops import non_embedding_params, paper_flops
-    from minidisc.schedules.minidisc import load_sparsity_map
 
     cfg = run.manifest["config"]
     stages = finished_stages(run.manifest)
     config = AutoConfig.from_pretrained(run.path / "teacher")
     spec_map = load_sparsity_map(run.path / "sparsified") if "sparsified" in stages else {}
-    # the results of each iteration, not the manifest's record of the files it wrote
-    iterations = [{k: v for k, v in stages[name].items() if k != "outputs"} for name in iteration_names(stages)]
 
     def size(sparsity: float) -> dict[str, float]:
         # the teacher (sparsity 0) is the full model whether or not 0 is on the grid
-        spec = next((v for s, v in spec_map.items() if abs(s - sparsity) < 1e-6), None) if sparsity else None
+        spec = spec_map.get(find_level(spec_map, sparsity)) if sparsity else None  # type: ignore[arg-type]
         return {
             "sparsity": sparsity,
             "non_embedding_params": non_embedding_params(config, spec),
@@ -51,19 +42,20 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
         }
 
     assistants = [
-        {**size(it["selected"]), "iteration": it["iteration"], "dev_main": it["selected_metric"]}
-        for it in iterations
-        if not it["final"] and abs(it["selected"] - cfg["target_sparsity"]) > 1e-6
+        {**size(it.selected), "iteration": it.iteration, "dev_main": it.selected_metric}
+        for it in iterations(stages)
+        if not it.final and not same_level(it.selected, cfg["target_sparsity"])
     ]
-    student = stages.get("student")
+    student = StudentRecord.from_dict(stages["student"]) if "student" in stages else None
     return {
         "task": cfg["data"]["task"],
         "teacher": {**size(0.0), "source": stages["teacher"]["source"], "dev": stages["teacher"]["dev"],
                     "head_initialised": stages["teacher"].get("head_initialised")},
         "assistants": assistants,
-        "student": {**size(cfg["target_sparsity"]), "dev": student["dev"],
-                    "loads_with_plain_transformers": student["plain_hf_loadable"]} if student else None,
-        "iterations": iterations,
+        "student": {**size(cfg["target_sparsity"]), "dev": student.dev,
+                    "loads_with_plain_transformers": student.plain_hf_loadable} if student else None,
+        # each iteration's entry as recorded, less the manifest's record of the files it wrote
+        "iterations": [{k: v for k, v in stages[name].items() if k != "outputs"} for name in iteration_names(stages)],
         "lambda": cfg["lam"],
         "target_sparsity": cfg["target_sparsity"],
         "data": stages["teacher"]["data"],
@@ -137,7 +129,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), "",
                   "| candidate sparsity % | best dev main % | λ-tradeoff % | chosen |", "|---|---|---|---|"]
         for c in sorted(it["candidates"], key=lambda c: c["sparsity"]):
-            mark = "**←**" if abs(c["sparsity"] - it["selected"]) < 1e-9 else ""
+            mark = "**←**" if same_level(c["sparsity"], it["selected"]) else ""
             lines.append(f"| {pct(c['sparsity'])} | {pct(c['best_metric'])} | {pct(c['tradeoff'])} | {mark} |")
         lines.append("")
     lines += ["## Time and compute", "", "| stage | wall time (s) | train FLOPs | tokens |", "|---|---|---|---|"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from minidisc.elastic.levels import same_level
 from minidisc.fileio import atomic_path
+from minidisc.training.records import IterationRecord
 
 
 def plot_tradeoff(
@@ -15,8 +17,8 @@ def plot_tradeoff(
     sandwich iteration, the chosen assistant marked.
 
     Args:
-        iterations: manifest entries of the iteration stages (``candidates`` with
-            ``sparsity``, ``best_metric``, ``tradeoff``; ``selected``).
+        iterations: manifest entries of the iteration stages
+            (:class:`~minidisc.training.records.IterationRecord`).
         teacher_metric: the teacher's dev metric (a fraction), drawn as a reference line.
     """
     import matplotlib
@@ -24,23 +26,24 @@ def plot_tradeoff(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [it for it in iterations if len(it["candidates"]) > 1] or iterations
+    records = [IterationRecord.from_dict(it) for it in iterations]
+    shown = [it for it in records if len(it.candidates) > 1] or records
     fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4), squeeze=False)
     for ax, it in zip(axes[0], shown):
-        cands = sorted(it["candidates"], key=lambda c: c["sparsity"])
-        xs = [100 * c["sparsity"] for c in cands]
-        ax.plot(xs, [100 * c["best_metric"] for c in cands], "o-", label="dev metric (best)")
-        ax.plot(xs, [100 * c["tradeoff"] for c in cands], "s--", label=f"λ-tradeoff (λ={lam:g})")
-        chosen = next(c for c in cands if abs(c["sparsity"] - it["selected"]) < 1e-9)
-        ax.axvline(100 * chosen["sparsity"], color="tab:red", alpha=0.4)
-        ax.scatter([100 * chosen["sparsity"]], [100 * chosen["tradeoff"]], s=160, facecolors="none",
-                   edgecolors="tab:red", linewidths=2, label=f"chosen: {100 * chosen['sparsity']:g} %", zorder=5)
+        cands = sorted(it.candidates, key=lambda c: c.sparsity)
+        xs = [100 * c.sparsity for c in cands]
+        ax.plot(xs, [100 * c.best_metric for c in cands], "o-", label="dev metric (best)")
+        ax.plot(xs, [100 * c.tradeoff for c in cands], "s--", label=f"λ-tradeoff (λ={lam:g})")  # type: ignore[operator]
+        chosen = next(c for c in cands if same_level(c.sparsity, it.selected))
+        ax.axvline(100 * chosen.sparsity, color="tab:red", alpha=0.4)
+        ax.scatter([100 * chosen.sparsity], [100 * chosen.tradeoff], s=160, facecolors="none",  # type: ignore[operator]
+                   edgecolors="tab:red", linewidths=2, label=f"chosen: {100 * chosen.sparsity:g} %", zorder=5)
         ax.axvline(100 * target, color="grey", linestyle=":", label=f"target {100 * target:g} %")
         if teacher_metric is not None:
             ax.axhline(100 * teacher_metric, color="tab:green", linestyle="-.", alpha=0.7, label="teacher dev metric")
         ax.set_xlabel("sparsity w.r.t. the teacher (%)")
         ax.set_ylabel("percent")
-        ax.set_title(f"iteration {it['iteration']}" + (" (final)" if it["final"] else ""))
+        ax.set_title(f"iteration {it.iteration}" + (" (final)" if it.final else ""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

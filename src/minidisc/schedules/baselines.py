@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.schedules.config import DistillConfig, MaxiDiscConfig, ScheduleConfig, TakdConfig
-from minidisc.schedules.paths import HopContext, Level, Path_, sparsity_path, stage_name
+from minidisc.schedules.paths import HopContext, Path_, sparsity_path, stage_name
 from minidisc.schedules.run import REPORT_FILES, RunDir
+from minidisc.training.records import HopRecord, Level
 
 if TYPE_CHECKING:
     from minidisc.models import ModelSource
@@ -27,11 +28,7 @@ if TYPE_CHECKING:
 
 
 def run_distill(
-    cfg: DistillConfig,
-    output: str | Path,
-    *,
-    overwrite: bool = False,
-    teacher_cache: TeacherCacheStore | None = None,
+    cfg: DistillConfig, output: str | Path, *, overwrite: bool = False, teacher_cache: TeacherCacheStore | None = None,
     reuse: bool = True,
 ) -> RunDir:
     """Direct KD teacher → student (``minidisc distill``); see :func:`run_schedule`."""
@@ -43,11 +40,7 @@ def run_distill(
 
 
 def run_takd(
-    cfg: TakdConfig,
-    output: str | Path,
-    *,
-    overwrite: bool = False,
-    teacher_cache: TeacherCacheStore | None = None,
+    cfg: TakdConfig, output: str | Path, *, overwrite: bool = False, teacher_cache: TeacherCacheStore | None = None,
     reuse: bool = True,
 ) -> RunDir:
     """TAKD along ``cfg.path`` (``minidisc takd``); see :func:`run_schedule`."""
@@ -56,11 +49,7 @@ def run_takd(
 
 
 def run_maxidisc(
-    cfg: MaxiDiscConfig,
-    output: str | Path,
-    *,
-    overwrite: bool = False,
-    teacher_cache: TeacherCacheStore | None = None,
+    cfg: MaxiDiscConfig, output: str | Path, *, overwrite: bool = False, teacher_cache: TeacherCacheStore | None = None,
     reuse: bool = True,
 ) -> RunDir:
     """TAKD through every candidate assistant, keep the best student (``minidisc
@@ -93,32 +82,23 @@ def run_schedule(
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
     from minidisc.objectives import build_objective
-    from minidisc.schedules.inputs import prepare_task_data
     from minidisc.schedules.memo import StageMemo
     from minidisc.schedules.stages import (
         export_stage,
         level_specs,
         prepare_teacher,
         root_run,
-        sparsify_stage,
         task_inputs,
-        teacher_stage,
     )
     from minidisc.tasks import get_task
+    from minidisc.training.data import prepare_task_data
 
     build_objective(cfg.objective, task_type=get_task(cfg.data.task).task_type, **cfg.objective_options)  # fail early
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
     _check_layer_levels(paths, source)
     run = RunDir(output, cfg, command, overwrite=overwrite)
     data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
-    prepare_teacher(
-        run,
-        cfg.teacher_run,
-        lambda tmp: teacher_stage(source, data, cfg.finetune, cfg.teacher_finetuned, tmp),
-        lambda tmp: sparsify_stage(
-            run.path / "teacher", data, cfg.levels(), cfg.finetune.eval_batch_size, tmp, seed=cfg.finetune.seed
-        ),
-    )
+    prepare_teacher(run, cfg.teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels())
     needed = {lv.sparsity for p in paths for lv in p if lv.sparsity is not None}
     specs = level_specs(run.path / "sparsified", needed)
     memo = StageMemo(root_run(run.path)) if reuse else None
@@ -131,7 +111,7 @@ def run_schedule(
     from minidisc.report.card import CardFacts
 
     card = CardFacts.from_manifest(run.manifest, final_hop=best)
-    run.stage("student", lambda tmp: export_stage(run.path / best / "model", data, tmp, card=card) | {"from": best})
+    run.stage("student", lambda tmp: export_stage(run.path / best / "model", data, tmp, card=card, source=best))
     hops = [stage_name(p[:k]) for p in paths for k in range(1, len(p) + 1)]
     run.set("cost", _cost(run, paths, specs, command, list(dict.fromkeys(hops))))
     run.set("paths", [{"path": [lv.to_dict() for lv in p], "final": stage_name(p)} for p in paths])
@@ -164,9 +144,9 @@ def _cost(run: RunDir, paths: Sequence[Path_], specs: dict, command: str, hops: 
     estimate the direct-KD reference from their first hop."""
     from transformers import AutoConfig
 
+    from minidisc.elastic.levels import level_key
     from minidisc.elastic.spec import SubnetSpec
     from minidisc.schedules.cost import estimate_direct_kd, measured_direct_kd, schedule_cost
-    from minidisc.schedules.stages import level_key
 
     stages = run.manifest["stages"]
     if command == "distill":
@@ -175,5 +155,6 @@ def _cost(run: RunDir, paths: Sequence[Path_], specs: dict, command: str, hops: 
     first = stages[stage_name(paths[0][:1])]
     teacher_config = AutoConfig.from_pretrained(run.path / "sparsified" / "model")
     target = specs[level_key(specs, paths[0][-1].sparsity)]  # type: ignore[arg-type]
-    reference = estimate_direct_kd(first, teacher_config, target, [SubnetSpec.from_dict(first["spec"])])
+    trained = SubnetSpec.from_dict(HopRecord.from_dict(first).spec)
+    reference = estimate_direct_kd(first, teacher_config, target, [trained])
     return schedule_cost(stages, hops, reference)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.schedules.config import CompareConfig
 from minidisc.schedules.run import REPORT_FILES, RunDir
+from minidisc.training.records import StudentRecord
 
 if TYPE_CHECKING:
     from minidisc.tasks import TaskSpec
@@ -77,29 +78,15 @@ def run_compare(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
-    from minidisc.schedules.inputs import prepare_task_data
-    from minidisc.schedules.stages import (
-        level_specs,
-        prepare_teacher,
-        root_run,
-        sparsify_stage,
-        task_inputs,
-        teacher_stage,
-    )
+    from minidisc.schedules.stages import level_specs, prepare_teacher, root_run, task_inputs
+    from minidisc.training.data import prepare_task_data
 
     cfg.schedule_configs("")  # validation only: the shared teacher folder is known below
     _check_objective(cfg)
     run = RunDir(output, cfg, "compare", overwrite=overwrite)
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
     data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
-    prepare_teacher(
-        run,
-        cfg.teacher_run,
-        lambda tmp: teacher_stage(source, data, cfg.finetune, cfg.teacher_finetuned, tmp),
-        lambda tmp: sparsify_stage(
-            run.path / "teacher", data, cfg.levels(), cfg.finetune.eval_batch_size, tmp, seed=cfg.finetune.seed
-        ),
-    )
+    prepare_teacher(run, cfg.teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels())
     level_specs(run.path / "sparsified", cfg.levels())  # every schedule's levels; completes a shared map
     root = root_run(run.path)
     store = open_cache(cache, root)
@@ -160,7 +147,7 @@ def _run_schedule(cfg: CompareConfig, name: str, shared: str, out: Path, store: 
     cost = sub.manifest["cost"]
     return {
         "run": str(out),
-        "dev_main": sub.record("student")["dev"]["main"],
+        "dev_main": StudentRecord.from_dict(sub.record("student")).dev["main"],
         "cost_train_flops": cost["total"]["train_flops"],
         "spent_train_flops": cost["spent"]["train_flops"],
     }

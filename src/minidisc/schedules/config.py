@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from minidisc.config import DEFAULT_GRID, CompressConfig, DataConfig, TrainConfig, check_grid
+from minidisc.elastic.levels import level, same_level
 from minidisc.objectives.catalog import OBJECTIVE_NAMES
 
 SCHEDULES: tuple[str, ...] = ("direct", "takd", "maxidisc", "minidisc")
@@ -24,10 +25,6 @@ SCHEDULES: tuple[str, ...] = ("direct", "takd", "maxidisc", "minidisc")
 class _Strict(BaseModel):
     # allow_inf_nan=False: `--lam inf` or a NaN learning rate is refused before any work
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def _level(s: float) -> float:
-    return round(float(s), 6)
 
 
 class ScheduleConfig(_Strict):
@@ -86,7 +83,7 @@ class DistillConfig(ScheduleConfig):
         return self
 
     def levels(self) -> list[float]:
-        extra = {_level(self.target_sparsity)} if self.target_sparsity is not None else set()
+        extra = {level(self.target_sparsity)} if self.target_sparsity is not None else set()
         return sorted(set(self.grid) | extra)
 
 
@@ -101,7 +98,7 @@ class TakdConfig(ScheduleConfig):
     @field_validator("path")
     @classmethod
     def _increasing(cls, path: tuple[float, ...]) -> tuple[float, ...]:
-        path = tuple(_level(s) for s in path)
+        path = tuple(level(s) for s in path)
         if not path or any(not 0.0 < s < 1.0 for s in path):
             raise ValueError("every path level must be a sparsity fraction in (0, 1)")
         if any(b <= a for a, b in pairwise(path)):
@@ -141,9 +138,9 @@ class MaxiDiscConfig(ScheduleConfig):
         """Candidate assistant sparsities, ascending: ``candidates``, or by default the
         candidates of MiniDisc's first sandwich run (:meth:`CompressConfig.candidate_levels`)
         other than the target."""
-        target = _level(self.target_sparsity)
+        target = level(self.target_sparsity)
         if self.candidates is not None:
-            pool = [_level(s) for s in self.candidates]
+            pool = [level(s) for s in self.candidates]
         elif self.target_sparsity < self.truncation:
             pool = []  # MiniDisc refuses such a target; no candidate either
         else:
@@ -153,14 +150,14 @@ class MaxiDiscConfig(ScheduleConfig):
 
     def paths(self) -> list[tuple[float, ...]]:
         """Every path teacher → assistants → target, shortest first."""
-        target = _level(self.target_sparsity)
+        target = level(self.target_sparsity)
         found = []
         for k in range(1, self.max_assistants + 1):
             found += [(*combo, target) for combo in combinations(self.assistant_levels(), k)]
         return found
 
     def levels(self) -> list[float]:
-        return sorted(set(self.grid) | set(self.assistant_levels()) | {_level(self.target_sparsity)})
+        return sorted(set(self.grid) | set(self.assistant_levels()) | {level(self.target_sparsity)})
 
 
 class CompareConfig(_Strict):
@@ -206,7 +203,7 @@ class CompareConfig(_Strict):
     def _check(self) -> CompareConfig:
         if self.target_sparsity < self.truncation:
             raise ValueError(f"target_sparsity {self.target_sparsity} is below truncation {self.truncation}")
-        if self.takd_path is not None and _level(self.takd_path[-1]) != _level(self.target_sparsity):
+        if self.takd_path is not None and not same_level(self.takd_path[-1], self.target_sparsity):
             raise ValueError(f"the TAKD path must end at the target {self.target_sparsity}, got {list(self.takd_path)}")
         return self
 
@@ -236,7 +233,7 @@ class CompareConfig(_Strict):
         candidates = self.maxidisc("").assistant_levels()
         half = self.target_sparsity / 2
         assistant = min(candidates, key=lambda s: (abs(s - half), s))
-        return (assistant, _level(self.target_sparsity))
+        return (assistant, level(self.target_sparsity))
 
     def minidisc(self) -> CompressConfig:
         return CompressConfig(
@@ -249,7 +246,7 @@ class CompareConfig(_Strict):
     def levels(self) -> list[float]:
         """Every level any schedule of the comparison needs."""
         path = self.takd_path or ()
-        return sorted(set(self.grid) | {_level(self.target_sparsity)} | {_level(s) for s in path})
+        return sorted(set(self.grid) | {level(self.target_sparsity)} | {level(s) for s in path})
 
     def schedule_configs(self, teacher_run: str) -> dict[str, BaseModel]:
         """The validated configuration of every schedule in ``schedules``, by name.

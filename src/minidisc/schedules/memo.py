@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.fileio import read_json, write_json
+from minidisc.schedules.stages import root_run
 
 if TYPE_CHECKING:
     from minidisc.schedules.run import RunDir
@@ -36,6 +37,14 @@ def fingerprint(payload: dict[str, Any]) -> str:
     """A stable hex digest of a JSON-ready description of a stage."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def stage_key(run: RunDir, payload: dict[str, Any]) -> str:
+    """The fingerprint of a stage of ``run``: ``payload`` (what else determines its result:
+    levels, training and data settings) with the root run that holds the teacher and
+    when its ``sparsified`` stage finished (a teacher sparsified again is another teacher)."""
+    root = {"root": str(root_run(run.path)), "root_finished": run.record("sparsified").get("finished")}
+    return fingerprint(payload | root)
 
 
 class StageMemo:
@@ -69,13 +78,18 @@ def memo_stage(
     key: str,
     memo: StageMemo | None,
     work: Callable[[Path], dict[str, Any]],
+    reuse: Callable[[Path, dict[str, Any], Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run stage ``name`` of ``run`` unless finished, or reuse an identical finished stage.
 
     Args:
-        key: the stage's fingerprint (:func:`fingerprint`).
+        key: the stage's fingerprint (:func:`stage_key`).
         memo: the registry to look in and add to (None: never reuse).
         work: the stage's work, as for :meth:`RunDir.stage`.
+        reuse: how to reuse a finished stage: ``reuse(folder, entry, tmp)`` fills the
+            stage's folder ``tmp`` from the finished stage's ``folder`` and manifest
+            ``entry`` and returns this run's entry; None: link the folder and copy the
+            entry (with ``reused_from``).
 
     Returns:
         The stage's manifest entry (with ``fingerprint``; ``reused_from`` when reused).
@@ -86,6 +100,8 @@ def memo_stage(
     target = run.path / name
     if hit is not None and hit[0] != target.resolve():
         folder, entry = hit
+        if reuse is not None:
+            return run.stage(name, lambda tmp: reuse(folder, entry, tmp), main_only=True)
         if target.is_symlink():
             target.unlink()
         os.symlink(os.path.relpath(folder, run.path.resolve()), target, target_is_directory=True)

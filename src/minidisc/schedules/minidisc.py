@@ -7,7 +7,9 @@ Stages, each resumable from the run directory (:class:`~minidisc.schedules.run.R
 ``sparsified``   score heads/neurons, reorder them by importance, build the nested
                  sparsity map over the grid (∪ the target).
 ``iter1..K``     sandwich-train every candidate at or above the current teacher's level
-                 and the truncation level; select the assistant by the λ-tradeoff.
+                 and the truncation level (:class:`~minidisc.training.distill.Distiller`);
+                 select the assistant by the λ-tradeoff
+                 (:mod:`minidisc.training.selection`).
                  The assistant becomes the next iteration's teacher *and* its
                  initialisation. The final iteration (or a selection equal to the target)
                  trains the target student alone.
@@ -27,23 +29,29 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.config import CompressConfig, TrainConfig
-from minidisc.fileio import is_main_process, process_state
+from minidisc.elastic.io import save_student
+from minidisc.elastic.levels import level_key, same_level
+from minidisc.fileio import is_main_process, process_state, read_json, write_json
+from minidisc.schedules.memo import memo_stage, stage_key
 from minidisc.schedules.run import REPORT_FILES, RunDir
-from minidisc.schedules.stages import export_stage, load_sparsity_map, sparsify_stage, teacher_stage
+from minidisc.schedules.stages import export_stage, level_specs, prepare_teacher, task_inputs
+from minidisc.training.data import prepare_task_data
+from minidisc.training.distill import Distiller
+from minidisc.training.records import CandidatesRecord, IterationRecord, iteration_names
+from minidisc.training.tracker import CandidateTracker
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
-
     from minidisc.elastic.spec import SubnetSpec
-    from minidisc.schedules.inputs import TaskData
     from minidisc.schedules.memo import StageMemo
+    from minidisc.training.data import TaskData
     from minidisc.training.teacher_cache import TeacherCacheStore
 
-__all__ = ["load_sparsity_map", "run_compress", "train_sandwich"]
+__all__ = ["run_compress"]
 
 
 def run_compress(
@@ -68,30 +76,25 @@ def run_compress(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
-    from minidisc.schedules.inputs import prepare_task_data
-    from minidisc.schedules.stages import prepare_teacher, task_inputs
-
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
     with process_state().main_process_first():  # hub downloads and dataset caches: filled once
         source, tokenizer = task_inputs(cfg.teacher, teacher_run)
         data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
 
-    prepare_teacher(
-        run,
-        teacher_run,
-        lambda tmp: _teacher_stage(cfg, source, data, tmp),
-        lambda tmp: _sparsify_stage(cfg, run.path / "teacher", data, tmp),
-    )
-    spec_map = _spec_map(run, cfg)
+    prepare_teacher(run, teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels())
+    # every level this run trains or reports (grid ∪ target), as the baseline schedules look them up
+    spec_map = level_specs(run.path / "sparsified", cfg.levels())
 
-    teacher_dir, level = run.path / "sparsified" / "model", 0.0
+    ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo)
+    teacher_dir, teacher_level = run.path / "sparsified" / "model", 0.0
     for k in range(1, cfg.iterations + 1):
         final = k == cfg.iterations
-        entry = _iteration(run, cfg, k, final, teacher_dir, level, spec_map, data, teacher_cache, memo)
-        teacher_dir, level = run.path / f"iter{k}" / "model", entry["selected"]
-        if final or _same(level, cfg.target_sparsity):
+        record = _iteration(run, ctx, k, final, teacher_dir, teacher_level)
+        teacher_dir, teacher_level = run.path / f"iter{k}" / "model", record.selected
+        if final or same_level(teacher_level, cfg.target_sparsity):
             break
-    run.stage("student", lambda tmp: _export_stage(run, teacher_dir, spec_map[_key(spec_map, cfg.target_sparsity)], data, tmp))
+    target = spec_map[level_key(spec_map, cfg.target_sparsity)]
+    run.stage("student", lambda tmp: _export_stage(run, teacher_dir, target, data, tmp))
     run.set("cost", _cost(run, cfg, spec_map))
     run.stage("report", lambda root: _report_stage(run, data), folder=False, main_only=True, outputs=REPORT_FILES)
     run.finish()
@@ -101,137 +104,87 @@ def run_compress(
 # --- stages -----------------------------------------------------------------------------
 
 
-def _teacher_stage(cfg: CompressConfig, source: Any, data: TaskData, out: Path) -> dict[str, Any]:
-    return teacher_stage(source, data, cfg.finetune, cfg.teacher_finetuned, out)
+@dataclass
+class IterationContext:
+    """What every iteration of a run needs: the config, the specs of every level, the
+    task data, the teacher cache and the registry of finished stages."""
 
-
-def _sparsify_stage(cfg: CompressConfig, teacher_dir: Path, data: TaskData, out: Path) -> dict[str, Any]:
-    return sparsify_stage(teacher_dir, data, cfg.levels(), cfg.finetune.eval_batch_size, out, seed=cfg.finetune.seed)
+    cfg: CompressConfig
+    spec_map: dict[float, SubnetSpec]
+    data: TaskData
+    teacher_cache: TeacherCacheStore | None = None
+    memo: StageMemo | None = None
 
 
 def _iteration(
-    run: RunDir,
-    cfg: CompressConfig,
-    k: int,
-    final: bool,
-    teacher_dir: Path,
-    level: float,
-    spec_map: dict[float, SubnetSpec],
-    data: TaskData,
-    teacher_cache: TeacherCacheStore | None,
-    memo: StageMemo | None,
-) -> dict[str, Any]:
+    run: RunDir, ctx: IterationContext, k: int, final: bool, teacher_dir: Path, teacher_level: float
+) -> IterationRecord:
     """Stage ``iter{k}``: trained here, or (iteration 1 with a registry) reused."""
-    name = f"iter{k}"
+    name, cfg = f"iter{k}", ctx.cfg
 
     def work(tmp: Path) -> dict[str, Any]:
-        return _iteration_stage(
-            cfg, k, final, teacher_dir, level, spec_map, data, tmp,
-            teacher_cache=teacher_cache, keep_candidates=memo is not None,
-        )
+        return _iteration_stage(ctx, k, final, teacher_dir, teacher_level, tmp)
 
     # Iteration 1's training is independent of target and λ only without early stopping.
-    if memo is None or k != 1 or final or _may_stop_early(cfg.sandwich, len(data.train)) or run.done(name):
-        return run.stage(name, work)
-    from minidisc.schedules.memo import fingerprint
-    from minidisc.schedules.stages import root_run
-
-    key = fingerprint({
-        "stage": "minidisc-iteration-1", "root": str(root_run(run.path)),
-        "root_finished": run.record("sparsified").get("finished"),
-        "candidates": cfg.candidate_levels(0.0), "sandwich": cfg.sandwich.model_dump(mode="json"),
-        "data": cfg.data.model_dump(mode="json"), "data_seed": cfg.finetune.seed,
+    if ctx.memo is None or k != 1 or final or _may_stop_early(cfg.sandwich, len(ctx.data.train)):
+        return IterationRecord.from_dict(run.stage(name, work))
+    key = stage_key(run, {
+        "stage": "minidisc-iteration-1", "candidates": cfg.candidate_levels(0.0),
+        "sandwich": cfg.sandwich.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json"),
+        "data_seed": cfg.finetune.seed,
     })
-    hit = memo.find(key)
-    if hit is not None:
-        folder, original = hit
-        return run.stage(name, lambda tmp: _reselect(cfg, folder, original, run.path / name, tmp), main_only=True)
-    entry = run.stage(name, lambda tmp: {**work(tmp), "fingerprint": key})
-    memo.remember(key, run.path / name, entry)
-    return entry
+
+    def reselect(folder: Path, original: dict[str, Any], tmp: Path) -> dict[str, Any]:
+        return _reselect(cfg, folder, original, run.path / name, tmp)
+
+    return IterationRecord.from_dict(memo_stage(run, name, key, ctx.memo, work, reuse=reselect))
 
 
 def _iteration_stage(
-    cfg: CompressConfig,
-    k: int,
-    final: bool,
-    teacher_dir: Path,
-    level: float,
-    spec_map: dict[float, SubnetSpec],
-    data: TaskData,
-    out: Path,
-    *,
-    teacher_cache: TeacherCacheStore | None = None,
-    keep_candidates: bool = False,
+    ctx: IterationContext, k: int, final: bool, teacher_dir: Path, teacher_level: float, out: Path
 ) -> dict[str, Any]:
-    from minidisc.elastic.io import save_student
-    from minidisc.fileio import write_json
-    from minidisc.models import ModelSource, load_for_task
-    from minidisc.seeding import seed_everything
-    from minidisc.training.tracker import CandidateTracker
-
-    train_cfg = cfg.final if final else cfg.sandwich
-    seed_everything(train_cfg.seed)
-    teacher = load_for_task(ModelSource(str(teacher_dir)), data.task)
-    student = load_for_task(ModelSource(str(teacher_dir)), data.task)
-    target = _key(spec_map, cfg.target_sparsity)
-    levels = [target] if final else [_key(spec_map, s) for s in cfg.candidate_levels(level)]
+    """Distil the model in ``teacher_dir`` into every candidate at once (the final
+    iteration: the target alone); write ``out/model`` (the selection at its best),
+    ``out/candidates.json`` and, when asked, ``out/candidates/``; return the manifest entry."""
+    cfg, spec_map, data = ctx.cfg, ctx.spec_map, ctx.data
+    distiller = Distiller(data, cfg.final if final else cfg.sandwich, teacher_cache=ctx.teacher_cache)
+    teacher, student = distiller.load(teacher_dir)
+    target = level_key(spec_map, cfg.target_sparsity)
+    levels = [target] if final else [level_key(spec_map, s) for s in cfg.candidate_levels(teacher_level)]
     tracker = CandidateTracker(levels, cfg.lam, target, final=final)
-    compute = train_sandwich(
-        teacher, student, {s: spec_map[s] for s in levels}, tracker, data, train_cfg, out / "scratch",
-        teacher_cache=teacher_cache, stage=f"iter{k}", log_dir=out / "logs",
-    )
-    if is_main_process():
-        shutil.rmtree(out / "scratch", ignore_errors=True)
-    chosen = tracker.selection.sparsity
-    save_student(tracker.chosen(), out / "model", spec_map[chosen], tokenizer=data.tokenizer)
-    if cfg.save_candidates or keep_candidates:
+    compute = distiller.run(teacher, student, {s: spec_map[s] for s in levels}, tracker, out, stage=f"iter{k}")
+    if cfg.save_candidates or ctx.memo is not None:  # with a registry: kept for a later run's reuse
         for s, snapshot in tracker.snapshots.items():
             save_student(snapshot, out / "candidates" / f"s{s:g}", spec_map[s], tokenizer=data.tokenizer)
     summary = tracker.summary()
     if is_main_process():  # every process holds the same tracker (metrics gathered across them)
-        write_json(out / "candidates.json", summary)
-    return {
-        "iteration": k,
-        "final": final,
-        "teacher_level": level,
-        "selected": chosen,
-        "selected_metric": tracker.best[chosen],
-        "candidates": summary["candidates"],
-        "compute": compute,
-    }
+        write_json(out / "candidates.json", summary.to_dict())
+    return _record(k, final, teacher_level, summary, compute).to_dict()
 
 
 def _reselect(cfg: CompressConfig, folder: Path, original: dict[str, Any], final_path: Path, out: Path) -> dict[str, Any]:
     """Iteration 1 from an identical earlier run: replay its evaluations through a
     tracker with this run's target and λ, and take the snapshot it selects."""
-    from minidisc.fileio import read_json, write_json
-    from minidisc.training.tracker import CandidateTracker
-
-    saved = read_json(folder / "candidates.json")
-    levels = [c["sparsity"] for c in saved["candidates"]]
-    target = next(s for s in levels if _same(s, cfg.target_sparsity))
-    tracker = CandidateTracker(levels, cfg.lam, target, final=False)
-    for record in saved["history"]:
-        metrics = {next(s for s in levels if _same(s, float(k))): v for k, v in record["metrics"].items()}
-        tracker.update(record["step"], metrics, lambda s: s)
-    chosen = tracker.selection.sparsity
+    saved = CandidatesRecord.from_dict(read_json(folder / "candidates.json"))
+    levels = [c.sparsity for c in saved.candidates]
+    tracker = CandidateTracker(levels, cfg.lam, level_key(levels, cfg.target_sparsity), final=False)
+    for evaluation in saved.history:
+        metrics = {level_key(levels, s): m for s, m in evaluation.metrics.items()}
+        tracker.update(evaluation.step, metrics, lambda s: s)
+    chosen = tracker.selection.sparsity  # type: ignore[union-attr]
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(folder / "candidates" / f"s{chosen:g}", out / "model")
     os.symlink(os.path.relpath(folder / "candidates", final_path.resolve()), out / "candidates", target_is_directory=True)
     summary = tracker.summary()
-    write_json(out / "candidates.json", summary)
-    return {
-        "iteration": 1,
-        "final": False,
-        "teacher_level": 0.0,
-        "selected": chosen,
-        "selected_metric": tracker.best[chosen],
-        "candidates": summary["candidates"],
-        "compute": original["compute"],
-        "wall_time_s": original.get("wall_time_s"),
-        "reused_from": str(folder),
-    }
+    write_json(out / "candidates.json", summary.to_dict())
+    record = _record(1, False, 0.0, summary, original["compute"])
+    return record.to_dict() | {"wall_time_s": original.get("wall_time_s"), "reused_from": str(folder)}
+
+
+def _record(k: int, final: bool, teacher_level: float, summary: CandidatesRecord, compute: dict[str, Any]) -> IterationRecord:
+    """The manifest entry of iteration ``k`` from its candidate run."""
+    selected = next(c for c in summary.candidates if c.sparsity == summary.selected)
+    return IterationRecord(k, final, teacher_level, selected.sparsity, selected.best_metric, summary.candidates, compute)
 
 
 def _export_stage(run: RunDir, model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:
@@ -254,95 +207,16 @@ def _cost(run: RunDir, cfg: CompressConfig, spec_map: dict[float, SubnetSpec]) -
     from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 
     stages = run.manifest["stages"]
-    iterations = sorted((n for n in stages if n.startswith("iter")), key=lambda n: int(n[4:]))
-    first = stages[iterations[0]]
+    iterations = iteration_names(stages)
+    first = IterationRecord.from_dict(stages[iterations[0]])
     teacher_config = AutoConfig.from_pretrained(run.path / "sparsified" / "model")
-    trained = [spec_map[_key(spec_map, c["sparsity"])] for c in first["candidates"]]
-    target = spec_map[_key(spec_map, cfg.target_sparsity)]
-    reference = estimate_direct_kd(first, teacher_config, target, trained)
+    trained = [spec_map[level_key(spec_map, c.sparsity)] for c in first.candidates]
+    target = spec_map[level_key(spec_map, cfg.target_sparsity)]
+    reference = estimate_direct_kd(stages[iterations[0]], teacher_config, target, trained)
     return schedule_cost(stages, iterations, reference)
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def train_sandwich(
-    teacher: PreTrainedModel,
-    student: PreTrainedModel,
-    candidates: dict[float, SubnetSpec],
-    tracker: Any,
-    data: TaskData,
-    cfg: TrainConfig,
-    workdir: Path,
-    *,
-    objective: str = "minidisc",
-    objective_options: dict[str, Any] | None = None,
-    teacher_cache: TeacherCacheStore | None = None,
-    stage: str = "distillation",
-    log_dir: Path | None = None,
-) -> dict[str, Any]:
-    """Sandwich-train ``candidates`` of an elastic copy of ``student`` against ``teacher``
-    with ``objective`` (default: the MiniDisc loss); return the stage's compute totals.
-
-    With a single candidate this is plain distillation into that sub-network, keeping
-    the snapshot at its best dev evaluation (every hop of the baseline schedules).
-    With ``teacher_cache`` the totals also hold ``teacher_cache`` statistics (hits,
-    misses, teacher FLOPs saved); the store is flushed to disk at the end. ``stage``
-    names the stage in errors; ``log_dir`` receives the training logs
-    (:mod:`minidisc.training.logs`).
-
-    Raises:
-        DivergenceError: a non-finite loss, gradient norm or weight during training.
-    """
-    from minidisc.elastic.model import ElasticModel
-    from minidisc.objectives import build_objective
-    from minidisc.training.arguments import training_arguments
-    from minidisc.training.data import collator_for, metrics_fn
-    from minidisc.training.sandwich import SandwichTrainer
-
-    elastic = ElasticModel(student)
-    loss = build_objective(
-        objective, task_type=data.task.task_type, student_config=student.config, teacher_config=teacher.config,
-        **(objective_options or {}),
-    )
-    trainer = SandwichTrainer(
-        model=elastic.model,
-        args=training_arguments(cfg, workdir, keep_best_checkpoint=False),
-        train_dataset=data.train,
-        eval_dataset=data.dev,
-        data_collator=collator_for(data.task, data.tokenizer),
-        processing_class=data.tokenizer,
-        compute_metrics=metrics_fn(data.task),
-        teacher=teacher,
-        objective=loss,
-        elastic=elastic,
-        candidates=candidates,
-        tracker=tracker,
-        patience=cfg.patience,
-        teacher_cache=teacher_cache,
-        stage=stage,
-        log_dir=log_dir,
-    )
-    trainer.train()
-    if not tracker.history:  # training ended between evaluations: evaluate once
-        trainer.evaluate()
-    compute = trainer.meter.stop().to_dict()
-    if trainer.teacher_cache is not None:
-        compute["teacher_cache"] = trainer.teacher_cache.stats.to_dict()
-        trainer.teacher_cache.flush()
-    return compute
-
-
-def _spec_map(run: RunDir, cfg: CompressConfig) -> dict[float, SubnetSpec]:
-    """Specs of every level this run trains or reports (grid ∪ target).
-
-    The same lookup as the baseline schedules (:func:`~minidisc.schedules.stages.level_specs`):
-    levels that a shared teacher's map lacks are rebuilt from its saved importance and
-    added to its map.
-    """
-    from minidisc.schedules.stages import level_specs
-
-    return level_specs(run.path / "sparsified", cfg.levels())
 
 
 def _may_stop_early(cfg: TrainConfig, n_train: int) -> bool:
@@ -355,15 +229,3 @@ def _may_stop_early(cfg: TrainConfig, n_train: int) -> bool:
     steps = cfg.max_steps or math.ceil(n_train / cfg.batch_size) * cfg.epochs
     evaluations = math.floor(steps / cfg.eval_steps) if cfg.eval_steps else math.ceil(cfg.epochs)
     return evaluations > cfg.patience
-
-
-def _key(spec_map: dict[float, Any], sparsity: float) -> float:
-    from minidisc.schedules.stages import level_key
-
-    return level_key(spec_map, sparsity)
-
-
-def _same(a: float, b: float) -> bool:
-    from minidisc.schedules.stages import same_level
-
-    return same_level(a, b)

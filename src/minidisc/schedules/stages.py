@@ -18,13 +18,21 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.config import TrainConfig
+from minidisc.elastic.levels import check_levels, find_level, level
+from minidisc.elastic.sparsity_map import (
+    load_sparsity_map,
+    save_extra_levels,
+    save_sparsity_map,
+    sparsity_map,
+)
 from minidisc.errors import ConfigError, ModelError
 from minidisc.fileio import is_main_process
+from minidisc.training.records import StudentRecord
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -32,11 +40,10 @@ if TYPE_CHECKING:
     from minidisc.elastic.spec import SubnetSpec
     from minidisc.models import ModelSource
     from minidisc.report.card import CardFacts
-    from minidisc.schedules.inputs import TaskData
     from minidisc.schedules.run import RunDir
+    from minidisc.training.data import TaskData
 
 SHARED_STAGES = ("teacher", "sparsified")
-StageWork = Callable[[Path], dict[str, Any]]
 
 
 # --- the teacher and its sparsification ----------------------------------------------
@@ -139,7 +146,7 @@ def sparsify_stage(
         totals.tokens += int(batch["attention_mask"].sum())
         totals.sequences += b
     importance = elastic.reorder(elastic.importance(loader))
-    levels = sorted({round(float(s), 6) for s in levels})
+    levels = list(check_levels(levels))
     spec_map = elastic.sparsity_map(importance, levels)
     elastic.model.save_pretrained(out / "model")
     data.tokenizer.save_pretrained(out / "model")
@@ -148,51 +155,26 @@ def sparsify_stage(
     return {"levels": levels, "compute": totals.to_dict(), "untrained_head": untrained}
 
 
-def load_sparsity_map(sparsified_dir: Path) -> dict[float, SubnetSpec]:
-    """The nested sparsity map saved by the ``sparsified`` stage, with the levels this run
-    added to it later (:func:`level_specs`)."""
-    from minidisc.elastic.spec import SubnetSpec
-    from minidisc.fileio import read_json
-
-    raw = read_json(sparsified_dir / "sparsity_map.json")
-    extra = sparsified_dir.parent / EXTRA_LEVELS
-    if extra.is_file():
-        raw = {**read_json(extra), **raw}
-    return {float(s): SubnetSpec.from_dict(spec) for s, spec in raw.items()}
-
-
-def save_sparsity_map(sparsified_dir: Path, spec_map: dict[float, SubnetSpec]) -> None:
-    """Write ``sparsity_map.json`` (atomically), levels ascending."""
-    _save_map(sparsified_dir / "sparsity_map.json", spec_map)
-
-
-EXTRA_LEVELS = "extra_levels.json"
-"""Levels a run added to its (possibly linked) ``sparsified`` map, kept beside the folder in
-the run itself: a finished stage's files never change (a resumed run checks them), and a
-run never writes into the run it links its teacher from."""
-
-
 def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, SubnetSpec]:
-    """Specs of ``levels`` (keys rounded to 6 decimals), the one level lookup of every schedule.
+    """Specs of ``levels`` (keyed by :func:`~minidisc.elastic.levels.level`), the one level
+    lookup of every schedule.
 
     Levels the saved map lacks (a shared teacher sparsified with another grid) are
     rebuilt from the saved, reordered importance — the same global ranking, so the sets
-    stay nested and equal what sparsifying with them would have given — and saved in
-    :data:`EXTRA_LEVELS` beside ``sparsified_dir``, so every later reader of this run
-    (e.g. the compress report, through :func:`load_sparsity_map`) sees them too.
+    stay nested and equal what sparsifying with them would have given — and saved beside
+    ``sparsified_dir`` (:func:`~minidisc.elastic.sparsity_map.save_extra_levels`), so every
+    later reader of this run (e.g. the compress report, through
+    :func:`~minidisc.elastic.sparsity_map.load_sparsity_map`) sees them too.
 
     Raises:
         ConfigError: a level outside [0, 1).
     """
     from minidisc.elastic.families import family_for
     from minidisc.elastic.importance import Importance
-    from minidisc.elastic.sparsity_map import sparsity_map
-    from minidisc.elastic.spec import SubnetSpec
-    from minidisc.fileio import read_json
     from minidisc.models import ModelSource
 
     saved = load_sparsity_map(sparsified_dir)
-    wanted = sorted({round(float(s), 6) for s in levels})
+    wanted = sorted({level(s) for s in levels})
     missing = [s for s in wanted if find_level(saved, s) is None]
     if missing:
         from transformers import AutoConfig
@@ -202,62 +184,37 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
         added = sparsity_map(Importance.load(sparsified_dir / "importance.safetensors"), missing, group_size=group)
         saved.update(added)
         if is_main_process():  # every process rebuilt the same levels
-            extra = sparsified_dir.parent / EXTRA_LEVELS
-            before = {float(k): SubnetSpec.from_dict(v) for k, v in read_json(extra).items()} if extra.is_file() else {}
-            _save_map(extra, before | added)
+            save_extra_levels(sparsified_dir, added)
     return {s: saved[find_level(saved, s)] for s in wanted}  # type: ignore[index]
-
-
-def _save_map(path: Path, spec_map: dict[float, SubnetSpec]) -> None:
-    from minidisc.fileio import write_json
-
-    write_json(path, {f"{s:g}": spec_map[s].to_dict() for s in sorted(spec_map)})
-
-
-LEVEL_TOLERANCE = 1e-6
-"""Sparsities closer than this are one level (keys are rounded to 6 decimals)."""
-
-
-def same_level(a: float, b: float) -> bool:
-    """Whether two sparsities name the same level."""
-    return abs(a - b) < LEVEL_TOLERANCE
-
-
-def find_level(levels: Iterable[float], sparsity: float) -> float | None:
-    """The key of ``levels`` equal to ``sparsity`` (up to :data:`LEVEL_TOLERANCE`), else None."""
-    return next((s for s in levels if same_level(s, sparsity)), None)
-
-
-def level_key(levels: Iterable[float], sparsity: float) -> float:
-    """The key of ``levels`` equal to ``sparsity``.
-
-    Raises:
-        ConfigError: no such level (the specs were built without it).
-    """
-    levels = list(levels)
-    key = find_level(levels, sparsity)
-    if key is None:
-        raise ConfigError(
-            f"sparsity {sparsity:g} is not among the levels {sorted(levels)}; build the specs with "
-            "stages.level_specs including it"
-        )
-    return key
 
 
 # --- sharing the teacher between runs --------------------------------------------------
 
 
 def prepare_teacher(
-    run: RunDir, teacher_run: str | Path | None, teacher_work: StageWork, sparsify_work: StageWork
+    run: RunDir,
+    teacher_run: str | Path | None,
+    source: ModelSource,
+    data: TaskData,
+    finetune: TrainConfig,
+    teacher_finetuned: bool,
+    levels: Iterable[float],
 ) -> None:
-    """Run the ``teacher`` and ``sparsified`` stages, or link them from ``teacher_run``.
+    """Run the ``teacher`` stage (fine-tune the teacher at ``source`` with ``finetune``, or
+    only evaluate it when ``teacher_finetuned``) and the ``sparsified`` stage (its sparsity
+    map over ``levels``, importance batches of ``finetune.eval_batch_size``, seeded with
+    ``finetune.seed``); or link both from the finished run ``teacher_run``.
 
     Raises:
         ConfigError: ``teacher_run`` is not a run with both stages finished.
     """
     if teacher_run is None:
-        run.stage("teacher", teacher_work)
-        run.stage("sparsified", sparsify_work, main_only=True)  # no training: one process
+        run.stage("teacher", lambda tmp: teacher_stage(source, data, finetune, teacher_finetuned, tmp))
+        run.stage(  # no training: one process
+            "sparsified",
+            lambda tmp: sparsify_stage(run.path / "teacher", data, levels, finetune.eval_batch_size, tmp, seed=finetune.seed),
+            main_only=True,
+        )
         return
     for name in SHARED_STAGES:
         link_stage(run, name, Path(teacher_run))
@@ -313,15 +270,19 @@ def task_inputs(teacher: str | None, teacher_run: str | Path | None) -> tuple[Mo
 
 
 def export_stage(
-    model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | None = None, card: CardFacts | None = None
+    model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | None = None, card: CardFacts | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy.
+    """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy; return
+    the stage's entry (a :class:`~minidisc.training.records.StudentRecord`).
 
     Args:
         spec: the student's per-layer sizes (default: as recorded in its config).
         card: the run's facts for the student's model card (``out/README.md``), which
             is written with the exported copy's dev metrics; None keeps the card
             :func:`~minidisc.elastic.io.save_student` writes from the weights alone.
+        source: the stage the student comes from, recorded as ``from`` (baseline
+            schedules: the best final hop).
     """
     from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
     from minidisc.training.finetune import evaluate_model
@@ -336,7 +297,7 @@ def export_stage(
             from minidisc.report.card import write_model_card
 
             write_model_card(out, exported, card, dev)
-    return {"dev": dev, "plain_hf_loadable": loads_with_plain_transformers(exported.config)}
+    return StudentRecord(dev, loads_with_plain_transformers(exported.config), source).to_dict()
 
 
 def _remove(path: Path) -> None:

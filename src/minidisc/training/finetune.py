@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
     from minidisc.compute.meter import ComputeTotals
     from minidisc.config import TrainConfig
-    from minidisc.schedules.inputs import TaskData
     from minidisc.tasks import TaskSpec
+    from minidisc.training.data import TaskData
 
 
 @dataclass

@@ -20,7 +20,7 @@ def tokenizer():
 @pytest.mark.parametrize(("task", "hub"), [("conll2003", "hub:eriktks/conll2003"), ("sst2", "hub:nyu-mll/glue (sst2)")])
 def test_data_source_is_the_folder_or_the_tasks_hub_dataset(task, hub, tokenizer, tmp_path, monkeypatch):
     import minidisc.tasks
-    from minidisc.schedules.inputs import prepare_task_data
+    from minidisc.training.data import prepare_task_data
 
     data_dir = write_tiny_conll(tmp_path) if task == "conll2003" else write_tiny_sst2(tmp_path)
     local = prepare_task_data(DataConfig(task=task, data_dir=str(data_dir)), tokenizer, seed=0)

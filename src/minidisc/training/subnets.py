@@ -1,5 +1,7 @@
-"""Sandwich training of nested weight-sharing sub-networks (MiniDisc, §3.2).
+"""Distillation into nested weight-sharing sub-networks of one elastic student.
 
+With several candidates this is MiniDisc's sandwich training (§3.2); with one it is
+plain knowledge distillation into that sub-network (every hop of the baseline schedules).
 Every step runs the teacher once (no grad) and then, for each candidate sub-network,
 a student forward in train mode and a backward of ``loss_c / n_candidates``; the
 gradients of all candidates accumulate in the shared weights before one clipped AdamW
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from minidisc.training.tracker import CandidateTracker
 
 
-class SandwichTrainer(DistillationTrainer):
+class SubnetTrainer(DistillationTrainer):
     """Distil a teacher into all candidate sub-networks of one elastic student at once.
 
     Keyword Args:

@@ -9,8 +9,8 @@ the teacher (a fraction in [0, 1), i.e. ``1 − scale``). The assistant is the c
 with the largest ``t``; a choice beyond the target sparsity is clipped to the target.
 
 Unlike the reference implementation, λ is a real number, sparsities are compared as
-numbers, and a clipped choice keeps its λ bonus (``t(target) = m(target) + λ·target``),
-so every score compared is of the same form.
+levels (:mod:`minidisc.elastic.levels`), and a clipped choice keeps its λ bonus
+(``t(target) = m(target) + λ·target``), so every score compared is of the same form.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from minidisc.elastic.levels import find_level
 from minidisc.errors import ConfigError
 
 
@@ -40,7 +41,8 @@ class Selection:
 
 
 def tradeoff(metric: float, sparsity: float, lam: float) -> float:
-    """λ-tradeoff ``t = m + λ·s`` (metric and sparsity both fractions)."""
+    """λ-tradeoff ``t = m + λ·s`` (metric and sparsity both fractions), the one place it is
+    computed: the selection, the iteration records and the reports' correlations."""
     return metric + lam * sparsity
 
 
@@ -73,9 +75,7 @@ def select_assistant(
 
 
 def _find(candidates: Mapping[float, float], sparsity: float) -> float:
-    for s in candidates:
-        if math.isclose(s, sparsity, abs_tol=1e-9):
-            return s
-    raise ConfigError(
-        f"the target sparsity {sparsity} is not among the candidates {sorted(candidates)}"
-    )
+    key = find_level(candidates, sparsity)
+    if key is None:
+        raise ConfigError(f"the target sparsity {sparsity} is not among the candidates {sorted(candidates)}")
+    return key
