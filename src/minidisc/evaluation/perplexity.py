@@ -261,6 +261,8 @@ class PerplexityResult:
         documents: documents scored (some of them cut when ``truncated``).
         corpus_tokens: tokens of the documents read (all of them, ``--max-tokens`` or not).
         windows: forward passes.
+        seconds: wall-clock time of :func:`evaluate_perplexity` (reading, tokenizing,
+            scoring; not the model's loading).
     """
 
     model: str
@@ -471,7 +473,7 @@ def format_table(result: PerplexityResult) -> str:
         ("mean NLL", f"{result.mean_nll:.4f} nats/token"),
         ("perplexity", f"{result.perplexity:.3f}"),
         ("bits per byte", f"{result.bits_per_byte:.4f}"),
-        ("time", f"{result.seconds:.1f} s on {result.device}"),
+        ("wall time", f"{result.seconds:.1f} s on {result.device}"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
