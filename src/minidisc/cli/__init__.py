@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "compare",
     "pretrain",
     "scaling",
+    "evaluate_lm",
     "report",
 )
 

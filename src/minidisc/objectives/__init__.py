@@ -51,6 +51,26 @@ _EXPORTS: dict[str, str] = {
     "TinyBERTObjective": "tinybert",
     "MiniLMObjective": "minilm",
     "MiniLMv2Objective": "minilm",
+    # next-token divergences (causal LMs)
+    **{
+        name: "causal"
+        for name in (
+            "DivergenceObjective",
+            "ForwardKLObjective",
+            "ReverseKLObjective",
+            "JSDObjective",
+            "SkewKLObjective",
+            "SkewReverseKLObjective",
+            "DIVERGENCES",
+            "lm_divergence",
+            "forward_kl",
+            "reverse_kl",
+            "generalized_jsd",
+            "skew_kl",
+            "skew_reverse_kl",
+            "next_token_positions",
+        )
+    },
     # layer maps
     "minidisc_layer_indices": "layers",
     "minidisc_layer_pairs": "layers",

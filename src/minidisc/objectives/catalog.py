@@ -16,6 +16,11 @@ OBJECTIVE_DESCRIPTIONS: dict[str, str] = {
     "minilm": "MiniLM (Wang 2020): KL of last-layer attention distributions + value-relation KL",
     "minilmv2": "MiniLMv2 (Wang 2021): Q-Q/K-K/V-V self-attention relation KL with A_r relation heads",
     "distilbert": "DistilBERT (Sanh 2019): 5*KD(tau=2) + 2*MLM/label CE + 1*cosine of last hidden states",
+    "forward_kl": "causal LM: tau^2*KL(teacher||student) of next-token distributions over next-token positions; label-free",
+    "reverse_kl": "causal LM: tau^2*KL(student||teacher) of next-token distributions (mode-seeking, MiniLLM); label-free",
+    "jsd": "causal LM: generalized JSD(beta) (GKD, Agarwal 2024): beta*KL(p||m) + (1-beta)*KL(q||m), m = beta*p + (1-beta)*q",
+    "skew_kl": "causal LM: alpha-skew KL (DistiLLM, Ko 2024): KL(p || alpha*p + (1-alpha)*q), alpha 0.1",
+    "skew_reverse_kl": "causal LM: alpha-skew reverse KL (DistiLLM, Ko 2024): KL(q || alpha*q + (1-alpha)*p), alpha 0.1",
 }
 
 OBJECTIVE_NAMES: tuple[str, ...] = tuple(OBJECTIVE_DESCRIPTIONS)

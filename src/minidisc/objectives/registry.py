@@ -7,6 +7,13 @@ from typing import Any
 
 from minidisc.errors import ConfigError
 from minidisc.objectives.base import Objective, check_task_type
+from minidisc.objectives.causal import (
+    ForwardKLObjective,
+    JSDObjective,
+    ReverseKLObjective,
+    SkewKLObjective,
+    SkewReverseKLObjective,
+)
 from minidisc.objectives.hidden import CosineObjective, HiddenMSEObjective
 from minidisc.objectives.logit import DistilBERTObjective, KDObjective
 from minidisc.objectives.minidisc_loss import MiniDiscObjective
@@ -26,6 +33,11 @@ OBJECTIVES: dict[str, type[Objective]] = {
         MiniLMObjective,
         MiniLMv2Objective,
         DistilBERTObjective,
+        ForwardKLObjective,
+        ReverseKLObjective,
+        JSDObjective,
+        SkewKLObjective,
+        SkewReverseKLObjective,
     )
 }
 
@@ -78,7 +90,8 @@ def build_objective(
 
     Args:
         name: one of :data:`OBJECTIVES` (``kd``, ``minidisc``, ``pkd``, ``hidden_mse``,
-            ``cosine``, ``tinybert``, ``minilm``, ``minilmv2``, ``distilbert``).
+            ``cosine``, ``tinybert``, ``minilm``, ``minilmv2``, ``distilbert``; for causal LMs
+            ``forward_kl``, ``reverse_kl``, ``jsd``, ``skew_kl``, ``skew_reverse_kl``).
         task_type: ``classification``, ``regression``, ``token_classification``,
             ``masked_lm`` or ``causal_lm``.
         student_config, teacher_config: ``transformers`` configs (optional).

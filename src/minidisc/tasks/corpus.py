@@ -35,18 +35,11 @@ def _looks_like_path(value: str) -> bool:
 
 
 def _read_lines(path: Path) -> list[str]:
-    lines: list[str] = []
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}, line {number}: not valid UTF-8 ({exc.reason})") from exc
-            text = text.removeprefix("\ufeff") if number == 1 else text
-            text = text.removesuffix("\n").removesuffix("\r")
-            if text.strip():
-                lines.append(text)
-    return lines
+    """The non-blank lines of a corpus file read clean (UTF-8, ``\\n`` line ends, a Project
+    Gutenberg header/footer removed: :func:`minidisc.tasks.plaintext.read_document`)."""
+    from minidisc.tasks.plaintext import read_document
+
+    return [line for line in read_document(path).text.split("\n") if line.strip()]
 
 
 def load_text_corpus(
@@ -59,8 +52,10 @@ def load_text_corpus(
     """Load plain-text files or a hub dataset as a one-column (``text``) dataset.
 
     Args:
-        paths_or_hub_name: one text file or a list of them (UTF-8, one line per row, e.g.
-            ``wikitext-2-raw/wiki.valid.raw``), or a Hugging Face hub dataset name (e.g.
+        paths_or_hub_name: one text file or folder or a list of them (UTF-8, one line per
+            row, e.g. ``wikitext-2-raw/wiki.valid.raw``; a folder stands for its ``*.txt``
+            files in name order; a Project Gutenberg header and footer are removed, see
+            :mod:`minidisc.tasks.plaintext`), or a Hugging Face hub dataset name (e.g.
             ``"Salesforce/wikitext"`` with ``config="wikitext-103-raw-v1"``).
         split: hub split (default ``"train"``); ignored for local files.
         config: hub dataset configuration.
@@ -68,8 +63,8 @@ def load_text_corpus(
 
     Returns:
         Dataset with column ``text``: local files give one row per non-blank line (line
-        ends removed, other whitespace kept), in file order; hub datasets one row per
-        non-blank document.
+        ends -- ``\\n``, ``\\r\\n`` or ``\\r`` -- removed; other whitespace kept), in file
+        order; hub datasets one row per non-blank document.
 
     Raises:
         DataError: a file is missing or not UTF-8, the corpus has no text, or the hub
@@ -85,11 +80,10 @@ def load_text_corpus(
     local = many or Path(items[0]).exists() or _looks_like_path(os.fspath(items[0]))
     if not local:
         return _load_hub_corpus(os.fspath(items[0]), split, config, text_column)
+    from minidisc.tasks.plaintext import corpus_files
+
     texts: list[str] = []
-    for item in items:
-        path = Path(item).expanduser()
-        if not path.is_file():
-            raise DataError(f"corpus file {path} not found (or not a file)")
+    for path in corpus_files(items):
         texts.extend(_read_lines(path))
     if not texts:
         raise DataError(f"corpus {[os.fspath(i) for i in items]} holds no non-blank lines")
