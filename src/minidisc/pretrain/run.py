@@ -481,8 +481,11 @@ def describe_arm(arm: Arm) -> dict[str, Any]:
 
 
 def _kv_heads(config: Any) -> int:
-    """Key/value heads per layer (= query heads without grouped-query attention)."""
-    return int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    """Key/value heads per layer (= query heads without grouped-query attention), as the
+    architecture family reads them."""
+    from minidisc.elastic.families import family_for
+
+    return int(family_for(config).geometry(config).num_kv_heads)
 
 
 def _report_stage(run: RunDir) -> dict[str, Any]:
