@@ -56,7 +56,7 @@ importance pass (:mod:`minidisc.elastic.importance`) scores it and the sparsity 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from minidisc.elastic.spec import AXES, HEADS, NEURONS, SubnetSpec
@@ -77,7 +77,8 @@ class Geometry:
         gated_ffn: FFN has three matrices (gate, up, down) instead of two.
         qkv_bias / o_bias / ffn_bias: whether those projections carry biases.
         norm_params_per_layer: parameters of a layer's norms (BERT: 2 LayerNorms with
-            weight and bias = 4·hidden; LLaMA: 2 RMSNorms = 2·hidden).
+            weight and bias = 4·hidden; LLaMA: 2 RMSNorms = 2·hidden; Qwen3 adds its
+            per-head query and key norms, 2·head_dim).
         final_norm_params: parameters of a norm after the last layer (LLaMA: hidden).
         vocab_size: output vocabulary (for an optional LM-head FLOP count).
     """
@@ -472,6 +473,11 @@ class Qwen3Family(LlamaFamily):
     def biases(self, config: Any) -> tuple[bool, bool, bool]:
         attention = bool(getattr(config, "attention_bias", False))
         return attention, attention, False
+
+    def geometry(self, config: Any) -> Geometry:
+        geo = super().geometry(config)
+        # two RMSNorms of the width plus q_norm and k_norm of one head's width
+        return replace(geo, norm_params_per_layer=geo.norm_params_per_layer + 2 * geo.head_dim)
 
 
 #: The registered families, consulted in order (:func:`register_family` adds one).
