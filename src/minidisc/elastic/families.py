@@ -1,7 +1,7 @@
 """Every architecture fact of minidisc: one :class:`Family` per architecture family.
 
-No other module of minidisc names a module of a transformer or a size field of its
-config: it asks the model's family (:func:`family_for`), which answers
+No other module of minidisc names a module of a transformer or keeps a table of
+architectures: it asks the model's family (:func:`family_for`), which answers
 
 * where things are: the transformer layers (:attr:`Family.layers_path`) and, per layer,
   the Q/K/V/O projections, the FFN matrices, the attention module skipped when a layer
@@ -19,7 +19,9 @@ config: it asks the model's family (:func:`family_for`), which answers
 Askers: :mod:`minidisc.elastic` (sub-networks, importance, reorder, extraction),
 :mod:`minidisc.objectives.capture` (queries/keys/values), :mod:`minidisc.pretrain` (LM
 type and head, student sizes), :mod:`minidisc.schedules.students` (layer-dropped
-students) and :mod:`minidisc.compute.flops`.
+students) and :mod:`minidisc.compute.flops`. (Code that works for any ``transformers``
+model -- the objectives' layer maps, the reports -- reads the standard config fields
+such as ``num_hidden_layers`` directly.)
 
 Families:
 
