@@ -11,11 +11,17 @@ import torch
 from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
 from minidisc.compute.flops import non_embedding_params
-from minidisc.elastic import SubnetSpec, load_student, make_elastic, save_student
-from minidisc.elastic import families
+from minidisc.elastic import SubnetSpec, families, load_student, make_elastic, save_student
 from minidisc.elastic.families import Family, Geometry, family_for, register_family
 from minidisc.elastic.spec import NEURONS
-from minidisc.elastic.testing import DECODERS, VOCAB, random_batch, randomize_, tiny_bert, tiny_decoder
+from minidisc.elastic.testing import (
+    DECODERS,
+    VOCAB,
+    random_batch,
+    randomize_,
+    tiny_bert,
+    tiny_decoder,
+)
 from minidisc.errors import ConfigError, ModelError
 from minidisc.objectives import forward_with_signals
 

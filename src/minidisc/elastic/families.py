@@ -61,7 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from minidisc.elastic.spec import AXES, HEADS, NEURONS, SubnetSpec
+from minidisc.elastic.spec import AXES, SubnetSpec
 from minidisc.errors import ConfigError, ModelError
 
 
