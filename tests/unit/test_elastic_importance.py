@@ -6,23 +6,23 @@ import pytest
 import torch
 
 from minidisc.elastic import Importance, make_elastic
-from minidisc.elastic.testing import random_batch, randomize_, tiny_bert, tiny_llama
+from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ConfigError, DataError
 
 
 def _labelled(model_kind: str, seed: int = 0) -> dict:
-    if model_kind == "llama":
+    if model_kind in DECODERS:
         batch = random_batch(seed=seed)
         return {**batch, "labels": batch["input_ids"].clone()}
     return random_batch(seed=seed, labels=torch.tensor([0, 2, 1]))
 
 
 def _model(kind: str):
-    model = tiny_llama() if kind == "llama" else tiny_bert(kind)
+    model = tiny_decoder(kind) if kind in DECODERS else tiny_bert(kind)
     return randomize_(model)
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta", "llama"])
+@pytest.mark.parametrize("kind", ["bert", "roberta", *DECODERS])
 def test_importance_shape_sign_and_unit_rows(kind):
     em = make_elastic(_model(kind))
     geo = em.geometry
@@ -46,7 +46,7 @@ def _causal_ce(outputs, batch) -> torch.Tensor:
 
 
 def _loss_fn(kind):
-    return _causal_ce if kind == "llama" else None
+    return _causal_ce if kind in DECODERS else None
 
 
 def _loss(model, batch, loss_fn) -> float:
@@ -105,7 +105,7 @@ def test_raw_importance_matches_finite_differences():
     torch.testing.assert_close(raw.neurons.double(), fd_neurons, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta", "llama"])
+@pytest.mark.parametrize("kind", ["bert", "roberta", *DECODERS])
 def test_raw_importance_matches_weight_gradients(kind):
     """dL/dm for a mask m scaling input columns C of W equals sum(dL/dW[:, C] * W[:, C]).
 

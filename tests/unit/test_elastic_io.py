@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from minidisc.elastic import SubnetSpec, load_student, make_elastic, physical_spec, save_student
-from minidisc.elastic.testing import random_batch, randomize_, tiny_bert, tiny_llama
+from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ConfigError, ModelError
 
 HETERO = {
@@ -17,10 +17,12 @@ HETERO = {
     "roberta": SubnetSpec((4, 0, 2), (0, 48, 12), sparsity=0.6),
     "llama": SubnetSpec((0, 2, 4), (16, 0, 32), sparsity=0.5),
 }
+for _decoder in DECODERS:  # the LLaMA-like families share tiny_llama's sizes
+    HETERO[_decoder] = HETERO["llama"]
 
 
 def _model(kind, **kw):
-    model = tiny_llama(**kw) if kind == "llama" else tiny_bert(kind, **kw)
+    model = tiny_decoder(kind, **kw) if kind in DECODERS else tiny_bert(kind, **kw)
     return randomize_(model)
 
 
@@ -63,7 +65,7 @@ def test_uniform_encoder_student_loads_with_plain_transformers(kind, tmp_path):
     )
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta", "llama"])
+@pytest.mark.parametrize("kind", ["bert", "roberta", *DECODERS])
 def test_heterogeneous_student_round_trip(kind, tmp_path):
     teacher = _model(kind)
     em = make_elastic(teacher)
@@ -81,13 +83,14 @@ def test_heterogeneous_student_round_trip(kind, tmp_path):
     assert type(loaded) is type(teacher) and not loaded.training
     assert physical_spec(loaded) == SubnetSpec(spec.heads, spec.neurons)
     torch.testing.assert_close(_logits(loaded, batch), expected, atol=1e-5, rtol=0)
-    auto = AutoModelForCausalLM if kind == "llama" else AutoModelForSequenceClassification
+    auto = AutoModelForCausalLM if kind in DECODERS else AutoModelForSequenceClassification
     with pytest.raises(Exception, match="mismatch|size"):  # plain loading refuses, loudly
         auto.from_pretrained(tmp_path / "s")
 
 
-def test_uniform_gqa_student_loads_with_plain_transformers(tmp_path):
-    em = make_elastic(_model("llama"))
+@pytest.mark.parametrize("kind", DECODERS)
+def test_uniform_gqa_student_loads_with_plain_transformers(kind, tmp_path):
+    em = make_elastic(_model(kind))
     spec = SubnetSpec.uniform(3, 2, 16)  # one KV group of two query heads per layer
     batch = random_batch()
     with em.active(spec):

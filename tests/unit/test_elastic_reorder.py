@@ -7,12 +7,12 @@ import torch
 
 from minidisc.elastic import Importance, make_elastic
 from minidisc.elastic.reorder import head_order
-from minidisc.elastic.testing import random_batch, randomize_, tiny_bert, tiny_llama
+from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ModelError
 
 
 def _model(kind):
-    model = tiny_llama() if kind == "llama" else tiny_bert(kind)
+    model = tiny_decoder(kind) if kind in DECODERS else tiny_bert(kind)
     return randomize_(model)
 
 
@@ -25,7 +25,7 @@ def _random_importance(em, seed=0) -> Importance:
     )
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta", "llama"])
+@pytest.mark.parametrize("kind", ["bert", "roberta", *DECODERS])
 def test_reorder_keeps_outputs(kind):
     model = _model(kind)
     batch = random_batch()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from minidisc.elastic import ElasticLinear, Importance, SubnetSpec, make_elastic
-from minidisc.elastic.testing import random_batch, randomize_, tiny_bert, tiny_llama
+from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ConfigError
 
 # Per-kind specs (3 layers): a 0-head layer, a 0-neuron layer, and a partial one.
@@ -26,10 +26,12 @@ SPECS = {
     ],
 }
 SPECS["roberta"] = SPECS["bert"]
+for _decoder in DECODERS:  # the LLaMA-like families share tiny_llama's sizes
+    SPECS[_decoder] = SPECS["llama"]
 
 
 def _model(kind, **kw):
-    model = tiny_llama(**kw) if kind == "llama" else tiny_bert(kind, **kw)
+    model = tiny_decoder(kind, **kw) if kind in DECODERS else tiny_bert(kind, **kw)
     return randomize_(model)
 
 
@@ -61,7 +63,7 @@ def _masked(model, family, spec, head_dim):
             h.remove()
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta", "llama"])
+@pytest.mark.parametrize("kind", ["bert", "roberta", *DECODERS])
 def test_activated_equals_masked_full_model(kind):
     model = _model(kind)
     em = make_elastic(model)
@@ -76,7 +78,7 @@ def test_activated_equals_masked_full_model(kind):
         assert em.spec == em.full_spec()  # restored by the context manager
 
 
-@pytest.mark.parametrize("kind", ["bert", "llama"])
+@pytest.mark.parametrize("kind", ["bert", *DECODERS])
 def test_sparsity_map_subnetworks_equal_masked(kind):
     model = _model(kind)
     em = make_elastic(model)
@@ -195,11 +197,12 @@ def test_eager_attentions_keep_one_entry_per_layer():
     assert [a.shape[1] for a in out.attentions] == [0, 3, 1]
 
 
-def test_llama_kv_cache_with_a_skipped_layer():
-    model = _model("llama")
+@pytest.mark.parametrize("kind", DECODERS)
+def test_decoder_kv_cache_with_a_skipped_layer(kind):
+    model = _model(kind)
     em = make_elastic(model)
     ids = random_batch(batch=2, length=7)["input_ids"]
-    with torch.no_grad(), em.active(SPECS["llama"][0]):
+    with torch.no_grad(), em.active(SPECS[kind][0]):
         full = em(input_ids=ids).logits
         first = em(input_ids=ids[:, :6], use_cache=True)
         step = em(

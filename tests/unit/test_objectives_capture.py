@@ -233,6 +233,20 @@ def test_capture_removes_its_hooks_and_rejects_unsupported_models() -> None:
         capture_qkv(nn.Sequential(nn.Linear(2, 2)))
 
 
+def test_capture_finds_the_model_inside_a_wrapper() -> None:
+    # Distributed training hands the loss a wrapper (DDP keeps the model as `.module`).
+    model = tiny_bert(attn="eager")
+    wrapper = nn.Module()
+    wrapper.module = model
+    with torch.no_grad():
+        with capture_qkv(wrapper) as cap:
+            model(input_ids=IDS, attention_mask=MASK)
+        direct = forward_with_signals(model, {"input_ids": IDS, "attention_mask": MASK}, need_qkv=True)
+    captured = cap.result()
+    assert len(captured.queries) == 2 and not captured.is_causal
+    assert all(torch.equal(a, b) for a, b in zip(captured.keys, direct.keys))
+
+
 def test_forward_with_signals_keeps_objective_keys_away_from_the_model() -> None:
     model = tiny_bert()
     batch = {

@@ -15,7 +15,8 @@ Non-embedding parameters (what the MiniDisc paper's FLOPs column is proportional
 
     attention  h·d·(q + 2k)  + [d·(q + 2k) Q/K/V biases]  +  q·d·h  + [h O bias]
     FFN        m·h·n         + [biases: n per input matrix + h]
-    norms      BERT 2 LayerNorms = 4h;  LLaMA 2 RMSNorms = 2h  (+ final RMSNorm h)
+    norms      BERT 2 LayerNorms = 4h;  LLaMA 2 RMSNorms = 2h  (+ final RMSNorm h);
+               Qwen3 also its per-head query and key RMSNorms, 2d
 
 Excluded: token/position/type embeddings and the embedding LayerNorm, the pooler, the
 classifier / LM head. With these choices BERT-base has 85,054,464 non-embedding

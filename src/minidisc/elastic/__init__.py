@@ -1,6 +1,7 @@
 """Elastic sub-networks over Hugging Face models (MiniDisc sparsification and slicing).
 
-Modules: :mod:`.spec` (SubnetSpec), :mod:`.families` (architecture adapters),
+Modules: :mod:`.spec` (SubnetSpec, pruning axes), :mod:`.families` (every architecture
+fact: one Family per architecture, ``register_family`` adds one),
 :mod:`.modules` (ElasticLinear, skippable attention), :mod:`.importance`,
 :mod:`.reorder`, :mod:`.sparsity_map`, :mod:`.model` (ElasticModel), :mod:`.extract`,
 :mod:`.io` (save_student / load_student).
@@ -25,7 +26,9 @@ _EXPORTS = {
     "reorder_model": "minidisc.elastic.reorder",
     "DEFAULT_GRID": "minidisc.elastic.spec",
     "physical_spec": "minidisc.elastic.extract",
+    "Family": "minidisc.elastic.families",
     "family_for": "minidisc.elastic.families",
+    "register_family": "minidisc.elastic.families",
     "save_student": "minidisc.elastic.io",
     "load_student": "minidisc.elastic.io",
 }

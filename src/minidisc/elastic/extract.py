@@ -17,7 +17,7 @@ from torch import nn
 
 from minidisc.elastic.families import Family, Geometry, family_for
 from minidisc.elastic.modules import make_skippable, plain_linear, restore_class
-from minidisc.elastic.spec import SubnetSpec
+from minidisc.elastic.spec import AXES, SubnetSpec
 from minidisc.errors import ConfigError
 
 CONFIG_KEY = "minidisc_subnet"
@@ -31,14 +31,21 @@ def physical_spec(model: nn.Module, family: Family | None = None) -> SubnetSpec:
     return SubnetSpec(tuple(h for h, _ in sizes), tuple(n for _, n in sizes))
 
 
-def check_spec(spec: SubnetSpec, bound: SubnetSpec, geometry: Geometry) -> None:
-    """Raise ConfigError unless ``spec`` is a sub-network of ``bound`` with whole KV groups."""
+def check_spec(spec: SubnetSpec, bound: SubnetSpec, family: Family, geometry: Geometry) -> None:
+    """Raise ConfigError unless ``spec`` is a sub-network of ``bound`` that cuts only the
+    family's pruned axes (:attr:`Family.pruned_axes`) and keeps whole KV groups."""
     if spec.num_layers != bound.num_layers:
         raise ConfigError(f"the spec has {spec.num_layers} layers, the model {bound.num_layers}")
     if not spec.fits_in(bound):
         raise ConfigError(
             f"the spec {spec.to_dict()} exceeds the model's sizes {bound.to_dict()} in some layer"
         )
+    for axis in AXES:
+        if axis not in family.pruned_axes and spec.sizes(axis) != bound.sizes(axis):
+            raise ConfigError(
+                f"the {family.name} family does not prune {axis}: the spec keeps {list(spec.sizes(axis))} "
+                f"{axis} per layer, the model has {list(bound.sizes(axis))}"
+            )
     g = geometry.group_size
     if any(h % g for h in spec.heads):
         raise ConfigError(
@@ -67,18 +74,9 @@ def slice_layers_(model: nn.Module, spec: SubnetSpec, family: Family | None = No
     """
     family = family or family_for(model)
     geo = family.geometry(model.config)
-    check_spec(spec, physical_spec(model, family), geo)
-    d, g = geo.head_dim, geo.group_size
+    check_spec(spec, physical_spec(model, family), family, geo)
     for layer, heads, units in zip(family.layers(model), spec.heads, spec.neurons):
-        sizes = {
-            family.q_path: (heads * d, None),
-            family.k_path: (heads // g * d, None),
-            family.v_path: (heads // g * d, None),
-            family.o_path: (None, heads * d),
-            family.ffn_out_path: (None, units),
-            **{p: (units, None) for p in family.ffn_in_paths},
-        }
-        for path, (out, inp) in sizes.items():
+        for path, (out, inp) in family.projection_sizes(heads, units, geo).items():
             _replace(layer, path, _slice_linear(layer.get_submodule(path), out, inp))
         attn = layer.get_submodule(family.attention_path)
         if heads == 0:
@@ -110,7 +108,7 @@ def extract(model: nn.Module, spec: SubnetSpec, family: Family | None = None) ->
     """
     family = family or family_for(model)
     # Validate before paying for the copy.
-    check_spec(spec, physical_spec(model, family), family.geometry(model.config))
+    check_spec(spec, physical_spec(model, family), family, family.geometry(model.config))
     student = copy.deepcopy(model)
     slice_layers_(student, spec, family)
     record_spec(student.config, spec, family)

@@ -1,31 +1,68 @@
-"""Where attention heads and FFN neurons live in each supported architecture.
+"""Every architecture fact of minidisc: one :class:`Family` per architecture family.
 
-Every architecture difference of the elastic layer is confined to this module: the
-rest of :mod:`minidisc.elastic` only talks to a :class:`Family`, which names a layer's
-projection matrices, says how a layer's attention is skipped when it keeps no heads,
-and writes uniform sub-network sizes into a config.
+No other module of minidisc names a module of a transformer or keeps a table of
+architectures: it asks the model's family (:func:`family_for`), which answers
 
-Two families are supported:
+* where things are: the transformer layers (:attr:`Family.layers_path`) and, per layer,
+  the Q/K/V/O projections, the FFN matrices, the attention module skipped when a layer
+  keeps no heads, the modules whose outputs attention scores read
+  (:meth:`Family.qkv_sources`), and the LM head (:meth:`Family.lm_head`);
+* the shape: layers, width, heads, key/value heads, head size, FFN units, biases, norms
+  (:meth:`Family.geometry`), and how a config states other sizes
+  (:meth:`Family.set_sizes`, :meth:`Family.write_uniform_sizes`);
+* what pruning may cut (:attr:`Family.pruned_axes`) and how: the slice of every
+  projection for a layer's kept heads and units (:meth:`Family.projection_sizes`), a
+  layer without heads (:meth:`Family.skip_attention`), dropped layers
+  (:meth:`Family.keep_layers`);
+* how it is pretrained (:attr:`Family.lm_type`: masked or causal LM).
+
+Askers: :mod:`minidisc.elastic` (sub-networks, importance, reorder, extraction),
+:mod:`minidisc.objectives.capture` (queries/keys/values), :mod:`minidisc.pretrain` (LM
+type and head, student sizes), :mod:`minidisc.schedules.students` (layer-dropped
+students) and :mod:`minidisc.compute.flops`. (Code that works for any ``transformers``
+model -- the objectives' layer maps, the reports -- reads the standard config fields
+such as ``num_hidden_layers`` directly.)
+
+Families:
 
 * :class:`BertFamily` -- BERT-like encoders (``bert``, ``roberta``, ``xlm-roberta``):
   ``encoder.layer[i].attention.self.{query,key,value}``, ``attention.output.dense``,
   ``intermediate.dense``, ``output.dense``. Head size is ``hidden / num_attention_heads``.
-* :class:`LlamaFamily` -- LLaMA-like decoders (``llama``, ``mistral``, ``qwen2``):
-  ``layers[i].self_attn.{q,k,v,o}_proj``, gated FFN ``mlp.{gate,up,down}_proj``, with
-  grouped-query attention. Heads are pruned by whole KV groups: a group is one KV head
-  plus the ``num_attention_heads // num_key_value_heads`` query heads that read it.
+  Masked LM; the MLM head is ``cls`` (BERT) or ``lm_head`` (RoBERTa).
+* :class:`LlamaFamily` -- LLaMA decoders (``llama``): ``layers[i].self_attn.{q,k,v,o}_proj``,
+  gated FFN ``mlp.{gate,up,down}_proj``, with grouped-query attention. Heads are pruned by
+  whole KV groups: a group is one KV head plus the
+  ``num_attention_heads // num_key_value_heads`` query heads that read it. Causal LM,
+  head ``lm_head``.
+* :class:`MistralFamily` (``mistral``, no biases) and :class:`Qwen2Family` (``qwen2``,
+  biases on Q/K/V only): LLaMA's layout.
+* :class:`Qwen3Family` (``qwen3``): LLaMA's layout plus a per-head RMSNorm of queries and
+  keys (``self_attn.q_norm`` / ``k_norm``, weights of size ``head_dim`` shared by all
+  heads) before RoPE.
 
-BERT and RoBERTa (encoders) and LLaMA (decoder) are covered by the unit tests;
-``xlm-roberta``, ``mistral`` and ``qwen2`` share their module layout exactly.
+Every family is covered by the unit tests on tiny random models (``xlm-roberta`` shares
+RoBERTa's modules exactly).
+
+Adding an architecture: subclass :class:`Family` -- or the family closest to it, often
+only paths or biases differ -- and :func:`register_family` an instance;
+``tests/unit/test_elastic_families.py`` adds DistilBERT that way in a few lines.
+
+Adding a pruning axis (e.g. hidden width, whole layers): give :class:`SubnetSpec` the
+per-layer field and :data:`minidisc.elastic.spec.AXES` its name; the families that can
+cut it list it in :attr:`Family.pruned_axes` and size the matrices it cuts in
+:meth:`Family.projection_sizes` (whole layers: :meth:`Family.keep_layers`); the
+importance pass (:mod:`minidisc.elastic.importance`) scores it and the sparsity map
+(:mod:`minidisc.elastic.sparsity_map`) ranks it. Every consumer reads the axes from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from minidisc.elastic.spec import SubnetSpec
-from minidisc.errors import ModelError
+from minidisc.elastic.spec import AXES, SubnetSpec
+from minidisc.errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -42,7 +79,8 @@ class Geometry:
         gated_ffn: FFN has three matrices (gate, up, down) instead of two.
         qkv_bias / o_bias / ffn_bias: whether those projections carry biases.
         norm_params_per_layer: parameters of a layer's norms (BERT: 2 LayerNorms with
-            weight and bias = 4·hidden; LLaMA: 2 RMSNorms = 2·hidden).
+            weight and bias = 4·hidden; LLaMA: 2 RMSNorms = 2·hidden; Qwen3 adds its
+            per-head query and key norms, 2·head_dim).
         final_norm_params: parameters of a norm after the last layer (LLaMA: hidden).
         vocab_size: output vocabulary (for an optional LM-head FLOP count).
     """
@@ -71,20 +109,53 @@ class Geometry:
 
 
 class Family:
-    """Architecture adapter. Subclasses fill in the module paths (relative to a layer)."""
+    """Architecture adapter. Subclasses fill in the class attributes and the abstract
+    methods; every module path is relative to one transformer layer unless said otherwise.
+
+    Attributes:
+        name: unique name of the family (``"bert"``, ``"llama"``, …).
+        model_types: the ``config.model_type`` values it handles.
+        lm_type: its pretraining objective, ``"masked_lm"`` or ``"causal_lm"``
+            (:mod:`minidisc.pretrain.lm`); ``None`` when minidisc does not pretrain it.
+        lm_head_names: child modules of an LM model that hold its LM head, tried in order.
+        layers_path: the ``ModuleList`` of transformer layers, relative to
+            ``model.base_model``.
+        attention_path: the module skipped when a layer keeps 0 heads.
+        q_path / k_path / v_path: projections; output = heads·head_dim (K/V: KV heads).
+        o_path: attention output; input = per-head context, shape (B, T, heads·head_dim).
+        ffn_in_paths: output = FFN units (LLaMA: gate and up).
+        ffn_out_path: input = FFN activations after the non-linearity.
+        qk_norm_paths: per-head norms applied to the projected queries and keys before
+            rotary embeddings (Qwen3), or ``None``.
+        grouped_query: the config states key/value heads apart from query heads
+            (``num_key_value_heads``); without it every query head has its own.
+        pruned_axes: the axes of :data:`minidisc.elastic.spec.AXES` a sub-network may cut;
+            the others stay at the model's size.
+    """
 
     name: ClassVar[str]
     model_types: ClassVar[frozenset[str]]
-    attention_path: ClassVar[str]  # the module skipped when a layer keeps 0 heads
+    lm_type: ClassVar[str | None] = None
+    lm_head_names: ClassVar[tuple[str, ...]] = ()
+    layers_path: ClassVar[str]
+    attention_path: ClassVar[str]
     q_path: ClassVar[str]
     k_path: ClassVar[str]
     v_path: ClassVar[str]
-    o_path: ClassVar[str]  # input = per-head context, shape (B, T, heads·head_dim)
-    ffn_in_paths: ClassVar[tuple[str, ...]]  # output = FFN units
-    ffn_out_path: ClassVar[str]  # input = FFN activations after the non-linearity
+    o_path: ClassVar[str]
+    ffn_in_paths: ClassVar[tuple[str, ...]]
+    ffn_out_path: ClassVar[str]
+    qk_norm_paths: ClassVar[tuple[str, str] | None] = None
+    grouped_query: ClassVar[bool] = False
+    pruned_axes: ClassVar[tuple[str, ...]] = AXES
 
     # ---- config level --------------------------------------------------------------
     def geometry(self, config: Any) -> Geometry:
+        """The full-size shape of a model with ``config``.
+
+        Raises:
+            ModelError: a configuration the family cannot handle.
+        """
         raise NotImplementedError
 
     def write_uniform_sizes(self, config: Any, spec: SubnetSpec) -> bool:
@@ -95,9 +166,44 @@ class Family:
         """
         raise NotImplementedError
 
+    def set_sizes(
+        self, config: Any, *, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int
+    ) -> None:
+        """Write a (pretraining) student's sizes into ``config``, a copy of its teacher's.
+
+        Raises:
+            ConfigError: sizes the architecture cannot state (e.g. KV heads other than
+                the query heads without :attr:`grouped_query`).
+        """
+        raise NotImplementedError
+
     # ---- model level ---------------------------------------------------------------
     def layers(self, model: Any) -> list[Any]:
-        raise NotImplementedError
+        """The transformer layers of ``model`` (any head, or the bare base model), in order."""
+        return list(model.base_model.get_submodule(self.layers_path))
+
+    def keep_layers(self, model: Any, keep: Sequence[int]) -> None:
+        """Keep only the transformer layers ``keep`` (0-based, checked by the caller), in place.
+
+        The config says ``num_hidden_layers = len(keep)`` (and per-layer lists such as
+        ``layer_types`` are cut alike); each kept layer gets its new index (KV caches
+        index layers by ``layer_idx``).
+        """
+        from torch import nn
+
+        parent_path, _, name = self.layers_path.rpartition(".")
+        base = model.base_model
+        parent = base.get_submodule(parent_path) if parent_path else base
+        kept = [getattr(parent, name)[i] for i in keep]
+        for new_index, layer in enumerate(kept):
+            for module in layer.modules():
+                if isinstance(getattr(module, "layer_idx", None), int):
+                    module.layer_idx = new_index
+        setattr(parent, name, nn.ModuleList(kept))
+        config = model.config
+        config.num_hidden_layers = len(keep)
+        if isinstance(getattr(config, "layer_types", None), list):
+            config.layer_types = [config.layer_types[i] for i in keep]
 
     def linears(self, layer: Any) -> list[str]:
         """Paths of every projection the elastic layer slices."""
@@ -110,15 +216,68 @@ class Family:
             self.ffn_out_path,
         ]
 
+    def projection_sizes(
+        self, heads: int, neurons: int, geometry: Geometry
+    ) -> dict[str, tuple[int | None, int | None]]:
+        """``{path: (out, in)}``: the weight prefix ``W[:out, :in]`` each projection of a
+        layer keeping ``heads`` query heads and ``neurons`` FFN units uses (``None``: the
+        full size). K and V keep ``heads / group_size`` KV heads."""
+        d, g = geometry.head_dim, geometry.group_size
+        return {
+            self.q_path: (heads * d, None),
+            self.k_path: (heads // g * d, None),
+            self.v_path: (heads // g * d, None),
+            self.o_path: (None, heads * d),
+            **{p: (neurons, None) for p in self.ffn_in_paths},
+            self.ffn_out_path: (None, neurons),
+        }
+
     def layer_sizes(self, layer: Any, geometry: Geometry) -> tuple[int, int]:
         """Physical (query heads, FFN units) of one layer, read from its weight shapes."""
         q = layer.get_submodule(self.q_path)
         ffn_out = layer.get_submodule(self.ffn_out_path)
         return q.weight.shape[0] // geometry.head_dim, ffn_out.weight.shape[1]
 
+    def qkv_sources(self, layer: Any) -> tuple[Any, Any, Any]:
+        """The modules whose outputs are one layer's queries, keys and values as attention
+        reads them, before rotary embeddings: the projections, or the per-head norms that
+        follow the query and key projections (:attr:`qk_norm_paths`)."""
+        q, k = self.qk_norm_paths or (self.q_path, self.k_path)
+        return layer.get_submodule(q), layer.get_submodule(k), layer.get_submodule(self.v_path)
+
+    def lm_head(self, model: Any) -> Any:
+        """The LM head of a masked or causal LM: maps hidden states ``(…, d)`` to logits
+        ``(…, V)``; the rest of the model is ``model.base_model``.
+
+        Raises:
+            ModelError: the model has none of :attr:`lm_head_names`.
+        """
+        for name in self.lm_head_names:
+            head = getattr(model, name, None)
+            if head is not None:
+                return head
+        known = " or ".join(self.lm_head_names) or "none known"
+        raise ModelError(
+            f"{type(model).__name__} has no LM head module ({known}); pretrain supports "
+            "BERT/RoBERTa-style masked LMs and LLaMA-style causal LMs"
+        )
+
     def skip_attention(self, module: Any, args: tuple, kwargs: dict) -> Any:
-        """Output of the attention module of a layer that keeps no heads."""
-        raise NotImplementedError
+        """Output of the attention module of a layer that keeps no heads.
+
+        When the output projection follows the attention module (BERT), an empty per-head
+        context makes it produce only its bias; when the module projects its own context
+        (LLaMA, DistilBERT), it projects an empty one (its bias, zeros without). The
+        residual and norms remain. Families whose attention returns something else
+        override this.
+        """
+        hidden = _hidden_states(args, kwargs)
+        context = hidden.new_zeros(*hidden.shape[:-1], 0)
+        weights = _empty_attention_weights(module, hidden)
+        prefix = f"{self.attention_path}."
+        if not self.o_path.startswith(prefix):
+            return context, weights
+        return module.get_submodule(self.o_path[len(prefix) :])(context), weights
 
     def after_resize(self, layer: Any, heads: int, geometry: Geometry) -> None:
         """Refresh size attributes an architecture caches on its attention module."""
@@ -140,6 +299,9 @@ def _empty_attention_weights(module: Any, hidden: Any) -> Any:
 class BertFamily(Family):
     name = "bert"
     model_types = frozenset({"bert", "roberta", "xlm-roberta"})
+    lm_type = "masked_lm"
+    lm_head_names = ("cls", "lm_head")  # BERT's MLM head is `cls`, RoBERTa's `lm_head`
+    layers_path = "encoder.layer"
     attention_path = "attention.self"
     q_path = "attention.self.query"
     k_path = "attention.self.key"
@@ -176,14 +338,19 @@ class BertFamily(Family):
         config.intermediate_size = spec.neurons[0]
         return spec.heads[0] == config.num_attention_heads
 
-    def layers(self, model: Any) -> list[Any]:
-        return list(model.base_model.encoder.layer)
-
-    def skip_attention(self, module: Any, args: tuple, kwargs: dict) -> Any:
-        # BertSelfAttention returns the per-head context; an empty context makes the
-        # following output dense produce only its bias (residual + LayerNorm remain).
-        hidden = _hidden_states(args, kwargs)
-        return hidden.new_zeros(*hidden.shape[:-1], 0), _empty_attention_weights(module, hidden)
+    def set_sizes(
+        self, config: Any, *, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int
+    ) -> None:
+        if kv_heads != heads or head_dim * heads != hidden:
+            raise ConfigError(
+                f"a {self.name}-family model has one key/value head per query head and heads of "
+                f"size hidden / heads; got {heads} heads, {kv_heads} key/value heads of size {head_dim} "
+                f"at width {hidden}"
+            )
+        config.num_hidden_layers = layers
+        config.hidden_size = hidden
+        config.num_attention_heads = heads
+        config.intermediate_size = ffn
 
     def after_resize(self, layer: Any, heads: int, geometry: Geometry) -> None:
         attn = layer.get_submodule(self.attention_path)
@@ -193,7 +360,10 @@ class BertFamily(Family):
 
 class LlamaFamily(Family):
     name = "llama"
-    model_types = frozenset({"llama", "mistral", "qwen2"})
+    model_types = frozenset({"llama"})
+    lm_type = "causal_lm"
+    lm_head_names = ("lm_head",)
+    layers_path = "layers"
     attention_path = "self_attn"
     q_path = "self_attn.q_proj"
     k_path = "self_attn.k_proj"
@@ -201,6 +371,13 @@ class LlamaFamily(Family):
     o_path = "self_attn.o_proj"
     ffn_in_paths = ("mlp.gate_proj", "mlp.up_proj")
     ffn_out_path = "mlp.down_proj"
+    grouped_query = True
+
+    def biases(self, config: Any) -> tuple[bool, bool, bool]:
+        """Whether (Q/K/V, O, FFN) projections carry biases (LLaMA: ``attention_bias``,
+        ``mlp_bias``)."""
+        attention = bool(getattr(config, "attention_bias", False))
+        return attention, attention, bool(getattr(config, "mlp_bias", False))
 
     def geometry(self, config: Any) -> Geometry:
         heads = config.num_attention_heads
@@ -210,13 +387,7 @@ class LlamaFamily(Family):
             raise ModelError(
                 f"num_attention_heads={heads} is not a multiple of num_key_value_heads={kv}"
             )
-        if config.model_type == "qwen2":
-            qkv_bias, o_bias, ffn_bias = True, False, False
-        elif config.model_type == "mistral":
-            qkv_bias = o_bias = ffn_bias = False
-        else:
-            qkv_bias = o_bias = bool(getattr(config, "attention_bias", False))
-            ffn_bias = bool(getattr(config, "mlp_bias", False))
+        qkv_bias, o_bias, ffn_bias = self.biases(config)
         h = config.hidden_size
         return Geometry(
             num_layers=config.num_hidden_layers,
@@ -247,25 +418,96 @@ class LlamaFamily(Family):
         config.num_key_value_heads = heads // geo.group_size
         return True
 
-    def layers(self, model: Any) -> list[Any]:
-        return list(model.base_model.layers)
+    def set_sizes(
+        self, config: Any, *, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int
+    ) -> None:
+        if heads % kv_heads:
+            raise ConfigError(f"{kv_heads} key/value heads do not divide the {heads} query heads")
+        config.num_hidden_layers = layers
+        config.hidden_size = hidden
+        config.num_attention_heads = heads
+        config.intermediate_size = ffn
+        config.num_key_value_heads = kv_heads
+        config.head_dim = head_dim
 
     def skip_attention(self, module: Any, args: tuple, kwargs: dict) -> Any:
-        # o_proj sits inside LlamaAttention: project an empty context (gives o_proj's bias,
-        # zeros without bias). A KV cache still advances for this layer: transformers
-        # reads the cached length from a layer's keys and reports 0 for an empty
-        # tensor, so one never-read zero head is stored instead of none.
-        hidden = _hidden_states(args, kwargs)
-        b, t = hidden.shape[:2]
+        # A KV cache still advances for this layer: transformers reads the cached length
+        # from a layer's keys and reports 0 for an empty tensor, so one never-read zero
+        # head is stored instead of none. Then o_proj projects an empty context.
         cache = kwargs.get("past_key_values")
         if cache is not None:
+            hidden = _hidden_states(args, kwargs)
+            b, t = hidden.shape[:2]
             placeholder = hidden.new_zeros(b, 1, t, module.head_dim)
             cache.update(placeholder, placeholder, module.layer_idx)
-        out = module.o_proj(hidden.new_zeros(b, t, 0))
-        return out, _empty_attention_weights(module, hidden)
+        return super().skip_attention(module, args, kwargs)
 
 
-FAMILIES: tuple[Family, ...] = (BertFamily(), LlamaFamily())
+class MistralFamily(LlamaFamily):
+    """Mistral: LLaMA's modules, no biases."""
+
+    name = "mistral"
+    model_types = frozenset({"mistral"})
+
+    def biases(self, config: Any) -> tuple[bool, bool, bool]:
+        return False, False, False
+
+
+class Qwen2Family(LlamaFamily):
+    """Qwen2: LLaMA's modules, biases on the Q/K/V projections only."""
+
+    name = "qwen2"
+    model_types = frozenset({"qwen2"})
+
+    def biases(self, config: Any) -> tuple[bool, bool, bool]:
+        return True, False, False
+
+
+class Qwen3Family(LlamaFamily):
+    """Qwen3: LLaMA's modules plus per-head RMSNorms of queries and keys before RoPE
+    (their weights, of size ``head_dim``, are shared by all heads, so pruning heads leaves
+    them whole); ``attention_bias`` on all four attention projections, none in the FFN."""
+
+    name = "qwen3"
+    model_types = frozenset({"qwen3"})
+    qk_norm_paths = ("self_attn.q_norm", "self_attn.k_norm")
+
+    def biases(self, config: Any) -> tuple[bool, bool, bool]:
+        attention = bool(getattr(config, "attention_bias", False))
+        return attention, attention, False
+
+    def geometry(self, config: Any) -> Geometry:
+        geo = super().geometry(config)
+        # two RMSNorms of the width plus q_norm and k_norm of one head's width
+        return replace(geo, norm_params_per_layer=geo.norm_params_per_layer + 2 * geo.head_dim)
+
+
+#: The registered families, consulted in order (:func:`register_family` adds one).
+FAMILIES: list[Family] = [BertFamily(), LlamaFamily(), MistralFamily(), Qwen2Family(), Qwen3Family()]
+
+
+def register_family(family: Family) -> Family:
+    """Make :func:`family_for` answer ``family`` for its model types; returns it.
+
+    Raises:
+        ConfigError: its name or one of its model types belongs to a registered family,
+            or it names an unknown pruning axis.
+    """
+    unknown = [a for a in family.pruned_axes if a not in AXES]
+    if unknown:
+        raise ConfigError(f"family {family.name!r} prunes unknown axes {unknown}; the axes are {', '.join(AXES)}")
+    for other in FAMILIES:
+        taken = sorted(family.model_types & other.model_types)
+        if other.name == family.name or taken:
+            what = f"the model types {taken} belong" if taken else f"the name {family.name!r} belongs"
+            raise ConfigError(f"{what} to the registered family {other.name!r}; register a family once")
+    FAMILIES.append(family)
+    return family
+
+
+def supported_model_types() -> list[str]:
+    """Every ``config.model_type`` a registered family handles, sorted."""
+    return sorted(t for f in FAMILIES for t in f.model_types)
 
 
 def family_for(model_or_config: Any) -> Family:
@@ -279,8 +521,7 @@ def family_for(model_or_config: Any) -> Family:
     for family in FAMILIES:
         if model_type in family.model_types:
             return family
-    supported = sorted(t for f in FAMILIES for t in f.model_types)
     raise ModelError(
         f"model type {model_type!r} is not supported by minidisc's elastic sub-networks; "
-        f"use one of {', '.join(supported)}"
+        f"use one of {', '.join(supported_model_types())}"
     )

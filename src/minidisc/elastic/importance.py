@@ -8,6 +8,10 @@ back-propagated and ``|∂loss/∂mask|`` accumulated (absolute value per batch,
 batches); each layer's row is then divided by its L2 norm. This is the first-order
 (Taylor) head-importance estimate of Michel et al. (NeurIPS 2019), as used by the
 MiniDisc reference implementation.
+
+Only the axes the architecture family prunes (:attr:`Family.pruned_axes
+<minidisc.elastic.families.Family.pruned_axes>`) are scored; an axis it keeps whole gets
+no mask and scores of 0 (its order is left as it is).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 
 from minidisc.elastic.families import Family
+from minidisc.elastic.spec import HEADS, NEURONS
 from minidisc.errors import ConfigError, DataError, ModelError
 
 
@@ -180,10 +185,12 @@ def compute_importance(
             or with the environment variable ``TQDM_DISABLE=1``.
 
     Returns:
-        :class:`Importance` with ``heads (L, H)`` and ``neurons (L, I)``, float32, ≥ 0.
+        :class:`Importance` with ``heads (L, H)`` and ``neurons (L, I)``, float32, ≥ 0;
+        0 along an axis the family does not prune.
 
     Raises:
-        DataError: the loader yielded no batch. ConfigError: no loss available.
+        DataError: the loader yielded no batch. ConfigError: no loss available, or the
+            family prunes no axis.
         ModelError: a layer is not at full size.
     """
     geo = family.geometry(model.config)
@@ -197,6 +204,13 @@ def compute_importance(
     neuron_mask = torch.ones(
         geo.num_layers, geo.intermediate_size, device=device, requires_grad=True
     )
+    masks = [
+        mask
+        for axis, mask in ((HEADS, head_mask), (NEURONS, neuron_mask))
+        if axis in family.pruned_axes
+    ]
+    if not masks:
+        raise ConfigError(f"the {family.name} family prunes no axis, so there is nothing to score")
     head_acc = torch.zeros(geo.num_layers, geo.num_heads, device=device)
     neuron_acc = torch.zeros(geo.num_layers, geo.intermediate_size, device=device)
 
@@ -205,7 +219,13 @@ def compute_importance(
     batches = 0
     bar = _progress_bar(dataloader, max_batches, progress)
     try:
-        with mask_hooks(model, family, head_mask, neuron_mask, geo.head_dim):
+        with mask_hooks(
+            model,
+            family,
+            head_mask if HEADS in family.pruned_axes else None,
+            neuron_mask if NEURONS in family.pruned_axes else None,
+            geo.head_dim,
+        ):
             for batch in dataloader:
                 if max_batches is not None and batches >= max_batches:
                     break
@@ -221,13 +241,10 @@ def compute_importance(
                         "importance needs a loss: give batches with 'labels' or pass loss_fn"
                     )
                 # autograd.grad touches neither parameter .grad fields nor optimizer state.
-                g_head, g_neuron = torch.autograd.grad(
-                    loss, [head_mask, neuron_mask], allow_unused=True
-                )
-                if g_head is not None:
-                    head_acc += g_head.detach().abs()
-                if g_neuron is not None:
-                    neuron_acc += g_neuron.detach().abs()
+                grads = torch.autograd.grad(loss, masks, allow_unused=True)
+                for mask, grad in zip(masks, grads):
+                    if grad is not None:
+                        (head_acc if mask is head_mask else neuron_acc).add_(grad.detach().abs())
                 batches += 1
                 bar.update(1)
     finally:

@@ -8,14 +8,16 @@ optionally, tokenizer files.
 When plain ``transformers`` loading works
 -----------------------------------------
 ``AutoModelFor….from_pretrained(path)`` rebuilds a student exactly when its config's
-own size fields describe it, i.e. when every layer has the same sizes and:
+own size fields describe it (the family writes them:
+:meth:`~minidisc.elastic.families.Family.write_uniform_sizes`), i.e. when every layer has
+the same sizes and:
 
 * BERT / RoBERTa: every layer keeps **all** heads (``BertConfig`` ties the head size to
   ``hidden_size / num_attention_heads``, so fewer heads cannot be expressed) and the
   same number of FFN units (written to ``intermediate_size``);
-* LLaMA-family: every layer keeps the same number (> 0) of KV groups and of FFN units
-  (written to ``num_attention_heads``, ``num_key_value_heads``, explicit ``head_dim`` and
-  ``intermediate_size``).
+* LLaMA-like families (LLaMA, Mistral, Qwen2, Qwen3): every layer keeps the same number
+  (> 0) of KV groups and of FFN units (written to ``num_attention_heads``,
+  ``num_key_value_heads``, explicit ``head_dim`` and ``intermediate_size``).
 
 Any other student (per-layer-heterogeneous, BERT with pruned heads, or layers keeping
 no heads) must be loaded with :func:`load_student`; plain loading of such a student
@@ -97,9 +99,10 @@ def save_student(
 
 def loads_with_plain_transformers(config: Any) -> bool:
     """Whether ``AutoModelFor….from_pretrained`` rebuilds a saved student from ``config``
-    alone: every layer keeps the same sizes and, as ``BertConfig`` ties the head size to
-    ``hidden_size / num_attention_heads``, all heads (see the module doc). True for a
-    config without ``minidisc_subnet`` (an ordinary model)."""
+    alone: every layer keeps the same sizes, and the config's own head count is theirs
+    (a family whose config cannot state fewer heads, as ``BertConfig`` that ties the head
+    size to ``hidden_size / num_attention_heads``, keeps its full count; see the module
+    doc). True for a config without ``minidisc_subnet`` (an ordinary model)."""
     recorded = getattr(config, CONFIG_KEY, None)
     if not isinstance(recorded, dict):
         return True

@@ -31,11 +31,12 @@ from minidisc.elastic.importance import Importance, LossFn, compute_importance
 from minidisc.elastic.modules import ElasticLinear, make_elastic_linear, make_skippable
 from minidisc.elastic.reorder import reorder_model
 from minidisc.elastic.sparsity_map import DEFAULT_GRID, sparsity_map
-from minidisc.elastic.spec import SubnetSpec
+from minidisc.elastic.spec import HEADS, SubnetSpec
 
 
 class ElasticModel:
-    """Shared-weight sub-networks of a BERT-like or LLaMA-like Hugging Face model.
+    """Shared-weight sub-networks of a Hugging Face model of a registered family
+    (:mod:`minidisc.elastic.families`: BERT-like encoders, LLaMA-like decoders).
 
     Args:
         model: a ``PreTrainedModel`` (any head) of a supported family; converted in place
@@ -58,7 +59,8 @@ class ElasticModel:
         for layer in self.family.layers(model):
             for path in self.family.linears(layer):
                 make_elastic_linear(layer.get_submodule(path))
-            make_skippable(layer.get_submodule(self.family.attention_path), self.family)
+            if HEADS in self.family.pruned_axes:  # a layer may keep no heads
+                make_skippable(layer.get_submodule(self.family.attention_path), self.family)
         self._full = physical_spec(model, self.family)
         self._spec = self._full
         self.activate(None)
@@ -78,20 +80,17 @@ class ElasticModel:
 
         Raises:
             ConfigError: ``spec`` exceeds the model in some layer, has the wrong number of
-                layers, or (GQA) keeps a number of query heads that is not whole KV groups.
+                layers, cuts an axis the family does not prune, or (GQA) keeps a number of
+                query heads that is not whole KV groups.
         """
         spec = self._full if spec is None else spec
-        check_spec(spec, self._full, self.geometry)
-        fam, d, g = self.family, self.geometry.head_dim, self.geometry.group_size
+        check_spec(spec, self._full, self.family, self.geometry)
+        fam = self.family
         for layer, heads, units in zip(fam.layers(self.model), spec.heads, spec.neurons):
-            self._linear(layer, fam.q_path).set_active(out=heads * d)
-            self._linear(layer, fam.k_path).set_active(out=heads // g * d)
-            self._linear(layer, fam.v_path).set_active(out=heads // g * d)
-            self._linear(layer, fam.o_path).set_active(inp=heads * d)
-            for path in fam.ffn_in_paths:
-                self._linear(layer, path).set_active(out=units)
-            self._linear(layer, fam.ffn_out_path).set_active(inp=units)
-            layer.get_submodule(fam.attention_path).minidisc_skip = heads == 0
+            for path, (out, inp) in fam.projection_sizes(heads, units, self.geometry).items():
+                self._linear(layer, path).set_active(out=out, inp=inp)
+            if HEADS in fam.pruned_axes:
+                layer.get_submodule(fam.attention_path).minidisc_skip = heads == 0
         self._spec = spec
 
     @contextmanager
@@ -145,7 +144,9 @@ class ElasticModel:
         self, importance: Importance, grid: Iterable[float] = DEFAULT_GRID
     ) -> dict[float, SubnetSpec]:
         """``{sparsity: SubnetSpec}`` for ``grid``; see :func:`minidisc.elastic.sparsity_map.sparsity_map`."""
-        return sparsity_map(importance, grid, group_size=self.geometry.group_size)
+        return sparsity_map(
+            importance, grid, group_size=self.geometry.group_size, axes=self.family.pruned_axes
+        )
 
     # ---- export ----------------------------------------------------------------------
     def extract(self, spec: SubnetSpec | None = None) -> nn.Module:

@@ -20,6 +20,9 @@ Decisions [ours]:
   layer may keep 0 heads (attention skipped).
 * Ties in score are broken towards pruning the later unit of a layer (after
   :func:`~minidisc.elastic.reorder.reorder_model` the later unit is the less important).
+* Only the axes the architecture family prunes (:attr:`Family.pruned_axes
+  <minidisc.elastic.families.Family.pruned_axes>`) are cut; every level keeps the others
+  whole. :func:`model_sparsity_map` reads the axes and the group size from a config.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import check_levels
-from minidisc.elastic.spec import DEFAULT_GRID, SubnetSpec
+from minidisc.elastic.spec import AXES, DEFAULT_GRID, HEADS, NEURONS, SubnetSpec
+from minidisc.errors import ConfigError
 from minidisc.fileio import read_json, write_json
 
 NEURON_MULTIPLE = 8
@@ -67,6 +72,7 @@ def sparsity_map(
     *,
     group_size: int = 1,
     neuron_multiple: int = NEURON_MULTIPLE,
+    axes: Iterable[str] = AXES,
 ) -> dict[float, SubnetSpec]:
     """Per-layer sizes of the sub-network at every sparsity in ``grid``.
 
@@ -76,6 +82,8 @@ def sparsity_map(
         grid: sparsity levels, fractions in [0, 1) (0.95 = a "5 % student").
         group_size: query heads per KV head (GQA); whole groups are pruned.
         neuron_multiple: kept FFN units per layer are rounded down to a multiple of this.
+        axes: the axes cut (of :data:`~minidisc.elastic.spec.AXES`); the others keep every
+            head (unit) at every level.
 
     Returns:
         ``{sparsity: SubnetSpec}`` in ascending sparsity (keys are levels:
@@ -83,9 +91,15 @@ def sparsity_map(
         For ``s < s'``: ``spec[s'].fits_in(spec[s])`` (nesting).
 
     Raises:
-        ConfigError: a level outside [0, 1), or heads not divisible into groups.
+        ConfigError: a level outside [0, 1), heads not divisible into groups, or an
+            unknown axis.
     """
     levels = check_levels(grid)
+    axes = set(axes)
+    if axes - set(AXES):
+        raise ConfigError(f"unknown pruning axes {sorted(axes - set(AXES))}; the axes are {', '.join(AXES)}")
+    head_share = 1.0 if HEADS in axes else 0.0
+    unit_share = 1.0 if NEURONS in axes else 0.0
     groups = importance.group_scores(group_size)
     num_layers, num_groups = groups.shape
     units = importance.neurons.shape[1]
@@ -95,10 +109,10 @@ def sparsity_map(
     result: dict[float, SubnetSpec] = {}
     for s in levels:
         pruned_groups = _pruned_per_layer(
-            group_rank, num_layers, _round_half_up(s * group_rank.numel())
+            group_rank, num_layers, _round_half_up(head_share * s * group_rank.numel())
         )
         pruned_units = _pruned_per_layer(
-            neuron_rank, num_layers, _round_half_up(s * neuron_rank.numel())
+            neuron_rank, num_layers, _round_half_up(unit_share * s * neuron_rank.numel())
         )
         heads = ((num_groups - pruned_groups) * group_size).tolist()
         kept_units = (units - pruned_units).tolist()
@@ -148,3 +162,19 @@ def save_extra_levels(sparsified_dir: Path, added: dict[float, SubnetSpec]) -> N
 
 def _save_map(path: Path, spec_map: dict[float, SubnetSpec]) -> None:
     write_json(path, {f"{s:g}": spec_map[s].to_dict() for s in sorted(spec_map)})
+
+
+def model_sparsity_map(
+    config: Any, importance: Importance, grid: Iterable[float] = DEFAULT_GRID
+) -> dict[float, SubnetSpec]:
+    """:func:`sparsity_map` of a model with ``config``: its family's pruned axes and
+    key/value group size (:mod:`minidisc.elastic.families`).
+
+    Raises:
+        ModelError: unsupported architecture. ConfigError: as :func:`sparsity_map`.
+    """
+    from minidisc.elastic.families import family_for
+
+    family = family_for(config)
+    group_size = family.geometry(config).group_size
+    return sparsity_map(importance, grid, group_size=group_size, axes=family.pruned_axes)

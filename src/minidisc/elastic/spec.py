@@ -3,6 +3,9 @@
 After :meth:`minidisc.elastic.ElasticModel.reorder` has sorted every layer's heads and neurons by
 importance (descending), a sub-network keeps a *prefix* of each layer's heads and
 neurons, so two integers per layer describe it completely.
+
+Each of the two is a pruning *axis* (:data:`AXES`); an architecture family says which
+of them it can cut (:attr:`minidisc.elastic.families.Family.pruned_axes`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ from minidisc.errors import ConfigError
 
 #: Reference sparsity levels {0, 10, …, 90} ∪ {85, 95} percent, as fractions, ascending.
 DEFAULT_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+#: Pruning axes: attention heads (query heads; whole key/value groups under grouped-query
+#: attention) and FFN units. Each names the :class:`SubnetSpec` field of its per-layer sizes.
+HEADS = "heads"
+NEURONS = "neurons"
+AXES: tuple[str, ...] = (HEADS, NEURONS)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,16 @@ class SubnetSpec:
     @property
     def num_layers(self) -> int:
         return len(self.heads)
+
+    def sizes(self, axis: str) -> tuple[int, ...]:
+        """Per-layer sizes along ``axis`` (one of :data:`AXES`).
+
+        Raises:
+            ConfigError: an unknown axis.
+        """
+        if axis not in AXES:
+            raise ConfigError(f"unknown pruning axis {axis!r}; the axes are {', '.join(AXES)}")
+        return getattr(self, axis)
 
     @property
     def is_uniform(self) -> bool:

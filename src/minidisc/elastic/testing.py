@@ -61,6 +61,38 @@ def tiny_llama(head: str = "causal_lm", seed: int = 0, **overrides: Any) -> Any:
     return LlamaForCausalLM(LlamaConfig(**kwargs)).eval()
 
 
+#: Model types of the LLaMA-like decoder families (:mod:`minidisc.elastic.families`).
+DECODERS = ("llama", "mistral", "qwen2", "qwen3")
+
+
+def tiny_decoder(model_type: str = "llama", head: str = "causal_lm", seed: int = 0, **overrides: Any) -> Any:
+    """A decoder of one of :data:`DECODERS` with :func:`tiny_llama`'s sizes (GQA: 4 query
+    heads of 8 over 2 KV heads, 3 layers, hidden 32, FFN 40), built from its own config
+    class (Qwen2: Q/K/V biases; Qwen3: per-head Q/K norms)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if model_type == "llama":
+        return tiny_llama(head, seed, **overrides)
+    kwargs: dict[str, Any] = {
+        "vocab_size": VOCAB,
+        "hidden_size": 32,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "intermediate_size": 40,
+        "max_position_embeddings": 64,
+        "pad_token_id": 0,
+    }
+    kwargs.update(overrides)
+    if head == "classification":
+        kwargs["num_labels"] = 3
+    config = AutoConfig.for_model(model_type, **kwargs)
+    torch.manual_seed(seed)
+    auto = AutoModelForSequenceClassification if head == "classification" else AutoModelForCausalLM
+    return auto.from_config(config).eval()
+
+
 def randomize_(model: Any, scale: float = 0.2, seed: int = 0) -> Any:
     """Overwrite every parameter with N(0, scale²) noise (LayerNorm/RMSNorm weights near 1).
 

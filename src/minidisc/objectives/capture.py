@@ -1,17 +1,18 @@
 """Capture the queries, keys and values of every self-attention layer of a HF model.
 
-The model's source is not touched: forward hooks on the query/key/value projections
-record their outputs, and for rotary models a forward pre-hook on the attention module
-records the ``position_embeddings`` (cos, sin) it is called with, which are then applied
-with the model's own ``apply_rotary_pos_emb``. So the captured Q/K are exactly what the
-attention scores are computed from:
+The model's source is not touched: forward hooks on the modules whose outputs are the
+queries, keys and values record them, and for rotary models a forward pre-hook on the
+attention module records the ``position_embeddings`` (cos, sin) it is called with, which
+are then applied with the model's own ``apply_rotary_pos_emb``. So the captured Q/K are
+exactly what the attention scores are computed from. The model's architecture family
+(:mod:`minidisc.elastic.families`) names those modules and the head size:
 
 * BERT / RoBERTa-like encoders (``attention.self.query/key/value``): Q, K, V as
   projected.
-* LLaMA-family decoders (``self_attn.q_proj/k_proj/v_proj``, optional ``q_norm`` /
-  ``k_norm`` as in Qwen3): Q and K *after* the per-head norm and RoPE, V as projected.
-  K and V keep ``num_key_value_heads`` heads (grouped-query attention is not expanded
-  here; :meth:`Signals.attention_scores` expands K to the query heads).
+* LLaMA-family decoders (``self_attn.q_proj/k_proj/v_proj``; Qwen3's per-head
+  ``q_norm`` / ``k_norm`` after them): Q and K *after* the per-head norm and RoPE, V as
+  projected. K and V keep ``num_key_value_heads`` heads (grouped-query attention is not
+  expanded here; :meth:`Signals.attention_scores` expands K to the query heads).
 
 Hooks were chosen over wrapping an ``AttentionInterface`` function: they need no change
 of ``config._attn_implementation`` (which also selects the mask format), work with every
@@ -36,47 +37,39 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from minidisc.elastic.families import family_for, supported_model_types
 from minidisc.errors import ModelError
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """Child-module names of one attention family."""
+class _Attention:
+    """One self-attention layer as the family locates it."""
 
-    query: str
-    key: str
-    value: str
-    head_dim_attrs: tuple[str, ...]
-
-
-# Ordered: the first layout whose three projections exist on a module wins.
-_LAYOUTS = (
-    _Layout("query", "key", "value", ("attention_head_size",)),  # BERT, RoBERTa, ELECTRA …
-    _Layout("q_proj", "k_proj", "v_proj", ("head_dim",)),  # LLaMA, Mistral, Qwen2/3 …
-)
+    module: nn.Module  # receives position_embeddings; carries is_causal and scaling
+    sources: tuple[nn.Module, nn.Module, nn.Module]  # outputs: Q, K, V before RoPE
+    head_dim: int
 
 
-def _layout_of(module: nn.Module) -> _Layout | None:
-    if "cross" in type(module).__name__.lower() or getattr(module, "is_cross_attention", False):
-        return None
-    children = dict(module.named_children())
-    for layout in _LAYOUTS:
-        projections = (layout.query, layout.key, layout.value)
-        has_projections = all(isinstance(children.get(n), nn.Module) for n in projections)
-        if has_projections and any(
-            isinstance(getattr(module, a, None), int) for a in layout.head_dim_attrs
-        ):
-            return layout
-    return None
+def _attention_layers(model: nn.Module) -> list[_Attention]:
+    """The self-attention layers of the first module in ``model`` (itself, or a model it
+    wraps, e.g. for distributed training) whose architecture family is registered.
 
-
-def _first_child(module: nn.Module, *names: str) -> nn.Module:
-    """The first of ``names`` that is a child module of ``module``."""
-    for name in names:
-        child = getattr(module, name, None)
-        if isinstance(child, nn.Module):
-            return child
-    raise ModelError(f"{type(module).__name__} has none of the sub-modules {names}")
+    Raises:
+        ModelError: no module of ``model`` has a supported architecture.
+    """
+    for candidate in model.modules():
+        config = getattr(candidate, "config", None)
+        if getattr(config, "model_type", None) in supported_model_types():
+            family = family_for(config)
+            head_dim = family.geometry(config).head_dim
+            return [
+                _Attention(layer.get_submodule(family.attention_path), family.qkv_sources(layer), head_dim)
+                for layer in family.layers(candidate)
+            ]
+    raise ModelError(
+        f"no supported self-attention modules found in {type(model).__name__}; Q/K/V capture "
+        f"supports the architectures of minidisc.elastic.families ({', '.join(supported_model_types())})"
+    )
 
 
 def _rope_function(module: nn.Module) -> Callable[..., tuple[Tensor, Tensor]] | None:
@@ -104,18 +97,12 @@ def _signature_declaring(module: nn.Module, parameter: str) -> inspect.Signature
 
 
 def find_attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The self-attention modules of ``model`` in layer order (module registration order).
+    """The self-attention modules of ``model`` in layer order.
 
     Raises:
         ModelError: when no supported self-attention module is found.
     """
-    found = [m for m in model.modules() if _layout_of(m) is not None]
-    if not found:
-        raise ModelError(
-            f"no supported self-attention modules found in {type(model).__name__}; Q/K/V capture "
-            "supports BERT-like (query/key/value) and LLaMA-like (q_proj/k_proj/v_proj) layers"
-        )
-    return found
+    return [attention.module for attention in _attention_layers(model)]
 
 
 def is_causal_model(model: nn.Module) -> bool:
@@ -129,7 +116,7 @@ def is_causal_model(model: nn.Module) -> bool:
 
 @dataclass
 class _Record:
-    layout: _Layout
+    sources: tuple[nn.Module, nn.Module, nn.Module]
     head_dim: int
     scaling: float
     rope_fn: Callable[..., tuple[Tensor, Tensor]] | None
@@ -171,27 +158,20 @@ class capture_qkv:  # lower-case: used like a function, ``with capture_qkv(model
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self._modules = find_attention_modules(model)
-        self._records = [self._make_record(m) for m in self._modules]
+        layers = _attention_layers(model)
+        self._modules = [attention.module for attention in layers]
+        self._records = [self._make_record(attention) for attention in layers]
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._causal = bool(getattr(self._modules[0], "is_causal", False))
 
     @staticmethod
-    def _make_record(module: nn.Module) -> _Record:
-        layout = _layout_of(module)
-        assert layout is not None
-        head_dim = next(
-            getattr(module, a)
-            for a in layout.head_dim_attrs
-            if isinstance(getattr(module, a, None), int)
-        )
-        scaling = getattr(module, "scaling", None)
-        rope_fn = _rope_function(module)
+    def _make_record(attention: _Attention) -> _Record:
+        scaling = getattr(attention.module, "scaling", None)
         return _Record(
-            layout=layout,
-            head_dim=head_dim,
-            scaling=float(scaling) if isinstance(scaling, (int, float)) else head_dim**-0.5,
-            rope_fn=rope_fn,
+            sources=attention.sources,
+            head_dim=attention.head_dim,
+            scaling=float(scaling) if isinstance(scaling, (int, float)) else attention.head_dim**-0.5,
+            rope_fn=_rope_function(attention.module),
         )
 
     def __enter__(self) -> capture_qkv:  # noqa: PYI034
@@ -201,14 +181,9 @@ class capture_qkv:  # lower-case: used like a function, ``with capture_qkv(model
             self._handles.append(
                 module.register_forward_pre_hook(self._pre_hook(record), with_kwargs=True)
             )
-            # A per-head/per-projection norm (Qwen3 q_norm/k_norm) runs after the projection
-            # and before RoPE, so its output is what the attention sees.
-            sources = {
-                "q": _first_child(module, "q_norm", record.layout.query),
-                "k": _first_child(module, "k_norm", record.layout.key),
-                "v": _first_child(module, record.layout.value),
-            }
-            for kind, source in sources.items():
+            # A per-head norm (Qwen3 q_norm/k_norm) runs after the projection and before
+            # RoPE, so its output is what the attention sees; the family names it.
+            for kind, source in zip("qkv", record.sources):
                 self._handles.append(source.register_forward_hook(self._output_hook(record, kind)))
         return self
 

@@ -58,10 +58,13 @@ def head_flops_per_position(config: Any) -> int:
     Raises:
         ModelError: an architecture that is neither BERT-like nor LLaMA-like.
     """
+    from minidisc.elastic.families import family_for
     from minidisc.pretrain.lm import lm_type_of
 
-    d, vocab = int(config.hidden_size), int(config.vocab_size)
-    transform = 2 * d * d if lm_type_of(config).head_transform else 0
+    lm = lm_type_of(config)
+    geo = family_for(config).geometry(config)
+    d, vocab = int(geo.hidden_size), int(geo.vocab_size)
+    transform = 2 * d * d if lm.head_transform else 0
     return transform + 2 * d * vocab
 
 

@@ -1,10 +1,11 @@
 """Which language-modelling objective a pretraining arm uses: masked LM or causal LM.
 
-The LM type follows the architecture (:mod:`minidisc.elastic.families`): BERT-family
-encoders pretrain by masked LM (Devlin et al. 2019: 15 % of the tokens masked, loss on
-those), LLaMA-family decoders by causal LM (next-token prediction at every real
-position, no masking). The teacher's architecture decides; the student is built from
-the teacher's config, so both always share it.
+The LM type follows the architecture: its family (:mod:`minidisc.elastic.families`)
+names it in :attr:`~minidisc.elastic.families.Family.lm_type`. BERT-family encoders
+pretrain by masked LM (Devlin et al. 2019: 15 % of the tokens masked, loss on those),
+LLaMA-family decoders by causal LM (next-token prediction at every real position, no
+masking). The teacher's architecture decides; the student is built from the teacher's
+config, so both always share it.
 
 Everything here is read from a config alone (no weights, no torch), so a run can be
 checked before anything is loaded or written.
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from minidisc.errors import ConfigError
+from minidisc.errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,27 @@ CAUSAL_LM = LMType(
     strategies=("scratch", "kd"),
 )
 
-_BY_FAMILY = {"bert": MASKED_LM, "llama": CAUSAL_LM}
+#: The LM types, by :attr:`LMType.name`.
+LM_TYPES: dict[str, LMType] = {lm.name: lm for lm in (MASKED_LM, CAUSAL_LM)}
 
 
 def lm_type_of(config: Any) -> LMType:
-    """The LM type of a ``transformers`` config (or model): by its architecture family.
+    """The LM type of a ``transformers`` config (or model): the one its architecture
+    family names.
 
     Raises:
-        ModelError: the architecture is neither BERT-like nor LLaMA-like.
+        ModelError: the architecture is not supported, or its family is not pretrained
+            by minidisc.
     """
     from minidisc.elastic.families import family_for
 
-    return _BY_FAMILY[family_for(config).name]
+    family = family_for(config)
+    if family.lm_type not in LM_TYPES:
+        raise ModelError(
+            f"the {family.name} family has no language-modelling objective in minidisc; pretrain "
+            "supports BERT-like (masked LM) and LLaMA-like (causal LM) models"
+        )
+    return LM_TYPES[family.lm_type]
 
 
 def check_strategy(strategy: str, lm: LMType, teacher: str) -> None:

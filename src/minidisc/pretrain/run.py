@@ -30,6 +30,7 @@ from minidisc.schedules.run import REPORT_FILES, RunDir
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+    from minidisc.elastic.families import Geometry
     from minidisc.models import ModelSource
     from minidisc.objectives import Objective
     from minidisc.pretrain.budget import BudgetPlan, CostModel
@@ -445,19 +446,21 @@ def describe_arm(arm: Arm) -> dict[str, Any]:
     from minidisc.pretrain.report import pretrain_tokens_of
 
     s = arm.student.config
+    s_geo = _geometry(s)
     student = {
-        "layers": s.num_hidden_layers, "hidden": s.hidden_size, "heads": s.num_attention_heads,
-        "kv_heads": _kv_heads(s), "ffn": s.intermediate_size, "vocab": s.vocab_size,
+        "layers": s_geo.num_layers, "hidden": s_geo.hidden_size, "heads": s_geo.num_heads,
+        "kv_heads": s_geo.num_kv_heads, "ffn": s_geo.intermediate_size, "vocab": s_geo.vocab_size,
         "non_embedding_params": non_embedding_params(s),
         "total_params": sum(p.numel() for p in arm.student.parameters()),
         "init_from_teacher_layers": arm.layers_from,
         "frozen_encoder": arm.cfg.student.freeze_encoder,
     }
     t = arm.teacher_config
+    t_geo = _geometry(t)
     tokens, tokens_note = pretrain_tokens_of(arm.source.path)
     teacher = {
-        "source": arm.source.label, "layers": t.num_hidden_layers, "hidden": t.hidden_size,
-        "heads": t.num_attention_heads, "kv_heads": _kv_heads(t), "non_embedding_params": non_embedding_params(t),
+        "source": arm.source.label, "layers": t_geo.num_layers, "hidden": t_geo.hidden_size,
+        "heads": t_geo.num_heads, "kv_heads": t_geo.num_kv_heads, "non_embedding_params": non_embedding_params(t),
         "used": arm.cfg.distills, "pretrain_tokens": tokens, "pretrain_tokens_note": tokens_note,
     }
     data = {
@@ -480,9 +483,12 @@ def describe_arm(arm: Arm) -> dict[str, Any]:
     }
 
 
-def _kv_heads(config: Any) -> int:
-    """Key/value heads per layer (= query heads without grouped-query attention)."""
-    return int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+def _geometry(config: Any) -> Geometry:
+    """Sizes of a model (key/value heads = query heads without grouped-query attention),
+    as its architecture family reads them."""
+    from minidisc.elastic.families import family_for
+
+    return family_for(config).geometry(config)
 
 
 def _report_stage(run: RunDir) -> dict[str, Any]:

@@ -8,6 +8,9 @@ heads for grouped-query attention) and FFN size, randomly initialised -- or, wit
 layer selection, initialised from everything of the teacher outside its transformer
 layers (embeddings, final norm, LM head) plus the selected layers (as DistilBERT
 initialises from every other BERT layer, Sanh et al. 2019).
+
+Where the LM head and the layers are, and how a config states the student's sizes, the
+teacher's architecture family says (:mod:`minidisc.elastic.families`).
 """
 
 from __future__ import annotations
@@ -27,11 +30,6 @@ if TYPE_CHECKING:
     from minidisc.models import ModelSource
     from minidisc.pretrain.config import StudentConfig
 
-#: Names of the LM-head child module: BERT's MLM head is ``cls``; RoBERTa's MLM head and
-#: a causal LM's vocabulary projection are ``lm_head``.
-_HEAD_NAMES = ("cls", "lm_head")
-
-
 @dataclass
 class LoadedTeacher:
     """A teacher with its LM head and which of its weights the checkpoint did not provide.
@@ -48,8 +46,10 @@ class LoadedTeacher:
     @property
     def head_is_fresh(self) -> bool:
         """True when (part of) the LM head was not in the checkpoint."""
-        head = {f"{name}." for name in _HEAD_NAMES}
-        return any(k.startswith(tuple(head)) for k in self.missing_keys)
+        from minidisc.elastic.families import family_for
+
+        head = tuple(f"{name}." for name in family_for(self.model).lm_head_names)
+        return any(k.startswith(head) for k in self.missing_keys)
 
 
 def load_teacher(source: ModelSource, seed: int, lm: LMType | None = None) -> LoadedTeacher:
@@ -136,22 +136,16 @@ def load_config(source: ModelSource) -> Any:
 
 def lm_head(model: nn.Module) -> nn.Module:
     """The LM head of a masked or causal LM: maps hidden states ``(…, d)`` to logits
-    ``(…, V)``.
-
-    BERT keeps its MLM head in ``cls``; RoBERTa and LLaMA-family decoders in ``lm_head``;
-    the rest of the model is ``model.base_model``.
+    ``(…, V)``; the rest of the model is ``model.base_model``. Its family names it
+    (:meth:`~minidisc.elastic.families.Family.lm_head`: BERT ``cls``; RoBERTa and
+    LLaMA-family decoders ``lm_head``).
 
     Raises:
-        ModelError: the model has neither.
+        ModelError: unsupported architecture, or the model has no LM head.
     """
-    for name in _HEAD_NAMES:
-        head = getattr(model, name, None)
-        if head is not None:
-            return head
-    raise ModelError(
-        f"{type(model).__name__} has no LM head module ({' or '.join(_HEAD_NAMES)}); "
-        "pretrain supports BERT/RoBERTa-style masked LMs and LLaMA-style causal LMs"
-    )
+    from minidisc.elastic.families import family_for
+
+    return family_for(model).lm_head(model)
 
 
 def parse_layer_selection(text: str, teacher_layers: int, student_layers: int | None) -> list[int]:
@@ -196,24 +190,28 @@ def parse_layer_selection(text: str, teacher_layers: int, student_layers: int | 
     return chosen
 
 
-def _attention_sizes(teacher_config: Any, spec: StudentConfig, lm: LMType) -> tuple[int, int, int]:
-    """``(hidden, heads, kv_heads)`` of the student (kv = heads for encoders).
+def _attention_sizes(teacher_config: Any, spec: StudentConfig) -> tuple[int, int, int]:
+    """``(hidden, heads, kv_heads)`` of the student (kv = heads without grouped-query
+    attention).
 
     Raises:
         ConfigError: KV heads on an encoder; heads not dividing the width; KV heads not
             dividing the heads.
     """
-    t_heads = int(teacher_config.num_attention_heads)
-    hidden = spec.hidden or int(teacher_config.hidden_size)
-    heads = spec.heads or t_heads
+    from minidisc.elastic.families import family_for
+
+    family = family_for(teacher_config)
+    geo = family.geometry(teacher_config)
+    hidden = spec.hidden or geo.hidden_size
+    heads = spec.heads or geo.num_heads
     if hidden % heads:
         raise ConfigError(f"{heads} heads do not divide the width {hidden}; change --student-heads or --student-hidden")
-    if not lm.causal:
+    if not family.grouped_query:
         if spec.kv_heads is not None:
             raise ConfigError("--student-kv-heads is for LLaMA-family (grouped-query attention) students; "
-                              "a BERT-like student has one key/value head per query head: drop it")
+                              f"a {family.name}-family student has one key/value head per query head: drop it")
         return hidden, heads, heads
-    group = t_heads // int(getattr(teacher_config, "num_key_value_heads", None) or t_heads)
+    group = geo.group_size
     kv = spec.kv_heads or (heads // group if heads % group == 0 else heads)
     if heads % kv:
         raise ConfigError(f"{kv} key/value heads do not divide the {heads} query heads; change --student-kv-heads")
@@ -224,25 +222,28 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
     """The student's config (a copy of the teacher's with the student's sizes) and the
     teacher layers it is initialised from (``None``: random initialisation).
 
-    A LLaMA-family student gets ``num_key_value_heads``, ``head_dim = hidden / heads``
-    (the teacher's own ``head_dim`` when width and heads are the teacher's) and the
-    teacher's ``tie_word_embeddings``.
+    A student with grouped-query attention (LLaMA family) gets ``num_key_value_heads``,
+    ``head_dim = hidden / heads`` (the teacher's own ``head_dim`` when width and heads are
+    the teacher's) and the teacher's ``tie_word_embeddings``
+    (:meth:`~minidisc.elastic.families.Family.set_sizes` writes the sizes).
 
     Raises:
         ConfigError: sizes that do not fit (see :func:`_attention_sizes`; a size different
             from the teacher's together with ``init_from_teacher``).
     """
+    from minidisc.elastic.families import family_for
+
     lm = lm_type_of(teacher_config)
-    t_layers = int(teacher_config.num_hidden_layers)
-    t_hidden, t_heads = int(teacher_config.hidden_size), int(teacher_config.num_attention_heads)
-    t_ffn = int(teacher_config.intermediate_size)
-    t_kv = int(getattr(teacher_config, "num_key_value_heads", None) or t_heads)
-    hidden, heads, kv = _attention_sizes(teacher_config, spec, lm)
+    family = family_for(teacher_config)
+    geo = family.geometry(teacher_config)
+    t_layers, t_hidden, t_heads = geo.num_layers, geo.hidden_size, geo.num_heads
+    t_ffn, t_kv = geo.intermediate_size, geo.num_kv_heads
+    hidden, heads, kv = _attention_sizes(teacher_config, spec)
     layers_from = None
     if spec.init_from_teacher:
         layers_from = parse_layer_selection(spec.init_from_teacher, t_layers, spec.layers)
         for name, value, own in (("hidden", hidden, t_hidden), ("heads", heads, t_heads),
-                                 ("kv-heads", kv if lm.causal else t_kv, t_kv),
+                                 ("kv-heads", kv if family.grouped_query else t_kv, t_kv),
                                  ("ffn", spec.ffn or t_ffn, t_ffn)):
             if value != own:
                 raise ConfigError(
@@ -252,14 +253,8 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
     layers = len(layers_from) if layers_from else (spec.layers or math.ceil(t_layers / 2))
     ffn = spec.ffn or max(1, round(t_ffn * hidden / t_hidden))
     config = teacher_config.__class__.from_dict(teacher_config.to_dict())
-    config.num_hidden_layers = layers
-    config.hidden_size = hidden
-    config.num_attention_heads = heads
-    config.intermediate_size = ffn
-    if lm.causal:
-        config.num_key_value_heads = kv
-        same_heads = (hidden, heads) == (t_hidden, t_heads)
-        config.head_dim = int(getattr(teacher_config, "head_dim", None) or hidden // heads) if same_heads else hidden // heads
+    head_dim = geo.head_dim if (hidden, heads) == (t_hidden, t_heads) else hidden // heads
+    family.set_sizes(config, layers=layers, hidden=hidden, heads=heads, kv_heads=kv, head_dim=head_dim, ffn=ffn)
     config.architectures = None
     # encoders tie their MLM decoder to the word embeddings; a decoder keeps the teacher's
     # choice, so copied embeddings and lm_head never overwrite each other

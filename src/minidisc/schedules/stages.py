@@ -28,7 +28,6 @@ from minidisc.elastic.sparsity_map import (
     load_sparsity_map,
     save_extra_levels,
     save_sparsity_map,
-    sparsity_map,
 )
 from minidisc.errors import ConfigError, ModelError
 from minidisc.fileio import is_main_process
@@ -169,8 +168,8 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
     Raises:
         ConfigError: a level outside [0, 1).
     """
-    from minidisc.elastic.families import family_for
     from minidisc.elastic.importance import Importance
+    from minidisc.elastic.sparsity_map import model_sparsity_map
     from minidisc.models import ModelSource
 
     saved = load_sparsity_map(sparsified_dir)
@@ -180,8 +179,7 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(ModelSource(str(sparsified_dir / "model")).path)
-        group = family_for(config).geometry(config).group_size
-        added = sparsity_map(Importance.load(sparsified_dir / "importance.safetensors"), missing, group_size=group)
+        added = model_sparsity_map(config, Importance.load(sparsified_dir / "importance.safetensors"), missing)
         saved.update(added)
         if is_main_process():  # every process rebuilt the same levels
             save_extra_levels(sparsified_dir, added)

@@ -2,15 +2,16 @@
 
 A layer-dropped student ("NL" in the MiniDisc baselines) keeps some of the teacher's
 transformer layers whole (by default the bottom N) and everything else (embeddings,
-pooler, classifier). Layers are located through the elastic family adapter, so any
-architecture :mod:`minidisc.elastic.families` supports works.
+pooler, classifier). The model's architecture family locates and drops the layers
+(:meth:`~minidisc.elastic.families.Family.keep_layers`), so any architecture
+:mod:`minidisc.elastic.families` supports works.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -67,7 +68,8 @@ def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     """A deep copy of ``model`` keeping only the transformer layers ``keep`` (0-based).
 
     The copy's config says ``num_hidden_layers = len(keep)`` (and per-layer lists such
-    as ``layer_types`` are cut alike); each kept layer gets its new index.
+    as ``layer_types`` are cut alike); each kept layer gets its new index
+    (:meth:`~minidisc.elastic.families.Family.keep_layers`).
 
     Raises:
         ConfigError: an index is out of range, repeated, or not ascending.
@@ -78,32 +80,5 @@ def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     family = family_for(model)
     keep = check_layers(keep, len(family.layers(model)))
     student = copy.deepcopy(model)
-    layers = family.layers(student)
-    name, parent = _layer_list(student, layers)
-    kept = [layers[i] for i in keep]
-    for new_index, layer in enumerate(kept):
-        _renumber(layer, new_index)
-    setattr(parent, name, nn.ModuleList(kept))
-    config = student.config
-    config.num_hidden_layers = len(keep)
-    if isinstance(getattr(config, "layer_types", None), list):
-        config.layer_types = [config.layer_types[i] for i in keep]
+    family.keep_layers(student, keep)
     return student
-
-
-def _layer_list(model: nn.Module, layers: list[Any]) -> tuple[str, nn.Module]:
-    """(attribute name, parent module) of the ModuleList holding exactly ``layers``."""
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, nn.ModuleList) and len(child) == len(layers) and all(
-                a is b for a, b in zip(child, layers)
-            ):
-                return name, parent
-    raise ConfigError(f"cannot find the layer list of {type(model).__name__}")
-
-
-def _renumber(layer: nn.Module, index: int) -> None:
-    # KV caches index layers by `layer_idx`; keep it consistent with the new depth.
-    for module in layer.modules():
-        if isinstance(getattr(module, "layer_idx", None), int):
-            module.layer_idx = index
