@@ -141,17 +141,21 @@ def test_assistant_student_correlation_from_manifests(tmp_path):
     """Hand-made MaxiDisc/MiniDisc manifests: tradeoff = m + λ·s and Spearman by hand."""
     from minidisc.fileio import write_json
     from minidisc.report.compare import assistant_student_correlation
+    from minidisc.training.records import CandidateRecord, HopRecord, IterationRecord, Level
+
+    def hop(sparsity, metric):
+        return HopRecord(Level(sparsity=sparsity), {}, metric, None, (), "kd").to_dict()
 
     assistants = {0.5: 0.90, 0.6: 0.85, 0.7: 0.84}
     students = {0.5: 0.80, 0.6: 0.78, 0.7: 0.79}
-    stages = {f"hop-s{a:g}": {"dev_main": m} for a, m in assistants.items()}
-    stages |= {f"hop-s{a:g}-s0.9": {"dev_main": students[a]} for a in assistants}
+    stages = {f"hop-s{a:g}": hop(a, m) for a, m in assistants.items()}
+    stages |= {f"hop-s{a:g}-s0.9": hop(0.9, students[a]) for a in assistants}
     paths = [{"path": [{"sparsity": a, "layers": None}, {"sparsity": 0.9, "layers": None}], "final": f"hop-s{a:g}-s0.9"}
              for a in assistants]
     write_json(tmp_path / "maxi" / "manifest.json", {"stages": stages, "paths": paths})
-    sandwich = [{"sparsity": 0.5, "best_metric": 0.7}, {"sparsity": 0.6, "best_metric": 0.6},
-                {"sparsity": 0.7, "best_metric": 0.55}, {"sparsity": 0.9, "best_metric": 0.3}]
-    write_json(tmp_path / "mini" / "manifest.json", {"stages": {"iter1": {"candidates": sandwich, "selected": 0.5}}})
+    sandwich = tuple(CandidateRecord(s, m) for s, m in ((0.5, 0.7), (0.6, 0.6), (0.7, 0.55), (0.9, 0.3)))
+    iter1 = IterationRecord(1, False, 0.0, 0.5, 0.7, sandwich).to_dict()
+    write_json(tmp_path / "mini" / "manifest.json", {"stages": {"iter1": iter1}})
 
     result = assistant_student_correlation(tmp_path / "maxi", tmp_path / "mini", lam=0.2)
     assert [r["tradeoff"] for r in result["rows"]] == pytest.approx([1.00, 0.97, 0.98])
