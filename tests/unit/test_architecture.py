@@ -116,6 +116,44 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
+def _imports_of(tree: ast.Module, name: str, base: list[str], known: set[str], package: str) -> list[Import]:
+    """The imports of ``package`` modules in the parsed module ``name`` (``base``: the
+    package that relative imports start from; ``known``: every module name)."""
+    found: list[Import] = []
+
+    def visit(node: ast.AST, kind: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child.test) and kind == "module":
+                for stmt in child.body:
+                    visit_stmt(stmt, "typing")
+                for stmt in child.orelse:
+                    visit_stmt(stmt, kind)
+                continue
+            visit_stmt(child, kind)
+
+    def visit_stmt(child: ast.AST, kind: str) -> None:
+        targets: list[str] = []
+        if isinstance(child, ast.Import):
+            targets = [alias.name for alias in child.names]
+        elif isinstance(child, ast.ImportFrom):
+            if child.level:
+                anchor = base[: len(base) - (child.level - 1)]
+                mod = ".".join(anchor + ([child.module] if child.module else []))
+            else:
+                mod = child.module or ""
+            subs = [f"{mod}.{a.name}" for a in child.names if f"{mod}.{a.name}" in known]
+            targets = subs if len(subs) == len(child.names) else [mod, *subs]
+        for target in targets:
+            if target == package or target.startswith(package + "."):
+                found.append(Import(name, target, kind, child.lineno))
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            kind = "local"
+        visit(child, kind)
+
+    visit(tree, "module")
+    return found
+
+
 def collect_imports(root: Path, package: str = "minidisc") -> list[Import]:
     """Every import of a ``package`` module by a module under ``root/package``.
 
@@ -128,40 +166,8 @@ def collect_imports(root: Path, package: str = "minidisc") -> list[Import]:
     for path in files:
         name = module_name(path, root)
         base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-
-        def visit(node: ast.AST, kind: str) -> None:
-            for child in ast.iter_child_nodes(node):
-                child_kind = kind
-                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                    child_kind = "local"
-                if isinstance(child, ast.If) and _is_type_checking(child.test) and kind == "module":
-                    for stmt in child.body:
-                        visit_stmt(stmt, "typing")
-                    for stmt in child.orelse:
-                        visit_stmt(stmt, kind)
-                    continue
-                visit_stmt(child, child_kind)
-
-        def visit_stmt(child: ast.AST, kind: str) -> None:
-            targets: list[str] = []
-            if isinstance(child, ast.Import):
-                targets = [alias.name for alias in child.names]
-            elif isinstance(child, ast.ImportFrom):
-                if child.level:
-                    anchor = base[: len(base) - (child.level - 1)]
-                    mod = ".".join(anchor + ([child.module] if child.module else []))
-                else:
-                    mod = child.module or ""
-                subs = [f"{mod}.{a.name}" for a in child.names if f"{mod}.{a.name}" in known]
-                targets = subs if len(subs) == len(child.names) else [mod, *subs]
-            for target in targets:
-                if target == package or target.startswith(package + "."):
-                    found.append(Import(name, target, kind, child.lineno))
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                kind = "local"
-            visit(child, kind)
-
-        visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), "module")
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        found += _imports_of(tree, name, base, known, package)
     return found
 
 
