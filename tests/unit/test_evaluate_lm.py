@@ -33,12 +33,7 @@ OTHER = "Another document about the lazy fox, shorter.\n"
 POSITIONS = 128
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tokenizer():

@@ -22,14 +22,7 @@ from transformers import (
 from minidisc.errors import ModelError
 from minidisc.objectives import OBJECTIVE_NAMES, build_objective, capture_qkv, forward_with_signals
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than with intra-op threads on a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 IDS = torch.tensor([[5, 9, 11, 7, 20, 3], [6, 14, 8, 12, 2, 2]])

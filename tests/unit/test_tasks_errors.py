@@ -10,10 +10,7 @@ import pytest
 from minidisc.errors import DataError
 from minidisc.tasks import load_split
 
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    monkeypatch.delenv("MINIDISC_DATA_DIR", raising=False)
+pytestmark = pytest.mark.usefixtures("no_data_dir_env")
 
 
 def write(path: Path, text: str | bytes) -> Path:

@@ -21,9 +21,7 @@ def shared_data() -> Path:
     return data
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    monkeypatch.delenv("MINIDISC_DATA_DIR", raising=False)
+pytestmark = pytest.mark.usefixtures("no_data_dir_env")
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,7 @@ def mnli_row(i: int, s1: str, s2: str, tail: list[str]) -> list[str]:
             s1, s2, *tail]
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    monkeypatch.delenv("MINIDISC_DATA_DIR", raising=False)
+pytestmark = pytest.mark.usefixtures("no_data_dir_env")
 
 
 @pytest.fixture

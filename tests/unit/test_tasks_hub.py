@@ -9,10 +9,7 @@ from minidisc.errors import ConfigError, DataError
 from minidisc.tasks import get_task, load_split
 from minidisc.tasks.hub import hub_split, map_hub_batch
 
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    monkeypatch.delenv("MINIDISC_DATA_DIR", raising=False)
+pytestmark = pytest.mark.usefixtures("no_data_dir_env")
 
 
 def test_single_sentence_rows():

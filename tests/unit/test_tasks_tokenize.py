@@ -27,9 +27,7 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(teacher.get_model_path())
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    monkeypatch.delenv("MINIDISC_DATA_DIR", raising=False)
+pytestmark = pytest.mark.usefixtures("no_data_dir_env")
 
 
 def write_rte(root: Path, with_labels: bool = True) -> Path:
