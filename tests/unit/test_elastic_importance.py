@@ -202,3 +202,22 @@ def test_importance_shows_a_progress_bar_that_can_be_turned_off(capsys):
     finally:
         hf_logging.enable_progress_bar()
     assert "Importance" not in capsys.readouterr().err
+
+
+def test_importance_round_trips_hidden_and_layer_scores(tmp_path):
+    imp = Importance(torch.rand(2, 4), torch.rand(2, 8), hidden=torch.rand(16), layers=torch.rand(2))
+    imp.save(tmp_path / "imp.safetensors")
+    back = Importance.load(tmp_path / "imp.safetensors")
+    assert torch.equal(back.hidden, imp.hidden) and torch.equal(back.layers, imp.layers)
+    assert torch.allclose(imp.normalize().hidden.norm(), torch.tensor(1.0))
+
+
+def test_subnet_spec_hidden_width_is_optional_in_records():
+    from minidisc.elastic.spec import SubnetSpec
+
+    plain = SubnetSpec((2, 2), (8, 8), 0.5)
+    assert "hidden" not in plain.to_dict()  # encoder records stay as they were
+    cut = SubnetSpec((2, 2), (8, 8), 0.5, hidden=12)
+    assert SubnetSpec.from_dict(cut.to_dict()) == cut
+    assert cut.fits_in(plain) and not plain.fits_in(cut)
+    assert not SubnetSpec((2, 2), (8, 8), hidden=16).fits_in(cut)

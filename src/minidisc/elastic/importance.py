@@ -31,17 +31,24 @@ from minidisc.errors import ConfigError, DataError, ModelError
 
 @dataclass(frozen=True)
 class Importance:
-    """Importance scores of every query head and FFN unit.
+    """Importance scores of every query head and FFN unit (and, where estimated, of every
+    residual-stream channel and every layer).
 
     Attributes:
         heads: ``(num_layers, num_heads)`` float32, one score per *query* head.
         neurons: ``(num_layers, intermediate_size)`` float32.
         normalized: whether each layer's rows have been divided by their L2 norm.
+        hidden: ``(hidden_size,)`` float32, one score per residual-stream channel, or
+            ``None`` (not estimated: the width is kept).
+        layers: ``(num_layers,)`` float32, one score per transformer layer (block
+            importance, for dropping layers), or ``None``.
     """
 
     heads: torch.Tensor
     neurons: torch.Tensor
     normalized: bool = False
+    hidden: torch.Tensor | None = None
+    layers: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.heads.dim() != 2 or self.neurons.dim() != 2 or len(self.heads) != len(self.neurons):
@@ -52,7 +59,10 @@ class Importance:
 
     def normalize(self) -> Importance:
         """Divide each layer's head row and neuron row by its L2 norm (all-zero rows stay 0)."""
-        return Importance(_row_normalize(self.heads), _row_normalize(self.neurons), normalized=True)
+        hidden = None if self.hidden is None else _row_normalize(self.hidden[None])[0]
+        return Importance(
+            _row_normalize(self.heads), _row_normalize(self.neurons), normalized=True, hidden=hidden, layers=self.layers
+        )
 
     def group_scores(self, group_size: int) -> torch.Tensor:
         """``(num_layers, num_heads // group_size)``: sum of each KV group's query-head scores.
@@ -72,11 +82,9 @@ class Importance:
         from minidisc.fileio import atomic_path
 
         with atomic_path(path) as tmp:
+            tensors = {"heads": self.heads, "neurons": self.neurons, "hidden": self.hidden, "layers": self.layers}
             save_file(
-                {
-                    "heads": self.heads.contiguous().cpu(),
-                    "neurons": self.neurons.contiguous().cpu(),
-                },
+                {name: t.contiguous().cpu() for name, t in tensors.items() if t is not None},
                 str(tmp),
                 metadata={"normalized": str(self.normalized)},
             )
@@ -95,8 +103,10 @@ class Importance:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
+                stored = set(f.keys())
+                optional = {name: f.get_tensor(name) for name in ("hidden", "layers") if name in stored}
                 return cls(
-                    f.get_tensor("heads"), f.get_tensor("neurons"), meta.get("normalized") == "True"
+                    f.get_tensor("heads"), f.get_tensor("neurons"), meta.get("normalized") == "True", **optional
                 )
         except (SafetensorError, OSError) as err:
             raise ModelError(corrupted_weights_message(path, err)) from err

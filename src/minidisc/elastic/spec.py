@@ -1,4 +1,5 @@
-"""The description of one sub-network: how many heads and FFN neurons each layer keeps.
+"""The description of one sub-network: how many heads and FFN neurons each layer keeps,
+and (decoders) how many residual-stream channels the whole model keeps.
 
 After :meth:`minidisc.elastic.ElasticModel.reorder` has sorted every layer's heads and neurons by
 importance (descending), a sub-network keeps a *prefix* of each layer's heads and
@@ -24,6 +25,11 @@ HEADS = "heads"
 NEURONS = "neurons"
 AXES: tuple[str, ...] = (HEADS, NEURONS)
 
+#: The model-wide axis: channels of the residual stream (embeddings, norms, every
+#: projection's input or output, a tied LM head). One width for the whole model, so it is
+#: a single number of :class:`SubnetSpec`, not a per-layer one, and not in :data:`AXES`.
+HIDDEN = "hidden"
+
 
 @dataclass(frozen=True)
 class SubnetSpec:
@@ -36,11 +42,14 @@ class SubnetSpec:
         neurons: kept FFN intermediate units per layer (a prefix).
         sparsity: the sparsity level (a fraction in [0, 1)) this spec was built for,
             or ``None`` for a hand-made spec.
+        hidden: kept residual-stream channels (a prefix of the reordered channels), the
+            same in every layer; ``None``: the model's full width (every encoder spec).
     """
 
     heads: tuple[int, ...]
     neurons: tuple[int, ...]
     sparsity: float | None = None
+    hidden: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
@@ -52,6 +61,10 @@ class SubnetSpec:
             )
         if any(h < 0 for h in self.heads) or any(n < 0 for n in self.neurons):
             raise ConfigError("head and neuron counts of a sub-network spec must be >= 0")
+        if self.hidden is not None:
+            if int(self.hidden) < 1:
+                raise ConfigError(f"a sub-network keeps at least one hidden channel, got hidden={self.hidden}")
+            object.__setattr__(self, "hidden", int(self.hidden))
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"sparsity must be a fraction in [0, 1), got {self.sparsity}")
 
@@ -82,9 +95,12 @@ class SubnetSpec:
         return cls((heads,) * num_layers, (neurons,) * num_layers, sparsity)
 
     def fits_in(self, other: SubnetSpec) -> bool:
-        """True when this sub-network is a (per-layer prefix) sub-network of ``other``."""
+        """True when this sub-network is a (per-layer prefix) sub-network of ``other``
+        (a ``hidden`` of ``None`` is the full width, which every width fits in)."""
+        hidden_fits = other.hidden is None or (self.hidden is not None and self.hidden <= other.hidden)
         return (
             self.num_layers == other.num_layers
+            and hidden_fits
             and all(a <= b for a, b in zip(self.heads, other.heads))
             and all(a <= b for a, b in zip(self.neurons, other.neurons))
         )
@@ -96,12 +112,15 @@ class SubnetSpec:
         return sum(self.neurons)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"heads": list(self.heads), "neurons": list(self.neurons), "sparsity": self.sparsity}
+        out: dict[str, Any] = {"heads": list(self.heads), "neurons": list(self.neurons), "sparsity": self.sparsity}
+        if self.hidden is not None:  # written only when cut, so encoder records are unchanged
+            out["hidden"] = self.hidden
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubnetSpec:
         try:
-            return cls(tuple(data["heads"]), tuple(data["neurons"]), data.get("sparsity"))
+            return cls(tuple(data["heads"]), tuple(data["neurons"]), data.get("sparsity"), data.get("hidden"))
         except (KeyError, TypeError) as err:
             raise ConfigError(
                 f"malformed sub-network spec {data!r}: needs 'heads' and 'neurons' lists"
