@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "compute": 1,
     "config": 1,
     "scaling": 1,
+    "runfolder": 1,
     # 2: training machinery
     "objectives": 2,
     "training": 2,
@@ -68,11 +69,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ),
     ("minidisc.evaluation.perplexity", "minidisc.pretrain.student"): (
         "evaluate-lm loads a pretrained student's config; local import"
-    ),
-    ("minidisc.report.compare", "minidisc.schedules.run"): "RunDir in annotations only (TYPE_CHECKING)",
-    ("minidisc.report.compress", "minidisc.schedules.run"): "RunDir in annotations only (TYPE_CHECKING)",
-    ("minidisc.report.rebuild", "minidisc.schedules.run"): (
-        "`minidisc report RUN_DIR` opens the run folder; local import"
     ),
     ("minidisc.report.rebuild", "minidisc.schedules.compare"): (
         "`minidisc report` rebuilds a comparison with the schedules' own report code; local import"
@@ -283,8 +279,8 @@ def test_the_checker_sees_the_kinds_of_imports_in_the_package(imports):
     kinds = {(i.importer, i.target): i.kind for i in imports}
     assert kinds[("minidisc.training.distill", "minidisc.models")] == "module"
     assert kinds[("minidisc.elastic.io", "minidisc.report.card")] == "local"
-    assert kinds[("minidisc.report.compress", "minidisc.schedules.run")] == "typing"
-    assert kinds[("minidisc.schedules.run", "minidisc")] == "module"  # from minidisc import __version__
+    assert kinds[("minidisc.report.compress", "minidisc.runfolder.run")] == "typing"
+    assert kinds[("minidisc.runfolder.run", "minidisc")] == "module"  # from minidisc import __version__
 
 
 # --- the checker, on synthetic trees ---------------------------------------------------

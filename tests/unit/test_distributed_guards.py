@@ -21,7 +21,7 @@ from minidisc import fileio
 from minidisc.config import CompressConfig
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json
-from minidisc.schedules.run import MANIFEST, RunDir
+from minidisc.runfolder.run import MANIFEST, RunDir
 
 
 class FakeState:

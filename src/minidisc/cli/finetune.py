@@ -71,7 +71,7 @@ def finetune(
     resumable fine-tuning per task and a table of the dev metrics.
     """
     from minidisc.config import parse_config
-    from minidisc.schedules.run import check_output
+    from minidisc.runfolder.run import check_output
 
     data = {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
             "max_eval_samples": max_eval_samples, "max_length": max_length}
@@ -106,7 +106,7 @@ def run_finetune_task(
             not a minidisc run (never replaced).
     """
     from minidisc.models import load_tokenizer, resolve_model
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
 
     source = resolve_model(model)  # a wrong --model fails before the run folder is made
     cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model)
@@ -206,7 +206,7 @@ def run_glue_suite(
     from minidisc.config import parse_config
     from minidisc.fileio import read_json, write_json, write_text
     from minidisc.models import load_tokenizer, resolve_model
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
 
     cfg = GlueSuiteConfig(model=model, tasks=tuple(tasks), data=data, train=train_cfg, save_model=save_model)
     run = RunDir(output, cfg, "finetune --glue-suite", overwrite=overwrite)

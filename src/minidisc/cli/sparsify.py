@@ -71,7 +71,7 @@ def sparsify(
     Writes the reordered model, importance.safetensors and sparsity_map.json into --output.
     """
     from minidisc.config import parse_config
-    from minidisc.schedules.run import check_output
+    from minidisc.runfolder.run import check_output
 
     check_output(output, overwrite)  # before any model is loaded
     data_cfg = parse_config(DataConfig, merge({}, {
@@ -119,7 +119,7 @@ def run_sparsify(
     from minidisc.errors import ConfigError
     from minidisc.fileio import write_json
     from minidisc.models import load_tokenizer, resolve_model
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
     from minidisc.schedules.stages import sparsify_stage
     from minidisc.training.data import prepare_task_data
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from minidisc.errors import ConfigError
 from minidisc.fileio import write_json, write_text
-from minidisc.schedules.run import RunDir
+from minidisc.runfolder.run import RunDir
 
 
 def build_report(run: RunDir) -> dict[str, Any]:

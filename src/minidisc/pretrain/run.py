@@ -1,6 +1,6 @@
 """``minidisc pretrain``: one arm of the fixed-budget comparison in a resumable run directory.
 
-Stages (:class:`~minidisc.schedules.run.RunDir`):
+Stages (:class:`~minidisc.runfolder.run.RunDir`):
 
 ``teacher``   (distillation arms) held-out LM loss of the teacher on the same held-out
               blocks (and MLM masks) the student is scored on.
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.errors import ConfigError
 from minidisc.pretrain.config import PretrainConfig
 from minidisc.pretrain.lm import MASKED_LM, LMType
-from minidisc.schedules.run import REPORT_FILES, RunDir
+from minidisc.runfolder.run import REPORT_FILES, RunDir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback

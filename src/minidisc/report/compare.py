@@ -17,7 +17,7 @@ from minidisc.training.records import HopRecord, IterationRecord, StudentRecord,
 from minidisc.training.selection import tradeoff
 
 if TYPE_CHECKING:
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
 
 SEQ_LEN = 128  # the paper's FLOPs column: non-embedding params × 128 tokens
 

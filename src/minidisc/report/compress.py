@@ -11,7 +11,7 @@ from minidisc.report.plots import plot_tradeoff
 from minidisc.training.records import StudentRecord, iteration_names, iterations
 
 if TYPE_CHECKING:
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
     from minidisc.training.data import TaskData
 
 SEQ_LEN = 128  # the paper's table counts FLOPs per 128-token sequence

@@ -24,7 +24,7 @@ _PLOTS = ("tradeoff.png", "correlation.png", "compare.png")
 @dataclass(frozen=True)
 class SavedRun:
     """A run folder read back: what the report builders read of a
-    :class:`~minidisc.schedules.run.RunDir` (its ``path`` and ``manifest``), without
+    :class:`~minidisc.runfolder.run.RunDir` (its ``path`` and ``manifest``), without
     opening it for writing."""
 
     path: Path
@@ -38,7 +38,7 @@ class SavedRun:
             ConfigError: ``path`` is not a folder, or holds no readable minidisc manifest.
         """
         from minidisc.fileio import read_json
-        from minidisc.schedules.run import MANIFEST, is_run_dir
+        from minidisc.runfolder.run import MANIFEST, is_run_dir
 
         path = Path(path)
         if not path.is_dir():

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.schedules.config import DistillConfig, MaxiDiscConfig, ScheduleConfig, TakdConfig
 from minidisc.schedules.paths import HopContext, Path_, sparsity_path, stage_name
-from minidisc.schedules.run import REPORT_FILES, RunDir
 from minidisc.training.records import HopRecord, Level
 
 if TYPE_CHECKING:

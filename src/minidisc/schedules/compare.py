@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.schedules.config import CompareConfig
-from minidisc.schedules.run import REPORT_FILES, RunDir
 from minidisc.training.records import StudentRecord
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The MiniDisc schedule (``minidisc compress``): teacher → assistant → student.
 
-Stages, each resumable from the run directory (:class:`~minidisc.schedules.run.RunDir`):
+Stages, each resumable from the run directory (:class:`~minidisc.runfolder.run.RunDir`):
 
 ``teacher``      fine-tune the teacher on the task (or only evaluate it with
                  ``teacher_finetuned``); keep the best dev checkpoint.
@@ -37,8 +37,8 @@ from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
+from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.schedules.memo import memo_stage, stage_key
-from minidisc.schedules.run import REPORT_FILES, RunDir
 from minidisc.schedules.stages import export_stage, level_specs, prepare_teacher, task_inputs
 from minidisc.training.data import prepare_task_data
 from minidisc.training.distill import Distiller

@@ -32,9 +32,9 @@ from minidisc.training.tracker import CandidateTracker
 
 if TYPE_CHECKING:
     from minidisc.elastic.spec import SubnetSpec
+    from minidisc.runfolder.run import RunDir
     from minidisc.schedules.config import ScheduleConfig
     from minidisc.schedules.memo import StageMemo
-    from minidisc.schedules.run import RunDir
     from minidisc.training.data import TaskData
     from minidisc.training.teacher_cache import TeacherCacheStore
 

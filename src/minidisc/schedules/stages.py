@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from minidisc.elastic.spec import SubnetSpec
     from minidisc.models import ModelSource
     from minidisc.report.card import CardFacts
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
     from minidisc.training.data import TaskData
 
 SHARED_STAGES = ("teacher", "sparsified")
@@ -221,7 +221,7 @@ def prepare_teacher(
 def link_stage(run: RunDir, name: str, source_run: Path) -> dict[str, Any]:
     """Make stage ``name`` of ``run`` a link to the same finished stage of ``source_run``."""
     from minidisc.fileio import read_json
-    from minidisc.schedules.run import MANIFEST
+    from minidisc.runfolder.run import MANIFEST
 
     if run.done(name):
         return run.record(name)
