@@ -70,12 +70,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("minidisc.evaluation.perplexity", "minidisc.pretrain.student"): (
         "evaluate-lm loads a pretrained student's config; local import"
     ),
-    ("minidisc.report.rebuild", "minidisc.schedules.compare"): (
-        "`minidisc report` rebuilds a comparison with the schedules' own report code; local import"
-    ),
-    ("minidisc.report.rebuild", "minidisc.schedules.config"): (
-        "`minidisc report` validates a comparison's config; local import"
-    ),
     ("minidisc.pretrain.testing", "minidisc.cli.options"): (
         "test helper: merges config overrides as the CLI does; local import, not used by the package"
     ),
