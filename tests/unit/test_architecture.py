@@ -64,12 +64,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("minidisc.elastic.io", "minidisc.report.card"): (
         "save_student writes the model card beside the weights; local import"
     ),
-    ("minidisc.evaluation.perplexity", "minidisc.pretrain.lm"): (
-        "evaluate-lm reads the decoder type of a pretrained student; local import"
-    ),
-    ("minidisc.evaluation.perplexity", "minidisc.pretrain.student"): (
-        "evaluate-lm loads a pretrained student's config; local import"
-    ),
     ("minidisc.pretrain.testing", "minidisc.cli.options"): (
         "test helper: merges config overrides as the CLI does; local import, not used by the package"
     ),

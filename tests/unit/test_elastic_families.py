@@ -218,8 +218,8 @@ def test_each_family_counts_its_own_parameters(kind):
 @pytest.mark.parametrize("kind", DECODERS)
 def test_decoder_families_answer_pretraining_and_capture(kind):
     from minidisc.pretrain.config import StudentConfig
-    from minidisc.pretrain.lm import CAUSAL_LM, lm_type_of
     from minidisc.pretrain.student import lm_head, student_config
+    from minidisc.tasks.lm_types import CAUSAL_LM, lm_type_of
 
     model = randomize_(tiny_decoder(kind, attn_implementation="eager"))
     assert lm_type_of(model.config) is CAUSAL_LM and lm_head(model) is model.lm_head

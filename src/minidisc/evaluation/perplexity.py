@@ -158,7 +158,7 @@ def check_causal_config(config: Any, label: str) -> None:
     model_type = getattr(config, "model_type", None)
     hint = "evaluate-lm scores next-token predictions: pass a decoder such as SmolLM2 or a compressed decoder student"
     try:
-        from minidisc.pretrain.lm import lm_type_of
+        from minidisc.tasks.lm_types import lm_type_of
 
         causal = lm_type_of(config).causal
     except ModelError:  # a family minidisc does not compress: judge by transformers' tables
@@ -198,8 +198,13 @@ def load_causal_lm(name: str, block_size: int | None = None) -> LoadedLM:
     """
     from transformers import AutoModelForCausalLM
 
-    from minidisc.models import from_pretrained, is_head_key, load_tokenizer, resolve_model
-    from minidisc.pretrain.student import load_config
+    from minidisc.models import (
+        from_pretrained,
+        is_head_key,
+        load_config,
+        load_tokenizer,
+        resolve_model,
+    )
 
     source = resolve_model(name)
     label = source.label or source.path

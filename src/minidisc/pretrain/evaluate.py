@@ -23,8 +23,8 @@ from transformers import TrainerCallback
 
 from minidisc.pretrain.data import IGNORE_INDEX
 from minidisc.pretrain.forward import masked_positions, next_token_positions
-from minidisc.pretrain.lm import MASKED_LM, LMType
 from minidisc.pretrain.student import lm_head
+from minidisc.tasks.lm_types import MASKED_LM, LMType
 
 if TYPE_CHECKING:
     from minidisc.compute.meter import ComputeMeter

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import ConfigError
 from minidisc.pretrain.config import PretrainConfig
-from minidisc.pretrain.lm import MASKED_LM, LMType
 from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.tasks.lm_types import MASKED_LM, LMType
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -123,9 +123,9 @@ def check_teacher_head(cfg: PretrainConfig, allow_untrained: bool = False) -> No
         ConfigError: see :func:`untrained_head_error`.
         ModelError: the teacher's config cannot be read.
     """
-    from minidisc.models import resolve_model
-    from minidisc.pretrain.lm import lm_type_of
-    from minidisc.pretrain.student import config_has_lm_head, load_config
+    from minidisc.models import load_config, resolve_model
+    from minidisc.pretrain.student import config_has_lm_head
+    from minidisc.tasks.lm_types import lm_type_of
 
     if allow_untrained or not cfg.distills:
         return
@@ -141,16 +141,15 @@ def check_arm(cfg: PretrainConfig) -> LMType:
     alone, before anything is loaded or written.
 
     Decoders (causal LM) accept only ``scratch`` and ``kd``
-    (:func:`minidisc.pretrain.lm.check_strategy`) and no MLM-head options
+    (:func:`minidisc.tasks.lm_types.check_strategy`) and no MLM-head options
     (``freeze_encoder``, ``head_bias_from_corpus``).
 
     Raises:
         ConfigError: a strategy or student option the LM type does not support.
         ModelError: the teacher's config cannot be read or its architecture is unsupported.
     """
-    from minidisc.models import resolve_model
-    from minidisc.pretrain.lm import check_strategy, lm_type_of
-    from minidisc.pretrain.student import load_config
+    from minidisc.models import load_config, resolve_model
+    from minidisc.tasks.lm_types import check_strategy, lm_type_of
 
     source = resolve_model(cfg.teacher)
     lm = lm_type_of(load_config(source))
@@ -178,11 +177,11 @@ def prepare_arm(cfg: PretrainConfig, allow_untrained_teacher_head: bool = False)
         ConfigError: bad options, or logit distillation from an untrained teacher head.
         DataError, ModelError: bad data or models.
     """
-    from minidisc.models import load_tokenizer, resolve_model
+    from minidisc.models import load_config, load_tokenizer, resolve_model
     from minidisc.objectives import build_objective
     from minidisc.pretrain.budget import CostModel, plan_budget
     from minidisc.pretrain.data import load_corpora
-    from minidisc.pretrain.student import build_student, load_config, load_teacher, set_unigram_bias
+    from minidisc.pretrain.student import build_student, load_teacher, set_unigram_bias
     from minidisc.seeding import seed_everything
 
     seed_everything(cfg.optim.seed)  # before a missing teacher head or the student is drawn
