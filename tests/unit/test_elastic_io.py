@@ -172,6 +172,14 @@ def test_save_student_with_tokenizer(tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path / "s")("hello world")["input_ids"]
 
 
+def test_save_student_writes_the_card_it_is_given_rendered_from_the_extracted_student(tmp_path):
+    em = make_elastic(_model("bert"))
+    save_student(em, tmp_path / "plain", HETERO["bert"])
+    assert "README.md" not in _files(tmp_path / "plain")  # no card unless asked
+    save_student(em, tmp_path / "s", HETERO["bert"], card=lambda m: f"heads {m.config.minidisc_subnet['heads']}\n")
+    assert (tmp_path / "s" / "README.md").read_text() == "heads [0, 3, 1]\n"
+
+
 def test_load_student_errors(tmp_path):
     with pytest.raises(ModelError):
         load_student(tmp_path)  # no config.json

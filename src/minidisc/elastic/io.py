@@ -2,8 +2,8 @@
 
 A student directory holds ``model.safetensors`` (or shards with an index),
 ``config.json`` with ``minidisc_subnet = {"heads": [...], "neurons": [...],
-"sparsity": s}``, a ``README.md`` model card (:mod:`minidisc.report.card`) and,
-optionally, tokenizer files.
+"sparsity": s}``, optionally a ``README.md`` model card (the runs pass
+:func:`minidisc.report.card.model_card`) and tokenizer files.
 
 When plain ``transformers`` loading works
 -----------------------------------------
@@ -40,7 +40,10 @@ from minidisc.elastic.extract import CONFIG_KEY, physical_spec, record_spec, sli
 from minidisc.elastic.families import family_for
 from minidisc.elastic.spec import SubnetSpec
 from minidisc.errors import ConfigError, ModelError
-from minidisc.fileio import atomic_path, process_state
+from minidisc.fileio import atomic_path, process_state, write_text
+
+#: The model card's file name (Hugging Face's convention; :data:`minidisc.report.card.CARD`).
+_CARD = "README.md"
 
 
 def save_student(
@@ -48,6 +51,7 @@ def save_student(
     path: str | os.PathLike[str],
     spec: SubnetSpec | None = None,
     tokenizer: Any = None,
+    card: Callable[[Any], str] | None = None,
 ) -> Path:
     """Write a student to directory ``path`` atomically (replacing an existing one).
 
@@ -58,6 +62,9 @@ def save_student(
         spec: the student's per-layer sizes; default: read from its weights. For an
             already-extracted model it must equal the weights' sizes.
         tokenizer: saved beside the weights when given.
+        card: renders the model card (``README.md``, written beside the weights in the
+            same atomic folder) from the extracted student, whose config then holds its
+            spec; e.g. :func:`minidisc.report.card.model_card`. None: no card.
 
     Under a multi-process launch call it from every process (it synchronises them):
     the main process writes, the others wait until the files are in place, so any
@@ -86,13 +93,12 @@ def save_student(
     path = Path(path)
     state = process_state()
     if state.is_main_process:
-        from minidisc.report.card import write_model_card
-
         with atomic_path(path) as tmp:
             model.save_pretrained(tmp)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
-            write_model_card(tmp, model)  # from the weights alone; a run's export adds its facts
+            if card is not None:
+                write_text(tmp / _CARD, card(model))
     state.wait_for_everyone()
     return path
 

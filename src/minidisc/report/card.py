@@ -7,8 +7,8 @@ where the teacher's is known); the body says what a user needs: teacher, task,
 sparsity, parameters, FLOPs per 128 tokens, the dev metrics of teacher, assistants and
 student, the command that produced it, the data and its terms, and how to load it.
 
-:func:`~minidisc.elastic.io.save_student` writes a card from the weights alone; the
-``student`` stage of a run rewrites it with the run's facts (:class:`CardFacts`) and
+:func:`model_card` renders a card from the weights alone, which every model a run saves
+gets (``save_student(…, card=model_card)``); the ``student`` stage of a run rewrites it with the run's facts (:class:`CardFacts`) and
 the exported copy's dev metrics, inside the stage's staging folder, so a student folder
 never appears without its final card. A card holds no time stamps and no run-folder
 paths: the same command gives the same card.

@@ -37,6 +37,7 @@ from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
+from minidisc.report.card import model_card
 from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.schedules.memo import memo_stage, stage_key
 from minidisc.schedules.stages import export_stage, level_specs, prepare_teacher, task_inputs
@@ -147,7 +148,7 @@ def _iteration_stage(
     iteration: the target alone); write ``out/model`` (the selection at its best),
     ``out/candidates.json`` and, when asked, ``out/candidates/``; return the manifest entry."""
     cfg, spec_map, data = ctx.cfg, ctx.spec_map, ctx.data
-    distiller = Distiller(data, cfg.final if final else cfg.sandwich, teacher_cache=ctx.teacher_cache)
+    distiller = Distiller(data, cfg.final if final else cfg.sandwich, teacher_cache=ctx.teacher_cache, card=model_card)
     teacher, student = distiller.load(teacher_dir)
     target = level_key(spec_map, cfg.target_sparsity)
     levels = [target] if final else [level_key(spec_map, s) for s in cfg.candidate_levels(teacher_level)]
@@ -155,7 +156,7 @@ def _iteration_stage(
     compute = distiller.run(teacher, student, {s: spec_map[s] for s in levels}, tracker, out, stage=f"iter{k}")
     if cfg.save_candidates or ctx.memo is not None:  # with a registry: kept for a later run's reuse
         for s, snapshot in tracker.snapshots.items():
-            save_student(snapshot, out / "candidates" / f"s{s:g}", spec_map[s], tokenizer=data.tokenizer)
+            save_student(snapshot, out / "candidates" / f"s{s:g}", spec_map[s], tokenizer=data.tokenizer, card=model_card)
     summary = tracker.summary()
     if is_main_process():  # every process holds the same tracker (metrics gathered across them)
         write_json(out / "candidates.json", summary.to_dict())

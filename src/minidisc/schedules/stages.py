@@ -278,22 +278,21 @@ def export_stage(
         spec: the student's per-layer sizes (default: as recorded in its config).
         card: the run's facts for the student's model card (``out/README.md``), which
             is written with the exported copy's dev metrics; None keeps the card
-            :func:`~minidisc.elastic.io.save_student` writes from the weights alone.
+            rendered from the weights alone (:func:`~minidisc.report.card.model_card`).
         source: the stage the student comes from, recorded as ``from`` (baseline
             schedules: the best final hop).
     """
     from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
+    from minidisc.report.card import model_card, write_model_card
     from minidisc.training.finetune import evaluate_model
 
     model = load_student(model_dir)
-    save_student(model, out, spec, tokenizer=data.tokenizer)
+    save_student(model, out, spec, tokenizer=data.tokenizer, card=model_card)
     exported = load_student(out)  # the numbers reported are those of the exported files
     dev, _ = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval")
     if is_main_process():
         shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
         if card is not None:  # `out` is the stage's staging folder: the card lands with the weights
-            from minidisc.report.card import write_model_card
-
             write_model_card(out, exported, card, dev)
     return StudentRecord(dev, loads_with_plain_transformers(exported.config), source).to_dict()
 
