@@ -61,9 +61,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("minidisc", "minidisc.elastic.io"): (
         "lazy public `minidisc.load_student` (module __getattr__), keeps `import minidisc` fast"
     ),
-    ("minidisc.pretrain.testing", "minidisc.cli.options"): (
-        "test helper: merges config overrides as the CLI does; local import, not used by the package"
-    ),
 }
 
 
@@ -256,7 +253,7 @@ def test_named_rules(imports):
         if src == "report":
             assert imp.target != "minidisc.schedules.minidisc", where
         if src != "cli":
-            assert dst != "cli" or imp.importer == "minidisc.pretrain.testing", where
+            assert dst != "cli", where
 
 
 def test_the_checker_sees_the_kinds_of_imports_in_the_package(imports):

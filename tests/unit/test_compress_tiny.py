@@ -122,11 +122,11 @@ def test_finetuned_teacher_is_only_evaluated(cfg, tmp_path, monkeypatch):
 
     import minidisc.schedules.minidisc as md
     import minidisc.training.finetune as ft
-    from minidisc.elastic.testing import randomize_
     from minidisc.fileio import read_json
     from minidisc.models import ModelSource, load_for_task, load_tokenizer
     from minidisc.schedules import stages
     from minidisc.training.data import prepare_task_data
+    from tests.elastic_helpers import randomize_
 
     # input-dependent predictions, so the dev metric says something about the weights
     given = tmp_path / "tuned"

@@ -14,7 +14,9 @@ from minidisc.compute.flops import non_embedding_params
 from minidisc.elastic import SubnetSpec, families, load_student, make_elastic, save_student
 from minidisc.elastic.families import Family, Geometry, family_for, register_family
 from minidisc.elastic.spec import NEURONS
-from minidisc.elastic.testing import (
+from minidisc.errors import ConfigError, ModelError
+from minidisc.objectives import forward_with_signals
+from tests.elastic_helpers import (
     DECODERS,
     VOCAB,
     random_batch,
@@ -22,8 +24,6 @@ from minidisc.elastic.testing import (
     tiny_bert,
     tiny_decoder,
 )
-from minidisc.errors import ConfigError, ModelError
-from minidisc.objectives import forward_with_signals
 
 
 class DistilBertFamily(Family):

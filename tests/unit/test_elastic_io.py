@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from minidisc.elastic import SubnetSpec, load_student, make_elastic, physical_spec, save_student
-from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ConfigError, ModelError
+from tests.elastic_helpers import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 
 HETERO = {
     "bert": SubnetSpec((0, 3, 1), (16, 0, 40), sparsity=0.5),
