@@ -317,6 +317,7 @@ def load_task_model(source: ModelSource, task: TaskSpec, *, require_head: bool =
         label_kwargs["id2label"] = dict(enumerate(task.label_names))
         label_kwargs["label2id"] = {n: i for i, n in enumerate(task.label_names)}
     if _is_minidisc_student(source):
+        # lazy: elastic/io imports models (and torch); models stays torch-free
         from minidisc.elastic.io import load_student_for_task
 
         model, missing, resized = load_student_for_task(source.path, auto, **label_kwargs)

@@ -143,7 +143,7 @@ def test_finetuned_teacher_is_only_evaluated(cfg, tmp_path, monkeypatch):
     def stop(*args, **kwargs):
         raise KeyboardInterrupt  # the teacher stage is all this test needs
 
-    monkeypatch.setattr(ft, "finetune", no_finetuning)
+    monkeypatch.setattr(stages, "finetune", no_finetuning)
     monkeypatch.setattr(stages, "sparsify_stage", stop)
     with pytest.raises(KeyboardInterrupt):
         md.run_compress(cfg, tmp_path / "run")

@@ -38,9 +38,11 @@ from torch import nn
 
 from minidisc.elastic.extract import CONFIG_KEY, physical_spec, record_spec, slice_layers_
 from minidisc.elastic.families import family_for
+from minidisc.elastic.model import ElasticModel
 from minidisc.elastic.spec import SubnetSpec
 from minidisc.errors import ConfigError, ModelError
 from minidisc.fileio import atomic_path, process_state, write_text
+from minidisc.models import corrupted_weights_message, is_head_key
 
 #: The model card's file name (Hugging Face's convention; :data:`minidisc.report.card.CARD`).
 _CARD = "README.md"
@@ -76,8 +78,6 @@ def save_student(
     Raises:
         ConfigError: ``spec`` does not match the model's weights.
     """
-    from minidisc.elastic.model import ElasticModel
-
     if isinstance(model, ElasticModel):
         model = model.extract(spec)
     family = family_for(model)
@@ -192,8 +192,6 @@ def load_student_for_task(
     """
     from transformers import AutoConfig
 
-    from minidisc.models import is_head_key
-
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} is not a saved model: config.json is missing")
@@ -218,8 +216,6 @@ def _shrink_to_saved(model: nn.Module, config: Any, state: dict[str, torch.Tenso
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from minidisc.models import corrupted_weights_message
 
     single = path / "model.safetensors"
     index = path / "model.safetensors.index.json"

@@ -43,7 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from minidisc.compute.flops import forward_flops
+from minidisc.elastic.families import family_for
 from minidisc.errors import ConfigError
+from minidisc.tasks.lm_types import lm_type_of
 
 if TYPE_CHECKING:
     from minidisc.compute.meter import ComputeMeter
@@ -58,9 +61,6 @@ def head_flops_per_position(config: Any) -> int:
     Raises:
         ModelError: an architecture that is neither BERT-like nor LLaMA-like.
     """
-    from minidisc.elastic.families import family_for
-    from minidisc.tasks.lm_types import lm_type_of
-
     lm = lm_type_of(config)
     geo = family_for(config).geometry(config)
     d, vocab = int(geo.hidden_size), int(geo.vocab_size)
@@ -70,8 +70,6 @@ def head_flops_per_position(config: Any) -> int:
 
 def encoder_flops(config: Any, rows: int, length: int) -> int:
     """Forward FLOPs of the transformer layers on ``rows × length`` (padded) tokens."""
-    from minidisc.compute.flops import forward_flops
-
     return int(forward_flops(config, seq_len=length, batch=rows))
 
 

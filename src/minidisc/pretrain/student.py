@@ -19,7 +19,9 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from minidisc.elastic.families import family_for
 from minidisc.errors import ConfigError, ModelError
+from minidisc.models import from_pretrained, load_config
 from minidisc.tasks.lm_types import LMType, lm_type_of
 
 if TYPE_CHECKING:
@@ -45,8 +47,6 @@ class LoadedTeacher:
     @property
     def head_is_fresh(self) -> bool:
         """True when (part of) the LM head was not in the checkpoint."""
-        from minidisc.elastic.families import family_for
-
         head = tuple(f"{name}." for name in family_for(self.model).lm_head_names)
         return any(k.startswith(head) for k in self.missing_keys)
 
@@ -67,8 +67,6 @@ def load_teacher(source: ModelSource, seed: int, lm: LMType | None = None) -> Lo
         ModelError: the model cannot be loaded, or its architecture is not supported.
     """
     import torch
-
-    from minidisc.models import from_pretrained, load_config
 
     lm = lm or lm_type_of(load_config(source))
     torch.manual_seed(seed)
@@ -110,8 +108,6 @@ def lm_head(model: nn.Module) -> nn.Module:
     Raises:
         ModelError: unsupported architecture, or the model has no LM head.
     """
-    from minidisc.elastic.families import family_for
-
     return family_for(model).lm_head(model)
 
 
@@ -165,8 +161,6 @@ def _attention_sizes(teacher_config: Any, spec: StudentConfig) -> tuple[int, int
         ConfigError: KV heads on an encoder; heads not dividing the width; KV heads not
             dividing the heads.
     """
-    from minidisc.elastic.families import family_for
-
     family = family_for(teacher_config)
     geo = family.geometry(teacher_config)
     hidden = spec.hidden or geo.hidden_size
@@ -198,8 +192,6 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
         ConfigError: sizes that do not fit (see :func:`_attention_sizes`; a size different
             from the teacher's together with ``init_from_teacher``).
     """
-    from minidisc.elastic.families import family_for
-
     lm = lm_type_of(teacher_config)
     family = family_for(teacher_config)
     geo = family.geometry(teacher_config)
@@ -270,8 +262,6 @@ def build_student(
 
 def _layer_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
     """State-dict prefixes of the model's transformer layers (``"bert.encoder.layer.0."``…)."""
-    from minidisc.elastic.families import family_for
-
     ids = {id(layer) for layer in family_for(model).layers(model)}
     return tuple(f"{name}." for name, module in model.named_modules() if id(module) in ids)
 
@@ -286,8 +276,6 @@ def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, laye
         ModelError: unsupported architecture, a weight the teacher lacks, or shapes that
             do not match.
     """
-    from minidisc.elastic.families import family_for
-
     family = family_for(teacher)
     s_layers, t_layers = family.layers(student), family.layers(teacher)
     if len(s_layers) != len(layers):

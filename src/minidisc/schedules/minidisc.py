@@ -37,8 +37,10 @@ from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
-from minidisc.report.card import model_card
+from minidisc.report.card import CardFacts, model_card
+from minidisc.report.compress import write_compress_report
 from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 from minidisc.schedules.memo import memo_stage, stage_key
 from minidisc.schedules.stages import export_stage, level_specs, prepare_teacher, task_inputs
 from minidisc.training.data import prepare_task_data
@@ -189,14 +191,10 @@ def _record(k: int, final: bool, teacher_level: float, summary: CandidatesRecord
 
 
 def _export_stage(run: RunDir, model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:
-    from minidisc.report.card import CardFacts
-
     return export_stage(model_dir, data, out, spec, card=CardFacts.from_manifest(run.manifest))
 
 
 def _report_stage(run: RunDir, data: TaskData) -> dict[str, Any]:
-    from minidisc.report.compress import write_compress_report
-
     write_compress_report(run, data)
     return {}
 
@@ -204,8 +202,6 @@ def _report_stage(run: RunDir, data: TaskData) -> dict[str, Any]:
 def _cost(run: RunDir, cfg: CompressConfig, spec_map: dict[float, SubnetSpec]) -> dict[str, Any]:
     """The schedule's cost: its iterations; direct KD estimated from iteration 1."""
     from transformers import AutoConfig
-
-    from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 
     stages = run.manifest["stages"]
     iterations = iteration_names(stages)
