@@ -20,6 +20,7 @@ BERT's pooler) may be initialised, and :class:`TaskModel` says when and why.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -239,6 +240,36 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+#: Configs already read, by source and file modification time: reading a GGUF header
+#: takes seconds, and a run reads its teacher's config several times before training.
+_CONFIGS: dict[Any, Any] = {}
+
+
+def _config_stamp(source: ModelSource) -> int | None:
+    """Modification time of the file a config is read from (``None`` for hub ids)."""
+    path = Path(source.path) / (source.gguf_file or "config.json")
+    return path.stat().st_mtime_ns if path.is_file() else None
+
+
+def load_config(source: ModelSource) -> Any:
+    """A model's ``transformers`` config alone (no weights; GGUF headers too); a fresh
+    copy per call.
+
+    Raises:
+        ModelError: the config cannot be read.
+    """
+    from transformers import AutoConfig
+
+    key = (source, _config_stamp(source))
+    if key not in _CONFIGS:
+        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+        try:
+            _CONFIGS[key] = AutoConfig.from_pretrained(source.path, trust_remote_code=False, **kwargs)
+        except (OSError, ValueError) as err:
+            raise ModelError(f"cannot read the config of {source.label or source.path}: {err}") from err
+    return copy.deepcopy(_CONFIGS[key])
+
+
 @dataclass(frozen=True)
 class TaskModel:
     """A model loaded for a task, and whether its task head had to be initialised.
@@ -286,6 +317,7 @@ def load_task_model(source: ModelSource, task: TaskSpec, *, require_head: bool =
         label_kwargs["id2label"] = dict(enumerate(task.label_names))
         label_kwargs["label2id"] = {n: i for i, n in enumerate(task.label_names)}
     if _is_minidisc_student(source):
+        # lazy: elastic/io imports models (and torch); models stays torch-free
         from minidisc.elastic.io import load_student_for_task
 
         model, missing, resized = load_student_for_task(source.path, auto, **label_kwargs)

@@ -17,7 +17,7 @@ import pytest
 
 from minidisc.fileio import read_json
 from minidisc.pretrain.run import run_pretrain
-from minidisc.pretrain.testing import tiny_config
+from tests.pretrain_helpers import tiny_config
 
 pytestmark = pytest.mark.integration
 

@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "compute": 1,
     "config": 1,
     "scaling": 1,
+    "runfolder": 1,
     # 2: training machinery
     "objectives": 2,
     "training": 2,
@@ -59,29 +60,6 @@ LAYERS: dict[str, int] = {
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("minidisc", "minidisc.elastic.io"): (
         "lazy public `minidisc.load_student` (module __getattr__), keeps `import minidisc` fast"
-    ),
-    ("minidisc.elastic.io", "minidisc.report.card"): (
-        "save_student writes the model card beside the weights; local import"
-    ),
-    ("minidisc.evaluation.perplexity", "minidisc.pretrain.lm"): (
-        "evaluate-lm reads the decoder type of a pretrained student; local import"
-    ),
-    ("minidisc.evaluation.perplexity", "minidisc.pretrain.student"): (
-        "evaluate-lm loads a pretrained student's config; local import"
-    ),
-    ("minidisc.report.compare", "minidisc.schedules.run"): "RunDir in annotations only (TYPE_CHECKING)",
-    ("minidisc.report.compress", "minidisc.schedules.run"): "RunDir in annotations only (TYPE_CHECKING)",
-    ("minidisc.report.rebuild", "minidisc.schedules.run"): (
-        "`minidisc report RUN_DIR` opens the run folder; local import"
-    ),
-    ("minidisc.report.rebuild", "minidisc.schedules.compare"): (
-        "`minidisc report` rebuilds a comparison with the schedules' own report code; local import"
-    ),
-    ("minidisc.report.rebuild", "minidisc.schedules.config"): (
-        "`minidisc report` validates a comparison's config; local import"
-    ),
-    ("minidisc.pretrain.testing", "minidisc.cli.options"): (
-        "test helper: merges config overrides as the CLI does; local import, not used by the package"
     ),
 }
 
@@ -275,16 +253,16 @@ def test_named_rules(imports):
         if src == "report":
             assert imp.target != "minidisc.schedules.minidisc", where
         if src != "cli":
-            assert dst != "cli" or imp.importer == "minidisc.pretrain.testing", where
+            assert dst != "cli", where
 
 
 def test_the_checker_sees_the_kinds_of_imports_in_the_package(imports):
     # guards the checker against silently seeing nothing
     kinds = {(i.importer, i.target): i.kind for i in imports}
     assert kinds[("minidisc.training.distill", "minidisc.models")] == "module"
-    assert kinds[("minidisc.elastic.io", "minidisc.report.card")] == "local"
-    assert kinds[("minidisc.report.compress", "minidisc.schedules.run")] == "typing"
-    assert kinds[("minidisc.schedules.run", "minidisc")] == "module"  # from minidisc import __version__
+    assert kinds[("minidisc.cli.compress", "minidisc.schedules.minidisc")] == "local"
+    assert kinds[("minidisc.report.compress", "minidisc.runfolder.run")] == "typing"
+    assert kinds[("minidisc.runfolder.run", "minidisc")] == "module"  # from minidisc import __version__
 
 
 # --- the checker, on synthetic trees ---------------------------------------------------

@@ -119,8 +119,8 @@ def test_corrupted_stage_outputs(files, tmp_path):
 def test_corrupted_training_checkpoint_names_the_folder_to_delete(tmp_path):
     from minidisc.config import save_yaml
     from minidisc.pretrain.run import run_pretrain
-    from minidisc.pretrain.testing import tiny_config, write_corpus, write_teacher
     from tests.helpers import interrupt_at_step
+    from tests.pretrain_helpers import tiny_config, write_corpus, write_teacher
 
     teacher, corpus = write_teacher(tmp_path / "teacher"), write_corpus(tmp_path / "corpus.txt")
     cfg = tiny_config(teacher, corpus, "scratch", checkpoint_steps=2)

@@ -122,11 +122,11 @@ def test_finetuned_teacher_is_only_evaluated(cfg, tmp_path, monkeypatch):
 
     import minidisc.schedules.minidisc as md
     import minidisc.training.finetune as ft
-    from minidisc.elastic.testing import randomize_
     from minidisc.fileio import read_json
     from minidisc.models import ModelSource, load_for_task, load_tokenizer
     from minidisc.schedules import stages
     from minidisc.training.data import prepare_task_data
+    from tests.elastic_helpers import randomize_
 
     # input-dependent predictions, so the dev metric says something about the weights
     given = tmp_path / "tuned"
@@ -143,7 +143,7 @@ def test_finetuned_teacher_is_only_evaluated(cfg, tmp_path, monkeypatch):
     def stop(*args, **kwargs):
         raise KeyboardInterrupt  # the teacher stage is all this test needs
 
-    monkeypatch.setattr(ft, "finetune", no_finetuning)
+    monkeypatch.setattr(stages, "finetune", no_finetuning)
     monkeypatch.setattr(stages, "sparsify_stage", stop)
     with pytest.raises(KeyboardInterrupt):
         md.run_compress(cfg, tmp_path / "run")

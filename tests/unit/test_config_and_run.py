@@ -4,7 +4,7 @@ import pytest
 
 from minidisc.config import CompressConfig, load_yaml, parse_config, save_yaml
 from minidisc.errors import ConfigError, RunExistsError
-from minidisc.schedules.run import RunDir
+from minidisc.runfolder.run import RunDir
 
 
 def test_candidate_levels_respect_truncation_teacher_level_and_target():

@@ -21,7 +21,7 @@ from minidisc import fileio
 from minidisc.config import CompressConfig
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json
-from minidisc.schedules.run import MANIFEST, RunDir
+from minidisc.runfolder.run import MANIFEST, RunDir
 
 
 class FakeState:
@@ -160,7 +160,7 @@ def test_a_failed_collective_stage_leaves_no_staging_folder(tmp_path):
 
 def test_save_student_writes_once_and_returns_when_the_files_are_there(tmp_path, two_processes, monkeypatch):
     from minidisc.elastic.io import load_student, save_student
-    from minidisc.elastic.testing import tiny_bert
+    from tests.elastic_helpers import tiny_bert
 
     model = tiny_bert("bert")
     saves: list[int] = []

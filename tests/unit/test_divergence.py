@@ -86,7 +86,7 @@ def test_distill_stops_and_records_nothing_of_the_hop(files):
 
 def test_pretrain_stops_and_records_no_student(tmp_path):
     from minidisc.pretrain.run import run_pretrain
-    from minidisc.pretrain.testing import tiny_config, write_corpus, write_teacher
+    from tests.pretrain_helpers import tiny_config, write_corpus, write_teacher
 
     teacher, corpus = write_teacher(tmp_path / "teacher"), write_corpus(tmp_path / "corpus.txt")
     cfg = tiny_config(teacher, corpus, "kd", optim={"batch_size": 4, "learning_rate": float(ABSURD)})

@@ -14,7 +14,9 @@ from minidisc.compute.flops import non_embedding_params
 from minidisc.elastic import SubnetSpec, families, load_student, make_elastic, save_student
 from minidisc.elastic.families import Family, Geometry, family_for, register_family
 from minidisc.elastic.spec import NEURONS
-from minidisc.elastic.testing import (
+from minidisc.errors import ConfigError, ModelError
+from minidisc.objectives import forward_with_signals
+from tests.elastic_helpers import (
     DECODERS,
     VOCAB,
     random_batch,
@@ -22,8 +24,6 @@ from minidisc.elastic.testing import (
     tiny_bert,
     tiny_decoder,
 )
-from minidisc.errors import ConfigError, ModelError
-from minidisc.objectives import forward_with_signals
 
 
 class DistilBertFamily(Family):
@@ -218,8 +218,8 @@ def test_each_family_counts_its_own_parameters(kind):
 @pytest.mark.parametrize("kind", DECODERS)
 def test_decoder_families_answer_pretraining_and_capture(kind):
     from minidisc.pretrain.config import StudentConfig
-    from minidisc.pretrain.lm import CAUSAL_LM, lm_type_of
     from minidisc.pretrain.student import lm_head, student_config
+    from minidisc.tasks.lm_types import CAUSAL_LM, lm_type_of
 
     model = randomize_(tiny_decoder(kind, attn_implementation="eager"))
     assert lm_type_of(model.config) is CAUSAL_LM and lm_head(model) is model.lm_head

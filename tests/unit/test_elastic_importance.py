@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from minidisc.elastic import Importance, make_elastic
-from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ConfigError, DataError
+from tests.elastic_helpers import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 
 
 def _labelled(model_kind: str, seed: int = 0) -> dict:

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from minidisc.elastic import SubnetSpec, load_student, make_elastic, physical_spec, save_student
-from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ConfigError, ModelError
+from tests.elastic_helpers import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 
 HETERO = {
     "bert": SubnetSpec((0, 3, 1), (16, 0, 40), sparsity=0.5),
@@ -170,6 +170,14 @@ def test_save_student_with_tokenizer(tmp_path):
     save_student(student, tmp_path / "s", tokenizer=tokenizer)
     assert "tokenizer_config.json" in _files(tmp_path / "s")
     assert AutoTokenizer.from_pretrained(tmp_path / "s")("hello world")["input_ids"]
+
+
+def test_save_student_writes_the_card_it_is_given_rendered_from_the_extracted_student(tmp_path):
+    em = make_elastic(_model("bert"))
+    save_student(em, tmp_path / "plain", HETERO["bert"])
+    assert "README.md" not in _files(tmp_path / "plain")  # no card unless asked
+    save_student(em, tmp_path / "s", HETERO["bert"], card=lambda m: f"heads {m.config.minidisc_subnet['heads']}\n")
+    assert (tmp_path / "s" / "README.md").read_text() == "heads [0, 3, 1]\n"
 
 
 def test_load_student_errors(tmp_path):

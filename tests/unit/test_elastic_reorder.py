@@ -7,8 +7,8 @@ import torch
 
 from minidisc.elastic import Importance, make_elastic
 from minidisc.elastic.reorder import head_order
-from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ModelError
+from tests.elastic_helpers import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 
 
 def _model(kind):

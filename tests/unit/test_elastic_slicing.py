@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from minidisc.elastic import ElasticLinear, Importance, SubnetSpec, make_elastic
-from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 from minidisc.errors import ConfigError
+from tests.elastic_helpers import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
 
 # Per-kind specs (3 layers): a 0-head layer, a 0-neuron layer, and a partial one.
 # BERT: 4 heads, 48 units. LLaMA: 4 query heads in 2 KV groups, 40 units.

@@ -55,7 +55,7 @@ def tiny_lm(tmp_path_factory) -> Path:
     """A random LlamaForCausalLM (4 heads over 2 KV heads, tied embeddings) and its tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from minidisc.elastic.testing import randomize_
+    from tests.elastic_helpers import randomize_
 
     folder = tmp_path_factory.mktemp("lm") / "tiny-llama"
     tokenizer = _tokenizer()

@@ -9,7 +9,7 @@ from transformers import BertConfig, LlamaConfig
 from minidisc.compute.flops import forward_flops, non_embedding_params, paper_flops, train_flops
 from minidisc.elastic import Importance, SubnetSpec, make_elastic
 from minidisc.elastic.sparsity_map import sparsity_map
-from minidisc.elastic.testing import tiny_bert, tiny_llama
+from tests.elastic_helpers import tiny_bert, tiny_llama
 
 BERT_BASE = BertConfig()  # defaults: hidden 768, 12 layers, 12 heads, FFN 3072
 

@@ -115,7 +115,7 @@ def test_report_command_rebuilds_the_report_in_a_fresh_process(compressed, tmp_p
 
 def test_report_of_an_unfinished_compress_run_shows_what_it_has(compressed, tmp_path):
     from minidisc.fileio import read_json, write_json
-    from minidisc.report.rebuild import rebuild_report
+    from minidisc.schedules.rebuild import rebuild_report
 
     original, _, _ = compressed
     run = tmp_path / "run"
@@ -141,7 +141,7 @@ def test_report_of_an_unfinished_compress_run_shows_what_it_has(compressed, tmp_
 def test_report_refuses_what_is_not_a_minidisc_run(compressed, tmp_path):
     from minidisc.errors import ConfigError
     from minidisc.fileio import read_json, write_json
-    from minidisc.report.rebuild import rebuild_report
+    from minidisc.schedules.rebuild import rebuild_report
 
     foreign = tmp_path / "mine"
     foreign.mkdir()

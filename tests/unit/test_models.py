@@ -86,10 +86,10 @@ def test_a_minidisc_student_for_another_task_gets_a_fresh_head(tmp_path):
     """An exported SST-2 student fine-tuned for MNLI: 3-way head initialised (reported),
     every other weight loaded strictly; a body that does not match is still an error."""
     from minidisc.elastic import SubnetSpec, make_elastic, save_student
-    from minidisc.elastic.testing import randomize_, tiny_bert
     from minidisc.errors import ModelError
     from minidisc.models import ModelSource, load_task_model
     from minidisc.tasks import get_task
+    from tests.elastic_helpers import randomize_, tiny_bert
     from tests.helpers import edit_config
 
     em = make_elastic(randomize_(tiny_bert(num_labels=2)))

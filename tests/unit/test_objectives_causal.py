@@ -280,7 +280,7 @@ def test_sequence_classification_rows() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_one_step_on_a_tiny_llama_lowers_the_loss(name: str) -> None:
-    from minidisc.elastic.testing import tiny_llama
+    from tests.elastic_helpers import tiny_llama
 
     teacher = tiny_llama(seed=1)
     student = tiny_llama(seed=2, num_hidden_layers=1).train()

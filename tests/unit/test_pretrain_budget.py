@@ -18,7 +18,7 @@ from minidisc.errors import ConfigError
 from minidisc.fileio import read_json
 from minidisc.pretrain.budget import BudgetCallback, BudgetPlan, CostModel, plan_budget
 from minidisc.pretrain.run import prepare_arm, run_pretrain
-from minidisc.pretrain.testing import tiny_config, tiny_tokenizer, write_corpus, write_teacher
+from tests.pretrain_helpers import tiny_config, tiny_tokenizer, write_corpus, write_teacher
 
 L, H, F, V = 16, 32, 64, len(tiny_tokenizer())  # block, width, FFN, vocabulary of the tiny models
 

@@ -12,8 +12,8 @@ from minidisc.cli import app
 from minidisc.cli.finetune import parse_suite, render_suite
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json
-from minidisc.pretrain.testing import write_corpus, write_teacher
 from minidisc.scaling.records import read_run_records
+from tests.pretrain_helpers import write_corpus, write_teacher
 
 runner = CliRunner()
 GLUE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"

@@ -10,7 +10,7 @@ from minidisc.errors import DataError
 from minidisc.pretrain.config import CorpusConfig
 from minidisc.pretrain.data import MaskedStream, heldout_batch, load_corpora
 from minidisc.pretrain.run import prepare_arm
-from minidisc.pretrain.testing import tiny_config, tiny_tokenizer, write_corpus, write_teacher
+from tests.pretrain_helpers import tiny_config, tiny_tokenizer, write_corpus, write_teacher
 
 
 @pytest.fixture(scope="module")

@@ -25,18 +25,18 @@ from minidisc.pretrain.config import StudentConfig
 from minidisc.pretrain.data import CausalStream, causal_heldout_batch
 from minidisc.pretrain.evaluate import heldout_lm_loss
 from minidisc.pretrain.forward import causal_view, lm_signals, next_token_positions
-from minidisc.pretrain.lm import CAUSAL_LM, MASKED_LM, lm_type_of
 from minidisc.pretrain.run import prepare_arm, run_pretrain
 from minidisc.pretrain.student import build_student, load_teacher
-from minidisc.pretrain.testing import (
+from minidisc.scaling.records import read_run_records
+from minidisc.tasks.lm_types import CAUSAL_LM, MASKED_LM, lm_type_of
+from tests.helpers import interrupt_at_step
+from tests.pretrain_helpers import (
     tiny_config,
     tiny_decoder_tokenizer,
     write_corpus,
     write_decoder_teacher,
     write_teacher,
 )
-from minidisc.scaling.records import read_run_records
-from tests.helpers import interrupt_at_step
 
 L, H, V = 16, 32, len(tiny_decoder_tokenizer())
 runner = CliRunner()
@@ -77,7 +77,7 @@ def token_runs(files):
 
 
 def test_lm_type_follows_the_architecture(files):
-    from minidisc.pretrain.student import load_config
+    from minidisc.models import load_config
 
     _, teacher, _ = files
     bert = write_teacher(files[0] / "bert")

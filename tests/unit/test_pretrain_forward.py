@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM
 
-from minidisc.elastic.testing import randomize_
 from minidisc.errors import ConfigError
 from minidisc.objectives import build_objective, label_loss
 from minidisc.pretrain.data import MaskedStream
 from minidisc.pretrain.forward import lm_signals, masked_view
 from minidisc.pretrain.run import head_modes
-from minidisc.pretrain.testing import tiny_tokenizer, write_teacher
+from tests.elastic_helpers import randomize_
+from tests.pretrain_helpers import tiny_tokenizer, write_teacher
 
 
 @pytest.fixture(scope="module")

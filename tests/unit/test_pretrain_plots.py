@@ -6,7 +6,8 @@ import matplotlib.image as mpimg
 import pytest
 
 from minidisc.fileio import write_json
-from minidisc.pretrain import plots
+from minidisc.pretrain import plots, study
+from minidisc.pretrain import report as arm_report
 from minidisc.pretrain.report import plot_loss_curve
 from minidisc.pretrain.study import plot_study
 
@@ -16,7 +17,12 @@ CURVE = [{"flops": 0, "tokens": 0, "loss": 10.0}, {"flops": 4e9, "tokens": 512, 
 @pytest.fixture
 def captured(monkeypatch):
     calls = []
-    monkeypatch.setattr(plots, "plot_loss_curves", lambda curves, path, **kw: calls.append((curves, path, kw)))
+
+    def fake(curves, path, **kw):
+        calls.append((curves, path, kw))
+
+    for module in (arm_report, study):  # the modules that draw with it
+        monkeypatch.setattr(module, "plot_loss_curves", fake)
     return calls
 
 

@@ -12,13 +12,13 @@ from minidisc.errors import ConfigError, RunExistsError
 from minidisc.fileio import read_json
 from minidisc.objectives import build_objective
 from minidisc.pretrain.run import prepare_arm, run_pretrain
-from minidisc.pretrain.testing import tiny_config, write_corpus, write_teacher
 from minidisc.training.trainers import (
     OBJECTIVE_STATE_FILE,
     load_objective_state,
     save_objective_state,
 )
 from tests.helpers import interrupt_at_step
+from tests.pretrain_helpers import tiny_config, write_corpus, write_teacher
 
 
 def test_interrupted_run_resumes_to_the_same_student(tmp_path):

@@ -12,7 +12,7 @@ from minidisc.models import resolve_model
 from minidisc.pretrain.config import StudentConfig
 from minidisc.pretrain.run import prepare_arm, run_pretrain
 from minidisc.pretrain.student import build_student, load_teacher, parse_layer_selection
-from minidisc.pretrain.testing import tiny_config, write_corpus, write_teacher
+from tests.pretrain_helpers import tiny_config, write_corpus, write_teacher
 
 
 @pytest.fixture(scope="module")

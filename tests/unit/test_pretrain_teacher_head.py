@@ -12,7 +12,7 @@ from minidisc.cli import app
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json
 from minidisc.pretrain.run import check_teacher_head, prepare_arm, run_pretrain
-from minidisc.pretrain.testing import tiny_config, write_corpus, write_teacher
+from tests.pretrain_helpers import tiny_config, write_corpus, write_teacher
 
 runner = CliRunner()
 

@@ -138,8 +138,8 @@ def test_finetune_is_seeded_at_its_start_whatever_was_drawn_before(tmp_path):
 
 def test_pretrain_logs_cover_the_whole_stage_after_a_resume(tmp_path):
     from minidisc.pretrain.run import run_pretrain
-    from minidisc.pretrain.testing import tiny_config, write_corpus, write_teacher
     from tests.helpers import interrupt_at_step
+    from tests.pretrain_helpers import tiny_config, write_corpus, write_teacher
 
     teacher, corpus = write_teacher(tmp_path / "teacher"), write_corpus(tmp_path / "corpus.txt")
     cfg = tiny_config(teacher, corpus, "scratch", checkpoint_steps=2, optim={"batch_size": 4})  # 4 steps

@@ -13,7 +13,7 @@ import pytest
 from minidisc.config import CompressConfig
 from minidisc.errors import RunExistsError
 from minidisc.fileio import read_json
-from minidisc.schedules.run import MANIFEST, RunDir
+from minidisc.runfolder.run import MANIFEST, RunDir
 
 
 def _writes(calls: list[str], name: str, files: dict[str, bytes]):

@@ -85,7 +85,7 @@ def test_every_student_has_a_card_and_every_report_rebuilds_equal(compared, tmp_
     import yaml
 
     from minidisc.fileio import read_json
-    from minidisc.report.rebuild import rebuild_report
+    from minidisc.schedules.rebuild import rebuild_report
 
     _, original, _ = compared
     takd = read_json(original.path / "takd" / "manifest.json")["stages"]

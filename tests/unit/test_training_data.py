@@ -19,7 +19,7 @@ def tokenizer():
 
 @pytest.mark.parametrize(("task", "hub"), [("conll2003", "hub:eriktks/conll2003"), ("sst2", "hub:nyu-mll/glue (sst2)")])
 def test_data_source_is_the_folder_or_the_tasks_hub_dataset(task, hub, tokenizer, tmp_path, monkeypatch):
-    import minidisc.tasks
+    import minidisc.training.data
     from minidisc.training.data import prepare_task_data
 
     data_dir = write_tiny_conll(tmp_path) if task == "conll2003" else write_tiny_sst2(tmp_path)
@@ -27,9 +27,9 @@ def test_data_source_is_the_folder_or_the_tasks_hub_dataset(task, hub, tokenizer
     assert local.sizes["data_source"] == str(data_dir)
 
     # no data dir: the hub; serve the same files instead of downloading them
-    real_load = minidisc.tasks.load_split
-    monkeypatch.setattr(minidisc.tasks, "resolve_data_dir", lambda _value: None)
-    monkeypatch.setattr(minidisc.tasks, "load_split", lambda spec, split, data_dir, **kw: real_load(spec, split, data_dir=tmp_path, **kw))
+    real_load = minidisc.training.data.load_split
+    monkeypatch.setattr(minidisc.training.data, "resolve_data_dir", lambda _value: None)
+    monkeypatch.setattr(minidisc.training.data, "load_split", lambda spec, split, data_dir, **kw: real_load(spec, split, data_dir=tmp_path, **kw))
     remote = prepare_task_data(DataConfig(task=task), tokenizer, seed=0)
     assert remote.sizes["data_source"] == hub
     assert remote.sizes["train_examples"] == local.sizes["train_examples"] > 0

@@ -14,6 +14,8 @@ import sys
 import typer
 
 from minidisc.errors import MinidiscError
+from minidisc.fileio import disk_error
+from minidisc.report.card import record_invocation
 
 app = typer.Typer(
     name="minidisc",
@@ -57,9 +59,6 @@ register_commands(app, _COMMAND_MODULES)
 def main() -> None:
     """Console-script entry point: user errors print one line and exit with status 2,
     and so do a full disk or a read-only file system met anywhere."""
-    from minidisc.fileio import disk_error
-    from minidisc.report.card import record_invocation
-
     record_invocation(sys.argv)  # model cards name the command that made a student
     try:
         app()

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from minidisc.cli.options import Output, ScheduleOptions, help_text, parse_grid, schedule_command
+from minidisc.fileio import read_json
+from minidisc.schedules.config import CompareConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -34,9 +36,8 @@ def compare(
     data; writes the paper-style table (report.md/json) and a plot of student metric
     against cost (compare.png).
     """
-    from minidisc.fileio import read_json
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.compare import run_compare
-    from minidisc.schedules.config import CompareConfig
 
     cfg = opts.build(
         CompareConfig, target_sparsity=target, schedules=[s.strip() for s in schedules.split(",") if s.strip()],

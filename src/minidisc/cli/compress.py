@@ -22,6 +22,7 @@ from minidisc.cli.options import (
     help_text,
     parse_grid,
 )
+from minidisc.fileio import read_json
 
 
 def register(app: typer.Typer) -> None:
@@ -57,6 +58,7 @@ def compress(
     Fine-tunes the teacher, sparsifies it, picks a teacher assistant by the λ-tradeoff in
     one sandwich run, distils the target student and exports it with a report.
     """
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.minidisc import run_compress
 
     stage = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -77,8 +79,6 @@ def compress(
 
 def summarize(path: Path) -> None:
     """Print where the student and the report are, and the headline numbers."""
-    from minidisc.fileio import read_json
-
     report = read_json(path / "report.json")
     teacher, student = report["teacher"], report["student"]
     typer.echo(

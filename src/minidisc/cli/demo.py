@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from minidisc.cli.options import DataDir, Output, Overwrite, help_text
-from minidisc.tasks.demo_data import DEMO_TRAIN_SAMPLES
+from minidisc.cli.compress import summarize
+from minidisc.cli.options import DataDir, Output, Overwrite, build_compress_config, help_text
+from minidisc.tasks.demo_data import DEMO_TASK_FOLDER, DEMO_TRAIN_SAMPLES, packaged_demo_dir
 
 if TYPE_CHECKING:
     from minidisc.config import CompressConfig
@@ -43,8 +44,6 @@ def demo_data_dir(data_dir: Path | None) -> Path | None:
     """
     import os
 
-    from minidisc.tasks.demo_data import DEMO_TASK_FOLDER, packaged_demo_dir
-
     if data_dir is not None:
         return data_dir
     if os.environ.get("MINIDISC_DATA_DIR"):
@@ -58,8 +57,6 @@ def demo_data_dir(data_dir: Path | None) -> Path | None:
 
 def demo_config(data_dir: Path | None = None) -> CompressConfig:
     """The demo's validated configuration, reading its data from :func:`demo_data_dir`."""
-    from minidisc.cli.options import build_compress_config
-
     folder = demo_data_dir(data_dir)
     return build_compress_config(None, {**DEMO, "data": {**DEMO["data"], "data_dir": str(folder) if folder else None}})
 
@@ -74,7 +71,7 @@ def demo(output: Output = Path("runs/demo"), data_dir: DataDir = None, overwrite
     Uses the packaged teacher: fine-tunes all-MiniLM-L6-v2, sparsifies it, sandwich-trains the candidate teacher
     assistants, distils the student at sparsity 0.9, exports it and writes the report.
     """
-    from minidisc.cli.compress import summarize
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.minidisc import run_compress
 
     run = run_compress(demo_config(data_dir), output, overwrite=overwrite)

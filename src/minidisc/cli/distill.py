@@ -12,12 +12,12 @@ from typing import Annotated
 import typer
 
 from minidisc.cli.options import Output, ScheduleOptions, help_text, schedule_command
+from minidisc.fileio import read_json
+from minidisc.schedules.config import DistillConfig
 
 
 def summarize(path: Path) -> None:
     """Print the student's dev metric, the cost and where the report is."""
-    from minidisc.fileio import read_json
-
     report = read_json(path / "report.json")
     cost = report.get("cost") or {}
     multiple = cost.get("multiple")
@@ -41,6 +41,7 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
     """
     if text is None:
         return None
+    # lazy: pulls in torch (~1.2 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.students import bottom_layers
 
     text = text.strip()
@@ -82,8 +83,8 @@ def distill(
 
     The student is the teacher sliced at --sparsity or cut to --layers; one run.
     """
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.baselines import run_distill
-    from minidisc.schedules.config import DistillConfig
 
     cfg = opts.build(DistillConfig, target_sparsity=sparsity, layers=parse_layers(layers))
     run = run_distill(cfg, output, overwrite=opts.overwrite, teacher_cache=opts.teacher_cache(output, cfg.teacher_run))

@@ -12,6 +12,9 @@ from typing import Annotated
 import typer
 
 from minidisc.cli.options import help_text
+from minidisc.errors import ConfigError
+from minidisc.fileio import check_writable, write_json
+from minidisc.tasks.plaintext import corpus_files
 
 
 def register(app: typer.Typer) -> None:
@@ -38,15 +41,12 @@ def evaluate_lm(
 
     Every document (file) is prefixed with the tokenizer's BOS token (EOS when it has none) and all its tokens are scored once. Windows of --block-size input tokens start every --stride tokens; after the first window, each scores only its last --stride tokens, with the tokens before them as context. Prints tokens scored, mean NLL (nats/token), perplexity = exp(mean NLL) and bits per byte = total NLL in bits / UTF-8 bytes of the scored text (comparable across tokenizers).
     """
+    # lazy: pulls in torch (~1.2 s CPU); keeps `minidisc --help` fast
     from minidisc.evaluation.perplexity import evaluate_perplexity, format_table, load_causal_lm
-    from minidisc.fileio import check_writable, write_json
-    from minidisc.tasks.plaintext import corpus_files
 
     corpus_files(corpus)  # missing files stop here, before the model loads
     if output is not None:
         if output.is_dir():
-            from minidisc.errors import ConfigError
-
             raise ConfigError(f"--output {output} is a folder; name a JSON file, e.g. {output / 'perplexity.json'}")
         check_writable(output.parent)
     if not progress:

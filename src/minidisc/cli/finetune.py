@@ -15,7 +15,14 @@ import typer
 from pydantic import BaseModel, ConfigDict
 
 from minidisc.cli.options import DataDir, MaxEval, MaxTrain, Output, Overwrite, Task, merge
-from minidisc.config import DataConfig, TrainConfig
+from minidisc.config import DataConfig, TrainConfig, parse_config
+from minidisc.errors import ConfigError
+from minidisc.fileio import read_json, write_json, write_text
+from minidisc.models import load_task_model, load_tokenizer, resolve_model
+from minidisc.runfolder.run import RunDir, check_output
+from minidisc.seeding import seed_everything
+from minidisc.tasks import get_task
+from minidisc.training.data import prepare_task_data
 
 if TYPE_CHECKING:
     from minidisc.models import ModelSource
@@ -70,9 +77,6 @@ def finetune(
     the model folder (and a run directory: rerunning resumes). --glue-suite: one
     resumable fine-tuning per task and a table of the dev metrics.
     """
-    from minidisc.config import parse_config
-    from minidisc.schedules.run import check_output
-
     data = {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
             "max_eval_samples": max_eval_samples, "max_length": max_length}
     train_cfg = parse_config(TrainConfig, {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -105,9 +109,6 @@ def run_finetune_task(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False, or is
             not a minidisc run (never replaced).
     """
-    from minidisc.models import load_tokenizer, resolve_model
-    from minidisc.schedules.run import RunDir
-
     source = resolve_model(model)  # a wrong --model fails before the run folder is made
     cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model)
     run = RunDir(output, cfg, "finetune", overwrite=overwrite)
@@ -137,10 +138,7 @@ def finetune_one(
     """
     import shutil
 
-    from minidisc.fileio import write_json
-    from minidisc.models import load_task_model
-    from minidisc.seeding import seed_everything
-    from minidisc.training.data import prepare_task_data
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.training.finetune import finetune as run_finetune
 
     data = prepare_task_data(data_cfg, tokenizer, seed=train_cfg.seed)
@@ -170,9 +168,6 @@ def parse_suite(text: str) -> list[str]:
     Raises:
         ConfigError: unknown or repeated task, or an empty list.
     """
-    from minidisc.errors import ConfigError
-    from minidisc.tasks import get_task
-
     names = [get_task(t.strip()).name for t in text.split(",") if t.strip()]
     if not names:
         raise ConfigError("--glue-suite needs at least one task, e.g. sst2,mrpc,cola")
@@ -203,11 +198,6 @@ def run_glue_suite(
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
     """
-    from minidisc.config import parse_config
-    from minidisc.fileio import read_json, write_json, write_text
-    from minidisc.models import load_tokenizer, resolve_model
-    from minidisc.schedules.run import RunDir
-
     cfg = GlueSuiteConfig(model=model, tasks=tuple(tasks), data=data, train=train_cfg, save_model=save_model)
     run = RunDir(output, cfg, "finetune --glue-suite", overwrite=overwrite)
     source = resolve_model(model)

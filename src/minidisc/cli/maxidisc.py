@@ -9,6 +9,7 @@ import typer
 
 from minidisc.cli.distill import summarize
 from minidisc.cli.options import Output, ScheduleOptions, help_text, parse_grid, schedule_command
+from minidisc.schedules.config import MaxiDiscConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +31,8 @@ def maxidisc(
     Hops shared by several paths are computed once; the student with the best dev
     metric is kept.
     """
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.baselines import run_maxidisc
-    from minidisc.schedules.config import MaxiDiscConfig
 
     cfg = opts.build(MaxiDiscConfig, target_sparsity=target, candidates=parse_grid(candidates), truncation=truncation,
                      max_assistants=max_assistants)

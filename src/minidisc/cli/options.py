@@ -130,6 +130,7 @@ class ScheduleOptions:
 
     def cache_options(self) -> Any:
         """The :class:`~minidisc.schedules.compare.CacheOptions` these flags say."""
+        # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
         from minidisc.schedules.compare import CacheOptions
 
         return CacheOptions(enabled=not self.no_teacher_cache, directory=str(self.cache_dir) if self.cache_dir else None,
@@ -137,6 +138,7 @@ class ScheduleOptions:
 
     def teacher_cache(self, output: Path, teacher_run: str | None) -> Any:
         """The teacher-output store of a baseline run into ``output`` (None: off)."""
+        # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
         from minidisc.schedules.compare import cache_root, open_cache
 
         return open_cache(self.cache_options(), cache_root(output, teacher_run))

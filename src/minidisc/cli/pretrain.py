@@ -11,7 +11,10 @@ from typing import Annotated, Any
 import typer
 
 from minidisc.cli.options import ConfigFile, Output, Overwrite, Teacher, merge
-from minidisc.pretrain.config import STRATEGY_DESCRIPTIONS
+from minidisc.config import load_yaml, parse_config
+from minidisc.fileio import read_json
+from minidisc.pretrain.config import STRATEGY_DESCRIPTIONS, PretrainConfig
+from minidisc.pretrain.report import loss_label
 
 _STRATEGY_HELP = "Training signal: " + "; ".join(f"{k}: {v}" for k, v in STRATEGY_DESCRIPTIONS.items())
 
@@ -81,8 +84,7 @@ def pretrain(
     Trains from scratch or by distillation until the budget is spent exactly; reports
     FLOPs (student/teacher), tokens, epochs, wall time and the held-out loss curve.
     """
-    from minidisc.config import load_yaml, parse_config
-    from minidisc.pretrain.config import PretrainConfig
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.pretrain.run import run_pretrain
 
     overrides = {
@@ -116,9 +118,6 @@ def pretrain(
 
 def summarize(path: Path) -> None:
     """Print the headline numbers of a finished arm."""
-    from minidisc.fileio import read_json
-    from minidisc.pretrain.report import loss_label
-
     r = read_json(path / "report.json")
     c, h = r["compute"], r["heldout"]
     typer.echo(

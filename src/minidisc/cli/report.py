@@ -21,7 +21,8 @@ def report(
 
     Reads the run's manifest and saved files only: nothing is trained or evaluated. Works on a finished run and, for compress, on an unfinished one (what it has so far).
     """
-    from minidisc.report.rebuild import rebuild_report
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
+    from minidisc.schedules.rebuild import rebuild_report
 
     for path in rebuild_report(run_dir):
         typer.echo(f"wrote {path}")

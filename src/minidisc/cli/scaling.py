@@ -23,6 +23,11 @@ from typing import Annotated, Any
 import typer
 
 from minidisc.errors import ConfigError
+from minidisc.scaling.compute import FlopsModel, forward_flops_per_token
+from minidisc.scaling.laws import capacity_gap_factor, distillation_loss, supervised_loss
+from minidisc.scaling.params import ScalingLawParams, load_flops_model, load_params, save_params
+from minidisc.scaling.records import read_run_records, write_run_records
+from minidisc.scaling.synthetic import synthetic_records
 
 SCENARIO_NAMES = ("best-case", "teacher-inference", "teacher-pretraining",
                   "teacher-pretraining-inference")
@@ -79,8 +84,6 @@ def register(app: typer.Typer) -> None:
 
 # ----------------------------------------------------------------------------- helpers
 def _load(params: Path | None):
-    from minidisc.scaling.params import ScalingLawParams, load_params
-
     return load_params(params) if params is not None else ScalingLawParams()
 
 
@@ -88,9 +91,6 @@ def _flops_model(params: Path | None, rho: float | None, omega: float | None,
                  n_ctx: float | None, n_vocab: float | None):
     """The F(N) constants: options override the --params file's, which override the
     paper's (Eq. 69)."""
-    from minidisc.scaling.compute import FlopsModel
-    from minidisc.scaling.params import load_flops_model
-
     stored = load_flops_model(params) if params is not None else None
     values = (stored or FlopsModel()).to_dict()
     given = {"rho": rho, "omega": omega, "n_ctx": n_ctx, "n_vocab": n_vocab}
@@ -107,8 +107,6 @@ def _bounds(values: tuple[float, float]) -> tuple[float, float]:
 
 def _flops_line(model) -> list[str]:
     """A text line naming the F(N) constants, when they are not the paper's."""
-    from minidisc.scaling.compute import FlopsModel
-
     if model == FlopsModel():
         return []
     text = ", ".join(f"{k}={v:.6g}" for k, v in model.to_dict().items())
@@ -181,9 +179,6 @@ def predict(
     """Predict a student's loss: the distillation law (Eq. 8) with a teacher, else the
     supervised law (Eq. 1). Reports both, plus training FLOPs (F(N) of Eq. 69 with the
     constants of --rho/--omega/--n-ctx/--n-vocab, else of --params, else the paper's)."""
-    from minidisc.scaling.compute import forward_flops_per_token
-    from minidisc.scaling.laws import capacity_gap_factor, distillation_loss, supervised_loss
-
     for value, option in ((student_params, "--student-params"),
                           (student_tokens, "--student-tokens"),
                           (teacher_loss, "--teacher-loss"), (teacher_params, "--teacher-params"),
@@ -225,6 +220,7 @@ def predict(
             f_t = float(forward_flops_per_token(teacher_params, fm))
             out["teacher_inference_flops"] = f_t * student_tokens
     if plot is not None:
+        # lazy: pulls in scipy (~0.4 s CPU); keeps `minidisc --help` fast
         from minidisc.scaling.plots import plot_student_vs_teacher
 
         sizes = sorted({student_params, *(student_params * k for k in (0.25, 4.0))})
@@ -289,9 +285,8 @@ def fit(
     The F(N) options do not change the fit; they are stored with it in --out (as
     ``flops_model``), so that predict/plan/crossover --params count FLOPs the way the
     runs did."""
+    # lazy: pulls in scipy (~0.4 s CPU); keeps `minidisc --help` fast
     from minidisc.scaling.fit import FitOptions, fit_records
-    from minidisc.scaling.params import load_flops_model, save_params
-    from minidisc.scaling.records import read_run_records
 
     options = FitOptions(grid=grid, n_starts=None if starts == 0 else starts, n_bootstrap=bootstrap,
                          ci=ci, n_jobs=jobs, seed=seed)
@@ -310,6 +305,7 @@ def fit(
                     flops_model=fm)
         report["out"] = str(out)
     if plot is not None:
+        # lazy: pulls in scipy (~0.4 s CPU); keeps `minidisc --help` fast
         from minidisc.scaling.plots import plot_fit
 
         plot_fit(plot, records, result.params)
@@ -370,6 +366,7 @@ def plan(
     tokens per scenario (Eq. 10, SLSQP in log space), or the best existing teacher (Eq. 27);
     each compared with the same student trained supervised on the whole budget. FLOPs
     use F(N) of Eq. 69: --rho/--omega/--n-ctx/--n-vocab, else --params', else the paper's."""
+    # lazy: pulls in scipy (~0.4 s CPU); keeps `minidisc --help` fast
     from minidisc.scaling.plan import (
         CandidateTeacher,
         plan_distillation,
@@ -416,6 +413,7 @@ def plan(
             if pl.note:
                 lines.append(f"note ({pl.scenario}): {pl.note}")
     if plot is not None:
+        # lazy: pulls in scipy (~0.4 s CPU); keeps `minidisc --help` fast
         from minidisc.scaling.plots import plot_isoflops
 
         first = _scenarios(scenario)[0]
@@ -464,6 +462,7 @@ def crossover(
     where it turns from negative to >= 0 when that is the only change. FLOPs use F(N) of
     Eq. 69: --rho/--omega/--n-ctx/--n-vocab, else --params', else the paper's.
     """
+    # lazy: pulls in scipy (~0.4 s CPU); keeps `minidisc --help` fast
     from minidisc.scaling.plan import CandidateTeacher, find_crossover
 
     _positive(student_params, "--student-params")
@@ -487,6 +486,7 @@ def crossover(
         "flops_model": fm.to_dict(),
     }
     if plot is not None:
+        # lazy: pulls in scipy (~0.4 s CPU); keeps `minidisc --help` fast
         from minidisc.scaling.plots import plot_crossover
 
         plot_crossover(plot, results)
@@ -509,8 +509,6 @@ def crossover(
 
 
 def _flops(n: float, model) -> float:
-    from minidisc.scaling.compute import forward_flops_per_token
-
     return float(forward_flops_per_token(n, model))
 
 
@@ -544,6 +542,7 @@ def plot_cmd(
 ) -> None:
     """Draw a scaling-law figure to a PNG file ('isoflop' and 'map' count FLOPs with F(N)
     of Eq. 69: --rho/--omega/--n-ctx/--n-vocab, else --params', else the paper's)."""
+    # lazy: pulls in scipy (~0.4 s CPU); keeps `minidisc --help` fast
     from minidisc.scaling import plots
 
     p = _load(params)
@@ -579,9 +578,6 @@ def simulate(
 ) -> None:
     """Write synthetic run records drawn from the laws plus noise (20 supervised and 300
     distillation runs), to try `minidisc scaling fit` on."""
-    from minidisc.scaling.records import write_run_records
-    from minidisc.scaling.synthetic import synthetic_records
-
     records = synthetic_records(_load(params), noise=noise, seed=seed)
     write_run_records(out, records)
     n_sup = sum(r.kind == "supervised" for r in records)

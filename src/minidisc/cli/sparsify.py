@@ -18,9 +18,14 @@ import typer
 from pydantic import BaseModel, ConfigDict
 
 from minidisc.cli.options import DataDir, MaxTrain, Overwrite, Task, merge, parse_grid
-from minidisc.config import DataConfig
+from minidisc.config import DataConfig, parse_config
 from minidisc.elastic.levels import check_levels
 from minidisc.elastic.spec import DEFAULT_GRID
+from minidisc.errors import ConfigError
+from minidisc.fileio import read_json, write_json
+from minidisc.models import load_tokenizer, resolve_model
+from minidisc.runfolder.run import RunDir, check_output
+from minidisc.training.data import prepare_task_data
 
 MAP_FILE = "sparsity_map.json"
 # Required: importance is the gradient of the task loss, meaningless with an untrained head.
@@ -70,9 +75,6 @@ def sparsify(
 
     Writes the reordered model, importance.safetensors and sparsity_map.json into --output.
     """
-    from minidisc.config import parse_config
-    from minidisc.schedules.run import check_output
-
     check_output(output, overwrite)  # before any model is loaded
     data_cfg = parse_config(DataConfig, merge({}, {
         "task": task, "data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
@@ -116,12 +118,8 @@ def run_sparsify(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False, or is
             not a minidisc run (never replaced).
     """
-    from minidisc.errors import ConfigError
-    from minidisc.fileio import write_json
-    from minidisc.models import load_tokenizer, resolve_model
-    from minidisc.schedules.run import RunDir
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.stages import sparsify_stage
-    from minidisc.training.data import prepare_task_data
 
     source = resolve_model(teacher)
     if source.gguf_file:  # sparsify_stage loads a folder or hub id only
@@ -157,8 +155,6 @@ def _levels(grid: list[float] | None, target: float | None) -> list[float]:
 
 def render_levels(map_path: Path) -> str:
     """One line per level: kept heads and FFN neurons, summed over layers."""
-    from minidisc.fileio import read_json
-
     rows = [f"{'sparsity':>8}  {'heads':>6}  {'neurons':>8}"]
     for level, spec in sorted(read_json(map_path).items(), key=lambda kv: float(kv[0])):
         rows.append(f"{float(level):>8.2f}  {sum(spec['heads']):>6}  {sum(spec['neurons']):>8}")

@@ -9,6 +9,7 @@ import typer
 
 from minidisc.cli.distill import summarize
 from minidisc.cli.options import Output, ScheduleOptions, help_text, parse_grid, schedule_command
+from minidisc.schedules.config import TakdConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +28,8 @@ def takd(
     Mirzadeh et al. 2020: each hop distils the previous checkpoint into a copy cut to
     the next sparsity of --path.
     """
+    # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.baselines import run_takd
-    from minidisc.schedules.config import TakdConfig
 
     cfg = opts.build(TakdConfig, path=parse_grid(path))
     run = run_takd(cfg, output, overwrite=opts.overwrite, teacher_cache=opts.teacher_cache(output, cfg.teacher_run))

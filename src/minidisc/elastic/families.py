@@ -116,7 +116,7 @@ class Family:
         name: unique name of the family (``"bert"``, ``"llama"``, …).
         model_types: the ``config.model_type`` values it handles.
         lm_type: its pretraining objective, ``"masked_lm"`` or ``"causal_lm"``
-            (:mod:`minidisc.pretrain.lm`); ``None`` when minidisc does not pretrain it.
+            (:mod:`minidisc.tasks.lm_types`); ``None`` when minidisc does not pretrain it.
         lm_head_names: child modules of an LM model that hold its LM head, tried in order.
         layers_path: the ``ModuleList`` of transformer layers, relative to
             ``model.base_model``.

@@ -27,6 +27,8 @@ import torch
 from minidisc.elastic.families import Family
 from minidisc.elastic.spec import HEADS, NEURONS
 from minidisc.errors import ConfigError, DataError, ModelError
+from minidisc.fileio import atomic_path
+from minidisc.models import corrupted_weights_message
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,6 @@ class Importance:
         """Write to a safetensors file (atomically)."""
         from safetensors.torch import save_file
 
-        from minidisc.fileio import atomic_path
-
         with atomic_path(path) as tmp:
             tensors = {"heads": self.heads, "neurons": self.neurons, "hidden": self.hidden, "layers": self.layers}
             save_file(
@@ -97,8 +97,6 @@ class Importance:
             ModelError: the file is missing, corrupted or truncated.
         """
         from safetensors import SafetensorError, safe_open
-
-        from minidisc.models import corrupted_weights_message
 
         try:
             with safe_open(str(path), framework="pt") as f:

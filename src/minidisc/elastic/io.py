@@ -2,8 +2,8 @@
 
 A student directory holds ``model.safetensors`` (or shards with an index),
 ``config.json`` with ``minidisc_subnet = {"heads": [...], "neurons": [...],
-"sparsity": s}``, a ``README.md`` model card (:mod:`minidisc.report.card`) and,
-optionally, tokenizer files.
+"sparsity": s}``, optionally a ``README.md`` model card (the runs pass
+:func:`minidisc.report.card.model_card`) and tokenizer files.
 
 When plain ``transformers`` loading works
 -----------------------------------------
@@ -38,9 +38,14 @@ from torch import nn
 
 from minidisc.elastic.extract import CONFIG_KEY, physical_spec, record_spec, slice_layers_
 from minidisc.elastic.families import family_for
+from minidisc.elastic.model import ElasticModel
 from minidisc.elastic.spec import SubnetSpec
 from minidisc.errors import ConfigError, ModelError
-from minidisc.fileio import atomic_path, process_state
+from minidisc.fileio import atomic_path, process_state, write_text
+from minidisc.models import corrupted_weights_message, is_head_key
+
+#: The model card's file name (Hugging Face's convention; :data:`minidisc.report.card.CARD`).
+_CARD = "README.md"
 
 
 def save_student(
@@ -48,6 +53,7 @@ def save_student(
     path: str | os.PathLike[str],
     spec: SubnetSpec | None = None,
     tokenizer: Any = None,
+    card: Callable[[Any], str] | None = None,
 ) -> Path:
     """Write a student to directory ``path`` atomically (replacing an existing one).
 
@@ -58,6 +64,9 @@ def save_student(
         spec: the student's per-layer sizes; default: read from its weights. For an
             already-extracted model it must equal the weights' sizes.
         tokenizer: saved beside the weights when given.
+        card: renders the model card (``README.md``, written beside the weights in the
+            same atomic folder) from the extracted student, whose config then holds its
+            spec; e.g. :func:`minidisc.report.card.model_card`. None: no card.
 
     Under a multi-process launch call it from every process (it synchronises them):
     the main process writes, the others wait until the files are in place, so any
@@ -69,8 +78,6 @@ def save_student(
     Raises:
         ConfigError: ``spec`` does not match the model's weights.
     """
-    from minidisc.elastic.model import ElasticModel
-
     if isinstance(model, ElasticModel):
         model = model.extract(spec)
     family = family_for(model)
@@ -86,13 +93,12 @@ def save_student(
     path = Path(path)
     state = process_state()
     if state.is_main_process:
-        from minidisc.report.card import write_model_card
-
         with atomic_path(path) as tmp:
             model.save_pretrained(tmp)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
-            write_model_card(tmp, model)  # from the weights alone; a run's export adds its facts
+            if card is not None:
+                write_text(tmp / _CARD, card(model))
     state.wait_for_everyone()
     return path
 
@@ -186,8 +192,6 @@ def load_student_for_task(
     """
     from transformers import AutoConfig
 
-    from minidisc.models import is_head_key
-
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} is not a saved model: config.json is missing")
@@ -212,8 +216,6 @@ def _shrink_to_saved(model: nn.Module, config: Any, state: dict[str, torch.Tenso
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from minidisc.models import corrupted_weights_message
 
     single = path / "model.safetensors"
     index = path / "model.safetensors.index.json"

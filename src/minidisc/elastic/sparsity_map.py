@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from minidisc.elastic.families import family_for
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import check_levels
 from minidisc.elastic.spec import AXES, DEFAULT_GRID, HEADS, NEURONS, SubnetSpec
@@ -173,8 +174,6 @@ def model_sparsity_map(
     Raises:
         ModelError: unsupported architecture. ConfigError: as :func:`sparsity_map`.
     """
-    from minidisc.elastic.families import family_for
-
     family = family_for(config)
     group_size = family.geometry(config).group_size
     return sparsity_map(importance, grid, group_size=group_size, axes=family.pruned_axes)

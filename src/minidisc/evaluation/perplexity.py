@@ -47,7 +47,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from minidisc.elastic.io import load_student
 from minidisc.errors import ConfigError, DataError, ModelError
+from minidisc.models import (
+    from_pretrained,
+    is_head_key,
+    load_config,
+    load_tokenizer,
+    resolve_model,
+)
+from minidisc.tasks.lm_types import lm_type_of
+from minidisc.tasks.plaintext import read_documents
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -158,8 +168,6 @@ def check_causal_config(config: Any, label: str) -> None:
     model_type = getattr(config, "model_type", None)
     hint = "evaluate-lm scores next-token predictions: pass a decoder such as SmolLM2 or a compressed decoder student"
     try:
-        from minidisc.pretrain.lm import lm_type_of
-
         causal = lm_type_of(config).causal
     except ModelError:  # a family minidisc does not compress: judge by transformers' tables
         causal = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not getattr(config, "is_encoder_decoder", False)
@@ -198,9 +206,6 @@ def load_causal_lm(name: str, block_size: int | None = None) -> LoadedLM:
     """
     from transformers import AutoModelForCausalLM
 
-    from minidisc.models import from_pretrained, is_head_key, load_tokenizer, resolve_model
-    from minidisc.pretrain.student import load_config
-
     source = resolve_model(name)
     label = source.label or source.path
     config = load_config(source)
@@ -208,7 +213,6 @@ def load_causal_lm(name: str, block_size: int | None = None) -> LoadedLM:
     if block_size is not None:
         check_block_size(block_size, config, label)
     if isinstance(getattr(config, "minidisc_subnet", None), dict):  # per-layer sizes
-        from minidisc.elastic.io import load_student
 
         model = load_student(source.path)
         if not type(model).__name__.endswith("ForCausalLM"):
@@ -326,8 +330,6 @@ def evaluate_perplexity(
         DataError: missing files, invalid UTF-8, or no text to score.
     """
     import torch
-
-    from minidisc.tasks.plaintext import read_documents
 
     started = time.perf_counter()
     positions = model_positions(lm.model.config)

@@ -10,7 +10,7 @@ the batch's padded shape (projections, attention, FFN; embeddings lookups are fr
 ``forward_flops`` leaves out the LM head, so it is added here per predicted position:
 ``c_head = 2·d·d + 2·d·V`` for an MLM head (its transform dense layer and the vocabulary
 projection) and ``c_head = 2·d·V`` for a decoder's ``lm_head`` (the projection alone;
-:attr:`minidisc.pretrain.lm.LMType.head_transform`); norms, activations and biases are
+:attr:`minidisc.tasks.lm_types.LMType.head_transform`); norms, activations and biases are
 ignored, as in ``forward_flops``. ``P`` is the number of positions the head runs on,
 which follows the objective's ``positions`` option (:func:`minidisc.pretrain.run.head_modes`):
 the masked positions (``masked``: MLM scratch, and KD/DistilBERT/PKD with the default
@@ -43,7 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from minidisc.compute.flops import forward_flops
+from minidisc.elastic.families import family_for
 from minidisc.errors import ConfigError
+from minidisc.tasks.lm_types import lm_type_of
 
 if TYPE_CHECKING:
     from minidisc.compute.meter import ComputeMeter
@@ -58,9 +61,6 @@ def head_flops_per_position(config: Any) -> int:
     Raises:
         ModelError: an architecture that is neither BERT-like nor LLaMA-like.
     """
-    from minidisc.elastic.families import family_for
-    from minidisc.pretrain.lm import lm_type_of
-
     lm = lm_type_of(config)
     geo = family_for(config).geometry(config)
     d, vocab = int(geo.hidden_size), int(geo.vocab_size)
@@ -70,8 +70,6 @@ def head_flops_per_position(config: Any) -> int:
 
 def encoder_flops(config: Any, rows: int, length: int) -> int:
     """Forward FLOPs of the transformer layers on ``rows × length`` (padded) tokens."""
-    from minidisc.compute.flops import forward_flops
-
     return int(forward_flops(config, seq_len=length, batch=rows))
 
 

@@ -3,7 +3,7 @@
 One run = one arm of the fixed-compute comparison (Bui et al. 2024, arXiv 2404.19319):
 a student trained from scratch or by one distillation strategy, until a FLOPs or token
 budget is spent -- by masked LM for BERT-like teachers, by causal LM for LLaMA-like
-decoders (:mod:`minidisc.pretrain.lm`). Arms that share every field except ``strategy``
+decoders (:mod:`minidisc.tasks.lm_types`). Arms that share every field except ``strategy``
 share the student architecture, optimiser, learning-rate schedule shape, data order and
 (MLM) masks.
 """
@@ -18,7 +18,7 @@ from minidisc.objectives.catalog import OBJECTIVE_DESCRIPTIONS
 
 #: ``scratch`` = the LM loss on the data alone; the others are objectives of
 #: :mod:`minidisc.objectives` used with ``task_type="masked_lm"`` (or ``"causal_lm"``:
-#: decoders accept only the strategies of :data:`minidisc.pretrain.lm.CAUSAL_LM`).
+#: decoders accept only the strategies of :data:`minidisc.tasks.lm_types.CAUSAL_LM`).
 STRATEGIES: tuple[str, ...] = ("scratch", "kd", "distilbert", "tinybert", "minilm", "minilmv2", "pkd")
 
 STRATEGY_DESCRIPTIONS: dict[str, str] = {

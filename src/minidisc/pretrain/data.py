@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minidisc.errors import DataError
+from minidisc.tasks.corpus import group_texts, load_text_corpus, mlm_collator
 
 if TYPE_CHECKING:
     import torch
@@ -54,8 +55,6 @@ def pack(
     Raises:
         DataError / ConfigError: missing files, empty corpus, unreachable hub dataset.
     """
-    from minidisc.tasks.corpus import group_texts, load_text_corpus
-
     source: Any = list(files_or_hub) if len(files_or_hub) > 1 else files_or_hub[0]
     corpus = load_text_corpus(source, split, config=hub_config, text_column=text_column)
     blocks = group_texts(corpus, tokenizer, block_size)
@@ -111,8 +110,6 @@ class Masker:
     """BERT masking of one row, seeded per row (wraps :func:`mlm_collator`)."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, mlm_probability: float, seed: int) -> None:
-        from minidisc.tasks.corpus import mlm_collator
-
         mlm_collator(tokenizer, mlm_probability)  # validates: mask token, probability
         self.tokenizer = tokenizer
         self.mlm_probability = mlm_probability
@@ -121,8 +118,6 @@ class Masker:
     def __call__(self, ids: np.ndarray, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(masked input ids, labels)``, each ``(len(ids),)`` long; labels are
         ``-100`` except at the chosen positions."""
-        from minidisc.tasks.corpus import mlm_collator
-
         collator = mlm_collator(self.tokenizer, self.mlm_probability, seed=row_seed(self.seed, position))
         out = collator([ids.tolist()])
         return out["input_ids"][0], out["labels"][0]

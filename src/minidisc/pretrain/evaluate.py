@@ -21,10 +21,12 @@ import torch
 from torch import Tensor, nn
 from transformers import TrainerCallback
 
+from minidisc.compute.meter import ComputeTotals
+from minidisc.fileio import write_json
 from minidisc.pretrain.data import IGNORE_INDEX
 from minidisc.pretrain.forward import masked_positions, next_token_positions
-from minidisc.pretrain.lm import MASKED_LM, LMType
 from minidisc.pretrain.student import lm_head
+from minidisc.tasks.lm_types import MASKED_LM, LMType
 
 if TYPE_CHECKING:
     from minidisc.compute.meter import ComputeMeter
@@ -176,8 +178,6 @@ class LossCurve(TrainerCallback):
 
     def restore(self, checkpoint: str | Path, meter: ComputeMeter) -> None:
         """Load the progress saved with ``checkpoint`` into this callback and ``meter``."""
-        from minidisc.compute.meter import ComputeTotals
-
         state = json.loads((Path(checkpoint) / PROGRESS_FILE).read_text(encoding="utf-8"))
         self.points = list(state["points"])
         self.eval_time_s = float(state["eval_time_s"])
@@ -224,8 +224,6 @@ class LossCurve(TrainerCallback):
             self.evaluate(state.global_step)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        from minidisc.fileio import write_json
-
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             write_json(folder / PROGRESS_FILE, self.state_dict(self.meter()))

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from minidisc.fileio import atomic_path
+
 #: x axes of every loss plot: (curve key, axis label).
 LOSS_AXES = (("flops", "training FLOPs"), ("tokens", "training tokens"))
 
@@ -38,8 +40,6 @@ def plot_loss_curves(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from minidisc.fileio import atomic_path
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (key, label) in zip(axes, LOSS_AXES):

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from minidisc.errors import ConfigError
-from minidisc.fileio import write_json, write_text
-from minidisc.schedules.run import RunDir
+from minidisc.fileio import read_json, write_json, write_text
+from minidisc.pretrain.plots import plot_loss_curves
+from minidisc.runfolder.run import RunDir
+from minidisc.scaling.records import RunRecord
 
 
 def build_report(run: RunDir) -> dict[str, Any]:
@@ -139,8 +141,6 @@ def render_markdown(report: dict[str, Any]) -> str:
 def plot_loss_curve(report: dict[str, Any], path: str | Path) -> None:
     """``loss.png``: the arm's held-out LM loss against training FLOPs and tokens, with
     the teacher's held-out loss as a reference line when it was measured."""
-    from minidisc.pretrain.plots import plot_loss_curves
-
     plot_loss_curves(
         {report["strategy"]: report["curve"]},
         path,
@@ -164,8 +164,6 @@ def pretrain_tokens_of(model_dir: str | Path) -> tuple[int | None, str]:
     Returns:
         ``(tokens or None, how it was determined / why it is unknown)``.
     """
-    from minidisc.fileio import read_json
-
     model_dir = Path(model_dir)
     report_file = model_dir.parent / "report.json"
     if model_dir.name != "student" or not report_file.is_file():
@@ -193,8 +191,6 @@ def run_record(run: RunDir) -> Any:
     Raises:
         ConfigError: the arm's strategy has no record kind (:data:`RECORD_KINDS`).
     """
-    from minidisc.scaling.records import RunRecord
-
     report = build_report(run)
     strategy = report["strategy"]
     kind = RECORD_KINDS.get(strategy)

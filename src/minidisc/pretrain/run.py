@@ -1,6 +1,6 @@
 """``minidisc pretrain``: one arm of the fixed-budget comparison in a resumable run directory.
 
-Stages (:class:`~minidisc.schedules.run.RunDir`):
+Stages (:class:`~minidisc.runfolder.run.RunDir`):
 
 ``teacher``   (distillation arms) held-out LM loss of the teacher on the same held-out
               blocks (and MLM masks) the student is scored on.
@@ -22,10 +22,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.compute.flops import non_embedding_params
+from minidisc.config import TrainConfig
+from minidisc.elastic.families import family_for
 from minidisc.errors import ConfigError
+from minidisc.models import load_config, load_tokenizer, resolve_model
+from minidisc.objectives import build_objective
+from minidisc.pretrain.budget import BudgetCallback, CostModel, plan_budget
 from minidisc.pretrain.config import PretrainConfig
-from minidisc.pretrain.lm import MASKED_LM, LMType
-from minidisc.schedules.run import REPORT_FILES, RunDir
+from minidisc.pretrain.data import (
+    CausalStream,
+    MaskedStream,
+    causal_heldout_batch,
+    heldout_batch,
+    load_corpora,
+)
+from minidisc.pretrain.evaluate import (
+    PROGRESS_FILE,
+    LossCurve,
+    heldout_lm_loss,
+    masked_count,
+    scored_count,
+)
+from minidisc.pretrain.report import (
+    RECORD_KINDS,
+    pretrain_tokens_of,
+    run_record,
+    unrecordable_message,
+    write_report,
+)
+from minidisc.pretrain.student import (
+    build_student,
+    config_has_lm_head,
+    load_teacher,
+    set_unigram_bias,
+)
+from minidisc.pretrain.trainer import PretrainDistillationTrainer, ScratchTrainer
+from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.scaling.records import append_run_record
+from minidisc.seeding import seed_everything
+from minidisc.tasks.lm_types import MASKED_LM, LMType, check_strategy, lm_type_of
+from minidisc.training.arguments import training_arguments
+from minidisc.training.checkpoints import verify_checkpoint
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -33,7 +71,7 @@ if TYPE_CHECKING:
     from minidisc.elastic.families import Geometry
     from minidisc.models import ModelSource
     from minidisc.objectives import Objective
-    from minidisc.pretrain.budget import BudgetPlan, CostModel
+    from minidisc.pretrain.budget import BudgetPlan
     from minidisc.pretrain.data import BlockStream, Corpora
     from minidisc.pretrain.student import LoadedTeacher
 
@@ -88,8 +126,6 @@ def reads_teacher_logits(cfg: PretrainConfig, lm: LMType = MASKED_LM) -> bool:
     Raises:
         ConfigError: unknown objective options.
     """
-    from minidisc.objectives import build_objective
-
     if not cfg.distills:
         return False
     return build_objective(cfg.strategy, task_type=lm.name, **cfg.objective_options).needs_logits
@@ -123,10 +159,6 @@ def check_teacher_head(cfg: PretrainConfig, allow_untrained: bool = False) -> No
         ConfigError: see :func:`untrained_head_error`.
         ModelError: the teacher's config cannot be read.
     """
-    from minidisc.models import resolve_model
-    from minidisc.pretrain.lm import lm_type_of
-    from minidisc.pretrain.student import config_has_lm_head, load_config
-
     if allow_untrained or not cfg.distills:
         return
     source = resolve_model(cfg.teacher)
@@ -141,17 +173,13 @@ def check_arm(cfg: PretrainConfig) -> LMType:
     alone, before anything is loaded or written.
 
     Decoders (causal LM) accept only ``scratch`` and ``kd``
-    (:func:`minidisc.pretrain.lm.check_strategy`) and no MLM-head options
+    (:func:`minidisc.tasks.lm_types.check_strategy`) and no MLM-head options
     (``freeze_encoder``, ``head_bias_from_corpus``).
 
     Raises:
         ConfigError: a strategy or student option the LM type does not support.
         ModelError: the teacher's config cannot be read or its architecture is unsupported.
     """
-    from minidisc.models import resolve_model
-    from minidisc.pretrain.lm import check_strategy, lm_type_of
-    from minidisc.pretrain.student import load_config
-
     source = resolve_model(cfg.teacher)
     lm = lm_type_of(load_config(source))
     check_strategy(cfg.strategy, lm, source.label or str(source.path))
@@ -178,13 +206,6 @@ def prepare_arm(cfg: PretrainConfig, allow_untrained_teacher_head: bool = False)
         ConfigError: bad options, or logit distillation from an untrained teacher head.
         DataError, ModelError: bad data or models.
     """
-    from minidisc.models import load_tokenizer, resolve_model
-    from minidisc.objectives import build_objective
-    from minidisc.pretrain.budget import CostModel, plan_budget
-    from minidisc.pretrain.data import load_corpora
-    from minidisc.pretrain.student import build_student, load_config, load_teacher, set_unigram_bias
-    from minidisc.seeding import seed_everything
-
     seed_everything(cfg.optim.seed)  # before a missing teacher head or the student is drawn
     lm = check_arm(cfg)
     source = resolve_model(cfg.teacher)
@@ -234,8 +255,6 @@ def _stream(
     last_tokens: int = 0,
 ) -> BlockStream:
     """The training stream of the arm's LM type (masked or not), seeded by ``optim.seed``."""
-    from minidisc.pretrain.data import CausalStream, MaskedStream
-
     if lm.causal:
         return CausalStream(corpora.train, tokenizer, cfg.optim.seed, rows=rows, last_tokens=last_tokens)
     return MaskedStream(corpora.train, tokenizer, cfg.corpus.mlm_probability, cfg.optim.seed, rows=rows,
@@ -244,8 +263,6 @@ def _stream(
 
 def _heldout(cfg: PretrainConfig, lm: LMType, corpora: Corpora, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """The held-out batch every arm (and the teacher) is scored on."""
-    from minidisc.pretrain.data import causal_heldout_batch, heldout_batch
-
     if lm.causal:
         return causal_heldout_batch(corpora.heldout, tokenizer)
     return heldout_batch(corpora.heldout, tokenizer, cfg.corpus.mlm_probability, cfg.corpus.eval_seed)
@@ -279,8 +296,6 @@ def run_pretrain(
             teacher's LM type does not support (all before anything is written).
         DataError, ModelError: bad corpus or models.
     """
-    from minidisc.pretrain.report import RECORD_KINDS, unrecordable_message
-
     if log_runs is not None and cfg.strategy not in RECORD_KINDS:
         raise ConfigError(unrecordable_message(cfg.strategy))
     check_arm(cfg)
@@ -308,9 +323,6 @@ def run_pretrain(
 
 
 def _teacher_stage(arm: Arm) -> dict[str, Any]:
-    from minidisc.compute.flops import non_embedding_params
-    from minidisc.pretrain.evaluate import heldout_lm_loss
-
     assert arm.teacher is not None
     return {
         "source": arm.source.label,
@@ -327,9 +339,6 @@ def training_args(cfg: PretrainConfig, plan: BudgetPlan, folder: Path) -> Any:
     warmup ratio, clipping, seed) with ``max_steps`` from the plan, stream order
     (no shuffling: the stream is already ordered), no Trainer evaluation, and full
     (resumable) checkpoints."""
-    from minidisc.config import TrainConfig
-    from minidisc.training.arguments import training_arguments
-
     o = cfg.optim
     train_cfg = TrainConfig(
         max_steps=plan.steps, batch_size=o.batch_size, eval_batch_size=o.batch_size,
@@ -361,8 +370,6 @@ def eval_interval(cfg: PretrainConfig, plan: BudgetPlan) -> int:
 
 def last_checkpoint(folder: Path) -> Path | None:
     """The newest ``checkpoint-N`` in ``folder`` that has its progress file, if any."""
-    from minidisc.pretrain.evaluate import PROGRESS_FILE
-
     if not folder.is_dir():
         return None
     found = [p for p in folder.glob("checkpoint-*") if (p / PROGRESS_FILE).is_file()]
@@ -372,11 +379,6 @@ def last_checkpoint(folder: Path) -> Path | None:
 
 def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[Any]) -> dict[str, Any]:
     from transformers import default_data_collator
-
-    from minidisc.pretrain.budget import BudgetCallback
-    from minidisc.pretrain.evaluate import LossCurve
-    from minidisc.pretrain.trainer import PretrainDistillationTrainer, ScratchTrainer
-    from minidisc.seeding import seed_everything
 
     cfg, plan = arm.cfg, arm.plan
     seed_everything(cfg.optim.seed)
@@ -408,8 +410,6 @@ def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[A
     if resume is None and checkpoints.exists():
         shutil.rmtree(checkpoints)  # leftovers without progress cannot be resumed
     if resume is not None:
-        from minidisc.training.checkpoints import verify_checkpoint
-
         verify_checkpoint(resume)  # a corrupted file: say which folder to delete, now
         curve.restore(resume, trainer.meter)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -441,10 +441,6 @@ def _student_stage(arm: Arm, checkpoints: Path, out: Path, callbacks: Sequence[A
 
 def describe_arm(arm: Arm) -> dict[str, Any]:
     """JSON-ready facts of an arm for the report and the runs file."""
-    from minidisc.compute.flops import non_embedding_params
-    from minidisc.pretrain.evaluate import masked_count, scored_count
-    from minidisc.pretrain.report import pretrain_tokens_of
-
     s = arm.student.config
     s_geo = _geometry(s)
     student = {
@@ -486,22 +482,15 @@ def describe_arm(arm: Arm) -> dict[str, Any]:
 def _geometry(config: Any) -> Geometry:
     """Sizes of a model (key/value heads = query heads without grouped-query attention),
     as its architecture family reads them."""
-    from minidisc.elastic.families import family_for
-
     return family_for(config).geometry(config)
 
 
 def _report_stage(run: RunDir) -> dict[str, Any]:
-    from minidisc.pretrain.report import write_report
-
     write_report(run)
     return {}
 
 
 def _log_stage(run: RunDir, path: str) -> dict[str, Any]:
-    from minidisc.pretrain.report import run_record
-    from minidisc.scaling.records import append_run_record
-
     record = run_record(run)
     append_run_record(path, record)
     return {"record": record.to_dict()}

@@ -1,6 +1,6 @@
 """The teacher and the student: loading, building, layer-copy initialisation.
 
-The teacher is loaded with the LM head of its type (:mod:`minidisc.pretrain.lm`): an MLM
+The teacher is loaded with the LM head of its type (:mod:`minidisc.tasks.lm_types`): an MLM
 head for BERT-like encoders, the causal-LM ``lm_head`` for LLaMA-like decoders. The
 student is the teacher's architecture (same vocabulary and tokenizer, so logit
 distillation compares like with like) with its own depth, width, heads (and key/value
@@ -15,13 +15,14 @@ teacher's architecture family says (:mod:`minidisc.elastic.families`).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from minidisc.elastic.families import family_for
 from minidisc.errors import ConfigError, ModelError
-from minidisc.pretrain.lm import LMType, lm_type_of
+from minidisc.models import from_pretrained, load_config
+from minidisc.tasks.lm_types import LMType, lm_type_of
 
 if TYPE_CHECKING:
     from torch import nn
@@ -46,8 +47,6 @@ class LoadedTeacher:
     @property
     def head_is_fresh(self) -> bool:
         """True when (part of) the LM head was not in the checkpoint."""
-        from minidisc.elastic.families import family_for
-
         head = tuple(f"{name}." for name in family_for(self.model).lm_head_names)
         return any(k.startswith(head) for k in self.missing_keys)
 
@@ -62,14 +61,12 @@ def load_teacher(source: ModelSource, seed: int, lm: LMType | None = None) -> Lo
     Args:
         source: the teacher.
         seed: torch seed of weights the checkpoint lacks.
-        lm: its LM type (default: from its config, :func:`minidisc.pretrain.lm.lm_type_of`).
+        lm: its LM type (default: from its config, :func:`minidisc.tasks.lm_types.lm_type_of`).
 
     Raises:
         ModelError: the model cannot be loaded, or its architecture is not supported.
     """
     import torch
-
-    from minidisc.models import from_pretrained
 
     lm = lm or lm_type_of(load_config(source))
     torch.manual_seed(seed)
@@ -102,38 +99,6 @@ def config_has_lm_head(config: Any, lm: LMType | None = None) -> bool | None:
     return any(str(name).endswith(lm.head_architectures) for name in architectures)
 
 
-#: Configs already read, by source and file modification time: reading a GGUF header
-#: takes seconds, and a run reads its teacher's config several times before training.
-_CONFIGS: dict[Any, Any] = {}
-
-
-def _config_stamp(source: ModelSource) -> int | None:
-    """Modification time of the file a config is read from (``None`` for hub ids)."""
-    from pathlib import Path
-
-    path = Path(source.path) / (source.gguf_file or "config.json")
-    return path.stat().st_mtime_ns if path.is_file() else None
-
-
-def load_config(source: ModelSource) -> Any:
-    """The teacher's ``transformers`` config alone (no weights; GGUF headers too); a fresh
-    copy per call.
-
-    Raises:
-        ModelError: the config cannot be read.
-    """
-    from transformers import AutoConfig
-
-    key = (source, _config_stamp(source))
-    if key not in _CONFIGS:
-        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-        try:
-            _CONFIGS[key] = AutoConfig.from_pretrained(source.path, trust_remote_code=False, **kwargs)
-        except (OSError, ValueError) as err:
-            raise ModelError(f"cannot read the config of {source.label or source.path}: {err}") from err
-    return copy.deepcopy(_CONFIGS[key])
-
-
 def lm_head(model: nn.Module) -> nn.Module:
     """The LM head of a masked or causal LM: maps hidden states ``(…, d)`` to logits
     ``(…, V)``; the rest of the model is ``model.base_model``. Its family names it
@@ -143,8 +108,6 @@ def lm_head(model: nn.Module) -> nn.Module:
     Raises:
         ModelError: unsupported architecture, or the model has no LM head.
     """
-    from minidisc.elastic.families import family_for
-
     return family_for(model).lm_head(model)
 
 
@@ -198,8 +161,6 @@ def _attention_sizes(teacher_config: Any, spec: StudentConfig) -> tuple[int, int
         ConfigError: KV heads on an encoder; heads not dividing the width; KV heads not
             dividing the heads.
     """
-    from minidisc.elastic.families import family_for
-
     family = family_for(teacher_config)
     geo = family.geometry(teacher_config)
     hidden = spec.hidden or geo.hidden_size
@@ -231,8 +192,6 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
         ConfigError: sizes that do not fit (see :func:`_attention_sizes`; a size different
             from the teacher's together with ``init_from_teacher``).
     """
-    from minidisc.elastic.families import family_for
-
     lm = lm_type_of(teacher_config)
     family = family_for(teacher_config)
     geo = family.geometry(teacher_config)
@@ -303,8 +262,6 @@ def build_student(
 
 def _layer_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
     """State-dict prefixes of the model's transformer layers (``"bert.encoder.layer.0."``…)."""
-    from minidisc.elastic.families import family_for
-
     ids = {id(layer) for layer in family_for(model).layers(model)}
     return tuple(f"{name}." for name, module in model.named_modules() if id(module) in ids)
 
@@ -319,8 +276,6 @@ def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, laye
         ModelError: unsupported architecture, a weight the teacher lacks, or shapes that
             do not match.
     """
-    from minidisc.elastic.families import family_for
-
     family = family_for(teacher)
     s_layers, t_layers = family.layers(student), family.layers(teacher)
     if len(s_layers) != len(layers):

@@ -19,6 +19,7 @@ from typing import Any
 
 from minidisc.errors import DataError
 from minidisc.fileio import read_json, write_json, write_text
+from minidisc.pretrain.plots import plot_loss_curves
 
 
 def study_row(setting: str, run_dir: str | Path, glue_dir: str | Path | None = None) -> dict[str, Any]:
@@ -95,8 +96,6 @@ def render_study(rows: Sequence[dict[str, Any]]) -> str:
 def plot_study(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
     """Held-out MLM loss curves of every arm against training FLOPs and tokens (arms whose
     MLM head is untrained are left out: their MLM loss is not comparable)."""
-    from minidisc.pretrain.plots import plot_loss_curves
-
     curves = {
         f"{row['arm']} ({row['setting']})": read_json(Path(row["run"]) / "report.json")["curve"]
         for row in rows

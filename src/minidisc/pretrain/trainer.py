@@ -23,8 +23,8 @@ from minidisc.objectives import Signals, label_loss
 from minidisc.pretrain.budget import CostModel
 from minidisc.pretrain.data import IGNORE_INDEX
 from minidisc.pretrain.forward import causal_view, lm_signals, masked_positions, masked_view
-from minidisc.pretrain.lm import MASKED_LM, LMType
 from minidisc.pretrain.student import lm_head
+from minidisc.tasks.lm_types import MASKED_LM, LMType
 from minidisc.training.trainers import DistillationTrainer, MeteredTrainer
 
 

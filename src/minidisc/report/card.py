@@ -7,8 +7,8 @@ where the teacher's is known); the body says what a user needs: teacher, task,
 sparsity, parameters, FLOPs per 128 tokens, the dev metrics of teacher, assistants and
 student, the command that produced it, the data and its terms, and how to load it.
 
-:func:`~minidisc.elastic.io.save_student` writes a card from the weights alone; the
-``student`` stage of a run rewrites it with the run's facts (:class:`CardFacts`) and
+:func:`model_card` renders a card from the weights alone, which every model a run saves
+gets (``save_student(…, card=model_card)``); the ``student`` stage of a run rewrites it with the run's facts (:class:`CardFacts`) and
 the exported copy's dev metrics, inside the stage's staging folder, so a student folder
 never appears without its final card. A card holds no time stamps and no run-folder
 paths: the same command gives the same card.
@@ -24,7 +24,11 @@ from typing import Any
 
 import yaml
 
+from minidisc.compute.flops import non_embedding_params, paper_flops
 from minidisc.elastic.levels import same_level
+from minidisc.fileio import write_text
+from minidisc.models import PACKAGED_ALIASES, SMOLLM2_ALIASES
+from minidisc.tasks import get_task
 from minidisc.training.records import HopRecord, iterations
 
 CARD = "README.md"
@@ -186,16 +190,12 @@ def write_model_card(
     folder: str | Path, model: Any, facts: CardFacts | None = None, student_dev: Mapping[str, float] | None = None
 ) -> Path:
     """Write (atomically) ``folder/README.md``; returns its path."""
-    from minidisc.fileio import write_text
-
     path = Path(folder) / CARD
     write_text(path, model_card(model, facts, student_dev))
     return path
 
 
 def _size(model: Any) -> dict[str, Any]:
-    from minidisc.compute.flops import non_embedding_params, paper_flops
-
     config = model.config
     recorded = getattr(config, "minidisc_subnet", None) or {}
     return {
@@ -211,8 +211,6 @@ def _size(model: Any) -> dict[str, Any]:
 def _teacher_id(facts: CardFacts) -> tuple[str, str | None]:
     """(base_model, licence): the hub id of a packaged teacher, else the teacher as
     configured (a hub id, or a local path); the licence where minidisc knows it."""
-    from minidisc.models import PACKAGED_ALIASES, SMOLLM2_ALIASES
-
     key = (facts.teacher or "").strip().lower()
     if key in PACKAGED_ALIASES:
         return _KNOWN_TEACHERS["packaged"]
@@ -268,7 +266,6 @@ def _front_matter(
     meta: dict[str, Any] = {"library_name": "transformers"}
     if facts is None:
         return {**meta, "tags": tags, "pipeline_tag": _pipeline_tag(model)}
-    from minidisc.tasks import get_task
 
     task = get_task(facts.task)
     base_model, licence = _teacher_id(facts)
@@ -339,16 +336,12 @@ def _body(model: Any, size: dict[str, Any], facts: CardFacts | None, dev: Mappin
 
 
 def _task_line(task_name: str) -> str:
-    from minidisc.tasks import get_task
-
     task = get_task(task_name)
     labels = f", labels {', '.join(task.label_names)}" if task.label_names and len(task.label_names) <= 4 else ""
     return f"{task.name} ({_task_title(task)}{labels})"
 
 
 def _metrics_section(facts: CardFacts, sparsity: float | None, dev: Mapping[str, float] | None) -> list[str]:
-    from minidisc.tasks import get_task
-
     keys = [*get_task(facts.task).metric_names, "main"]
     rows = [(r.role, r.sparsity, r.dev) for r in facts.lineage] + [("**student (this model)**", sparsity, dev or {})]
     pct = lambda v: "–" if v is None else f"{100 * v:.2f}"
@@ -391,6 +384,7 @@ def _provenance_section(facts: CardFacts) -> list[str]:
 
 
 def _loading_section(config: Any) -> list[str]:
+    # lazy: pulls in torch (~1.2 s CPU); keeps `minidisc --help` fast
     from minidisc.elastic.io import loads_with_plain_transformers
 
     lines = ["## How to load", "", "```python", "import minidisc", "",

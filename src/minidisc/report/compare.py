@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.compute.flops import non_embedding_params, paper_flops
 from minidisc.elastic.levels import same_level
 from minidisc.fileio import atomic_path, read_json, write_json, write_text
 from minidisc.training.records import HopRecord, IterationRecord, StudentRecord, iterations
 from minidisc.training.selection import tradeoff
 
 if TYPE_CHECKING:
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
 
 SEQ_LEN = 128  # the paper's FLOPs column: non-embedding params × 128 tokens
 
@@ -25,8 +26,6 @@ SEQ_LEN = 128  # the paper's FLOPs column: non-embedding params × 128 tokens
 def model_size(model_dir: Path) -> dict[str, Any]:
     """Non-embedding parameters and the paper's FLOPs (per 128 tokens) of a saved model."""
     from transformers import AutoConfig
-
-    from minidisc.compute.flops import non_embedding_params, paper_flops
 
     config = AutoConfig.from_pretrained(model_dir)
     recorded = getattr(config, "minidisc_subnet", None) or {}

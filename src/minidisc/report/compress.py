@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from minidisc.compute.flops import non_embedding_params, paper_flops
 from minidisc.elastic.levels import find_level, same_level
 from minidisc.elastic.sparsity_map import load_sparsity_map
 from minidisc.fileio import write_json, write_text
+from minidisc.report.compare import cost_markdown
 from minidisc.report.plots import plot_tradeoff
 from minidisc.training.records import StudentRecord, iteration_names, iterations
 
 if TYPE_CHECKING:
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
     from minidisc.training.data import TaskData
 
 SEQ_LEN = 128  # the paper's table counts FLOPs per 128-token sequence
@@ -24,8 +26,6 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     finished so far, and ``student`` None until it is exported.
     """
     from transformers import AutoConfig
-
-    from minidisc.compute.flops import non_embedding_params, paper_flops
 
     cfg = run.manifest["config"]
     stages = finished_stages(run.manifest)
@@ -77,8 +77,6 @@ def finished_stages(manifest: dict[str, Any]) -> dict[str, Any]:
 def write_compress_report(run: RunDir, data: TaskData | None = None) -> None:
     """Write report.json, report.md (with the cost section once the manifest holds the
     run's cost) and, once an iteration has finished, tradeoff.png into the run folder."""
-    from minidisc.report.compare import cost_markdown
-
     report = build_compress_report(run)
     text = render_markdown(report)
     cost = run.manifest.get("cost")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minidisc.errors import ConfigError
 from minidisc.fileio import atomic_path
 from minidisc.scaling.compute import FlopsModel, get_scenario
 from minidisc.scaling.laws import distillation_loss, supervised_loss
@@ -56,8 +57,6 @@ def _figure():
 def _save(fig, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
-        from minidisc.errors import ConfigError
-
         raise ConfigError(f"plots are written as PNG; give a .png path, not {path.name}")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI)
@@ -159,8 +158,6 @@ def distillation_advantage_grid(
 ) -> np.ndarray:
     """L_S* − L_sup (nats) on a (len(budgets), len(student_sizes)) grid; NaN where the
     budget is infeasible for that student. Negative: distillation is better."""
-    from minidisc.errors import ConfigError
-
     out = np.full((len(budgets), len(student_sizes)), np.nan)
     for i, c in enumerate(budgets):
         for j, n in enumerate(student_sizes):
@@ -219,8 +216,6 @@ def plot_crossover(path: str | os.PathLike[str], crossovers: Sequence[Crossover]
     """Distilled (solid) and supervised (dashed) loss vs compute for one student, one
     curve per scenario, every crossing marked (dotted)."""
     if not crossovers:
-        from minidisc.errors import ConfigError
-
         raise ConfigError("nothing to plot: no crossover results")
     fig, ax = _figure()
     first = crossovers[0]

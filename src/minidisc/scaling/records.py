@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from minidisc.errors import DataError
+from minidisc.fileio import write_text
 
 __all__ = ["FIELDS", "RunRecord", "append_run_record", "read_run_records", "write_run_records"]
 
@@ -180,8 +181,6 @@ def append_run_record(path: str | os.PathLike[str], record: RunRecord) -> None:
 
 def write_run_records(path: str | os.PathLike[str], records: Iterable[RunRecord]) -> None:
     """Write a whole runs file atomically (replacing it), encoding by suffix."""
-    from minidisc.fileio import write_text
-
     path = Path(path)
     if _is_csv(path):
         text = _csv_line(FIELDS) + "".join(

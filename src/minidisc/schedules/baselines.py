@@ -17,9 +17,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.elastic.levels import level_key
+from minidisc.elastic.spec import SubnetSpec
+from minidisc.objectives import build_objective
+from minidisc.report.card import CardFacts
+from minidisc.report.compare import write_schedule_report
+from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.schedules.config import DistillConfig, MaxiDiscConfig, ScheduleConfig, TakdConfig
-from minidisc.schedules.paths import HopContext, Path_, sparsity_path, stage_name
-from minidisc.schedules.run import REPORT_FILES, RunDir
+from minidisc.schedules.cost import estimate_direct_kd, measured_direct_kd, schedule_cost
+from minidisc.schedules.memo import StageMemo
+from minidisc.schedules.paths import (
+    HopContext,
+    Path_,
+    best_final,
+    run_paths,
+    sparsity_path,
+    stage_name,
+)
+from minidisc.schedules.stages import (
+    export_stage,
+    level_specs,
+    prepare_teacher,
+    root_run,
+    task_inputs,
+)
+from minidisc.schedules.students import check_layers, teacher_depth
+from minidisc.tasks import get_task
+from minidisc.training.data import prepare_task_data
 from minidisc.training.records import HopRecord, Level
 
 if TYPE_CHECKING:
@@ -81,18 +105,6 @@ def run_schedule(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
-    from minidisc.objectives import build_objective
-    from minidisc.schedules.memo import StageMemo
-    from minidisc.schedules.stages import (
-        export_stage,
-        level_specs,
-        prepare_teacher,
-        root_run,
-        task_inputs,
-    )
-    from minidisc.tasks import get_task
-    from minidisc.training.data import prepare_task_data
-
     build_objective(cfg.objective, task_type=get_task(cfg.data.task).task_type, **cfg.objective_options)  # fail early
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
     _check_layer_levels(paths, source)
@@ -104,11 +116,8 @@ def run_schedule(
     memo = StageMemo(root_run(run.path)) if reuse else None
     ctx = HopContext(run, cfg, data, specs, teacher_cache, memo)
 
-    from minidisc.schedules.paths import best_final, run_paths
-
     finals = run_paths(ctx, paths)
     best = best_final(run.manifest["stages"], finals)
-    from minidisc.report.card import CardFacts
 
     card = CardFacts.from_manifest(run.manifest, final_hop=best)
     run.stage("student", lambda tmp: export_stage(run.path / best / "model", data, tmp, card=card, source=best))
@@ -117,8 +126,6 @@ def run_schedule(
     run.set("paths", [{"path": [lv.to_dict() for lv in p], "final": stage_name(p)} for p in paths])
 
     def report(_root: Path) -> dict[str, Any]:
-        from minidisc.report.compare import write_schedule_report
-
         write_schedule_report(run)
         return {}
 
@@ -130,8 +137,6 @@ def run_schedule(
 def _check_layer_levels(paths: Sequence[Path_], source: ModelSource) -> None:
     """Range-check layer-dropped levels against the teacher's depth before any training
     (the teacher's config is readable before it is fine-tuned)."""
-    from minidisc.schedules.students import check_layers, teacher_depth
-
     layered = [lv.layers for p in paths for lv in p if lv.layers is not None]
     if layered:
         depth = teacher_depth(source)
@@ -143,10 +148,6 @@ def _cost(run: RunDir, paths: Sequence[Path_], specs: dict, command: str, hops: 
     """The run's cost record; direct KD is its own reference (multiple 1), the others
     estimate the direct-KD reference from their first hop."""
     from transformers import AutoConfig
-
-    from minidisc.elastic.levels import level_key
-    from minidisc.elastic.spec import SubnetSpec
-    from minidisc.schedules.cost import estimate_direct_kd, measured_direct_kd, schedule_cost
 
     stages = run.manifest["stages"]
     if command == "distill":

@@ -20,9 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.objectives import build_objective
+from minidisc.report.compare import (
+    assistant_student_correlation,
+    model_size,
+    schedule_row,
+    write_compare_report,
+)
+from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.schedules.baselines import run_distill, run_maxidisc, run_takd
 from minidisc.schedules.config import CompareConfig
-from minidisc.schedules.run import REPORT_FILES, RunDir
+from minidisc.schedules.memo import StageMemo
+from minidisc.schedules.minidisc import run_compress
+from minidisc.schedules.stages import level_specs, prepare_teacher, root_run, task_inputs
+from minidisc.tasks import get_task
+from minidisc.training.data import prepare_task_data
 from minidisc.training.records import StudentRecord
+from minidisc.training.teacher_cache import MiB, TeacherCacheStore
 
 if TYPE_CHECKING:
     from minidisc.tasks import TaskSpec
@@ -49,7 +63,6 @@ def open_cache(options: CacheOptions | None, root: Path) -> Any:
     """A :class:`~minidisc.training.teacher_cache.TeacherCacheStore`, or None when off."""
     if options is None or not options.enabled:
         return None
-    from minidisc.training.teacher_cache import MiB, TeacherCacheStore
 
     directory = Path(options.directory) if options.directory else Path(root) / "teacher-cache"
     disk = int(options.max_disk_gb * 1024 * MiB) if options.max_disk_gb is not None else None
@@ -58,8 +71,6 @@ def open_cache(options: CacheOptions | None, root: Path) -> Any:
 
 def cache_root(output: str | Path, teacher_run: str | Path | None) -> Path:
     """The run that holds (or will hold) the teacher: where the shared cache lives."""
-    from minidisc.schedules.stages import root_run
-
     if teacher_run is not None and (Path(teacher_run) / "sparsified").exists():
         return root_run(Path(teacher_run))
     return Path(output)
@@ -78,9 +89,6 @@ def run_compare(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
-    from minidisc.schedules.stages import level_specs, prepare_teacher, root_run, task_inputs
-    from minidisc.training.data import prepare_task_data
-
     cfg.schedule_configs("")  # validation only: the shared teacher folder is known below
     _check_objective(cfg)
     run = RunDir(output, cfg, "compare", overwrite=overwrite)
@@ -107,12 +115,6 @@ def compare_report(cfg: CompareConfig, run: RunDir, task: TaskSpec, sizes: dict[
     Args:
         sizes: the data sizes, when the teacher stage's entry lacks them.
     """
-    from minidisc.report.compare import (
-        assistant_student_correlation,
-        schedule_row,
-        write_compare_report,
-    )
-
     rows = [schedule_row(name, run.path / name) for name in cfg.schedules]
     correlation = None
     if "maxidisc" in cfg.schedules:
@@ -124,19 +126,11 @@ def compare_report(cfg: CompareConfig, run: RunDir, task: TaskSpec, sizes: dict[
 
 def _check_objective(cfg: CompareConfig) -> None:
     """Build the baselines' objective once, so unknown options fail before training."""
-    from minidisc.objectives import build_objective
-    from minidisc.tasks import get_task
-
     if set(cfg.schedules) - {"minidisc"}:
         build_objective(cfg.objective, task_type=get_task(cfg.data.task).task_type, **cfg.objective_options)
 
 
 def _run_schedule(cfg: CompareConfig, name: str, shared: str, out: Path, store: Any) -> dict[str, Any]:
-    from minidisc.schedules.baselines import run_distill, run_maxidisc, run_takd
-    from minidisc.schedules.memo import StageMemo
-    from minidisc.schedules.minidisc import run_compress
-    from minidisc.schedules.stages import root_run
-
     sub_cfg = cfg.schedule_configs(shared)[name]
     if name == "minidisc":
         memo = StageMemo(root_run(Path(shared)))
@@ -154,8 +148,6 @@ def _run_schedule(cfg: CompareConfig, name: str, shared: str, out: Path, store: 
 
 
 def _info(cfg: CompareConfig, run: RunDir, task: TaskSpec, sizes: dict[str, Any] | None) -> dict[str, Any]:
-    from minidisc.report.compare import model_size
-
     teacher = run.manifest["stages"]["teacher"]
     t = cfg.train
     return {

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from minidisc.config import DEFAULT_GRID, CompressConfig, DataConfig, TrainConfig, check_grid
 from minidisc.elastic.levels import level, same_level
+from minidisc.errors import ConfigError
 from minidisc.objectives.catalog import OBJECTIVE_NAMES
 
 SCHEDULES: tuple[str, ...] = ("direct", "takd", "maxidisc", "minidisc")
@@ -256,8 +257,6 @@ class CompareConfig(_Strict):
                 default TAKD path find no candidate assistant below the target).
         """
         from pydantic import ValidationError
-
-        from minidisc.errors import ConfigError
 
         builders = {"direct": self.direct, "takd": self.takd, "maxidisc": self.maxidisc}
         configs: dict[str, BaseModel] = {}

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from minidisc.compute.flops import forward_flops
 from minidisc.compute.meter import ComputeTotals
 
 if TYPE_CHECKING:
@@ -114,8 +115,6 @@ def estimate_direct_kd(
         target: the target student's spec.
         first_students: the specs trained in that stage (one per candidate).
     """
-    from minidisc.compute.flops import forward_flops
-
     nominal = nominal_compute(first_stage)
     seq = max(1, round(nominal.tokens / max(nominal.sequences, 1)))
     trained = sum(forward_flops(teacher_config, s, seq_len=seq) for s in first_students)

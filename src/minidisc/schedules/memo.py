@@ -28,7 +28,7 @@ from minidisc.fileio import read_json, write_json
 from minidisc.schedules.stages import root_run
 
 if TYPE_CHECKING:
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
 
 REGISTRY = "stage-registry.json"
 

@@ -1,6 +1,6 @@
 """The MiniDisc schedule (``minidisc compress``): teacher → assistant → student.
 
-Stages, each resumable from the run directory (:class:`~minidisc.schedules.run.RunDir`):
+Stages, each resumable from the run directory (:class:`~minidisc.runfolder.run.RunDir`):
 
 ``teacher``      fine-tune the teacher on the task (or only evaluate it with
                  ``teacher_finetuned``); keep the best dev checkpoint.
@@ -37,8 +37,11 @@ from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
+from minidisc.report.card import CardFacts, model_card
+from minidisc.report.compress import write_compress_report
+from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 from minidisc.schedules.memo import memo_stage, stage_key
-from minidisc.schedules.run import REPORT_FILES, RunDir
 from minidisc.schedules.stages import export_stage, level_specs, prepare_teacher, task_inputs
 from minidisc.training.data import prepare_task_data
 from minidisc.training.distill import Distiller
@@ -147,7 +150,7 @@ def _iteration_stage(
     iteration: the target alone); write ``out/model`` (the selection at its best),
     ``out/candidates.json`` and, when asked, ``out/candidates/``; return the manifest entry."""
     cfg, spec_map, data = ctx.cfg, ctx.spec_map, ctx.data
-    distiller = Distiller(data, cfg.final if final else cfg.sandwich, teacher_cache=ctx.teacher_cache)
+    distiller = Distiller(data, cfg.final if final else cfg.sandwich, teacher_cache=ctx.teacher_cache, card=model_card)
     teacher, student = distiller.load(teacher_dir)
     target = level_key(spec_map, cfg.target_sparsity)
     levels = [target] if final else [level_key(spec_map, s) for s in cfg.candidate_levels(teacher_level)]
@@ -155,7 +158,7 @@ def _iteration_stage(
     compute = distiller.run(teacher, student, {s: spec_map[s] for s in levels}, tracker, out, stage=f"iter{k}")
     if cfg.save_candidates or ctx.memo is not None:  # with a registry: kept for a later run's reuse
         for s, snapshot in tracker.snapshots.items():
-            save_student(snapshot, out / "candidates" / f"s{s:g}", spec_map[s], tokenizer=data.tokenizer)
+            save_student(snapshot, out / "candidates" / f"s{s:g}", spec_map[s], tokenizer=data.tokenizer, card=model_card)
     summary = tracker.summary()
     if is_main_process():  # every process holds the same tracker (metrics gathered across them)
         write_json(out / "candidates.json", summary.to_dict())
@@ -188,14 +191,10 @@ def _record(k: int, final: bool, teacher_level: float, summary: CandidatesRecord
 
 
 def _export_stage(run: RunDir, model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:
-    from minidisc.report.card import CardFacts
-
     return export_stage(model_dir, data, out, spec, card=CardFacts.from_manifest(run.manifest))
 
 
 def _report_stage(run: RunDir, data: TaskData) -> dict[str, Any]:
-    from minidisc.report.compress import write_compress_report
-
     write_compress_report(run, data)
     return {}
 
@@ -203,8 +202,6 @@ def _report_stage(run: RunDir, data: TaskData) -> dict[str, Any]:
 def _cost(run: RunDir, cfg: CompressConfig, spec_map: dict[float, SubnetSpec]) -> dict[str, Any]:
     """The schedule's cost: its iterations; direct KD estimated from iteration 1."""
     from transformers import AutoConfig
-
-    from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 
     stages = run.manifest["stages"]
     iterations = iteration_names(stages)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.compute.flops import non_embedding_params
 from minidisc.elastic.extract import physical_spec
 from minidisc.elastic.levels import level, level_key
+from minidisc.report.card import model_card
 from minidisc.schedules.memo import memo_stage, stage_key
 from minidisc.schedules.students import drop_layers
 from minidisc.training.distill import Distiller
@@ -32,9 +33,9 @@ from minidisc.training.tracker import CandidateTracker
 
 if TYPE_CHECKING:
     from minidisc.elastic.spec import SubnetSpec
+    from minidisc.runfolder.run import RunDir
     from minidisc.schedules.config import ScheduleConfig
     from minidisc.schedules.memo import StageMemo
-    from minidisc.schedules.run import RunDir
     from minidisc.training.data import TaskData
     from minidisc.training.teacher_cache import TeacherCacheStore
 
@@ -114,7 +115,8 @@ def hop_stage(
         DivergenceError: a non-finite loss, gradient norm or weight during training.
     """
     distiller = Distiller(
-        data, cfg.train, objective=cfg.objective, objective_options=dict(cfg.objective_options), teacher_cache=cache
+        data, cfg.train, objective=cfg.objective, objective_options=dict(cfg.objective_options), teacher_cache=cache,
+        card=model_card,
     )
     teacher, student = distiller.load(teacher_dir)
     if level.layers is not None:

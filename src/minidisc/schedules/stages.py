@@ -22,24 +22,41 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.compute.flops import forward_flops
+from minidisc.compute.meter import ComputeTotals
 from minidisc.config import TrainConfig
+from minidisc.elastic.importance import Importance
+from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
 from minidisc.elastic.levels import check_levels, find_level, level
+from minidisc.elastic.model import ElasticModel
 from minidisc.elastic.sparsity_map import (
     load_sparsity_map,
+    model_sparsity_map,
     save_extra_levels,
     save_sparsity_map,
 )
 from minidisc.errors import ConfigError, ModelError
-from minidisc.fileio import is_main_process
+from minidisc.fileio import is_main_process, read_json
+from minidisc.models import (
+    ModelSource,
+    head_looks_untrained,
+    load_task_model,
+    load_tokenizer,
+    resolve_model,
+)
+from minidisc.report.card import model_card, write_model_card
+from minidisc.runfolder.run import MANIFEST
+from minidisc.seeding import seed_everything
+from minidisc.training.data import collator_for
+from minidisc.training.finetune import evaluate_model, finetune
 from minidisc.training.records import StudentRecord
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from minidisc.elastic.spec import SubnetSpec
-    from minidisc.models import ModelSource
     from minidisc.report.card import CardFacts
-    from minidisc.schedules.run import RunDir
+    from minidisc.runfolder.run import RunDir
     from minidisc.training.data import TaskData
 
 SHARED_STAGES = ("teacher", "sparsified")
@@ -64,10 +81,6 @@ def teacher_stage(
             ``already_finetuned`` and its task head is missing, sized for another task,
             or still as initialised (never trained).
     """
-    from minidisc.models import head_looks_untrained, load_task_model
-    from minidisc.seeding import seed_everything
-    from minidisc.training.finetune import evaluate_model, finetune
-
     seed_everything(finetune_cfg.seed)
     loaded = load_task_model(source, data.task, require_head=already_finetuned)
     model = loaded.model
@@ -116,13 +129,6 @@ def sparsify_stage(
     """
     from torch.utils.data import DataLoader
 
-    from minidisc.compute.flops import forward_flops
-    from minidisc.compute.meter import ComputeTotals
-    from minidisc.elastic.model import ElasticModel
-    from minidisc.models import ModelSource, head_looks_untrained, load_task_model
-    from minidisc.seeding import seed_everything
-    from minidisc.training.data import collator_for
-
     seed_everything(seed)
     source = teacher_dir if isinstance(teacher_dir, ModelSource) else ModelSource(str(teacher_dir))
     loaded = load_task_model(source, data.task)
@@ -168,10 +174,6 @@ def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, Su
     Raises:
         ConfigError: a level outside [0, 1).
     """
-    from minidisc.elastic.importance import Importance
-    from minidisc.elastic.sparsity_map import model_sparsity_map
-    from minidisc.models import ModelSource
-
     saved = load_sparsity_map(sparsified_dir)
     wanted = sorted({level(s) for s in levels})
     missing = [s for s in wanted if find_level(saved, s) is None]
@@ -220,9 +222,6 @@ def prepare_teacher(
 
 def link_stage(run: RunDir, name: str, source_run: Path) -> dict[str, Any]:
     """Make stage ``name`` of ``run`` a link to the same finished stage of ``source_run``."""
-    from minidisc.fileio import read_json
-    from minidisc.schedules.run import MANIFEST
-
     if run.done(name):
         return run.record(name)
     manifest_path = source_run / MANIFEST
@@ -252,8 +251,6 @@ def root_run(run_path: Path) -> Path:
 
 def task_inputs(teacher: str | None, teacher_run: str | Path | None) -> tuple[ModelSource, PreTrainedTokenizerBase]:
     """The teacher's source and tokenizer; from the shared run's teacher when sharing."""
-    from minidisc.models import ModelSource, load_tokenizer, resolve_model
-
     if teacher_run is not None:
         folder = Path(teacher_run) / "teacher"
         if not (folder / "config.json").is_file():
@@ -278,22 +275,17 @@ def export_stage(
         spec: the student's per-layer sizes (default: as recorded in its config).
         card: the run's facts for the student's model card (``out/README.md``), which
             is written with the exported copy's dev metrics; None keeps the card
-            :func:`~minidisc.elastic.io.save_student` writes from the weights alone.
+            rendered from the weights alone (:func:`~minidisc.report.card.model_card`).
         source: the stage the student comes from, recorded as ``from`` (baseline
             schedules: the best final hop).
     """
-    from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
-    from minidisc.training.finetune import evaluate_model
-
     model = load_student(model_dir)
-    save_student(model, out, spec, tokenizer=data.tokenizer)
+    save_student(model, out, spec, tokenizer=data.tokenizer, card=model_card)
     exported = load_student(out)  # the numbers reported are those of the exported files
     dev, _ = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval")
     if is_main_process():
         shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
         if card is not None:  # `out` is the stage's staging folder: the card lands with the weights
-            from minidisc.report.card import write_model_card
-
             write_model_card(out, exported, card, dev)
     return StudentRecord(dev, loads_with_plain_transformers(exported.config), source).to_dict()
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from minidisc.elastic.families import family_for
 from minidisc.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ def teacher_depth(source: ModelSource) -> int:
     """
     from transformers import AutoConfig
 
-    from minidisc.elastic.families import family_for
-
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     try:
         config = AutoConfig.from_pretrained(source.path, trust_remote_code=False, **kwargs)
@@ -75,8 +74,6 @@ def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
         ConfigError: an index is out of range, repeated, or not ascending.
         ModelError: unsupported architecture.
     """
-    from minidisc.elastic.families import family_for
-
     family = family_for(model)
     keep = check_layers(keep, len(family.layers(model)))
     student = copy.deepcopy(model)

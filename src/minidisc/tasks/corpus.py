@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minidisc.errors import ConfigError, DataError
+from minidisc.tasks.plaintext import corpus_files, read_document
 
 if TYPE_CHECKING:
     import datasets
@@ -37,8 +38,6 @@ def _looks_like_path(value: str) -> bool:
 def _read_lines(path: Path) -> list[str]:
     """The non-blank lines of a corpus file read clean (UTF-8, ``\\n`` line ends, a Project
     Gutenberg header/footer removed: :func:`minidisc.tasks.plaintext.read_document`)."""
-    from minidisc.tasks.plaintext import read_document
-
     return [line for line in read_document(path).text.split("\n") if line.strip()]
 
 
@@ -80,7 +79,6 @@ def load_text_corpus(
     local = many or Path(items[0]).exists() or _looks_like_path(os.fspath(items[0]))
     if not local:
         return _load_hub_corpus(os.fspath(items[0]), split, config, text_column)
-    from minidisc.tasks.plaintext import corpus_files
 
     texts: list[str] = []
     for path in corpus_files(items):

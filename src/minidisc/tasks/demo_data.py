@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minidisc.tasks.loading import load_split, subsample_indices
+
 #: Training sentences of the demo (its ``max_train_samples``).
 DEMO_TRAIN_SAMPLES = 3000
 #: GLUE task folder of the demo.
@@ -56,8 +58,6 @@ def build_demo_subset(glue_dir: Path, out_dir: Path, seed: int, n_train: int = D
     Raises:
         DataError / ConfigError: as :func:`minidisc.tasks.load_split` on the source files.
     """
-    from minidisc.tasks.loading import load_split, subsample_indices
-
     source = glue_dir / DEMO_TASK_FOLDER
     target = out_dir / DEMO_TASK_FOLDER
     target.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from minidisc.tasks import compute_metrics, get_task, load_split, resolve_data_dir, tokenize_split
+from minidisc.tasks.demo_data import describe_packaged, is_packaged_demo_dir
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -40,8 +43,6 @@ def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed:
     Raises:
         DataError / ConfigError: from :mod:`minidisc.tasks` on bad data or names.
     """
-    from minidisc.tasks import get_task, load_split, resolve_data_dir, tokenize_split
-
     task = get_task(cfg.task)
     data_dir = resolve_data_dir(cfg.data_dir)
     dev_split = task.dev_split if hasattr(task, "dev_split") else "dev"
@@ -65,8 +66,6 @@ def data_source(task: TaskSpec, data_dir: Path | None) -> str:
     """Where the task's examples came from, for reports: the subset packaged for the
     demo (named as such), the local folder, else the task's own hub dataset
     (``hub:nyu-mll/glue (sst2)``, ``hub:eriktks/conll2003``)."""
-    from minidisc.tasks.demo_data import describe_packaged, is_packaged_demo_dir
-
     if is_packaged_demo_dir(data_dir):
         return describe_packaged()
     if data_dir is not None:
@@ -86,8 +85,6 @@ def collator_for(task: TaskSpec, tokenizer: PreTrainedTokenizerBase) -> Any:
 
 def metrics_fn(task: TaskSpec) -> Callable[[Any], dict[str, float]]:
     """``compute_metrics`` for the Trainer: the task's official metrics plus ``main``."""
-    from minidisc.tasks import compute_metrics
-
     def compute(prediction: Any) -> dict[str, float]:
         logits = prediction.predictions
         if isinstance(logits, tuple):  # extra outputs (hidden states) come after the logits

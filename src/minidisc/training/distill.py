@@ -19,7 +19,7 @@ One stage is
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,8 @@ class Distiller:
         objective_options: its options.
         teacher_cache: serve teacher outputs from this store (see
             :mod:`minidisc.training.teacher_cache`); None: the teacher runs every batch.
+        card: renders the saved model's card (``out/model/README.md``) from the model,
+            e.g. :func:`minidisc.report.card.model_card`; None: no card.
     """
 
     data: TaskData
@@ -63,6 +65,7 @@ class Distiller:
     objective: str = "minidisc"
     objective_options: Mapping[str, Any] = field(default_factory=dict)
     teacher_cache: TeacherCacheStore | None = None
+    card: Callable[[Any], str] | None = None
 
     def load(self, teacher_dir: Path) -> tuple[PreTrainedModel, PreTrainedModel]:
         """Seed with ``cfg.seed``, then load the teacher saved in ``teacher_dir`` and a second
@@ -92,7 +95,7 @@ class Distiller:
         Every evaluation scores each candidate on dev and updates ``tracker`` (which keeps
         each candidate's snapshot at its best); training ends after ``cfg.patience``
         evaluations without a better selection score. The selected candidate at its best
-        evaluation is saved to ``out/model`` (safetensors, config, tokenizer), the training
+        evaluation is saved to ``out/model`` (safetensors, config, tokenizer, model card), the training
         logs to ``out/logs`` (:mod:`minidisc.training.logs`); the Trainer's scratch files
         in ``out/scratch`` are deleted. With a teacher cache the totals also hold
         ``teacher_cache`` statistics (hits, misses, teacher FLOPs saved), and the store is
@@ -134,5 +137,5 @@ class Distiller:
         if is_main_process():
             shutil.rmtree(out / "scratch", ignore_errors=True)
         chosen = tracker.selection.sparsity  # type: ignore[union-attr]  # evaluated at least once
-        save_student(tracker.chosen(), out / "model", candidates[chosen], tokenizer=self.data.tokenizer)
+        save_student(tracker.chosen(), out / "model", candidates[chosen], tokenizer=self.data.tokenizer, card=self.card)
         return compute

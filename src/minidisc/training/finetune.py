@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minidisc.training.arguments import training_arguments
+from minidisc.training.data import collator_for, metrics_fn
+from minidisc.training.trainers import MeteredTrainer
+
 if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -56,10 +60,6 @@ def finetune(
     """
     from transformers import EarlyStoppingCallback
 
-    from minidisc.training.arguments import training_arguments
-    from minidisc.training.data import collator_for, metrics_fn
-    from minidisc.training.trainers import MeteredTrainer
-
     trainer = MeteredTrainer(
         model=model,
         args=training_arguments(cfg, workdir, keep_best_checkpoint=True),
@@ -81,10 +81,6 @@ def evaluate_model(
     model: PreTrainedModel, data: TaskData, cfg: TrainConfig, workdir: str | Path
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Dev metrics (fractions, ``main`` included) of ``model`` and the evaluation's cost."""
-    from minidisc.training.arguments import training_arguments
-    from minidisc.training.data import collator_for, metrics_fn
-    from minidisc.training.trainers import MeteredTrainer
-
     trainer = MeteredTrainer(
         model=model,
         args=training_arguments(cfg, workdir, keep_best_checkpoint=False),

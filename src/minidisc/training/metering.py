@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from minidisc.compute.flops import forward_flops
 from minidisc.compute.meter import ComputeMeter
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ def attach_flop_hook(
 
     Returns: the hook handle (``.remove()`` detaches it).
     """
-    from minidisc.compute.flops import forward_flops
-
     config = model.config
 
     def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -47,11 +47,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from minidisc.compute.flops import forward_flops
 from minidisc.errors import ModelError
 from minidisc.fileio import atomic_path, read_json, write_json
+from minidisc.objectives import Signals
 
 if TYPE_CHECKING:
-    from minidisc.objectives import Objective, Signals
+    from minidisc.objectives import Objective
 
 LOGITS = "logits"
 HIDDEN = "hidden."
@@ -414,9 +416,6 @@ class TeacherCache:
             self.store.put(self.namespace, key, _per_example(signals, row, n))
 
     def _flops(self, seq: int, batch: int) -> float:
-        from minidisc.compute.flops import forward_flops
-        from minidisc.errors import ModelError
-
         if self.config is None:
             return 0.0
         try:
@@ -427,8 +426,6 @@ class TeacherCache:
     def _assemble(
         self, found: list[dict[str, Tensor]], lengths: list[int], seq: int, need_hidden: bool, device: torch.device
     ) -> Signals:
-        from minidisc.objectives import Signals
-
         logits = _pad_stack([f[LOGITS] for f in found], lengths, seq, device)
         hidden = None
         if need_hidden:

@@ -16,6 +16,8 @@ import torch
 from transformers import Trainer
 
 from minidisc.errors import ConfigError
+from minidisc.fileio import atomic_path
+from minidisc.objectives import forward_with_signals
 from minidisc.training.divergence import DivergenceCallback
 from minidisc.training.logs import log_callbacks
 from minidisc.training.metering import MeterCallback, attach_flop_hook
@@ -147,8 +149,6 @@ class DistillationTrainer(MeteredTrainer):
         return signals
 
     def _teacher_forward(self, inputs: dict[str, Any]) -> Signals:
-        from minidisc.objectives import forward_with_signals
-
         with torch.no_grad():
             return forward_with_signals(
                 self.teacher,
@@ -159,8 +159,6 @@ class DistillationTrainer(MeteredTrainer):
 
     def distillation_loss(self, model: torch.nn.Module, inputs: dict[str, Any], teacher: Signals) -> torch.Tensor:
         """Student forward and the objective's loss against ``teacher``."""
-        from minidisc.objectives import forward_with_signals
-
         student = forward_with_signals(
             model,
             inputs,
@@ -190,8 +188,6 @@ def save_objective_state(objective: torch.nn.Module, folder: str | Path) -> Path
         The file written, or ``None``.
     """
     from safetensors.torch import save_file
-
-    from minidisc.fileio import atomic_path
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in objective.state_dict().items()}
     if not state:

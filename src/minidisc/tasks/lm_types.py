@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from minidisc.elastic.families import family_for
 from minidisc.errors import ConfigError, ModelError
 
 
@@ -87,8 +88,6 @@ def lm_type_of(config: Any) -> LMType:
         ModelError: the architecture is not supported, or its family is not pretrained
             by minidisc.
     """
-    from minidisc.elastic.families import family_for
-
     family = family_for(config)
     if family.lm_type not in LM_TYPES:
         raise ModelError(

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minidisc.config import parse_config
 from minidisc.errors import ConfigError
+from minidisc.fileio import read_json
+from minidisc.report.compare import write_schedule_report
+from minidisc.report.compress import write_compress_report
+from minidisc.runfolder.run import MANIFEST, is_run_dir
+from minidisc.schedules.compare import compare_report
+from minidisc.schedules.config import CompareConfig
+from minidisc.tasks import get_task
 
 #: The commands whose runs have a report.
 REPORTED = ("compress", "distill", "takd", "maxidisc", "compare")
@@ -24,7 +32,7 @@ _PLOTS = ("tradeoff.png", "correlation.png", "compare.png")
 @dataclass(frozen=True)
 class SavedRun:
     """A run folder read back: what the report builders read of a
-    :class:`~minidisc.schedules.run.RunDir` (its ``path`` and ``manifest``), without
+    :class:`~minidisc.runfolder.run.RunDir` (its ``path`` and ``manifest``), without
     opening it for writing."""
 
     path: Path
@@ -37,9 +45,6 @@ class SavedRun:
         Raises:
             ConfigError: ``path`` is not a folder, or holds no readable minidisc manifest.
         """
-        from minidisc.fileio import read_json
-        from minidisc.schedules.run import MANIFEST, is_run_dir
-
         path = Path(path)
         if not path.is_dir():
             raise ConfigError(f"{path} is not a folder; pass the --output folder of a minidisc run")
@@ -90,18 +95,9 @@ def rebuild_report(path: str | Path) -> list[Path]:
 
 def _write(run: SavedRun, command: str) -> None:
     if command == "compress":
-        from minidisc.report.compress import write_compress_report
-
         write_compress_report(run)  # type: ignore[arg-type]
     elif command == "compare":
-        from minidisc.config import parse_config
-        from minidisc.schedules.compare import compare_report
-        from minidisc.schedules.config import CompareConfig
-        from minidisc.tasks import get_task
-
         cfg = parse_config(CompareConfig, run.manifest["config"], str(run.path / "manifest.json"))
         compare_report(cfg, run, get_task(cfg.data.task))  # type: ignore[arg-type]
     else:
-        from minidisc.report.compare import write_schedule_report
-
         write_schedule_report(run)  # type: ignore[arg-type]

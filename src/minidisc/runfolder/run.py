@@ -2,7 +2,7 @@
 
 Every stage writes into a temporary folder that is renamed into place only when the
 stage succeeds, then the manifest records it (status, wall time, metrics, compute, and
-the files it wrote with their checksums: :mod:`minidisc.schedules.outputs`). Rerunning
+the files it wrote with their checksums: :mod:`minidisc.runfolder.outputs`). Rerunning
 the same command skips finished stages, so an interrupted run resumes after its last
 finished stage; a finished stage whose files are missing or changed is run again, with
 every stage recorded after it (they may depend on it), and a warning says so. Staging
@@ -47,7 +47,7 @@ from minidisc.fileio import (
     remove_leftovers,
     write_json,
 )
-from minidisc.schedules.outputs import first_problem, record_outputs
+from minidisc.runfolder.outputs import first_problem, record_outputs
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
