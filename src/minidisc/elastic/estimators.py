@@ -9,7 +9,8 @@ Methods (:data:`METHODS`); each scores every query head ``(L, H)`` and FFN unit
 method         what                                        data        hidden  layers
 =============  ==========================================  ==========  ======  ===========
 ``activation`` Minitron (arXiv 2407.14679 §2.2): mean |act|  forwards    yes     1 − cos
-               over tokens, L2 over samples                            (dec.)  (in → out)
+               over tokens, L2 over samples                            (dec.)  (in → out;
+                                                                               any family)
                (:mod:`~minidisc.elastic.activation`)
 ``gradient``   |∂L/∂mask| Taylor scores, L = the model's   forwards +  yes     |∂L/∂m_l|
                own loss; causal LMs: next-token CE on the  backwards   (dec.)  (dec.)
@@ -144,7 +145,7 @@ def estimate_importance(
         sized = hasattr(batches, "__len__")
         counted = (_SizedCountedBatches if sized else _CountedBatches)(batches, max_batches, lm_labels=lm_head)
         if method == ACTIVATION:
-            imp = _activation(model, family, counted, hidden=decoder, layers=decoder, normalize=normalize,
+            imp = _activation(model, family, counted, hidden=decoder, layers=True, normalize=normalize,
                               progress=progress)
         elif decoder:
             imp = compute_importance(model, family, counted, loss_fn=loss_fn, normalize=normalize,
