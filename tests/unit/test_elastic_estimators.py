@@ -18,7 +18,14 @@ from minidisc.elastic.estimators import (
 )
 from minidisc.elastic.families import family_for
 from minidisc.elastic.importance import compute_importance
-from minidisc.elastic.testing import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder, tiny_llama
+from minidisc.elastic.testing import (
+    DECODERS,
+    random_batch,
+    randomize_,
+    tiny_bert,
+    tiny_decoder,
+    tiny_llama,
+)
 from minidisc.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
