@@ -252,13 +252,13 @@ def test_costs_count_tokens_flops_and_batches():
     one = forward_flops(model.config, None, seq_len=9, batch=3)
     with_head = forward_flops(model.config, None, seq_len=9, batch=3, lm_head=True)
     _, act = estimate_importance(model, None, batches, "activation", max_batches=2, progress=False)
-    assert (act.batches, act.sequences, act.tokens) == (2, 6, 54)
+    assert (act.batches, act.sequences, act.positions, act.tokens) == (2, 6, 54, 50)  # 2 padded per batch
     assert act.forward_flops == 2 * one and act.backward_flops == 0  # no LM head: it is not run
     _, grad = estimate_importance(model, None, batches, "gradient", progress=False)
-    assert (grad.batches, grad.tokens) == (3, 81)
+    assert (grad.batches, grad.positions, grad.tokens) == (3, 81, 75)
     assert grad.forward_flops == 3 * with_head and grad.backward_flops == 6 * with_head
     _, mag = estimate_importance(model, None, batches, "magnitude")
-    assert (mag.batches, mag.tokens, mag.flops) == (0, 0, 0.0)
+    assert (mag.batches, mag.tokens, mag.positions, mag.flops) == (0, 0, 0, 0.0)
     record = grad.to_dict()
     assert record["flops"] == grad.flops and record["wall_time_s"] >= 0
     assert ImportanceCost.from_dict(record) == grad

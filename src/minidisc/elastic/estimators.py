@@ -28,8 +28,8 @@ gets its own score; the sparsity map sums a key/value group's
 For encoders the gradient method is exactly :func:`~minidisc.elastic.importance.compute_importance`
 (no channel or layer masks), so encoder results are unchanged.
 
-Calibration cost (:class:`ImportanceCost`): the batches, sequences and token positions
-run (padding included: it is computed), the analytic forward FLOPs
+Calibration cost (:class:`ImportanceCost`): the batches, sequences, tokens (padding
+left out) and token positions run (padding included: it is computed), the analytic forward FLOPs
 (:func:`minidisc.compute.flops.forward_flops` of each batch's shape; the LM head counted
 when it runs, i.e. for the gradient method of a causal LM), backward FLOPs = 2 × forward
 (Kaplan et al. 2020) for the gradient method, and wall seconds.
@@ -63,7 +63,9 @@ class ImportanceCost:
     Attributes:
         method: the estimator (one of :data:`METHODS`).
         batches / sequences: calibration batches and sequences run.
-        tokens: token positions run forward (batch × length, padding included).
+        tokens: real tokens run forward (``attention_mask`` ones; every position without one).
+        positions: token positions run forward (batch × length, padding included), what
+            the FLOPs count.
         forward_flops: analytic matmul FLOPs of the forward passes.
         backward_flops: of the backward passes (2 × forward; 0 without gradients).
         wall_time_s: wall-clock seconds of the whole estimate.
@@ -73,6 +75,7 @@ class ImportanceCost:
     batches: int = 0
     sequences: int = 0
     tokens: int = 0
+    positions: int = 0
     forward_flops: float = 0.0
     backward_flops: float = 0.0
     wall_time_s: float = 0.0
@@ -272,9 +275,10 @@ class _CountedBatches:
     def __init__(self, batches: Iterable[Mapping[str, Any]], max_batches: int | None, *, lm_labels: bool) -> None:
         self.batches, self.max_batches, self.lm_labels = batches, max_batches, lm_labels
         self.shapes: list[tuple[int, int]] = []
+        self.tokens = 0
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
-        self.shapes = []
+        self.shapes, self.tokens = [], 0
         for batch in self.batches:
             if self.max_batches is not None and len(self.shapes) >= self.max_batches:
                 return
@@ -283,6 +287,8 @@ class _CountedBatches:
                 mask = batch.get("attention_mask")
                 batch = {**batch, "labels": ids if mask is None else ids.masked_fill(mask == 0, -100)}
             self.shapes.append(tuple(batch["input_ids"].shape))  # type: ignore[arg-type]
+            mask = batch.get("attention_mask")
+            self.tokens += int(batch["input_ids"].numel() if mask is None else mask.sum())
             yield batch
 
     def cost(self, model: torch.nn.Module, method: str, *, lm_head: bool) -> ImportanceCost:
@@ -297,7 +303,8 @@ class _CountedBatches:
             method,
             batches=len(self.shapes),
             sequences=sum(b for b, _ in self.shapes),
-            tokens=sum(b * t for b, t in self.shapes),
+            tokens=self.tokens,
+            positions=sum(b * t for b, t in self.shapes),
             forward_flops=forward,
             backward_flops=2 * forward if method == GRADIENT else 0.0,
         )

@@ -159,7 +159,7 @@ def sparsify_stage(
         scores = elastic.importance(loader)
         cost = ImportanceCost(
             GRADIENT, batches=len(loader), sequences=totals.sequences,
-            tokens=positions,
+            tokens=totals.tokens, positions=positions,
             forward_flops=totals.student_train_flops / 3.0, backward_flops=totals.student_train_flops * 2.0 / 3.0,
             wall_time_s=time.perf_counter() - started,
         )
@@ -167,7 +167,7 @@ def sparsify_stage(
         with elastic.active(None):
             scores, cost = estimate_importance(elastic.model, elastic.family, loader, importance, seed=seed)
         totals.student_train_flops += cost.flops
-        totals.tokens += cost.tokens  # positions run (a data method), padding included
+        totals.tokens += cost.tokens
         totals.sequences += cost.sequences
     importance_scores = elastic.reorder(scores)
     levels = list(check_levels(levels))
