@@ -132,3 +132,24 @@ def test_sparsify_refuses_a_teacher_without_a_task_head(tmp_path):
                                  "--max-length", "16", "--importance-samples", "8", "--output", str(tmp_path / "out")])
     assert isinstance(result.exception, ModelError)
     assert "no sst2 head" in str(result.exception) and "--allow-untrained-head" in str(result.exception)
+
+
+def test_sparsify_importance_methods_record_their_cost_and_need_no_trained_head(sparsified):
+    """--importance activation scores by forward passes only, so a teacher whose head was
+    never trained is accepted; sparsify.json records the method and its calibration cost."""
+    from minidisc.errors import ConfigError
+
+    root, _, _, _, args = sparsified
+    assert read_json(sparsified[3] / "sparsify.json")["importance"]["method"] == "gradient"  # the default
+    fresh = write_tiny_bert(root / "fresh-head-activation")
+    args = [a if a != str(sparsified[1]) else str(fresh) for a in args]
+    result = runner.invoke(app, [*args, "--output", str(root / "activation"), "--importance", "activation"])
+    assert result.exit_code == 0, result.output
+    cost = read_json(root / "activation" / "sparsify.json")["importance"]
+    assert cost["method"] == "activation" and cost["batches"] == 2 and cost["tokens"] > 0
+    assert cost["backward_flops"] == 0 and cost["forward_flops"] > 0
+    assert "importance: activation, 2 batches" in result.output
+
+    result = runner.invoke(app, [*args, "--output", str(root / "taylor"), "--importance", "taylor"])
+    assert isinstance(result.exception, ConfigError) and "activation, gradient, magnitude, random" in str(result.exception)
+    assert not (root / "taylor").exists()  # refused before anything is written

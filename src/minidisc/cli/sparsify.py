@@ -47,6 +47,7 @@ class SparsifyConfig(BaseModel):
     batch_size: int
     seed: int
     allow_untrained_head: bool = False
+    importance: str = "gradient"
 
 
 def register(app: typer.Typer) -> None:
@@ -69,12 +70,19 @@ def sparsify(
         "--allow-untrained-head",
         help="Score importance even through a task head that was never trained (random scores; recorded in sparsify.json).",
     )] = False,
+    importance: Annotated[str, typer.Option(
+        "--importance",
+        help="How heads and neurons are scored: gradient (|dL/dmask| through the task head; default), "
+             "activation (Minitron: forward passes only), magnitude (weight norms, no data) or random "
+             "(seeded baseline). See docs/minidisc.md.",
+    )] = "gradient",
     overwrite: Overwrite = False,
 ) -> None:
     """Score, reorder and map the heads/neurons of a teacher already fine-tuned on the task.
 
     Writes the reordered model, importance.safetensors and sparsity_map.json into --output.
     """
+    check_importance(importance)
     check_output(output, overwrite)  # before any model is loaded
     data_cfg = parse_config(DataConfig, merge({}, {
         "task": task, "data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
@@ -82,16 +90,19 @@ def sparsify(
     }), "the command line")
     levels = _levels(parse_grid(grid), target_sparsity)
     summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output, overwrite=overwrite,
-                           allow_untrained_head=allow_untrained_head)
+                           allow_untrained_head=allow_untrained_head, importance=importance)
     if summary["untrained_head"]:
         typer.echo(f"warning: importance scored through an untrained head ({summary['untrained_head']})", err=True)
     typer.echo(render_levels(output / MAP_FILE))
+    cost = summary["importance"]
     typer.echo(f"reordered model: {output / 'model'}  ({summary['data']['importance_examples']} scoring examples)")
+    typer.echo(f"importance: {cost['method']}, {cost['batches']} batches, {cost['tokens']} tokens, "
+               f"{cost['flops']:.3g} FLOPs, {cost['wall_time_s']:.1f} s")
 
 
 def run_sparsify(
     teacher: str, data_cfg: DataConfig, levels: list[float], batch_size: int, seed: int, output: Path,
-    *, overwrite: bool = False, allow_untrained_head: bool = False,
+    *, overwrite: bool = False, allow_untrained_head: bool = False, importance: str = "gradient",
 ) -> dict[str, Any]:
     """Sparsify ``teacher`` on ``data_cfg``'s training subset into the run directory
     ``output`` (its outputs at the top of it, written when the stage succeeds).
@@ -106,14 +117,17 @@ def run_sparsify(
         overwrite: replace another sparsify run in ``output``.
         allow_untrained_head: score through a head that was never trained instead of
             refusing (``untrained_head`` in the summary says why it is untrained).
+        importance: the estimator, one of :data:`minidisc.elastic.estimators.METHODS`
+            (only ``gradient`` reads the head).
 
     Returns:
         The ``sparsify.json`` content (teacher, task, levels, data sizes, compute,
-        ``untrained_head``: None for a trained head).
+        ``untrained_head``: None for a trained head, ``importance``: the method and its
+        calibration cost).
 
     Raises:
         ConfigError: a GGUF teacher (save it as a model folder first, e.g. with
-            ``minidisc finetune``). ModelError: from loading, or an untrained head
+            ``minidisc finetune``), or an unknown importance method. ModelError: from loading, or an untrained head
             without ``allow_untrained_head``. DataError: from loading the data.
         RunExistsError: ``output`` holds another run and ``overwrite`` is False, or is
             not a minidisc run (never replaced).
@@ -121,6 +135,7 @@ def run_sparsify(
     # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.stages import sparsify_stage
 
+    check_importance(importance)
     source = resolve_model(teacher)
     if source.gguf_file:  # sparsify_stage loads a folder or hub id only
         raise ConfigError(
@@ -128,20 +143,35 @@ def run_sparsify(
             "fine-tune it first (minidisc finetune --model ... --output DIR) and pass --teacher DIR"
         )
     cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed,
-                         allow_untrained_head=allow_untrained_head)
+                         allow_untrained_head=allow_untrained_head, importance=importance)
     run = RunDir(output, cfg, "sparsify", overwrite=overwrite)
 
     def work(tmp: Path) -> dict[str, Any]:
         data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
-        entry = sparsify_stage(source, data, levels, batch_size, tmp, seed=seed, allow_untrained_head=allow_untrained_head)
+        entry = sparsify_stage(source, data, levels, batch_size, tmp, seed=seed,
+                               allow_untrained_head=allow_untrained_head, importance=importance)
         summary = {"teacher": source.label, "task": data.task.name, "levels": entry["levels"],
-                   "data": data.sizes, "compute": entry["compute"], "untrained_head": entry["untrained_head"]}
+                   "data": data.sizes, "compute": entry["compute"], "untrained_head": entry["untrained_head"],
+                   "importance": entry["importance"]}
         write_json(tmp / "sparsify.json", summary)
         return summary
 
     entry = run.stage("sparsify", work, main_only=True, at_root=True)  # no training: one process
     run.finish()
-    return {k: entry[k] for k in ("teacher", "task", "levels", "data", "compute", "untrained_head")}
+    return {k: entry[k] for k in ("teacher", "task", "levels", "data", "compute", "untrained_head", "importance")}
+
+
+def check_importance(method: str) -> None:
+    """Refuse an unknown importance method in one line.
+
+    Raises:
+        ConfigError: ``method`` is not in :data:`minidisc.elastic.estimators.METHODS`.
+    """
+    # lazy: the estimators pull in torch; keeps `minidisc --help` fast
+    from minidisc.elastic.estimators import METHODS
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown --importance {method!r}; use one of {', '.join(METHODS)}")
 
 
 def _levels(grid: list[float] | None, target: float | None) -> list[float]:

@@ -2,7 +2,9 @@
 
 Modules: :mod:`.spec` (SubnetSpec, pruning axes), :mod:`.families` (every architecture
 fact: one Family per architecture, ``register_family`` adds one),
-:mod:`.modules` (ElasticLinear, skippable attention), :mod:`.importance`,
+:mod:`.modules` (ElasticLinear, skippable attention), :mod:`.importance` (the Importance
+record, gradient scores), :mod:`.activation` (Minitron activation scores),
+:mod:`.estimators` (every method behind ``estimate_importance``, and its cost),
 :mod:`.reorder`, :mod:`.sparsity_map`, :mod:`.model` (ElasticModel), :mod:`.extract`,
 :mod:`.io` (save_student / load_student).
 
@@ -23,6 +25,8 @@ _EXPORTS = {
     "ElasticLinear": "minidisc.elastic.modules",
     "Importance": "minidisc.elastic.importance",
     "compute_importance": "minidisc.elastic.importance",
+    "estimate_importance": "minidisc.elastic.estimators",
+    "ImportanceCost": "minidisc.elastic.estimators",
     "reorder_model": "minidisc.elastic.reorder",
     "DEFAULT_GRID": "minidisc.elastic.spec",
     "physical_spec": "minidisc.elastic.extract",

@@ -12,6 +12,25 @@ MiniDisc reference implementation.
 Only the axes the architecture family prunes (:attr:`Family.pruned_axes
 <minidisc.elastic.families.Family.pruned_axes>`) are scored; an axis it keeps whole gets
 no mask and scores of 0 (its order is left as it is).
+
+Decoders can also score, on request (``hidden=True`` / ``layers=True``, as
+:func:`minidisc.elastic.estimators.estimate_importance` asks), the same way:
+
+* residual-stream channels: one all-ones ``hidden_mask[d]`` multiplies channel ``c`` of
+  every place the residual stream is *read* -- the inputs of every layer's Q/K/V and FFN
+  input projections (the outputs of the layer's two norms) and the base model's output
+  (the final norm's output, read by the LM head). A pre-norm decoder reads its residual
+  stream only through those norms, so zeroing channel ``c`` at every read removes it from
+  the model except for the norms' root-mean-square, which still counts it; ``|∂L/∂m_c|``
+  is the first-order estimate of that removal. (Masking the embedding output instead
+  would leave the channel written by every layer and read by all of them.)
+* whole layers: ``layer_mask[l]`` scales layer ``l``'s residual update, output
+  ``= input + m_l·(output − input)`` (so ``m_l = 0`` skips the layer); ``|∂L/∂m_l|``
+  is the first-order estimate of dropping it.
+
+Both masks are applied so that the forward values are exactly those of the model (a
+multiplication by 1.0, and an added ``0·(…)`` term), so the head and neuron scores are
+the ones computed without them.
 """
 
 from __future__ import annotations
@@ -164,6 +183,71 @@ def mask_hooks(
             h.remove()
 
 
+@contextmanager
+def residual_mask_hooks(
+    model: torch.nn.Module,
+    family: Family,
+    hidden_mask: torch.Tensor | None,
+    layer_mask: torch.Tensor | None,
+) -> Iterator[None]:
+    """Multiply every read of the residual stream by ``hidden_mask[c]`` and scale each
+    layer's residual update by ``layer_mask[l]`` (module doc); either may be ``None``.
+
+    Args:
+        hidden_mask: ``(hidden_size,)``; applied to the inputs of every layer's Q, K, V and
+            FFN input projections and to the base model's last hidden state.
+        layer_mask: ``(num_layers,)``; layer ``l`` outputs
+            ``output + (m_l − 1)·(output − input)``, the update detached in the added
+            term, so that the forward values and every other gradient are unchanged.
+    """
+    handles = []
+
+    def read_hook(_module: Any, args: tuple) -> tuple:
+        return (args[0] * hidden_mask.to(args[0].dtype), *args[1:])
+
+    def final_hook(_module: Any, _args: tuple, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return (output[0] * hidden_mask.to(output[0].dtype), *output[1:])
+        output["last_hidden_state"] = output["last_hidden_state"] * hidden_mask.to(output["last_hidden_state"].dtype)
+        return output
+
+    def layer_hook(layer_idx: int) -> Callable:
+        def hook(_module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+            before = layer_input(args, kwargs)
+            after = layer_output(output)
+            update = (after - before).detach()
+            scaled = after + (layer_mask[layer_idx].to(after.dtype) - 1) * update
+            return (scaled, *output[1:]) if isinstance(output, tuple) else scaled
+
+        return hook
+
+    try:
+        for idx, layer in enumerate(family.layers(model)):
+            if hidden_mask is not None:
+                for path in (family.q_path, family.k_path, family.v_path, *family.ffn_in_paths):
+                    handles.append(layer.get_submodule(path).register_forward_pre_hook(read_hook))
+            if layer_mask is not None:
+                handles.append(layer.register_forward_hook(layer_hook(idx), with_kwargs=True))
+        if hidden_mask is not None:
+            handles.append(model.base_model.register_forward_hook(final_hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def layer_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The hidden states a transformer layer's forward received (first positional
+    argument, or ``hidden_states=``)."""
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def layer_output(output: Any) -> torch.Tensor:
+    """The hidden states a transformer layer returned (a tensor, or the first element of
+    the tuple older ``transformers`` layers return)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
 LossFn = Callable[[Any, Mapping[str, Any]], torch.Tensor]
 
 
@@ -176,6 +260,8 @@ def compute_importance(
     max_batches: int | None = None,
     normalize: bool = True,
     progress: bool = True,
+    hidden: bool = False,
+    layers: bool = False,
 ) -> Importance:
     """Accumulated |∂loss/∂mask| for every head and FFN unit of a full-size model.
 
@@ -191,10 +277,13 @@ def compute_importance(
         progress: show a progress bar (batches, ETA) on stderr. Like the Trainer's bars
             it is also off after ``transformers.utils.logging.disable_progress_bar()``
             or with the environment variable ``TQDM_DISABLE=1``.
+        hidden: also score the residual-stream channels (module doc): ``hidden (d,)``,
+            normalised to unit L2 norm with the rest.
+        layers: also score whole layers (module doc): ``layers (L,)``, never normalised.
 
     Returns:
         :class:`Importance` with ``heads (L, H)`` and ``neurons (L, I)``, float32, ≥ 0;
-        0 along an axis the family does not prune.
+        0 along an axis the family does not prune; ``hidden`` and ``layers`` when asked.
 
     Raises:
         DataError: the loader yielded no batch. ConfigError: no loss available, or the
@@ -221,6 +310,10 @@ def compute_importance(
         raise ConfigError(f"the {family.name} family prunes no axis, so there is nothing to score")
     head_acc = torch.zeros(geo.num_layers, geo.num_heads, device=device)
     neuron_acc = torch.zeros(geo.num_layers, geo.intermediate_size, device=device)
+    hidden_mask = torch.ones(geo.hidden_size, device=device, requires_grad=True) if hidden else None
+    layer_mask = torch.ones(geo.num_layers, device=device, requires_grad=True) if layers else None
+    extra = [m for m in (hidden_mask, layer_mask) if m is not None]
+    extra_acc = [torch.zeros_like(m, requires_grad=False) for m in extra]
 
     was_training = model.training
     model.eval()
@@ -233,7 +326,7 @@ def compute_importance(
             head_mask if HEADS in family.pruned_axes else None,
             neuron_mask if NEURONS in family.pruned_axes else None,
             geo.head_dim,
-        ):
+        ), residual_mask_hooks(model, family, hidden_mask, layer_mask):
             for batch in dataloader:
                 if max_batches is not None and batches >= max_batches:
                     break
@@ -249,10 +342,13 @@ def compute_importance(
                         "importance needs a loss: give batches with 'labels' or pass loss_fn"
                     )
                 # autograd.grad touches neither parameter .grad fields nor optimizer state.
-                grads = torch.autograd.grad(loss, masks, allow_unused=True)
+                grads = torch.autograd.grad(loss, masks + extra, allow_unused=True)
                 for mask, grad in zip(masks, grads):
                     if grad is not None:
                         (head_acc if mask is head_mask else neuron_acc).add_(grad.detach().abs())
+                for acc, grad in zip(extra_acc, grads[len(masks):]):
+                    if grad is not None:
+                        acc.add_(grad.detach().abs())
                 batches += 1
                 bar.update(1)
     finally:
@@ -260,7 +356,12 @@ def compute_importance(
         model.train(was_training)
     if batches == 0:
         raise DataError("importance estimation got no batches; give a non-empty dataloader")
-    imp = Importance(head_acc.float().cpu(), neuron_acc.float().cpu())
+    scored = dict(zip([n for n, m in (("hidden", hidden_mask), ("layers", layer_mask)) if m is not None], extra_acc))
+    imp = Importance(
+        head_acc.float().cpu(),
+        neuron_acc.float().cpu(),
+        **{name: acc.float().cpu() for name, acc in scored.items()},
+    )
     return imp.normalize() if normalize else imp
 
 

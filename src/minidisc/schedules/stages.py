@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.compute.flops import forward_flops
 from minidisc.compute.meter import ComputeTotals
 from minidisc.config import TrainConfig
+from minidisc.elastic.estimators import GRADIENT, ImportanceCost, estimate_importance
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
 from minidisc.elastic.levels import check_levels, find_level, level
@@ -108,25 +109,32 @@ def teacher_stage(
 
 def sparsify_stage(
     teacher_dir: Path | ModelSource, data: TaskData, levels: Iterable[float], batch_size: int, out: Path,
-    *, seed: int, allow_untrained_head: bool = False,
+    *, seed: int, allow_untrained_head: bool = False, importance: str = "gradient",
 ) -> dict[str, Any]:
-    """Importance (|∂ label loss / ∂ mask| on ``data.importance``), reorder, sparsity map.
+    """Importance (default |∂ label loss / ∂ mask| on ``data.importance``), reorder,
+    sparsity map.
 
     Writes ``model/`` (the reordered teacher, same outputs), ``importance.safetensors``
     and ``sparsity_map.json`` into ``out``. The entry's ``compute`` counts the importance
-    pass as training FLOPs (one forward and one backward per batch: 3 × forward).
-    Seeded with ``seed`` first (the pass draws nothing today; a stage is seeded anyway,
-    so that it stays reproducible when it does).
+    pass as training FLOPs (gradient: one forward and one backward per batch, 3 ×
+    forward; activation: the forwards; magnitude and random: nothing), and its
+    ``importance`` records the method and its cost
+    (:class:`~minidisc.elastic.estimators.ImportanceCost`). Seeded with ``seed`` first
+    (the seed of the ``random`` method; the others draw nothing).
 
-    The importance is the gradient of the task loss through the teacher's head, so a
-    head that was never trained would rank heads and neurons at random: it is refused
-    unless ``allow_untrained_head``, and the entry's ``untrained_head`` then says why
-    the head is untrained (None for a trained head).
+    ``importance`` is one of :data:`minidisc.elastic.estimators.METHODS`. The gradient
+    method (the default, heads and neurons only, as always) is the gradient of the task
+    loss through the teacher's head, so a head that was never trained would rank heads
+    and neurons at random: it is refused unless ``allow_untrained_head``, and the entry's
+    ``untrained_head`` then says why the head is untrained (None for a trained head). The
+    other methods do not read the head.
 
     Raises:
         ModelError: the teacher's head is missing, sized for another task, or never
             trained, and ``allow_untrained_head`` is False.
     """
+    import time
+
     from torch.utils.data import DataLoader
 
     seed_everything(seed)
@@ -135,7 +143,7 @@ def sparsify_stage(
     untrained = loaded.head_initialised or (
         "its head is as initialised (every bias exactly zero)" if head_looks_untrained(loaded.model) else None
     )
-    if untrained and not allow_untrained_head:
+    if untrained and not allow_untrained_head and importance == GRADIENT:
         raise ModelError(
             f"importance needs a teacher fine-tuned on {data.task.name}, but the head of "
             f"{source.label or source.path} was never trained ({untrained}), so the scores would be "
@@ -145,19 +153,37 @@ def sparsify_stage(
     elastic = ElasticModel(loaded.model)
     loader = DataLoader(data.importance, batch_size=batch_size, collate_fn=collator_for(data.task, data.tokenizer))
     totals = ComputeTotals()
-    for batch in loader:  # the shapes the importance pass computes on
-        b, s = batch["input_ids"].shape
-        totals.student_train_flops += 3.0 * forward_flops(elastic.model.config, None, seq_len=s, batch=b)
-        totals.tokens += int(batch["attention_mask"].sum())
-        totals.sequences += b
-    importance = elastic.reorder(elastic.importance(loader))
+    if importance == GRADIENT:  # heads and neurons, exactly as before the other methods existed
+        positions = 0
+        for batch in loader:  # the shapes the importance pass computes on
+            b, s = batch["input_ids"].shape
+            positions += b * s
+            totals.student_train_flops += 3.0 * forward_flops(elastic.model.config, None, seq_len=s, batch=b)
+            totals.tokens += int(batch["attention_mask"].sum())
+            totals.sequences += b
+        started = time.perf_counter()
+        scores = elastic.importance(loader)
+        cost = ImportanceCost(
+            GRADIENT, batches=len(loader), sequences=totals.sequences,
+            tokens=totals.tokens, positions=positions,
+            forward_flops=totals.student_train_flops / 3.0, backward_flops=totals.student_train_flops * 2.0 / 3.0,
+            wall_time_s=time.perf_counter() - started,
+        )
+    else:
+        with elastic.active(None):
+            scores, cost = estimate_importance(elastic.model, elastic.family, loader, importance, seed=seed)
+        totals.student_train_flops += cost.flops
+        totals.tokens += cost.tokens
+        totals.sequences += cost.sequences
+    importance_scores = elastic.reorder(scores)
     levels = list(check_levels(levels))
-    spec_map = elastic.sparsity_map(importance, levels)
+    spec_map = elastic.sparsity_map(importance_scores, levels)
     elastic.model.save_pretrained(out / "model")
     data.tokenizer.save_pretrained(out / "model")
-    importance.save(out / "importance.safetensors")
+    importance_scores.save(out / "importance.safetensors")
     save_sparsity_map(out, spec_map)
-    return {"levels": levels, "compute": totals.to_dict(), "untrained_head": untrained}
+    return {"levels": levels, "compute": totals.to_dict(), "untrained_head": untrained,
+            "importance": cost.to_dict()}
 
 
 def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, SubnetSpec]:
