@@ -199,6 +199,8 @@ def test_register_family_refuses_taken_model_types_names_and_unknown_axes(regist
     with pytest.raises(ConfigError, match="name 'llama'"):
         register_family(type("Llama2", (DistilBertFamily,), {"name": "llama"})())
     with pytest.raises(ConfigError, match="unknown axes"):
+        register_family(type("Moe", (DistilBertFamily,), {"name": "moe", "pruned_axes": ("experts",)})())
+    with pytest.raises(ConfigError, match="names no embedding_path"):  # hidden needs its modules named
         register_family(type("Wide", (DistilBertFamily,), {"name": "wide", "pruned_axes": ("hidden",)})())
     register_family(DistilBertFamily())
     with pytest.raises(ConfigError, match="already|belong"):

@@ -6,10 +6,11 @@ counts 2). Works from a Hugging Face config (BERT-like or LLaMA-like, see
 sizes recorded in ``config.minidisc_subnet`` (an extracted student) or else the
 config's full sizes are used.
 
-Notation per layer: hidden width ``h``, head size ``d``, kept query heads ``q``, kept
-KV heads ``k = q / G`` (G = query heads per KV head; ``k = q`` without GQA), kept FFN
+Notation per layer: hidden width ``h`` (the kept width ``spec.hidden`` of a decoder
+sub-network, else the config's ``hidden_size``), head size ``d``, kept query heads ``q``,
+kept KV heads ``k = q / G`` (G = query heads per KV head; ``k = q`` without GQA), kept FFN
 units ``n``, FFN matrices ``m`` (2 for BERT, 3 for a gated LLaMA FFN), sequence length
-``S``, batch ``B``, tokens ``T = B·S``.
+``S``, batch ``B``, tokens ``T = B·S``, vocabulary ``V``.
 
 Non-embedding parameters (what the MiniDisc paper's FLOPs column is proportional to)::
 
@@ -21,7 +22,14 @@ Non-embedding parameters (what the MiniDisc paper's FLOPs column is proportional
 Excluded: token/position/type embeddings and the embedding LayerNorm, the pooler, the
 classifier / LM head. With these choices BERT-base has 85,054,464 non-embedding
 parameters and ``paper_flops`` = params × 128 = 10.9G, the paper's table value
-(including the pooler would give 11.0G).
+(including the pooler would give 11.0G). **The sparsity of a sub-network is
+``1 − non_embedding_params(spec) / non_embedding_params(full)``**: the fraction of the
+prunable non-embedding parameters removed (every module uses this definition).
+
+Total parameters (:func:`total_params`) add the input embeddings (LLaMA: ``V·h``; BERT:
+word, position and token-type embeddings and their LayerNorm) and a causal LM's head
+when it is not tied to the embeddings (``V·h``); pooler and task heads stay excluded.
+SmolLM2-135M ties its head: its 28.3M embedding parameters are 21 % of its 134.5M.
 
 Forward FLOPs (matmuls only, 2 per multiply-add; softmax, norms, activations and biases
 are ignored, < 1 % for these models)::
@@ -54,20 +62,37 @@ def _geometry_and_spec(config: Any, spec: SubnetSpec | None) -> tuple[Geometry, 
     return geo, spec
 
 
+def _width(geo: Geometry, spec: SubnetSpec) -> int:
+    return geo.hidden_size if spec.hidden is None else spec.hidden
+
+
 def non_embedding_params(config: Any, spec: SubnetSpec | None = None) -> int:
     """Parameters of the transformer layers (+ a final norm), i.e. excluding embeddings,
     pooler and task/LM head, of the sub-network ``spec`` (default: see module doc)."""
     geo, spec = _geometry_and_spec(config, spec)
-    h, d, g = geo.hidden_size, geo.head_dim, geo.group_size
+    h, d, g = _width(geo, spec), geo.head_dim, geo.group_size
     m = 3 if geo.gated_ffn else 2
-    total = geo.final_norm_params
+    norms_per_layer, total = geo.norm_params(h)
     for q, n in zip(spec.heads, spec.neurons):
         qkv = d * (q + 2 * (q // g))
         total += h * qkv + (qkv if geo.qkv_bias else 0)
         total += q * d * h + (h if geo.o_bias else 0)
         total += m * h * n + ((m - 1) * n + h if geo.ffn_bias else 0)
-        total += geo.norm_params_per_layer
+        total += norms_per_layer
     return total
+
+
+def total_params(config: Any, spec: SubnetSpec | None = None) -> int:
+    """All parameters counted in a model's size: :func:`non_embedding_params` plus the
+    input embeddings and an untied causal-LM head at the kept width (see the module doc;
+    pooler and task heads excluded)."""
+    geo, spec = _geometry_and_spec(config, spec)
+    family, h = family_for(config), _width(geo, spec)
+    return (
+        non_embedding_params(config, spec)
+        + family.embedding_params(config, h)
+        + family.untied_head_params(config, h)
+    )
 
 
 def paper_flops(config: Any, spec: SubnetSpec | None = None, seq_len: int = PAPER_SEQ_LEN) -> int:
@@ -89,11 +114,11 @@ def forward_flops(
     """Matmul FLOPs of one forward pass over ``batch`` sequences of ``seq_len`` tokens.
 
     Counts the transformer layers' projections, attention scores and context (see the
-    module doc for the formula) and, if ``lm_head``, the vocabulary projection. Layers
-    keeping 0 heads (or 0 units) cost nothing in attention (FFN).
+    module doc for the formula) and, if ``lm_head``, the vocabulary projection (at the
+    kept width). Layers keeping 0 heads (or 0 units) cost nothing in attention (FFN).
     """
     geo, spec = _geometry_and_spec(config, spec)
-    h, d, g = geo.hidden_size, geo.head_dim, geo.group_size
+    h, d, g = _width(geo, spec), geo.head_dim, geo.group_size
     m = 3 if geo.gated_ffn else 2
     tokens = batch * seq_len
     total = 2 * tokens * h * geo.vocab_size if lm_head else 0

@@ -5,7 +5,8 @@ fact: one Family per architecture, ``register_family`` adds one),
 :mod:`.modules` (ElasticLinear, skippable attention), :mod:`.importance` (the Importance
 record, gradient scores), :mod:`.activation` (Minitron activation scores),
 :mod:`.estimators` (every method behind ``estimate_importance``, and its cost),
-:mod:`.reorder`, :mod:`.sparsity_map`, :mod:`.model` (ElasticModel), :mod:`.extract`,
+:mod:`.reorder`, :mod:`.sparsity_map` (global and uniform layer shapes; the uniform one in
+:mod:`.uniform_map`), :mod:`.model` (ElasticModel), :mod:`.extract`,
 :mod:`.io` (save_student / load_student).
 
 Functions named like their module (``sparsity_map``, ``extract``) are imported from

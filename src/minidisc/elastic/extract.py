@@ -2,10 +2,14 @@
 
 Every sliced projection becomes a plain ``nn.Linear`` holding a contiguous copy of its
 active prefix; a layer that keeps no heads keeps a skippable attention module (it must
-not run attention on an empty projection). The config records the per-layer sizes in
-``config.minidisc_subnet`` (a :meth:`SubnetSpec.to_dict`), and, when every layer has the
-same sizes, also in the architecture's own size fields where they can express them
-(see :meth:`Family.write_uniform_sizes` and :mod:`minidisc.elastic.io`).
+not run attention on an empty projection). A cut hidden width (``spec.hidden``) cuts the
+token embedding's columns, every norm of the residual stream and the output head's input
+columns too (a head tied to the embedding stays tied: one tensor), and the config says
+``hidden_size = spec.hidden`` (:meth:`Family.write_hidden_size`, which keeps the head
+size). The config records the per-layer sizes in ``config.minidisc_subnet`` (a
+:meth:`SubnetSpec.to_dict`), and, when every layer has the same sizes, also in the
+architecture's own size fields where they can express them (see
+:meth:`Family.write_uniform_sizes` and :mod:`minidisc.elastic.io`).
 """
 
 from __future__ import annotations
@@ -16,15 +20,24 @@ from typing import Any
 from torch import nn
 
 from minidisc.elastic.families import Family, Geometry, family_for
-from minidisc.elastic.modules import make_skippable, plain_linear, restore_class
-from minidisc.elastic.spec import AXES, SubnetSpec
+from minidisc.elastic.modules import (
+    make_skippable,
+    plain_linear,
+    restore_class,
+    restore_embedding,
+    restore_linear,
+    restore_norm,
+)
+from minidisc.elastic.spec import AXES, HIDDEN, SubnetSpec
 from minidisc.errors import ConfigError
 
 CONFIG_KEY = "minidisc_subnet"
 
 
 def physical_spec(model: nn.Module, family: Family | None = None) -> SubnetSpec:
-    """Per-layer (query heads, FFN units) as stored in ``model``'s weights."""
+    """Per-layer (query heads, FFN units) as stored in ``model``'s weights; ``hidden`` is
+    ``None``: a model is at its own config's width (an extracted student's config says
+    its cut width, :func:`extract`)."""
     family = family or family_for(model)
     geo = family.geometry(model.config)
     sizes = [family.layer_sizes(layer, geo) for layer in family.layers(model)]
@@ -33,7 +46,18 @@ def physical_spec(model: nn.Module, family: Family | None = None) -> SubnetSpec:
 
 def check_spec(spec: SubnetSpec, bound: SubnetSpec, family: Family, geometry: Geometry) -> None:
     """Raise ConfigError unless ``spec`` is a sub-network of ``bound`` that cuts only the
-    family's pruned axes (:attr:`Family.pruned_axes`) and keeps whole KV groups."""
+    family's pruned axes (:attr:`Family.pruned_axes`), keeps whole KV groups and at most
+    the model's width ``geometry.hidden_size``."""
+    if spec.hidden is not None:
+        if HIDDEN not in family.pruned_axes:
+            raise ConfigError(
+                f"the {family.name} family does not prune the hidden width: the spec keeps "
+                f"hidden={spec.hidden}; leave hidden unset"
+            )
+        if spec.hidden > geometry.hidden_size:
+            raise ConfigError(
+                f"the spec keeps hidden={spec.hidden} channels, more than the model's width {geometry.hidden_size}"
+            )
     if spec.num_layers != bound.num_layers:
         raise ConfigError(f"the spec has {spec.num_layers} layers, the model {bound.num_layers}")
     if not spec.fits_in(bound):
@@ -67,16 +91,19 @@ def _slice_linear(linear: nn.Linear, out: int | None, inp: int | None) -> nn.Lin
 
 
 def slice_layers_(model: nn.Module, spec: SubnetSpec, family: Family | None = None) -> nn.Module:
-    """Shrink ``model``'s layers to ``spec`` in place, keeping the weight prefixes.
+    """Shrink ``model``'s layers (and, with ``spec.hidden``, its width) to ``spec`` in
+    place, keeping the weight prefixes.
 
-    Works on ordinary and on elastic models (any :class:`ElasticLinear` becomes a plain
-    ``nn.Linear``). Returns ``model``.
+    Works on ordinary and on elastic models (any elastic module becomes its plain class
+    again). The config is not changed (:func:`record_spec` does that). Returns ``model``.
     """
     family = family or family_for(model)
     geo = family.geometry(model.config)
     check_spec(spec, physical_spec(model, family), family, geo)
+    if HIDDEN in family.pruned_axes:
+        _slice_hidden_(model, family, spec.hidden)
     for layer, heads, units in zip(family.layers(model), spec.heads, spec.neurons):
-        for path, (out, inp) in family.projection_sizes(heads, units, geo).items():
+        for path, (out, inp) in family.projection_sizes(heads, units, geo, spec.hidden).items():
             _replace(layer, path, _slice_linear(layer.get_submodule(path), out, inp))
         attn = layer.get_submodule(family.attention_path)
         if heads == 0:
@@ -87,9 +114,38 @@ def slice_layers_(model: nn.Module, spec: SubnetSpec, family: Family | None = No
     return model
 
 
+def _slice_hidden_(model: nn.Module, family: Family, hidden: int | None) -> None:
+    """Keep the first ``hidden`` residual-stream channels (``None``: all) of the embedding,
+    the norms and the output heads, in place; they become their plain classes again. A
+    head that shared the embedding's weight shares the cut one."""
+    embedding = restore_embedding(family.embedding(model))
+    old = embedding.weight
+    h = old.shape[1] if hidden is None else hidden
+    if h != old.shape[1]:
+        embedding.weight = nn.Parameter(old.detach()[:, :h].clone(), requires_grad=old.requires_grad)
+        embedding.embedding_dim = h
+    for norm in family.hidden_norms(model):
+        restore_norm(norm)
+        if norm.weight.shape[0] != h:
+            norm.weight = nn.Parameter(norm.weight.detach()[:h].clone(), requires_grad=norm.weight.requires_grad)
+    for name in family.output_head_names:
+        head = getattr(model, name, None)
+        if not isinstance(head, nn.Linear):
+            continue
+        restore_linear(head)
+        if head.weight is old:  # tied to the embedding: the same (cut) tensor
+            head.weight = embedding.weight
+            head.in_features = h
+        elif head.in_features != h:
+            setattr(model, name, _slice_linear(head, None, h))
+
+
 def record_spec(config: Any, spec: SubnetSpec, family: Family) -> bool:
-    """Write ``spec`` into ``config``; return True if plain ``from_pretrained`` rebuilds it."""
+    """Write ``spec`` into ``config`` (and a cut width into its ``hidden_size``); return
+    True if plain ``from_pretrained`` rebuilds it."""
     setattr(config, CONFIG_KEY, spec.to_dict())
+    if spec.hidden is not None and spec.hidden != config.hidden_size:
+        family.write_hidden_size(config, spec.hidden)
     if spec.is_uniform:
         return family.write_uniform_sizes(config, spec)
     return False

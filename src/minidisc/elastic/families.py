@@ -6,14 +6,20 @@ architectures: it asks the model's family (:func:`family_for`), which answers
 * where things are: the transformer layers (:attr:`Family.layers_path`) and, per layer,
   the Q/K/V/O projections, the FFN matrices, the attention module skipped when a layer
   keeps no heads, the modules whose outputs attention scores read
-  (:meth:`Family.qkv_sources`), and the LM head (:meth:`Family.lm_head`);
+  (:meth:`Family.qkv_sources`), and the LM head (:meth:`Family.lm_head`); for a family
+  that cuts the residual stream, every module that reads or writes it beyond the
+  projections: the token embedding (:meth:`Family.embedding`), the norms
+  (:meth:`Family.hidden_norms`) and the output heads (:meth:`Family.output_heads`);
 * the shape: layers, width, heads, key/value heads, head size, FFN units, biases, norms
   (:meth:`Family.geometry`), and how a config states other sizes
   (:meth:`Family.set_sizes`, :meth:`Family.write_uniform_sizes`);
 * what pruning may cut (:attr:`Family.pruned_axes`) and how: the slice of every
-  projection for a layer's kept heads and units (:meth:`Family.projection_sizes`), a
-  layer without heads (:meth:`Family.skip_attention`), dropped layers
-  (:meth:`Family.keep_layers`);
+  projection for a layer's kept heads and units and the model's kept width
+  (:meth:`Family.projection_sizes`), a layer without heads (:meth:`Family.skip_attention`),
+  dropped layers (:meth:`Family.keep_layers`), and how a config states a cut width
+  (:meth:`Family.write_hidden_size`);
+* what the embeddings hold (:meth:`Family.embedding_params`, :meth:`Family.untied_head_params`),
+  for total parameter counts;
 * how it is pretrained (:attr:`Family.lm_type`: masked or causal LM).
 
 Askers: :mod:`minidisc.elastic` (sub-networks, importance, reorder, extraction),
@@ -32,8 +38,10 @@ Families:
 * :class:`LlamaFamily` -- LLaMA decoders (``llama``): ``layers[i].self_attn.{q,k,v,o}_proj``,
   gated FFN ``mlp.{gate,up,down}_proj``, with grouped-query attention. Heads are pruned by
   whole KV groups: a group is one KV head plus the
-  ``num_attention_heads // num_key_value_heads`` query heads that read it. Causal LM,
-  head ``lm_head``.
+  ``num_attention_heads // num_key_value_heads`` query heads that read it. The hidden
+  width is pruned too: ``embed_tokens``, the RMSNorms ``layers[i].{input,post_attention}_layernorm``
+  and ``norm``, every projection and the output head (``lm_head``, ``score``) are cut
+  to the kept channels. Causal LM, head ``lm_head`` (often tied to ``embed_tokens``).
 * :class:`MistralFamily` (``mistral``, no biases) and :class:`Qwen2Family` (``qwen2``,
   biases on Q/K/V only): LLaMA's layout.
 * :class:`Qwen3Family` (``qwen3``): LLaMA's layout plus a per-head RMSNorm of queries and
@@ -47,12 +55,17 @@ Adding an architecture: subclass :class:`Family` -- or the family closest to it,
 only paths or biases differ -- and :func:`register_family` an instance;
 ``tests/unit/test_elastic_families.py`` adds DistilBERT that way in a few lines.
 
-Adding a pruning axis (e.g. hidden width, whole layers): give :class:`SubnetSpec` the
+Adding a per-layer pruning axis (e.g. whole layers): give :class:`SubnetSpec` the
 per-layer field and :data:`minidisc.elastic.spec.AXES` its name; the families that can
 cut it list it in :attr:`Family.pruned_axes` and size the matrices it cuts in
 :meth:`Family.projection_sizes` (whole layers: :meth:`Family.keep_layers`); the
 importance pass (:mod:`minidisc.elastic.importance`) scores it and the sparsity map
 (:mod:`minidisc.elastic.sparsity_map`) ranks it. Every consumer reads the axes from here.
+The model-wide hidden axis (:data:`~minidisc.elastic.spec.HIDDEN`, one width for the
+whole model, not in ``AXES``) follows the same route with one number: a family that
+lists it in :attr:`Family.pruned_axes` names its embedding, norms and output heads
+(:attr:`Family.embedding_path`, :attr:`Family.norm_paths`,
+:attr:`Family.final_norm_path`, :attr:`Family.output_head_names`).
 """
 
 from __future__ import annotations
@@ -61,7 +74,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from minidisc.elastic.spec import AXES, SubnetSpec
+from minidisc.elastic.spec import AXES, HEADS, HIDDEN, NEURONS, PRUNABLE_AXES, SubnetSpec
 from minidisc.errors import ConfigError, ModelError
 
 
@@ -71,7 +84,8 @@ class Geometry:
 
     Attributes:
         num_layers: transformer layers.
-        hidden_size: model width (never pruned).
+        hidden_size: model width (the full width; a sub-network may keep fewer channels,
+            :attr:`SubnetSpec.hidden`, where the family prunes it).
         num_heads: query heads per layer.
         num_kv_heads: key/value heads per layer (``num_heads`` without GQA).
         head_dim: width of one head.
@@ -83,6 +97,8 @@ class Geometry:
             per-head query and key norms, 2·head_dim).
         final_norm_params: parameters of a norm after the last layer (LLaMA: hidden).
         vocab_size: output vocabulary (for an optional LM-head FLOP count).
+        qk_norm_params: the part of ``norm_params_per_layer`` that does not scale with
+            the width (Qwen3's per-head query and key norms, 2·head_dim); 0 otherwise.
     """
 
     num_layers: int
@@ -98,6 +114,7 @@ class Geometry:
     norm_params_per_layer: int
     final_norm_params: int
     vocab_size: int
+    qk_norm_params: int = 0
 
     @property
     def group_size(self) -> int:
@@ -106,6 +123,14 @@ class Geometry:
 
     def full_spec(self) -> SubnetSpec:
         return SubnetSpec.uniform(self.num_layers, self.num_heads, self.intermediate_size)
+
+    def norm_params(self, hidden: int | None = None) -> tuple[int, int]:
+        """``(per layer, final)`` norm parameters at width ``hidden`` (``None``: the full
+        width). A norm of the residual stream has one weight (and bias) per channel, so
+        its size scales with the width; the per-head norms (:attr:`qk_norm_params`) do not."""
+        h = self.hidden_size if hidden is None else hidden
+        per_layer = (self.norm_params_per_layer - self.qk_norm_params) // self.hidden_size * h
+        return per_layer + self.qk_norm_params, self.final_norm_params // self.hidden_size * h
 
 
 class Family:
@@ -129,8 +154,18 @@ class Family:
             rotary embeddings (Qwen3), or ``None``.
         grouped_query: the config states key/value heads apart from query heads
             (``num_key_value_heads``); without it every query head has its own.
-        pruned_axes: the axes of :data:`minidisc.elastic.spec.AXES` a sub-network may cut;
-            the others stay at the model's size.
+        pruned_axes: the axes of :data:`minidisc.elastic.spec.PRUNABLE_AXES` a
+            sub-network may cut; the others stay at the model's size.
+        embedding_path: the token embedding, relative to ``model.base_model`` (its columns
+            are the residual-stream channels); needed when ``pruned_axes`` has ``hidden``.
+        norm_paths: a layer's norms of the residual stream (not :attr:`qk_norm_paths`).
+        final_norm_path: the norm after the last layer, relative to ``model.base_model``,
+            or ``None``.
+        output_head_names: child modules of a model (any head) that read the final
+            hidden states (LM head, classifier), tried by :meth:`output_heads`.
+        default_layer_shapes: the sparsity map's layer shapes unless one is asked
+            (:mod:`minidisc.elastic.sparsity_map`): ``"global"`` (per-layer sizes, the
+            MiniDisc map) or ``"uniform"`` (every layer alike: an ordinary config).
     """
 
     name: ClassVar[str]
@@ -148,6 +183,11 @@ class Family:
     qk_norm_paths: ClassVar[tuple[str, str] | None] = None
     grouped_query: ClassVar[bool] = False
     pruned_axes: ClassVar[tuple[str, ...]] = AXES
+    embedding_path: ClassVar[str | None] = None
+    norm_paths: ClassVar[tuple[str, ...]] = ()
+    final_norm_path: ClassVar[str | None] = None
+    output_head_names: ClassVar[tuple[str, ...]] = ()
+    default_layer_shapes: ClassVar[str] = "global"
 
     # ---- config level --------------------------------------------------------------
     def geometry(self, config: Any) -> Geometry:
@@ -176,6 +216,24 @@ class Family:
                 the query heads without :attr:`grouped_query`).
         """
         raise NotImplementedError
+
+    def write_hidden_size(self, config: Any, hidden: int) -> None:
+        """Record a cut residual-stream width in ``config`` (a student's copy of its
+        teacher's), keeping every other size, head size included, as it was.
+
+        Raises:
+            ConfigError: the family does not prune the hidden width.
+        """
+        raise ConfigError(f"the {self.name} family does not prune the hidden width")
+
+    def embedding_params(self, config: Any, hidden: int | None = None) -> int:
+        """Parameters of the input embeddings at width ``hidden`` (``None``: full)."""
+        raise NotImplementedError
+
+    def untied_head_params(self, config: Any, hidden: int | None = None) -> int:
+        """Parameters of an LM head that is not tied to the input embeddings (0 when
+        tied or when the family has no LM head counted in its size)."""
+        return 0
 
     # ---- model level ---------------------------------------------------------------
     def layers(self, model: Any) -> list[Any]:
@@ -217,19 +275,21 @@ class Family:
         ]
 
     def projection_sizes(
-        self, heads: int, neurons: int, geometry: Geometry
+        self, heads: int, neurons: int, geometry: Geometry, hidden: int | None = None
     ) -> dict[str, tuple[int | None, int | None]]:
         """``{path: (out, in)}``: the weight prefix ``W[:out, :in]`` each projection of a
-        layer keeping ``heads`` query heads and ``neurons`` FFN units uses (``None``: the
-        full size). K and V keep ``heads / group_size`` KV heads."""
-        d, g = geometry.head_dim, geometry.group_size
+        layer keeping ``heads`` query heads and ``neurons`` FFN units, in a model keeping
+        ``hidden`` residual-stream channels, uses (``None``: the full size). K and V keep
+        ``heads / group_size`` KV heads; Q/K/V and the FFN inputs read ``hidden``
+        channels, the attention output and the FFN output write ``hidden``."""
+        d, g, h = geometry.head_dim, geometry.group_size, hidden
         return {
-            self.q_path: (heads * d, None),
-            self.k_path: (heads // g * d, None),
-            self.v_path: (heads // g * d, None),
-            self.o_path: (None, heads * d),
-            **{p: (neurons, None) for p in self.ffn_in_paths},
-            self.ffn_out_path: (None, neurons),
+            self.q_path: (heads * d, h),
+            self.k_path: (heads // g * d, h),
+            self.v_path: (heads // g * d, h),
+            self.o_path: (h, heads * d),
+            **{p: (neurons, h) for p in self.ffn_in_paths},
+            self.ffn_out_path: (h, neurons),
         }
 
     def layer_sizes(self, layer: Any, geometry: Geometry) -> tuple[int, int]:
@@ -237,6 +297,36 @@ class Family:
         q = layer.get_submodule(self.q_path)
         ffn_out = layer.get_submodule(self.ffn_out_path)
         return q.weight.shape[0] // geometry.head_dim, ffn_out.weight.shape[1]
+
+    def embedding(self, model: Any) -> Any:
+        """The token embedding of ``model`` (any head, or the bare base model).
+
+        Raises:
+            ModelError: the family names none (it does not prune the hidden width).
+        """
+        if self.embedding_path is None:
+            raise ModelError(f"the {self.name} family names no token embedding")
+        return model.base_model.get_submodule(self.embedding_path)
+
+    def hidden_norms(self, model: Any) -> list[Any]:
+        """Every norm of the residual stream, in order: each layer's :attr:`norm_paths`,
+        then the final norm. Qwen3's per-head query/key norms are not among them."""
+        norms = [layer.get_submodule(p) for layer in self.layers(model) for p in self.norm_paths]
+        if self.final_norm_path is not None:
+            norms.append(model.base_model.get_submodule(self.final_norm_path))
+        return norms
+
+    def output_heads(self, model: Any) -> list[Any]:
+        """The linear modules of ``model`` that read its final hidden states
+        (:attr:`output_head_names` that exist: the LM head, a classifier); none for a
+        bare base model. A head tied to the embedding shares its weight tensor."""
+        from torch import nn
+
+        return [
+            module
+            for name in self.output_head_names
+            if isinstance(module := getattr(model, name, None), nn.Linear)
+        ]
 
     def qkv_sources(self, layer: Any) -> tuple[Any, Any, Any]:
         """The modules whose outputs are one layer's queries, keys and values as attention
@@ -332,6 +422,12 @@ class BertFamily(Family):
             vocab_size=config.vocab_size,
         )
 
+    def embedding_params(self, config: Any, hidden: int | None = None) -> int:
+        # word, position and token-type embeddings and their LayerNorm (weight and bias)
+        h = config.hidden_size if hidden is None else hidden
+        rows = config.vocab_size + config.max_position_embeddings + config.type_vocab_size
+        return rows * h + 2 * h
+
     def write_uniform_sizes(self, config: Any, spec: SubnetSpec) -> bool:
         # BertConfig ties head size to hidden/num_attention_heads, so a uniform head count
         # below the full one cannot be expressed; the FFN width can.
@@ -372,6 +468,12 @@ class LlamaFamily(Family):
     ffn_in_paths = ("mlp.gate_proj", "mlp.up_proj")
     ffn_out_path = "mlp.down_proj"
     grouped_query = True
+    pruned_axes = (HEADS, NEURONS, HIDDEN)
+    embedding_path = "embed_tokens"
+    norm_paths = ("input_layernorm", "post_attention_layernorm")
+    final_norm_path = "norm"
+    output_head_names = ("lm_head", "score")
+    default_layer_shapes = "uniform"  # a student that loads as an ordinary LlamaConfig
 
     def biases(self, config: Any) -> tuple[bool, bool, bool]:
         """Whether (Q/K/V, O, FFN) projections carry biases (LLaMA: ``attention_bias``,
@@ -417,6 +519,21 @@ class LlamaFamily(Family):
         config.num_attention_heads = heads
         config.num_key_value_heads = heads // geo.group_size
         return True
+
+    def write_hidden_size(self, config: Any, hidden: int) -> None:
+        # The head size must not follow the width: state it before changing the width
+        # (a config without head_dim derives it as hidden_size // num_attention_heads).
+        config.head_dim = self.geometry(config).head_dim
+        config.hidden_size = hidden
+
+    def embedding_params(self, config: Any, hidden: int | None = None) -> int:
+        return config.vocab_size * (config.hidden_size if hidden is None else hidden)
+
+    def untied_head_params(self, config: Any, hidden: int | None = None) -> int:
+        # a causal LM's head, a bias-free vocab × width matrix, unless tied to embed_tokens
+        if getattr(config, "tie_word_embeddings", False):
+            return 0
+        return config.vocab_size * (config.hidden_size if hidden is None else hidden)
 
     def set_sizes(
         self, config: Any, *, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int
@@ -479,7 +596,8 @@ class Qwen3Family(LlamaFamily):
     def geometry(self, config: Any) -> Geometry:
         geo = super().geometry(config)
         # two RMSNorms of the width plus q_norm and k_norm of one head's width
-        return replace(geo, norm_params_per_layer=geo.norm_params_per_layer + 2 * geo.head_dim)
+        qk = 2 * geo.head_dim
+        return replace(geo, norm_params_per_layer=geo.norm_params_per_layer + qk, qk_norm_params=qk)
 
 
 #: The registered families, consulted in order (:func:`register_family` adds one).
@@ -491,11 +609,16 @@ def register_family(family: Family) -> Family:
 
     Raises:
         ConfigError: its name or one of its model types belongs to a registered family,
-            or it names an unknown pruning axis.
+            it names an unknown pruning axis, or it prunes the hidden width without
+            naming its embedding.
     """
-    unknown = [a for a in family.pruned_axes if a not in AXES]
+    unknown = [a for a in family.pruned_axes if a not in PRUNABLE_AXES]
     if unknown:
-        raise ConfigError(f"family {family.name!r} prunes unknown axes {unknown}; the axes are {', '.join(AXES)}")
+        raise ConfigError(
+            f"family {family.name!r} prunes unknown axes {unknown}; the axes are {', '.join(PRUNABLE_AXES)}"
+        )
+    if HIDDEN in family.pruned_axes and family.embedding_path is None:
+        raise ConfigError(f"family {family.name!r} prunes the hidden width but names no embedding_path")
     for other in FAMILIES:
         taken = sorted(family.model_types & other.model_types)
         if other.name == family.name or taken:

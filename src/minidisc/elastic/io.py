@@ -2,7 +2,7 @@
 
 A student directory holds ``model.safetensors`` (or shards with an index),
 ``config.json`` with ``minidisc_subnet = {"heads": [...], "neurons": [...],
-"sparsity": s}``, optionally a ``README.md`` model card (the runs pass
+"sparsity": s}`` (and ``"hidden": h`` when the width was cut), optionally a ``README.md`` model card (the runs pass
 :func:`minidisc.report.card.model_card`) and tokenizer files.
 
 When plain ``transformers`` loading works
@@ -17,7 +17,8 @@ the same sizes and:
   same number of FFN units (written to ``intermediate_size``);
 * LLaMA-like families (LLaMA, Mistral, Qwen2, Qwen3): every layer keeps the same number
   (> 0) of KV groups and of FFN units (written to ``num_attention_heads``,
-  ``num_key_value_heads``, explicit ``head_dim`` and ``intermediate_size``).
+  ``num_key_value_heads``, explicit ``head_dim`` and ``intermediate_size``), at any kept
+  hidden width (always written to ``hidden_size``; a tied LM head stays tied).
 
 Any other student (per-layer-heterogeneous, BERT with pruned heads, or layers keeping
 no heads) must be loaded with :func:`load_student`; plain loading of such a student
@@ -82,12 +83,15 @@ def save_student(
         model = model.extract(spec)
     family = family_for(model)
     sizes = physical_spec(model, family)
+    width = model.config.hidden_size
     if spec is None:
-        spec = SubnetSpec(sizes.heads, sizes.neurons, _recorded_sparsity(model.config))
-    elif (spec.heads, spec.neurons) != (sizes.heads, sizes.neurons):
+        recorded_hidden = _recorded(model.config, "hidden")
+        hidden = recorded_hidden if recorded_hidden == width else None
+        spec = SubnetSpec(sizes.heads, sizes.neurons, _recorded(model.config, "sparsity"), hidden)
+    elif (spec.heads, spec.neurons) != (sizes.heads, sizes.neurons) or (spec.hidden or width) != width:
         raise ConfigError(
-            f"save_student: the spec {spec.to_dict()} does not match the model's layer sizes "
-            f"{sizes.to_dict()}; extract the sub-network first (ElasticModel.extract(spec))"
+            f"save_student: the spec {spec.to_dict()} does not match the model's sizes "
+            f"{sizes.to_dict()} at width {width}; extract the sub-network first (ElasticModel.extract(spec))"
         )
     record_spec(model.config, spec, family)
     path = Path(path)
@@ -117,9 +121,10 @@ def loads_with_plain_transformers(config: Any) -> bool:
     return uniform and full_heads
 
 
-def _recorded_sparsity(config: Any) -> float | None:
+def _recorded(config: Any, key: str) -> Any:
+    """``key`` (``"sparsity"``, ``"hidden"``) of the spec recorded in ``config``, or None."""
     recorded = getattr(config, CONFIG_KEY, None)
-    return recorded.get("sparsity") if isinstance(recorded, dict) else None
+    return recorded.get(key) if isinstance(recorded, dict) else None
 
 
 def load_student(path: str | os.PathLike[str], task_head: bool = True) -> nn.Module:

@@ -2,9 +2,12 @@
 
 Wrapping an ordinary Hugging Face model turns its Q/K/V/O and FFN projections into
 :class:`~minidisc.elastic.modules.ElasticLinear` and its attention modules into
-skippable ones, in place. ``activate(spec)`` then makes every following forward
-(and backward) use prefix slices ``W[:out, :in]`` of the shared weights, so a
-sub-network's cost scales with its size, in eval and in train mode.
+skippable ones, in place; for a family that prunes the hidden width (the LLaMA-like
+decoders) also its token embedding, its RMSNorms and its output head (LM head or
+classifier). ``activate(spec)`` then makes every following forward (and backward) use
+prefix slices ``W[:out, :in]`` of the shared weights -- and, with ``spec.hidden = h``,
+only the first ``h`` channels of the residual stream everywhere -- so a sub-network's
+cost scales with its size, in eval and in train mode.
 
 Typical use::
 
@@ -28,10 +31,21 @@ from torch import nn
 from minidisc.elastic.extract import check_spec, extract, physical_spec
 from minidisc.elastic.families import Family, Geometry, family_for
 from minidisc.elastic.importance import Importance, LossFn, compute_importance
-from minidisc.elastic.modules import ElasticLinear, make_elastic_linear, make_skippable
+from minidisc.elastic.modules import (
+    ElasticLinear,
+    make_elastic_embedding,
+    make_elastic_linear,
+    make_elastic_norm,
+    make_skippable,
+)
 from minidisc.elastic.reorder import reorder_model
-from minidisc.elastic.sparsity_map import DEFAULT_GRID, sparsity_map
-from minidisc.elastic.spec import HEADS, SubnetSpec
+from minidisc.elastic.sparsity_map import (
+    DEFAULT_GRID,
+    LayerShapes,
+    default_layer_shapes,
+    sparsity_map,
+)
+from minidisc.elastic.spec import HEADS, HIDDEN, SubnetSpec
 
 
 class ElasticModel:
@@ -61,6 +75,12 @@ class ElasticModel:
                 make_elastic_linear(layer.get_submodule(path))
             if HEADS in self.family.pruned_axes:  # a layer may keep no heads
                 make_skippable(layer.get_submodule(self.family.attention_path), self.family)
+        if HIDDEN in self.family.pruned_axes:  # the residual stream may be cut
+            make_elastic_embedding(self.family.embedding(model))
+            for norm in self.family.hidden_norms(model):
+                make_elastic_norm(norm)
+            for head in self.family.output_heads(model):
+                make_elastic_linear(head)
         self._full = physical_spec(model, self.family)
         self._spec = self._full
         self.activate(None)
@@ -79,18 +99,24 @@ class ElasticModel:
         """Make following forwards use sub-network ``spec`` (``None``: the full model).
 
         Raises:
-            ConfigError: ``spec`` exceeds the model in some layer, has the wrong number of
-                layers, cuts an axis the family does not prune, or (GQA) keeps a number of
-                query heads that is not whole KV groups.
+            ConfigError: ``spec`` exceeds the model in some layer or in width, has the
+                wrong number of layers, cuts an axis the family does not prune, or (GQA)
+                keeps a number of query heads that is not whole KV groups.
         """
         spec = self._full if spec is None else spec
         check_spec(spec, self._full, self.family, self.geometry)
         fam = self.family
         for layer, heads, units in zip(fam.layers(self.model), spec.heads, spec.neurons):
-            for path, (out, inp) in fam.projection_sizes(heads, units, self.geometry).items():
+            for path, (out, inp) in fam.projection_sizes(heads, units, self.geometry, spec.hidden).items():
                 self._linear(layer, path).set_active(out=out, inp=inp)
             if HEADS in fam.pruned_axes:
                 layer.get_submodule(fam.attention_path).minidisc_skip = heads == 0
+        if HIDDEN in fam.pruned_axes:
+            fam.embedding(self.model).set_active(spec.hidden)
+            for norm in fam.hidden_norms(self.model):
+                norm.set_active(spec.hidden)
+            for head in fam.output_heads(self.model):
+                head.set_active(inp=spec.hidden)
         self._spec = spec
 
     @contextmanager
@@ -132,7 +158,9 @@ class ElasticModel:
             )
 
     def reorder(self, importance: Importance) -> Importance:
-        """Sort every layer's heads and units by ``importance``, descending, in place.
+        """Sort every layer's heads and units (and, with ``importance.hidden`` on a
+        family that prunes it, the residual-stream channels) by ``importance``,
+        descending, in place.
 
         The model's outputs are unchanged. Returns the importance permuted alongside
         (feed it to :meth:`sparsity_map`). Leaves the full model active.
@@ -141,11 +169,25 @@ class ElasticModel:
         return reorder_model(self.model, self.family, importance)
 
     def sparsity_map(
-        self, importance: Importance, grid: Iterable[float] = DEFAULT_GRID
+        self,
+        importance: Importance,
+        grid: Iterable[float] = DEFAULT_GRID,
+        layer_shapes: LayerShapes | None = None,
     ) -> dict[float, SubnetSpec]:
-        """``{sparsity: SubnetSpec}`` for ``grid``; see :func:`minidisc.elastic.sparsity_map.sparsity_map`."""
+        """``{sparsity: SubnetSpec}`` for ``grid``; see :func:`minidisc.elastic.sparsity_map.sparsity_map`.
+
+        ``layer_shapes``: ``"uniform"`` (the same sizes in every layer, an ordinary
+        config) or ``"global"`` (per-layer sizes from the global ranking); ``None``: the
+        family's default (:attr:`Family.default_layer_shapes`: uniform for decoders,
+        global for encoders), global for an importance without hidden-channel scores
+        (:func:`minidisc.elastic.sparsity_map.default_layer_shapes`)."""
         return sparsity_map(
-            importance, grid, group_size=self.geometry.group_size, axes=self.family.pruned_axes
+            importance,
+            grid,
+            group_size=self.geometry.group_size,
+            axes=self.family.pruned_axes,
+            layer_shapes=layer_shapes or default_layer_shapes(self.family, importance),
+            config=self.model.config,
         )
 
     # ---- export ----------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""Building blocks of elastic sub-networks: sliced linear layers and skippable attention.
+"""Building blocks of elastic sub-networks: sliced linear layers, skippable attention,
+and (for a cut residual stream) sliced embeddings and RMSNorms.
 
-Both are installed by *changing the class of existing modules in place* (a subclass of
+All are installed by *changing the class of existing modules in place* (a subclass of
 the original class), so parameters keep their objects and names: state dicts,
-``save_pretrained`` of the full model, optimizers and output-capturing hooks (which
-match modules by ``isinstance``) are unaffected.
+``save_pretrained`` of the full model, optimizers, tied weights and output-capturing
+hooks (which match modules by ``isinstance``) are unaffected.
 """
 
 from __future__ import annotations
@@ -54,6 +55,135 @@ def make_elastic_linear(linear: nn.Linear) -> ElasticLinear:
     linear.active_out = None
     linear.active_in = None
     return linear  # type: ignore[return-value]
+
+
+def restore_linear(linear: nn.Linear) -> nn.Linear:
+    """Undo :func:`make_elastic_linear`: the module becomes a plain ``nn.Linear`` again
+    (same object and parameters, so a tied weight stays tied)."""
+    if isinstance(linear, ElasticLinear):
+        linear.__dict__.pop("active_out", None)
+        linear.__dict__.pop("active_in", None)
+        linear.__class__ = nn.Linear
+    return linear
+
+
+class ElasticEmbedding(nn.Embedding):
+    """``nn.Embedding`` whose output keeps the first ``active_dim`` channels.
+
+    With ``active_dim = h`` the forward looks up ``weight[:, :h]``: ids ``(...)`` →
+    ``(..., h)``. ``None`` means the full width. Gradients reach the used columns only.
+    """
+
+    active_dim: int | None = None
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.active_dim is None:
+            return super().forward(input)
+        return F.embedding(
+            input,
+            self.weight[:, : self.active_dim],
+            self.padding_idx,
+            self.max_norm,
+            self.norm_type,
+            self.scale_grad_by_freq,
+            self.sparse,
+        )
+
+    def set_active(self, dim: int | None) -> None:
+        """Use the first ``dim`` channels; ``None`` (or the full width) means full."""
+        self.active_dim = None if dim is None or dim == self.embedding_dim else int(dim)
+
+
+def make_elastic_embedding(embedding: nn.Embedding) -> ElasticEmbedding:
+    """Turn ``embedding`` into an :class:`ElasticEmbedding` in place (same object, same weight).
+
+    Raises:
+        TypeError: ``embedding`` is not a plain ``nn.Embedding``.
+    """
+    if not isinstance(embedding, ElasticEmbedding):
+        if type(embedding) is not nn.Embedding:
+            raise TypeError(f"expected a plain nn.Embedding, got {type(embedding).__name__}")
+        embedding.__class__ = ElasticEmbedding
+    embedding.active_dim = None
+    return embedding  # type: ignore[return-value]
+
+
+def restore_embedding(embedding: nn.Embedding) -> nn.Embedding:
+    """Undo :func:`make_elastic_embedding` (a plain ``nn.Embedding``, same object)."""
+    if isinstance(embedding, ElasticEmbedding):
+        embedding.__dict__.pop("active_dim", None)
+        embedding.__class__ = nn.Embedding
+    return embedding
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dimension, as the LLaMA-family ``*RMSNorm`` modules of
+    ``transformers`` compute it (Zhang & Sennrich 2019, eq. 4): in float32,
+    ``x / sqrt(mean(x²) + eps)``, cast back to ``x``'s dtype, times ``weight``.
+
+    Args:
+        x: ``(..., h)``. weight: ``(h,)``. eps: added to the mean square.
+    """
+    dtype = x.dtype
+    x32 = x.to(torch.float32)
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(dtype)
+
+
+class _ElasticNorm:
+    """Mixin for an RMSNorm of the residual stream (a module with ``.weight (H,)`` and
+    ``.variance_epsilon``): with ``active_dim = h`` its input is ``(..., h)``, the mean
+    square is taken over those ``h`` channels and ``weight[:h]`` scales them
+    (:func:`rms_norm`); ``None`` runs the original forward."""
+
+    active_dim: int | None = None
+    _minidisc_base: type = object  # the original class
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.active_dim is None:
+            return super().forward(hidden_states)  # type: ignore[misc]
+        return rms_norm(hidden_states, self.weight[: self.active_dim], self.variance_epsilon)  # type: ignore[attr-defined]
+
+    def set_active(self, dim: int | None) -> None:
+        """Normalise the first ``dim`` channels; ``None`` (or the full width) means full."""
+        full = self.weight.shape[0]  # type: ignore[attr-defined]
+        self.active_dim = None if dim is None or dim == full else int(dim)
+
+
+_NORM_CLASSES: dict[type, type] = {}
+
+
+def make_elastic_norm(norm: nn.Module) -> nn.Module:
+    """Give ``norm`` (an RMSNorm with ``weight`` and ``variance_epsilon``, e.g.
+    ``LlamaRMSNorm``, ``Qwen3RMSNorm``) a cut width, in place.
+
+    Raises:
+        TypeError: ``norm`` has no ``weight`` vector or no ``variance_epsilon``.
+    """
+    cls = type(norm)
+    if issubclass(cls, _ElasticNorm):
+        norm.active_dim = None
+        return norm
+    weight = getattr(norm, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 1 or not hasattr(norm, "variance_epsilon"):
+        raise TypeError(f"expected an RMSNorm with a weight vector and variance_epsilon, got {cls.__name__}")
+    if cls not in _NORM_CLASSES:
+        _NORM_CLASSES[cls] = type(
+            f"Elastic{cls.__name__}", (_ElasticNorm, cls), {"_minidisc_base": cls, "__module__": __name__}
+        )
+        # Module-level name, so pickle can find the class once it has been created.
+        globals()[_NORM_CLASSES[cls].__name__] = _NORM_CLASSES[cls]
+    norm.__class__ = _NORM_CLASSES[cls]
+    norm.active_dim = None
+    return norm
+
+
+def restore_norm(norm: nn.Module) -> nn.Module:
+    """Undo :func:`make_elastic_norm` (an instance of its original class, same object)."""
+    if isinstance(norm, _ElasticNorm):
+        norm.__dict__.pop("active_dim", None)
+        norm.__class__ = type(norm)._minidisc_base
+    return norm
 
 
 def plain_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:

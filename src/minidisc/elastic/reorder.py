@@ -9,6 +9,15 @@ function is unchanged (MiniDisc spec §Sparsification, "Reorder").
 Grouped-query attention: KV groups are sorted by group score (sum of their query heads'
 scores), descending; within a group, query heads are sorted descending. Query heads
 ``a·G … a·G+G−1`` then still read KV head ``a``.
+
+Hidden channels (families that prune the width, with ``Importance.hidden``): one
+permutation ``P`` of the residual stream, applied everywhere it is read or written: the
+embedding's columns, every RMSNorm weight, the input columns of Q/K/V, of the FFN inputs
+and of the output head, and the output rows (and biases) of the attention output and the
+FFN output. The residual stream of the reordered model is the old one permuted by ``P``;
+RMSNorm is permutation-equivariant (the mean square does not depend on the order), so
+the logits are unchanged. A head tied to the embedding shares its tensor and is permuted
+once.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from torch import nn
 
 from minidisc.elastic.families import Family, Geometry
 from minidisc.elastic.importance import Importance
+from minidisc.elastic.spec import HIDDEN
 from minidisc.errors import ModelError
 
 
@@ -58,15 +68,19 @@ def _permute_cols(linear: nn.Linear, index: torch.Tensor) -> None:
 
 
 def reorder_model(model: nn.Module, family: Family, importance: Importance) -> Importance:
-    """Permute every layer's heads and FFN units into descending importance, in place.
+    """Permute every layer's heads and FFN units (and the hidden channels, see the module
+    doc) into descending importance, in place.
 
     Args:
         model: full-size model of ``family``.
-        importance: scores, ``heads (L, H)`` and ``neurons (L, I)``.
+        importance: scores, ``heads (L, H)`` and ``neurons (L, I)``; ``hidden (d,)``
+            reorders the residual stream where the family prunes it (an encoder's hidden
+            scores are kept as they are, unused).
 
     Returns:
         The importance permuted alongside the weights (row ``l`` now describes the
-        reordered layer ``l``).
+        reordered layer ``l``; ``hidden[c]`` the reordered channel ``c``); ``layers`` is
+        returned as it is.
 
     Raises:
         ModelError: importance shapes do not match the model.
@@ -78,6 +92,11 @@ def reorder_model(model: nn.Module, family: Family, importance: Importance) -> I
         raise ModelError(
             f"importance shapes {tuple(importance.heads.shape)}, {tuple(importance.neurons.shape)} "
             f"do not match the model's {expected}"
+        )
+    if importance.hidden is not None and tuple(importance.hidden.shape) != (geo.hidden_size,):
+        raise ModelError(
+            f"hidden importance of shape {tuple(importance.hidden.shape)} does not match the model's "
+            f"width ({geo.hidden_size},)"
         )
     for layer in layers:
         if family.layer_sizes(layer, geo) != (geo.num_heads, geo.intermediate_size):
@@ -100,4 +119,30 @@ def reorder_model(model: nn.Module, family: Family, importance: Importance) -> I
 
         new_heads.append(importance.heads[idx][q_order])
         new_neurons.append(importance.neurons[idx][n_order])
-    return Importance(torch.stack(new_heads), torch.stack(new_neurons), importance.normalized)
+    hidden = importance.hidden
+    if hidden is not None and HIDDEN in family.pruned_axes:
+        h_order = torch.sort(hidden, descending=True, stable=True).indices
+        _permute_hidden(model, family, h_order)
+        hidden = hidden[h_order]
+    return Importance(
+        torch.stack(new_heads), torch.stack(new_neurons), importance.normalized, hidden=hidden, layers=importance.layers
+    )
+
+
+@torch.no_grad()
+def _permute_hidden(model: nn.Module, family: Family, order: torch.Tensor) -> None:
+    """Reorder the residual-stream channels: new channel ``c`` is old channel ``order[c]``."""
+    embedding = family.embedding(model)
+    done = {id(embedding.weight)}  # a tied head shares this tensor: permute it once
+    _permute_cols(embedding, order)
+    for norm in family.hidden_norms(model):
+        norm.weight.copy_(norm.weight[order.to(norm.weight.device)])
+    for layer in family.layers(model):
+        for path in (family.q_path, family.k_path, family.v_path, *family.ffn_in_paths):
+            _permute_cols(layer.get_submodule(path), order)
+        for path in (family.o_path, family.ffn_out_path):
+            _permute_rows(layer.get_submodule(path), order)
+    for head in family.output_heads(model):
+        if id(head.weight) not in done:
+            done.add(id(head.weight))
+            _permute_cols(head, order)

@@ -1,4 +1,18 @@
-"""Global sparsity map: per-layer kept heads and FFN units for every sparsity level.
+"""Sparsity maps: the sub-network of every sparsity level, nested across levels.
+
+Two layer shapes (``layer_shapes``): ``"global"`` (below: MiniDisc's map, per-layer
+sizes) and ``"uniform"`` (every layer alike, an ordinary config:
+:mod:`minidisc.elastic.uniform_map`). A family's default is
+:attr:`Family.default_layer_shapes <minidisc.elastic.families.Family.default_layer_shapes>`:
+global for encoders, uniform for decoders (:func:`model_sparsity_map`,
+``ElasticModel.sparsity_map``, through :func:`default_layer_shapes`), except that a
+decoder importance without hidden-channel scores falls back to global: uniform shapes
+that keep the full width cannot go beyond about 92 % sparsity on SmolLM2 (one KV group
+of attention is 8 % of its non-embedding parameters), so the default grid's 95 % level
+would fail, and a decoder's gradient importance scores no channels today.
+:func:`sparsity_map` itself defaults to global.
+
+Global sparsity map: per-layer kept heads and FFN units for every sparsity level.
 
 MiniDisc spec §Sparsification, "Global sparsity map": all ``L·H`` heads are ranked
 globally by their (per-layer normalised) score, and separately all ``L·I`` FFN units;
@@ -23,6 +37,8 @@ Decisions [ours]:
 * Only the axes the architecture family prunes (:attr:`Family.pruned_axes
   <minidisc.elastic.families.Family.pruned_axes>`) are cut; every level keeps the others
   whole. :func:`model_sparsity_map` reads the axes and the group size from a config.
+* The global map cuts the per-layer axes only: the model-wide hidden width is kept
+  whole (one width cannot follow a per-layer ranking); the uniform map cuts it.
 """
 
 from __future__ import annotations
@@ -30,18 +46,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from minidisc.elastic.families import family_for
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import check_levels
-from minidisc.elastic.spec import AXES, DEFAULT_GRID, HEADS, NEURONS, SubnetSpec
+from minidisc.elastic.spec import AXES, DEFAULT_GRID, HEADS, NEURONS, PRUNABLE_AXES, SubnetSpec
+from minidisc.elastic.uniform_map import uniform_sparsity_map
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json, write_json
 
 NEURON_MULTIPLE = 8
+
+LayerShapes = Literal["uniform", "global"]
+#: The layer shapes a sparsity map can have (see the module doc).
+LAYER_SHAPES: tuple[str, ...] = ("uniform", "global")
 
 
 def _round_half_up(x: float) -> int:
@@ -74,6 +95,8 @@ def sparsity_map(
     group_size: int = 1,
     neuron_multiple: int = NEURON_MULTIPLE,
     axes: Iterable[str] = AXES,
+    layer_shapes: LayerShapes = "global",
+    config: Any = None,
 ) -> dict[float, SubnetSpec]:
     """Per-layer sizes of the sub-network at every sparsity in ``grid``.
 
@@ -83,8 +106,14 @@ def sparsity_map(
         grid: sparsity levels, fractions in [0, 1) (0.95 = a "5 % student").
         group_size: query heads per KV head (GQA); whole groups are pruned.
         neuron_multiple: kept FFN units per layer are rounded down to a multiple of this.
-        axes: the axes cut (of :data:`~minidisc.elastic.spec.AXES`); the others keep every
-            head (unit) at every level.
+        axes: the axes cut (of :data:`~minidisc.elastic.spec.PRUNABLE_AXES`); the
+            others keep every head (unit, channel) at every level.
+        layer_shapes: ``"global"`` (this module's map; sparsity = the fraction of heads
+            and of units pruned) or ``"uniform"``
+            (:func:`~minidisc.elastic.uniform_map.uniform_sparsity_map`: sparsity = the
+            fraction of non-embedding parameters removed, at or just above each level).
+        config: the full model's config; needed by ``"uniform"`` (parameter counts,
+            group size), unused by ``"global"``.
 
     Returns:
         ``{sparsity: SubnetSpec}`` in ascending sparsity (keys are levels:
@@ -92,13 +121,22 @@ def sparsity_map(
         For ``s < s'``: ``spec[s'].fits_in(spec[s])`` (nesting).
 
     Raises:
-        ConfigError: a level outside [0, 1), heads not divisible into groups, or an
-            unknown axis.
+        ConfigError: a level outside [0, 1), heads not divisible into groups, an
+            unknown axis or layer shape, ``"uniform"`` without a config, or a level
+            the uniform map cannot reach.
     """
-    levels = check_levels(grid)
     axes = set(axes)
-    if axes - set(AXES):
-        raise ConfigError(f"unknown pruning axes {sorted(axes - set(AXES))}; the axes are {', '.join(AXES)}")
+    if axes - set(PRUNABLE_AXES):
+        raise ConfigError(
+            f"unknown pruning axes {sorted(axes - set(PRUNABLE_AXES))}; the axes are {', '.join(PRUNABLE_AXES)}"
+        )
+    if layer_shapes == "uniform":
+        if config is None:
+            raise ConfigError("the uniform sparsity map needs the model's config (its parameter counts)")
+        return uniform_sparsity_map(config, importance, grid, axes=axes, neuron_multiple=neuron_multiple)
+    if layer_shapes != "global":
+        raise ConfigError(f"unknown layer shapes {layer_shapes!r}; use one of {', '.join(LAYER_SHAPES)}")
+    levels = check_levels(grid)
     head_share = 1.0 if HEADS in axes else 0.0
     unit_share = 1.0 if NEURONS in axes else 0.0
     groups = importance.group_scores(group_size)
@@ -165,15 +203,36 @@ def _save_map(path: Path, spec_map: dict[float, SubnetSpec]) -> None:
     write_json(path, {f"{s:g}": spec_map[s].to_dict() for s in sorted(spec_map)})
 
 
+def default_layer_shapes(family: Any, importance: Importance) -> LayerShapes:
+    """The layer shapes of a map of ``family`` when none is asked: the family's default,
+    but ``"global"`` for a uniform-default family when ``importance`` has no hidden-channel
+    scores (see the module doc)."""
+    shapes = family.default_layer_shapes
+    if shapes == "uniform" and importance.hidden is None:
+        return "global"
+    return shapes
+
+
 def model_sparsity_map(
-    config: Any, importance: Importance, grid: Iterable[float] = DEFAULT_GRID
+    config: Any,
+    importance: Importance,
+    grid: Iterable[float] = DEFAULT_GRID,
+    layer_shapes: LayerShapes | None = None,
 ) -> dict[float, SubnetSpec]:
-    """:func:`sparsity_map` of a model with ``config``: its family's pruned axes and
-    key/value group size (:mod:`minidisc.elastic.families`).
+    """:func:`sparsity_map` of a model with ``config``: its family's pruned axes, key/value
+    group size and, unless ``layer_shapes`` is given, default layer shapes
+    (:func:`default_layer_shapes`).
 
     Raises:
         ModelError: unsupported architecture. ConfigError: as :func:`sparsity_map`.
     """
     family = family_for(config)
     group_size = family.geometry(config).group_size
-    return sparsity_map(importance, grid, group_size=group_size, axes=family.pruned_axes)
+    return sparsity_map(
+        importance,
+        grid,
+        group_size=group_size,
+        axes=family.pruned_axes,
+        layer_shapes=layer_shapes or default_layer_shapes(family, importance),
+        config=config,
+    )

@@ -5,8 +5,11 @@ After :meth:`minidisc.elastic.ElasticModel.reorder` has sorted every layer's hea
 importance (descending), a sub-network keeps a *prefix* of each layer's heads and
 neurons, so two integers per layer describe it completely.
 
-Each of the two is a pruning *axis* (:data:`AXES`); an architecture family says which
-of them it can cut (:attr:`minidisc.elastic.families.Family.pruned_axes`).
+Each of the two is a per-layer pruning *axis* (:data:`AXES`); the residual-stream width
+is a model-wide one (:data:`HIDDEN`, one number for the whole model). An architecture
+family says which of them it can cut (:attr:`minidisc.elastic.families.Family.pruned_axes`,
+a subset of :data:`PRUNABLE_AXES`): BERT-like encoders cut heads and neurons, the
+LLaMA-like decoders also the hidden width.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ AXES: tuple[str, ...] = (HEADS, NEURONS)
 #: projection's input or output, a tied LM head). One width for the whole model, so it is
 #: a single number of :class:`SubnetSpec`, not a per-layer one, and not in :data:`AXES`.
 HIDDEN = "hidden"
+
+#: Every axis a family may prune (:attr:`minidisc.elastic.families.Family.pruned_axes`):
+#: the per-layer :data:`AXES`, then the model-wide :data:`HIDDEN`. Code that walks the
+#: per-layer sizes iterates :data:`AXES`; code that cuts the residual stream asks whether
+#: ``HIDDEN in family.pruned_axes``.
+PRUNABLE_AXES: tuple[str, ...] = (*AXES, HIDDEN)
 
 
 @dataclass(frozen=True)
@@ -89,10 +98,11 @@ class SubnetSpec:
 
     @classmethod
     def uniform(
-        cls, num_layers: int, heads: int, neurons: int, sparsity: float | None = None
+        cls, num_layers: int, heads: int, neurons: int, sparsity: float | None = None, hidden: int | None = None
     ) -> SubnetSpec:
-        """The spec keeping ``heads`` query heads and ``neurons`` FFN units in every layer."""
-        return cls((heads,) * num_layers, (neurons,) * num_layers, sparsity)
+        """The spec keeping ``heads`` query heads and ``neurons`` FFN units in every layer
+        (and ``hidden`` residual-stream channels; ``None``: the full width)."""
+        return cls((heads,) * num_layers, (neurons,) * num_layers, sparsity, hidden)
 
     def fits_in(self, other: SubnetSpec) -> bool:
         """True when this sub-network is a (per-layer prefix) sub-network of ``other``
