@@ -71,6 +71,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ),
     ("minidisc.report.compare", "minidisc.schedules.run"): "RunDir in annotations only (TYPE_CHECKING)",
     ("minidisc.report.compress", "minidisc.schedules.run"): "RunDir in annotations only (TYPE_CHECKING)",
+    ("minidisc.report.compress_lm", "minidisc.schedules.run"): "RunDir in annotations only (TYPE_CHECKING)",
     ("minidisc.report.rebuild", "minidisc.schedules.run"): (
         "`minidisc report RUN_DIR` opens the run folder; local import"
     ),

@@ -89,7 +89,11 @@ def rebuild_report(path: str | Path) -> list[Path]:
 
 
 def _write(run: SavedRun, command: str) -> None:
-    if command == "compress":
+    if command == "compress" and run.manifest["config"].get("task") == "lm":
+        from minidisc.report.compress_lm import write_lm_report
+
+        write_lm_report(run)  # type: ignore[arg-type]
+    elif command == "compress":
         from minidisc.report.compress import write_compress_report
 
         write_compress_report(run)  # type: ignore[arg-type]

@@ -82,7 +82,7 @@ def evaluate_model(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Dev metrics (fractions, ``main`` included) of ``model`` and the evaluation's cost."""
     from minidisc.training.arguments import training_arguments
-    from minidisc.training.data import collator_for, metrics_fn
+    from minidisc.training.data import collator_for, metrics_fn, preprocess_fn
     from minidisc.training.trainers import MeteredTrainer
 
     trainer = MeteredTrainer(
@@ -92,6 +92,7 @@ def evaluate_model(
         data_collator=collator_for(data.task, data.tokenizer),
         processing_class=data.tokenizer,
         compute_metrics=metrics_fn(data.task),
+        preprocess_logits_for_metrics=preprocess_fn(data.task),
     )
     return dev_metrics(trainer.evaluate()), trainer.meter.totals.to_dict()
 
