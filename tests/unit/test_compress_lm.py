@@ -223,3 +223,15 @@ def test_missing_corpus_is_refused(tmp_path):
     p = run_minidisc("compress", "--task", "lm", "--teacher", "teacher", "--corpus", "missing.txt",
                      "--block-size", "128", "-o", "a", cwd=tmp_path)
     assert p.returncode != 0 and "block-size" in p.stderr  # the tiny model has 64 positions
+
+
+def test_local_text_is_packed_by_document_not_by_line(tmp_path):
+    from minidisc.pretrain.testing import tiny_decoder_tokenizer
+    from minidisc.schedules.lm_data import pack_documents
+
+    tok = tiny_decoder_tokenizer()
+    (tmp_path / "a.txt").write_text("the cat\nsat on\nthe mat\n", encoding="utf-8")  # 6 words over 3 wrapped lines
+    (tmp_path / "b.txt").write_text("a dog ran\n", encoding="utf-8")
+    blocks = pack_documents([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], tok, block_size=5)
+    stream = blocks.reshape(-1).tolist()  # 6 + EOS + 3 + EOS = 11 tokens: two blocks of 5, tail dropped
+    assert blocks.shape == (2, 5) and stream.count(tok.eos_token_id) == 1 and stream[6] == tok.eos_token_id

@@ -1,8 +1,9 @@
 """The text of ``compress --task lm``: training stream, selection slice, calibration blocks.
 
-The training corpus is packed into blocks of ``block_size`` tokens
-(:func:`minidisc.pretrain.data.pack`: documents read clean, Gutenberg headers stripped,
-concatenated and cut, each block framed by the tokenizer's special tokens). Then, with
+The training corpus is packed into blocks of ``block_size`` tokens (local files:
+:func:`pack_documents`, whole documents read clean, Gutenberg headers stripped, joined by
+EOS; a hub corpus: :func:`minidisc.pretrain.data.pack`; each block framed by the
+tokenizer's special tokens). Then, with
 one seeded permutation of the blocks:
 
 * the first ``selection_blocks`` are the **selection slice** (``TaskData.dev``): the
@@ -19,6 +20,8 @@ one seeded permutation of the blocks:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +33,45 @@ if TYPE_CHECKING:
 
     from minidisc.schedules.lm_config import LMCompressConfig
     from minidisc.training.data import TaskData
+
+
+def pack_documents(paths: Sequence[str], tokenizer: PreTrainedTokenizerBase, block_size: int) -> np.ndarray:
+    """Pack local text into blocks, one **document** (file) at a time.
+
+    Each file is read clean (:func:`minidisc.tasks.plaintext.read_documents`), tokenized
+    whole -- its line breaks kept as text, so hard-wrapped prose (Gutenberg books wrap at
+    about 70 characters) reads as the running text it is -- and followed by the EOS
+    token; the stream is cut into pieces framed as the tokenizer frames one sequence
+    (as :func:`minidisc.tasks.corpus.group_texts` does for line-per-row corpora, which
+    would put an EOS after every wrapped line). The incomplete tail is dropped.
+
+    Returns:
+        ``(n_blocks, block_size)`` int64 token ids.
+
+    Raises:
+        DataError: missing or unreadable files, or less text than one block.
+        ConfigError: a block size that leaves no room beside the special tokens.
+    """
+    from minidisc.errors import ConfigError
+    from minidisc.tasks.corpus import special_token_frame
+    from minidisc.tasks.plaintext import read_documents
+
+    prefix, suffix = special_token_frame(tokenizer)
+    piece = block_size - len(prefix) - len(suffix)
+    if piece < 1:
+        raise ConfigError(f"--block-size {block_size} leaves no room for text beside the special tokens")
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    stream: list[int] = []
+    for doc in read_documents(paths):
+        if doc.text.strip():
+            stream += list(tokenizer(doc.text, add_special_tokens=False, verbose=False)["input_ids"]) + eos
+    n = len(stream) // piece
+    if n == 0:
+        raise DataError(f"the corpus {list(paths)} has {len(stream)} tokens, fewer than one block of {piece}")
+    body = np.asarray(stream[: n * piece], dtype=np.int64).reshape(n, piece)
+    return np.concatenate(
+        [np.tile(np.asarray(prefix, np.int64), (n, 1)), body, np.tile(np.asarray(suffix, np.int64), (n, 1))], axis=1
+    )
 
 
 def split_blocks(blocks: np.ndarray, selection: int, calibration: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,7 +118,10 @@ def prepare_lm_data(cfg: LMCompressConfig, tokenizer: PreTrainedTokenizerBase, s
     from minidisc.training.data import TaskData
 
     c = cfg.corpus
-    blocks = pack(c.train, tokenizer, c.block_size, hub_config=c.hub_config, split=c.split, text_column=c.text_column)
+    if all(Path(p).exists() for p in c.train):
+        blocks = pack_documents(c.train, tokenizer, c.block_size)
+    else:
+        blocks = pack(c.train, tokenizer, c.block_size, hub_config=c.hub_config, split=c.split, text_column=c.text_column)
     train, selection, calibration = split_blocks(blocks, c.selection_blocks, c.calibration_blocks, seed)
     dev = CausalStream(selection, tokenizer, seed, rows=len(selection), shuffle=False)
     importance = CausalStream(calibration, tokenizer, seed, rows=len(calibration), shuffle=False)
