@@ -291,7 +291,9 @@ def load_for_task(source: ModelSource, task: TaskSpec, *, require_head: bool = F
 
 
 def load_task_model(source: ModelSource, task: TaskSpec, *, require_head: bool = False) -> TaskModel:
-    """Load a model with a sequence- or token-classification head sized for ``task``.
+    """Load a model with a sequence- or token-classification head sized for ``task``
+    (for the causal-LM task :data:`~minidisc.tasks.lm.LM_TASK`: ``AutoModelForCausalLM``
+    with the checkpoint's own LM head; a missing one is reported like a missing task head).
 
     A head that the checkpoint lacks, or one sized for another task (e.g. an SST-2
     classifier loaded for MNLI), is freshly initialised (fine-tuning trains it) and
@@ -303,15 +305,22 @@ def load_task_model(source: ModelSource, task: TaskSpec, *, require_head: bool =
         ModelError: the files cannot be found or read, the weights do not match the
             config, or ``require_head`` and the checkpoint has no head for ``task``.
     """
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    auto = (
-        AutoModelForTokenClassification
-        if task.task_type == "token_classification"
-        else AutoModelForSequenceClassification
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
     )
-    label_kwargs: dict[str, object] = {"num_labels": task.num_labels}
-    if task.is_regression:
+
+    if task.task_type == "causal_lm":
+        auto = AutoModelForCausalLM
+    elif task.task_type == "token_classification":
+        auto = AutoModelForTokenClassification
+    else:
+        auto = AutoModelForSequenceClassification
+    label_kwargs: dict[str, object] = {} if task.task_type == "causal_lm" else {"num_labels": task.num_labels}
+    if task.task_type == "causal_lm":
+        pass  # next-token prediction: the LM head is the checkpoint's own (tied embeddings count)
+    elif task.is_regression:
         label_kwargs["problem_type"] = "regression"
     elif task.label_names:
         label_kwargs["id2label"] = dict(enumerate(task.label_names))

@@ -15,7 +15,6 @@ from minidisc.cli.options import (
     MaxTrain,
     Output,
     Overwrite,
-    Task,
     Teacher,
     TeacherFinetuned,
     build_compress_config,
@@ -23,6 +22,13 @@ from minidisc.cli.options import (
     parse_grid,
 )
 from minidisc.fileio import read_json
+
+LM_PANEL = "Decoder LMs (--task lm)"
+CompressTask = Annotated[
+    str | None,
+    typer.Option("--task", help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, conll2003; or lm: a "
+                 "LLaMA-family decoder compressed on plain text (--corpus)."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +38,7 @@ def register(app: typer.Typer) -> None:
 def compress(
     output: Output = Path("runs/compress"),
     teacher: Teacher = None,
-    task: Task = None,
+    task: CompressTask = None,
     target_sparsity: Annotated[float | None, typer.Option(help="Fraction of heads/neurons removed, e.g. 0.9 (a 10 % student).")] = None,
     lam: Annotated[float | None, typer.Option("--lam", help="λ of the tradeoff t = metric + λ·sparsity (default 0.2).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Sandwich iterations; 2 = one teacher assistant.")] = None,
@@ -50,6 +56,21 @@ def compress(
     patience: Annotated[int | None, typer.Option(help="Evaluations without improvement before stopping.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stage (default 776).")] = None,
     save_candidates: Annotated[bool, typer.Option("--save-candidates", help="Also save each candidate's best sub-network.")] = False,
+    corpus: Annotated[list[str] | None, typer.Option("--corpus", help="--task lm: training text file or folder of .txt files (repeatable), or one hub dataset name.", rich_help_panel=LM_PANEL)] = None,
+    eval_corpus: Annotated[list[str] | None, typer.Option("--eval-corpus", help="--task lm: held-out text file or folder (repeatable), for the report only (perplexity, bits per byte).", rich_help_panel=LM_PANEL)] = None,
+    corpus_config: Annotated[str | None, typer.Option(help="--task lm: hub dataset configuration of --corpus, e.g. wikitext-103-raw-v1.", rich_help_panel=LM_PANEL)] = None,
+    block_size: Annotated[int | None, typer.Option(help="--task lm: tokens per training block (default 128).", rich_help_panel=LM_PANEL)] = None,
+    budget_tokens: Annotated[int | None, typer.Option(help="--task lm: training tokens of EVERY distillation stage (each sandwich iteration and the final one; default 200000).", rich_help_panel=LM_PANEL)] = None,
+    sandwich_budget_tokens: Annotated[int | None, typer.Option(help="--task lm: training tokens of each sandwich iteration (default --budget-tokens).", rich_help_panel=LM_PANEL)] = None,
+    final_budget_tokens: Annotated[int | None, typer.Option(help="--task lm: training tokens of the final distillation (default --budget-tokens).", rich_help_panel=LM_PANEL)] = None,
+    selection_blocks: Annotated[int | None, typer.Option(help="--task lm: training blocks held out as the selection slice (default 16).", rich_help_panel=LM_PANEL)] = None,
+    calibration_blocks: Annotated[int | None, typer.Option(help="--task lm: training blocks that score importance (default 32).", rich_help_panel=LM_PANEL)] = None,
+    eval_max_tokens: Annotated[int | None, typer.Option(help="--task lm: score only the first N tokens of each --eval-corpus file.", rich_help_panel=LM_PANEL)] = None,
+    objective: Annotated[str | None, typer.Option(help="--task lm: distillation loss: forward_kl (default), reverse_kl, jsd, skew_kl, skew_reverse_kl.", rich_help_panel=LM_PANEL)] = None,
+    temperature: Annotated[float | None, typer.Option(help="--task lm: softmax temperature of the distillation loss (default 1).", rich_help_panel=LM_PANEL)] = None,
+    importance: Annotated[str | None, typer.Option(help="--task lm: importance estimator: activation (default; Minitron, forward only), gradient, magnitude or random (baselines).", rich_help_panel=LM_PANEL)] = None,
+    layer_shapes: Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig) or global (per-layer sizes, loaded with minidisc.load_student).", rich_help_panel=LM_PANEL)] = None,
+    prompt: Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)] = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -57,9 +78,48 @@ def compress(
 
     Fine-tunes the teacher, sparsifies it, picks a teacher assistant by the λ-tradeoff in
     one sandwich run, distils the target student and exports it with a report.
+
+    With --task lm a LLaMA-family decoder (e.g. --teacher smollm2) is compressed on plain
+    text (--corpus): no fine-tuning, token budgets instead of epochs (--budget-tokens),
+    causal-LM distillation, selection on m = PPL_teacher / PPL_candidate on a slice held
+    out of the training text; --eval-corpus files are for the report. See docs/lm.md.
     """
     # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.minidisc import run_compress
+
+    lm_options = {
+        "--corpus": corpus, "--eval-corpus": eval_corpus, "--corpus-config": corpus_config, "--block-size": block_size,
+        "--budget-tokens": budget_tokens, "--sandwich-budget-tokens": sandwich_budget_tokens,
+        "--final-budget-tokens": final_budget_tokens, "--selection-blocks": selection_blocks,
+        "--calibration-blocks": calibration_blocks, "--eval-max-tokens": eval_max_tokens, "--objective": objective,
+        "--temperature": temperature, "--importance": importance, "--layer-shapes": layer_shapes, "--prompt": prompt,
+    }
+    if task == "lm" or (task is None and config is not None and _yaml_task(config) == "lm"):
+        glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir,
+                     "--max-train-samples": max_train_samples, "--max-eval-samples": max_eval_samples,
+                     "--max-length": max_length, "--epochs": epochs}
+        given = [k for k, v in glue_only.items() if v is not None]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (a decoder compressed on text with token budgets)")
+        stage = {"batch_size": batch_size, "learning_rate": learning_rate, "eval_steps": eval_steps,
+                 "patience": patience, "seed": seed}
+        overrides = {
+            "teacher": teacher,
+            "corpus": {"train": corpus or None, "hub_config": corpus_config, "eval": eval_corpus or None,
+                       "block_size": block_size, "selection_blocks": selection_blocks,
+                       "calibration_blocks": calibration_blocks, "eval_max_tokens": eval_max_tokens},
+            "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
+            "grid": parse_grid(grid), "save_candidates": save_candidates or None,
+            "importance": importance, "layer_shapes": layer_shapes, "objective": objective,
+            "objective_options": {"temperature": temperature} if temperature is not None else None,
+            "budget_tokens": budget_tokens, "sandwich_budget_tokens": sandwich_budget_tokens,
+            "final_budget_tokens": final_budget_tokens, "prompt": prompt, "sandwich": stage, "final": stage,
+        }
+        _compress_lm(config, overrides, output, overwrite)
+        return
+    given = [k for k, v in lm_options.items() if v is not None]
+    if given:
+        raise typer.BadParameter(f"{', '.join(given)} apply only to --task lm (compressing a decoder on text)")
 
     stage = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
              "eval_steps": eval_steps, "patience": patience, "seed": seed}
@@ -86,5 +146,51 @@ def summarize(path: Path) -> None:
         f"dev {100 * student['dev']['main']:.2f} | FLOPs/128 tok {teacher['flops_per_128_tokens'] / 1e9:.2f}G → "
         f"{student['flops_per_128_tokens'] / 1e9:.3f}G"
     )
+    typer.echo(f"student: {path / 'student'}  (load with minidisc.load_student)")
+    typer.echo(f"report:  {path / 'report.md'}")
+
+
+def _yaml_task(path: Path) -> str | None:
+    """The top-level ``task`` of a YAML config (``lm`` marks a decoder run), if any."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None  # load_yaml reports the problem
+    return data.get("task") if isinstance(data, dict) else None
+
+
+def _compress_lm(config: Path | None, overrides: dict, output: Path, overwrite: bool) -> None:
+    """``compress --task lm``: build the config, run, summarise."""
+    from minidisc.cli.options import merge
+    from minidisc.config import load_yaml, parse_config
+    from minidisc.schedules.lm import run_compress_lm
+    from minidisc.schedules.lm_config import LMCompressConfig
+
+    base = load_yaml(config, LMCompressConfig).model_dump(mode="json") if config else {}
+    merged = merge(base, overrides)
+    if not merged.get("corpus", {}).get("train"):
+        raise typer.BadParameter("--task lm needs training text: pass --corpus FILE_OR_FOLDER (repeatable)", param_hint="--corpus")
+    cfg = parse_config(LMCompressConfig, merged, "the command line")
+    run = run_compress_lm(cfg, output, overwrite=overwrite)
+    summarize_lm(run.path)
+
+
+def summarize_lm(path: Path) -> None:
+    """Print the headline numbers of a finished ``--task lm`` run."""
+    from minidisc.fileio import read_json
+
+    report = read_json(path / "report.json")
+    models = {m["name"].split(" ")[0]: m for m in report["models"]}
+    t, s = models["teacher"], models["student"]
+    typer.echo(
+        f"teacher selection PPL {t['selection']['perplexity']:.2f} | student ({100 * s['sparsity']:g} % sparse) "
+        f"PPL {s['selection']['perplexity']:.2f} (m = {s['selection']['main']:.3f}) | non-emb. params "
+        f"{t['params']['non_embedding'] / 1e6:.1f}M → {s['params']['non_embedding'] / 1e6:.1f}M"
+    )
+    for corpus, h in s["heldout"].items():
+        typer.echo(f"  {corpus}: PPL {t['heldout'][corpus]['perplexity']:.2f} → {h['perplexity']:.2f}, "
+                   f"bits/byte {t['heldout'][corpus]['bits_per_byte']:.4f} → {h['bits_per_byte']:.4f}")
     typer.echo(f"student: {path / 'student'}  (load with minidisc.load_student)")
     typer.echo(f"report:  {path / 'report.md'}")

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,11 +51,12 @@ from minidisc.training.tracker import CandidateTracker
 
 if TYPE_CHECKING:
     from minidisc.elastic.spec import SubnetSpec
+    from minidisc.schedules.lm_config import LMCompressConfig
     from minidisc.schedules.memo import StageMemo
     from minidisc.training.data import TaskData
     from minidisc.training.teacher_cache import TeacherCacheStore
 
-__all__ = ["run_compress"]
+__all__ = ["IterationContext", "run_compress", "run_iterations"]
 
 
 def run_compress(
@@ -89,13 +91,7 @@ def run_compress(
     spec_map = level_specs(run.path / "sparsified", cfg.levels())
 
     ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo)
-    teacher_dir, teacher_level = run.path / "sparsified" / "model", 0.0
-    for k in range(1, cfg.iterations + 1):
-        final = k == cfg.iterations
-        record = _iteration(run, ctx, k, final, teacher_dir, teacher_level)
-        teacher_dir, teacher_level = run.path / f"iter{k}" / "model", record.selected
-        if final or same_level(teacher_level, cfg.target_sparsity):
-            break
+    teacher_dir = run_iterations(run, ctx)
     target = spec_map[level_key(spec_map, cfg.target_sparsity)]
     run.stage("student", lambda tmp: _export_stage(run, teacher_dir, target, data, tmp))
     run.set("cost", _cost(run, cfg, spec_map))
@@ -104,19 +100,53 @@ def run_compress(
     return run
 
 
+def run_iterations(run: RunDir, ctx: IterationContext) -> Path:
+    """Run (or resume) iterations ``iter1..K`` from ``sparsified/model``: each distils the
+    current teacher into the candidates and selects the next one; stop after the final
+    iteration or once the selection is the target. Returns the last iteration's model
+    folder (the student to export). Shared by the GLUE and the text (``--task lm``) paths."""
+    cfg = ctx.cfg
+    teacher_dir, teacher_level = run.path / "sparsified" / "model", 0.0
+    for k in range(1, cfg.iterations + 1):
+        final = k == cfg.iterations
+        record = _iteration(run, ctx, k, final, teacher_dir, teacher_level)
+        teacher_dir, teacher_level = run.path / f"iter{k}" / "model", record.selected
+        if final or same_level(teacher_level, cfg.target_sparsity):
+            break
+    return teacher_dir
+
+
 # --- stages -----------------------------------------------------------------------------
 
 
 @dataclass
 class IterationContext:
     """What every iteration of a run needs: the config, the specs of every level, the
-    task data, the teacher cache and the registry of finished stages."""
+    task data, the teacher cache and the registry of finished stages.
 
-    cfg: CompressConfig
+    The text path (``compress --task lm``, :mod:`minidisc.schedules.lm`) also sets the
+    distillation objective and two hooks: ``stage_data(final)`` (the task data whose
+    ``train`` is a stream of that stage's token budget) and ``stage_train(final)`` (the
+    stage's training settings); unset, a stage trains on ``data`` with
+    ``cfg.sandwich``/``cfg.final`` and the MiniDisc loss, as for GLUE.
+    """
+
+    cfg: CompressConfig | LMCompressConfig
     spec_map: dict[float, SubnetSpec]
     data: TaskData
     teacher_cache: TeacherCacheStore | None = None
     memo: StageMemo | None = None
+    objective: str = "minidisc"
+    objective_options: Mapping[str, Any] = field(default_factory=dict)
+    stage_data: Callable[[bool], TaskData] | None = None
+    stage_train: Callable[[bool], TrainConfig] | None = None
+
+    def distiller(self, final: bool) -> Distiller:
+        """The engine of one iteration (the final one: ``final``)."""
+        data = self.stage_data(final) if self.stage_data else self.data
+        train = self.stage_train(final) if self.stage_train else (self.cfg.final if final else self.cfg.sandwich)
+        return Distiller(data, train, objective=self.objective, objective_options=dict(self.objective_options),
+                         teacher_cache=self.teacher_cache, card=model_card)
 
 
 def _iteration(
@@ -150,7 +180,7 @@ def _iteration_stage(
     iteration: the target alone); write ``out/model`` (the selection at its best),
     ``out/candidates.json`` and, when asked, ``out/candidates/``; return the manifest entry."""
     cfg, spec_map, data = ctx.cfg, ctx.spec_map, ctx.data
-    distiller = Distiller(data, cfg.final if final else cfg.sandwich, teacher_cache=ctx.teacher_cache, card=model_card)
+    distiller = ctx.distiller(final)
     teacher, student = distiller.load(teacher_dir)
     target = level_key(spec_map, cfg.target_sparsity)
     levels = [target] if final else [level_key(spec_map, s) for s in cfg.candidate_levels(teacher_level)]

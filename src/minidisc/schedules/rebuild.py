@@ -18,6 +18,7 @@ from minidisc.errors import ConfigError
 from minidisc.fileio import read_json
 from minidisc.report.compare import write_schedule_report
 from minidisc.report.compress import write_compress_report
+from minidisc.report.compress_lm import write_lm_report
 from minidisc.runfolder.run import MANIFEST, is_run_dir
 from minidisc.schedules.compare import compare_report
 from minidisc.schedules.config import CompareConfig
@@ -94,7 +95,9 @@ def rebuild_report(path: str | Path) -> list[Path]:
 
 
 def _write(run: SavedRun, command: str) -> None:
-    if command == "compress":
+    if command == "compress" and run.manifest["config"].get("task") == "lm":
+        write_lm_report(run)  # type: ignore[arg-type]
+    elif command == "compress":
         write_compress_report(run)  # type: ignore[arg-type]
     elif command == "compare":
         cfg = parse_config(CompareConfig, run.manifest["config"], str(run.path / "manifest.json"))

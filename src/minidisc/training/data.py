@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from minidisc.config import DataConfig
     from minidisc.tasks import TaskSpec
+    from minidisc.tasks.lm import LMTask
 
 
 @dataclass
@@ -26,10 +27,13 @@ class TaskData:
     """Tokenized train/dev splits of one task (labels included) and their sizes.
 
     ``importance`` is the training subset whose label-loss gradients score heads and
-    neurons (the dev set stays the selection set).
+    neurons (the dev set stays the selection set). For a causal LM
+    (:class:`~minidisc.tasks.lm.LMTask`, built by :mod:`minidisc.schedules.lm_data`) the
+    splits are packed blocks: ``train`` the training stream, ``dev`` the selection slice
+    held out of the training corpus, ``importance`` the calibration blocks.
     """
 
-    task: TaskSpec
+    task: TaskSpec | LMTask
     tokenizer: PreTrainedTokenizerBase
     train: Dataset
     dev: Dataset
@@ -73,22 +77,92 @@ def data_source(task: TaskSpec, data_dir: Path | None) -> str:
     return f"hub:{task.hub_name}" + (f" ({task.hub_config})" if task.hub_config else "")
 
 
-def collator_for(task: TaskSpec, tokenizer: PreTrainedTokenizerBase) -> Any:
+def collator_for(task: TaskSpec | LMTask, tokenizer: PreTrainedTokenizerBase) -> Any:
     """Dynamic padding to the longest sequence of each batch (labels padded with -100
-    for token classification)."""
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+    for token classification); causal-LM rows are packed blocks of one length (padding
+    already in place, labels -100 there), stacked as they are."""
+    from transformers import (
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        default_data_collator,
+    )
 
+    if task.task_type == "causal_lm":
+        return default_data_collator
     if task.task_type == "token_classification":
         return DataCollatorForTokenClassification(tokenizer)
     return DataCollatorWithPadding(tokenizer)
 
 
-def metrics_fn(task: TaskSpec) -> Callable[[Any], dict[str, float]]:
-    """``compute_metrics`` for the Trainer: the task's official metrics plus ``main``."""
+def metrics_fn(task: TaskSpec | LMTask) -> Callable[[Any], dict[str, float]]:
+    """``compute_metrics`` for the Trainer: the task's official metrics plus ``main``
+    (causal LM: :func:`lm_metrics_fn`)."""
+    if task.task_type == "causal_lm":
+        return lm_metrics_fn(task)  # type: ignore[arg-type]
+
     def compute(prediction: Any) -> dict[str, float]:
         logits = prediction.predictions
         if isinstance(logits, tuple):  # extra outputs (hidden states) come after the logits
             logits = logits[0]
         return compute_metrics(task, logits, prediction.label_ids)
+
+    return compute
+
+
+def preprocess_fn(task: TaskSpec | LMTask) -> Callable[[Any, Any], Any] | None:
+    """``preprocess_logits_for_metrics`` for the Trainer: None (keep the logits) for
+    classification tasks; for a causal LM, :func:`next_token_scores` (the ``(B, L, V)``
+    logits would not fit in memory across an evaluation set)."""
+    return next_token_scores if task.task_type == "causal_lm" else None
+
+
+def next_token_scores(logits: Any, labels: Any) -> Any:
+    """Per-position next-token scores of a causal LM, computed batch by batch.
+
+    Position ``t`` predicts ``labels[t + 1]`` (the causal shift ``transformers`` applies
+    in its own loss).
+
+    Args:
+        logits: ``(B, L, V)`` (or a tuple starting with them).
+        labels: ``(B, L)``, ``-100`` where a token is not a target.
+
+    Returns:
+        ``(B, L, 2)`` float32: ``[..., 0]`` the negative log-likelihood (nats) of the next
+        token, ``[..., 1]`` 1.0 where the argmax predicted it; both 0 where position
+        ``t + 1`` is not a target (and at the last position, which has none).
+    """
+    import torch
+
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    out = torch.zeros(*labels.shape, 2, dtype=torch.float32, device=logits.device)
+    targets = labels[:, 1:]
+    valid = targets != -100
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    safe = targets.clamp(min=0)
+    nll = -log_probs.gather(-1, safe[..., None]).squeeze(-1)
+    correct = (log_probs.argmax(-1) == safe).float()
+    out[:, :-1, 0] = torch.where(valid, nll, torch.zeros_like(nll))
+    out[:, :-1, 1] = torch.where(valid, correct, torch.zeros_like(correct))
+    return out
+
+
+def lm_metrics_fn(task: LMTask) -> Callable[[Any], dict[str, float]]:
+    """``compute_metrics`` of a causal LM from :func:`next_token_scores`' outputs: ``main``
+    = ``m = exp(L_T − L_c)`` against ``task.reference_loss``, ``nll``, ``perplexity`` and
+    next-token ``accuracy`` (:func:`minidisc.tasks.lm.lm_metrics`), token-weighted over
+    the whole evaluation set."""
+    import numpy as np
+
+    from minidisc.tasks.lm import lm_metrics
+
+    def compute(prediction: Any) -> dict[str, float]:
+        scores = np.asarray(prediction.predictions, dtype=np.float64)
+        labels = np.asarray(prediction.label_ids)
+        valid = np.zeros(labels.shape, dtype=bool)
+        valid[:, :-1] = labels[:, 1:] != -100
+        nll = float(scores[..., 0][valid].sum())
+        correct = round(float(scores[..., 1][valid].sum()))
+        return lm_metrics(nll, int(valid.sum()), correct, task.reference_loss)
 
     return compute

@@ -31,7 +31,7 @@ from minidisc.models import ModelSource, load_for_task
 from minidisc.objectives import build_objective
 from minidisc.seeding import seed_everything
 from minidisc.training.arguments import training_arguments
-from minidisc.training.data import collator_for, metrics_fn
+from minidisc.training.data import collator_for, metrics_fn, preprocess_fn
 from minidisc.training.subnets import SubnetTrainer
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ class Distiller:
             data_collator=collator_for(self.data.task, self.data.tokenizer),
             processing_class=self.data.tokenizer,
             compute_metrics=metrics_fn(self.data.task),
+            preprocess_logits_for_metrics=preprocess_fn(self.data.task),
             teacher=teacher,
             objective=loss,
             elastic=elastic,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.training.arguments import training_arguments
-from minidisc.training.data import collator_for, metrics_fn
+from minidisc.training.data import collator_for, metrics_fn, preprocess_fn
 from minidisc.training.trainers import MeteredTrainer
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ def evaluate_model(
         data_collator=collator_for(data.task, data.tokenizer),
         processing_class=data.tokenizer,
         compute_metrics=metrics_fn(data.task),
+        preprocess_logits_for_metrics=preprocess_fn(data.task),
     )
     return dev_metrics(trainer.evaluate()), trainer.meter.totals.to_dict()
 

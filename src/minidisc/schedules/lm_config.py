@@ -1,0 +1,155 @@
+"""Validated configuration of ``minidisc compress --task lm`` (a decoder LLM compressed on
+plain text; :mod:`minidisc.schedules.lm`).
+
+Token budgets replace epochs: every distillation stage (each sandwich iteration, the
+final distillation) trains on ``budget_tokens`` tokens of packed blocks, unless
+``sandwich_budget_tokens`` / ``final_budget_tokens`` say otherwise. The λ-tradeoff,
+sparsity grid, truncation and iterations mean what they mean for GLUE
+(:class:`~minidisc.config.CompressConfig`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from minidisc.config import TrainConfig, check_grid
+from minidisc.elastic.levels import at_or_above, level
+
+#: ``--layer-shapes`` values: per-layer sizes from the global map, or one size for every layer.
+LAYER_SHAPES: tuple[str, ...] = ("global", "uniform")
+#: Causal-LM distillation objectives ``--objective`` accepts for ``--task lm``.
+LM_OBJECTIVES: tuple[str, ...] = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
+
+#: The default sparsity grid of a decoder: eighths, so a 50 % target has denser
+#: candidates (25 %, 37.5 %) to choose an assistant from, and few candidates per step.
+DEFAULT_LM_GRID: tuple[float, ...] = (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
+
+#: The prompt every model of a run continues greedily in the report.
+DEFAULT_PROMPT = "The old man looked at the sea and said"
+
+#: The optimisation of a distillation stage on text (AdamW, linear decay, 10 % warmup).
+LM_STAGE = TrainConfig(
+    epochs=1.0, batch_size=8, eval_batch_size=8, learning_rate=1e-4, max_grad_norm=1.0, patience=None
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class LMCorpusConfig(_Strict):
+    """Training text, the slices carved from it, and the held-out reporting text.
+
+    The training corpus is packed into blocks of ``block_size`` tokens; a seeded random
+    ``selection_blocks`` of them are held out as the **selection slice** (the λ-tradeoff's
+    metric; never trained on), and ``calibration_blocks`` of the rest score importance.
+    ``eval`` files are for the report only (perplexity, bits per byte): nothing is
+    selected on them.
+    """
+
+    train: tuple[str, ...] = Field(..., min_length=1, description="text files, folders of .txt files, or one hub dataset name")
+    hub_config: str | None = Field(None, description="hub dataset configuration (hub corpora only)")
+    split: str | None = Field(None, description="hub split (default 'train')")
+    text_column: str = "text"
+    eval: tuple[str, ...] = Field((), description="held-out text files/folders for the report (not for selection)")
+    block_size: int = Field(128, ge=8, le=8192, description="tokens per training block, special tokens included")
+    selection_blocks: int = Field(16, ge=1, description="training blocks held out as the selection slice")
+    calibration_blocks: int = Field(32, ge=1, description="training blocks that score importance")
+    eval_max_tokens: int | None = Field(None, ge=1, description="score only the first N tokens of the eval corpora")
+
+
+class LMCompressConfig(_Strict):
+    """``minidisc compress --task lm``: MiniDisc on a decoder LLM, recovered on plain text."""
+
+    task: Literal["lm"] = "lm"
+    teacher: str = Field("smollm2", description="a LLaMA-family causal LM: folder, .gguf, hub id or smollm2")
+    corpus: LMCorpusConfig
+    target_sparsity: float = Field(0.5, gt=0, lt=1)
+    lam: float = Field(0.2, ge=0)
+    iterations: int = Field(2, ge=1, le=10)
+    truncation: float = Field(0.25, ge=0, lt=1, description="candidates below this sparsity are not trained")
+    grid: tuple[float, ...] = DEFAULT_LM_GRID
+    importance: str = Field("activation", description="importance estimator (minidisc.elastic.estimators.METHODS)")
+    layer_shapes: str = Field("uniform", description="uniform: one size for every layer; global: per-layer sizes")
+    objective: str = Field("forward_kl", description="causal-LM distillation loss (LM_OBJECTIVES)")
+    objective_options: dict[str, float | int | str | bool] = Field(default_factory=lambda: {"temperature": 1.0})
+    budget_tokens: int = Field(200_000, gt=0, description="training tokens of every distillation stage")
+    sandwich_budget_tokens: int | None = Field(None, gt=0, description="default: budget_tokens")
+    final_budget_tokens: int | None = Field(None, gt=0, description="default: budget_tokens")
+    evaluations: int = Field(4, ge=1, description="selection evaluations per stage when eval_steps is unset")
+    sandwich: TrainConfig = LM_STAGE
+    final: TrainConfig = LM_STAGE
+    prompt: str = Field(DEFAULT_PROMPT, min_length=1, description="prompt of the report's greedy continuations")
+    new_tokens: int = Field(32, ge=1, le=512, description="tokens each model adds to the prompt")
+    save_candidates: bool = False
+    note: str | None = None
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_fractions(cls, grid: tuple[float, ...]) -> tuple[float, ...]:
+        return check_grid(grid)
+
+    @field_validator("importance")
+    @classmethod
+    def _known_importance(cls, value: str) -> str:
+        from minidisc.elastic.estimators import METHODS  # lazy: pulls in torch; keeps `--help` fast
+
+        if value not in METHODS:
+            raise ValueError(f"unknown importance {value!r}; choose one of {', '.join(METHODS)}")
+        return value
+
+    @field_validator("layer_shapes")
+    @classmethod
+    def _known_shapes(cls, value: str) -> str:
+        if value not in LAYER_SHAPES:
+            raise ValueError(f"unknown layer shapes {value!r}; choose one of {', '.join(LAYER_SHAPES)}")
+        return value
+
+    @field_validator("objective")
+    @classmethod
+    def _causal_objective(cls, value: str) -> str:
+        if value not in LM_OBJECTIVES:
+            raise ValueError(
+                f"objective {value!r} is not a causal-LM distillation loss; for --task lm choose one of "
+                f"{', '.join(LM_OBJECTIVES)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _target_above_truncation(self) -> LMCompressConfig:
+        if self.target_sparsity < self.truncation:
+            raise ValueError(
+                f"target_sparsity {self.target_sparsity} is below truncation {self.truncation}; lower --truncation"
+            )
+        return self
+
+    # --- what CompressConfig offers the shared iteration loop --------------------------
+    def levels(self) -> set[float]:
+        """Every sparsity level the run trains or reports: the grid and the target."""
+        return set(self.grid) | {level(self.target_sparsity)}
+
+    def candidate_levels(self, teacher_level: float = 0.0) -> list[float]:
+        """As :meth:`minidisc.config.CompressConfig.candidate_levels`."""
+        floor = max(teacher_level, self.truncation)
+        return sorted(s for s in self.levels() if at_or_above(s, floor))
+
+    def stage_tokens(self, final: bool) -> int:
+        """Training tokens of a sandwich (``final`` False) or final distillation stage."""
+        chosen = self.final_budget_tokens if final else self.sandwich_budget_tokens
+        return chosen if chosen is not None else self.budget_tokens
+
+    def stage_train_config(self, final: bool) -> TrainConfig:
+        """The stage's :class:`TrainConfig`: one pass over a stream of exactly the stage's
+        budget, evaluated ``evaluations`` times unless ``eval_steps`` is set."""
+        base = self.final if final else self.sandwich
+        rows = math.ceil(self.stage_tokens(final) / self.corpus.block_size)
+        steps = math.ceil(rows / base.batch_size)
+        eval_steps = base.eval_steps or max(1, math.ceil(steps / self.evaluations))
+        return base.model_copy(update={"epochs": 1.0, "max_steps": None, "eval_steps": eval_steps})
+
+    def stage_options(self) -> dict[str, Any]:
+        """The objective's options."""
+        return dict(self.objective_options)
