@@ -24,7 +24,7 @@ from tests.elastic_helpers import DECODERS, random_batch, randomize_, tiny_bert,
 # tiny decoders: 3 layers, width 32, 4 query heads of 8 in 2 KV groups, FFN 40
 SPECS = [
     SubnetSpec((0, 2, 4), (16, 0, 39), hidden=16),
-    SubnetSpec((4, 4, 2), (40, 8, 1), hidden=7),
+    SubnetSpec((4, 4, 2), (40, 8, 1), hidden=8),
     SubnetSpec((2, 2, 2), (16, 16, 16), hidden=24),
     SubnetSpec((4, 4, 4), (40, 40, 40), hidden=32),
 ]
@@ -317,6 +317,13 @@ def test_hidden_is_refused_on_bert_and_above_the_width():
     with pytest.raises(ConfigError):
         SubnetSpec((4,), (40,), hidden=0)
     assert llama.spec == llama.full_spec()
+    # LlamaConfig cannot save a width that is not a multiple of its query heads
+    odd = SubnetSpec((4, 4, 4), (40, 40, 40), hidden=6)
+    with llama.active(odd):
+        assert _logits(llama, random_batch()).shape == (3, 9, 64)  # it computes
+    with pytest.raises(ConfigError, match="divisible by num_attention_heads"):
+        llama.extract(odd)
+    assert make_elastic(_model("mistral")).extract(odd).config.hidden_size == 6  # Mistral's config accepts it
 
 
 # --- uniform sparsity map ---------------------------------------------------------------
@@ -348,13 +355,13 @@ def test_uniform_map_of_smollm2_is_nested_at_or_just_above_each_level():
     assert specs[0.0] == SubnetSpec.uniform(30, 9, 1536, sparsity=0.0)  # full width: hidden None
     for s, spec in specs.items():
         assert spec.is_uniform and spec.sparsity == s
-        assert spec.hidden is None or spec.hidden % 8 == 0
+        assert spec.hidden is None or spec.hidden % spec.heads[0] == 0  # LlamaConfig's rule
         assert all(n % 8 == 0 for n in spec.neurons) and all(h % 3 == 0 for h in spec.heads)
         achieved = _sparsity(SMOLLM2, spec)
         assert s <= achieved < s + (0.01 if spec.heads[0] == 9 or s >= 0.8 else 0.05), (s, achieved)
     # heads whole up to 60 %, hidden and FFN cut by about the same fraction
     half = specs[0.5]
-    assert (half.heads[0], half.hidden, half.neurons[0]) == (9, 384, 1016)
+    assert (half.heads[0], half.hidden, half.neurons[0]) == (9, 378, 1024)
     assert all(specs[s].heads[0] == 9 for s in GRID if s <= 0.6)
     assert specs[0.95].heads[0] < 9
 

@@ -146,9 +146,9 @@ def record_spec(config: Any, spec: SubnetSpec, family: Family) -> bool:
     setattr(config, CONFIG_KEY, spec.to_dict())
     if spec.hidden is not None and spec.hidden != config.hidden_size:
         family.write_hidden_size(config, spec.hidden)
-    if spec.is_uniform:
-        return family.write_uniform_sizes(config, spec)
-    return False
+    plain = spec.is_uniform and family.write_uniform_sizes(config, spec)
+    family.check_written_sizes(config)
+    return plain
 
 
 def extract(model: nn.Module, spec: SubnetSpec, family: Family | None = None) -> nn.Module:

@@ -217,6 +217,10 @@ class Family:
         """
         raise NotImplementedError
 
+    def check_written_sizes(self, config: Any) -> None:
+        """Raise ConfigError when the sizes written into ``config`` are ones its config
+        class refuses to save (checked before extraction finishes, not at save time)."""
+
     def write_hidden_size(self, config: Any, hidden: int) -> None:
         """Record a cut residual-stream width in ``config`` (a student's copy of its
         teacher's), keeping every other size, head size included, as it was.
@@ -519,6 +523,17 @@ class LlamaFamily(Family):
         config.num_attention_heads = heads
         config.num_key_value_heads = heads // geo.group_size
         return True
+
+    def check_written_sizes(self, config: Any) -> None:
+        # transformers' LlamaConfig refuses to save a width that is not a multiple of the
+        # query heads, even with an explicit head_dim (MistralConfig, Qwen2Config and
+        # Qwen3Config accept any width).
+        if self.name == "llama" and config.hidden_size % config.num_attention_heads:
+            raise ConfigError(
+                f"a LLaMA config needs hidden_size divisible by num_attention_heads: width "
+                f"{config.hidden_size} with {config.num_attention_heads} heads; keep a width that is a multiple "
+                "of the heads (the uniform sparsity map does)"
+            )
 
     def write_hidden_size(self, config: Any, hidden: int) -> None:
         # The head size must not follow the width: state it before changing the width

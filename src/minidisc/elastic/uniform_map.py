@@ -13,16 +13,21 @@ removed, ``1 − non_embedding_params(spec) / non_embedding_params(full)``
 (:func:`minidisc.compute.flops.non_embedding_params`, the single definition).
 
 The policy: one *keep fraction* ``r`` in [0, 1] sets all three sizes, and a level gets the
-largest ``r`` whose sub-network is at least that sparse -- **at or just above** the
+first shape, in decreasing ``r``, whose sub-network is at least that sparse -- **at or just above** the
 level, never below it. The excess is less than one step of the path
 (:func:`uniform_path`, one size changing per step): on SmolLM2-135M about 0.35 % of the
-non-embedding parameters for 8 FFN units, 1 % for 8 hidden channels, and up to 5 % where
-a KV group goes (its 70 % level lands at 73.9 %, the first shape without a third of the
-attention); its other default-grid levels land within 1 % (50 % → 50.25 %).
+non-embedding parameters for 8 FFN units, 1 % for 9 hidden channels, and up to 5 % where
+a KV group goes (its 70 % level lands at 73.7 %, the first shape without a third of the
+attention); its other default-grid levels land within 1 % (50 % → 50.8 %).
 
-* hidden width ``= r·d`` and FFN units ``= r·I``, both rounded down to a multiple of 8
-  (:data:`HIDDEN_MULTIPLE`, :data:`~minidisc.elastic.sparsity_map.NEURON_MULTIPLE`),
-  at least 8 (or the full size when it is smaller), and the full size at ``r = 1``;
+* FFN units ``= r·I`` rounded down to a multiple of 8
+  (:data:`~minidisc.elastic.sparsity_map.NEURON_MULTIPLE`), at least 8 (or the full
+  size when it is smaller), the full size at ``r = 1``;
+* hidden width ``= r·d`` rounded down to a multiple of the kept query heads (at least
+  one per head), the full width at ``r = 1``: ``LlamaConfig`` refuses to save a
+  ``hidden_size`` that is not a multiple of ``num_attention_heads``, even with an
+  explicit ``head_dim`` (SmolLM2: multiples of 9, steps of 1.6 % of the width); along
+  the path the width never grows back when the heads drop;
 * key/value groups (whole groups, as the GQA rule of :mod:`minidisc.elastic.reorder`):
   all of them while ``r ≥ 1/2`` (:data:`HEADS_WHOLE_DOWN_TO`), below it
   ``floor(2r · groups)``, at least one.
@@ -35,8 +40,8 @@ the head axis is also coarse: SmolLM2-135M has 9 query heads in 3 KV groups, so 
 removes a third of the attention, about 8 % of the non-embedding parameters at once. So
 heads stay whole while hidden and FFN keep at least half their size (up to about 69 %
 sparsity on SmolLM2, beyond the 50 % target of issue 11); below, the attention would
-hold most of what is left and be twice as wide as the residual stream it reads, so the
-groups shrink with ``2r``.
+hold a growing share of what is left (40 % at ``r = 1/2``, more below) and be more than
+twice as wide as the residual stream it reads, so the groups shrink with ``2r``.
 Every size is a non-increasing function of ``r``, hence sparsity is monotone in ``r``
 and the levels are **nested** (each level's spec fits in the one below); a level added
 later (``extra_levels``) gets the same spec it would have had in the first map.
@@ -57,9 +62,6 @@ from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import at_or_above, check_levels
 from minidisc.elastic.spec import AXES, HEADS, HIDDEN, NEURONS, SubnetSpec
 from minidisc.errors import ConfigError
-
-HIDDEN_MULTIPLE = 8
-"""A uniform student's width is a multiple of this (as FFN units are of 8)."""
 
 HEADS_WHOLE_DOWN_TO = Fraction(1, 2)
 """Key/value groups are all kept while the keep fraction ``r`` is at least this."""
@@ -84,8 +86,8 @@ def uniform_shape(
     *,
     axes: Iterable[str],
     cut_hidden: bool,
-    hidden_multiple: int = HIDDEN_MULTIPLE,
     neuron_multiple: int = 8,
+    max_hidden: int | None = None,
 ) -> SubnetSpec:
     """The uniform sub-network of keep fraction ``keep`` (see the module doc).
 
@@ -94,17 +96,20 @@ def uniform_shape(
         keep: ``r`` in [0, 1].
         axes: the axes cut (the family's pruned axes); the others stay whole.
         cut_hidden: whether the width is cut (needs ``HIDDEN`` in ``axes`` too).
+        max_hidden: the width is at most this (the previous shape's along the path).
     """
     from minidisc.elastic.families import family_for
 
     geo = family_for(config).geometry(config)
     axes = set(axes)
     groups = _groups(keep, geo.num_kv_heads) if HEADS in axes else geo.num_kv_heads
+    heads = groups * geo.group_size
     neurons = _width(keep, geo.intermediate_size, neuron_multiple) if NEURONS in axes else geo.intermediate_size
-    hidden = _width(keep, geo.hidden_size, hidden_multiple) if cut_hidden and HIDDEN in axes else geo.hidden_size
-    return SubnetSpec.uniform(
-        geo.num_layers, groups * geo.group_size, neurons, hidden=None if hidden == geo.hidden_size else hidden
-    )
+    hidden = geo.hidden_size
+    if cut_hidden and HIDDEN in axes and keep < 1:
+        bound = min(keep * geo.hidden_size, geo.hidden_size if max_hidden is None else max_hidden)
+        hidden = max(heads, math.floor(bound / heads) * heads)
+    return SubnetSpec.uniform(geo.num_layers, heads, neurons, hidden=None if hidden == geo.hidden_size else hidden)
 
 
 def _one_axis_at_a_time(before: SubnetSpec, after: SubnetSpec) -> list[SubnetSpec]:
@@ -123,7 +128,6 @@ def uniform_path(
     *,
     axes: Iterable[str] = AXES,
     cut_hidden: bool = True,
-    hidden_multiple: int = HIDDEN_MULTIPLE,
     neuron_multiple: int = 8,
 ) -> list[tuple[SubnetSpec, float]]:
     """Every uniform shape of the policy, from the full model to the smallest, each with
@@ -135,7 +139,7 @@ def uniform_path(
         config: the full model's config.
         axes: the family's pruned axes (the others stay whole).
         cut_hidden: whether the width is cut (needs ``HIDDEN`` in ``axes`` too).
-        hidden_multiple / neuron_multiple: rounding of the width and of the FFN units.
+        neuron_multiple: rounding of the FFN units.
     """
     from minidisc.compute.flops import non_embedding_params
     from minidisc.elastic.families import family_for
@@ -144,7 +148,8 @@ def uniform_path(
     geo = family_for(config).geometry(config)
     # Sizes are step functions of r, constant on [b_i, b_i+1) between these breakpoints.
     points = {Fraction(0), Fraction(1)}
-    points |= {Fraction(j * hidden_multiple, geo.hidden_size) for j in range(1, geo.hidden_size // hidden_multiple + 1)}
+    for heads in range(geo.group_size, geo.num_heads + 1, geo.group_size):
+        points |= {Fraction(j * heads, geo.hidden_size) for j in range(1, geo.hidden_size // heads + 1)}
     points |= {
         Fraction(j * neuron_multiple, geo.intermediate_size)
         for j in range(1, geo.intermediate_size // neuron_multiple + 1)
@@ -152,8 +157,9 @@ def uniform_path(
     points |= {HEADS_WHOLE_DOWN_TO * Fraction(j, geo.num_kv_heads) for j in range(1, geo.num_kv_heads + 1)}
     shapes: list[SubnetSpec] = []
     for r in sorted((p for p in points if p <= 1), reverse=True):
+        previous = None if not shapes or shapes[-1].hidden is None else shapes[-1].hidden
         spec = uniform_shape(
-            config, r, axes=axes, cut_hidden=cut_hidden, hidden_multiple=hidden_multiple, neuron_multiple=neuron_multiple
+            config, r, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, max_hidden=previous
         )
         if not shapes or shapes[-1] != spec:
             shapes.extend(_one_axis_at_a_time(shapes[-1], spec) if shapes else [spec])
@@ -167,7 +173,6 @@ def uniform_sparsity_map(
     grid: Iterable[float],
     *,
     axes: Iterable[str] = AXES,
-    hidden_multiple: int = HIDDEN_MULTIPLE,
     neuron_multiple: int = 8,
 ) -> dict[float, SubnetSpec]:
     """``{level: SubnetSpec}``: per level of ``grid``, the first shape of
@@ -180,7 +185,7 @@ def uniform_sparsity_map(
             the sizes do not depend on the scores, the reorder put the best first.
         grid: sparsity levels, fractions in [0, 1).
         axes: the family's pruned axes.
-        hidden_multiple / neuron_multiple: rounding of the width and of the FFN units.
+        neuron_multiple: rounding of the FFN units.
 
     Returns:
         Levels ascending; ``spec.sparsity`` is the level, nested across levels.
@@ -192,9 +197,7 @@ def uniform_sparsity_map(
     levels = check_levels(grid)
     axes = tuple(axes)
     cut_hidden = importance.hidden is not None and HIDDEN in axes
-    path = uniform_path(
-        config, axes=axes, cut_hidden=cut_hidden, hidden_multiple=hidden_multiple, neuron_multiple=neuron_multiple
-    )
+    path = uniform_path(config, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple)
     result: dict[float, SubnetSpec] = {}
     for s in levels:
         spec = next((spec for spec, sparsity in path if at_or_above(sparsity, s)), None)
