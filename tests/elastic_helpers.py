@@ -39,21 +39,25 @@ def tiny_bert(kind: str = "bert", num_labels: int = 3, seed: int = 0, **override
     return BertForSequenceClassification(BertConfig(**kwargs)).eval()
 
 
+#: The sizes of every tiny decoder: GQA with 4 query heads of 8 over 2 KV heads.
+_TINY_DECODER_SIZES: dict[str, Any] = {
+    "vocab_size": VOCAB,
+    "hidden_size": 32,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "intermediate_size": 40,
+    "max_position_embeddings": 64,
+    "pad_token_id": 0,
+}
+
+
 def tiny_llama(head: str = "causal_lm", seed: int = 0, **overrides: Any) -> Any:
     """A LLaMA with GQA: 3 layers, hidden 32, 4 query heads of 8 over 2 KV heads, FFN 40."""
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-    kwargs: dict[str, Any] = {
-        "vocab_size": VOCAB,
-        "hidden_size": 32,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 8,
-        "intermediate_size": 40,
-        "max_position_embeddings": 64,
-        "pad_token_id": 0,
-    }
+    kwargs: dict[str, Any] = dict(_TINY_DECODER_SIZES)
     kwargs.update(overrides)
     torch.manual_seed(seed)
     if head == "classification":
@@ -73,17 +77,7 @@ def tiny_decoder(model_type: str = "llama", head: str = "causal_lm", seed: int =
 
     if model_type == "llama":
         return tiny_llama(head, seed, **overrides)
-    kwargs: dict[str, Any] = {
-        "vocab_size": VOCAB,
-        "hidden_size": 32,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 8,
-        "intermediate_size": 40,
-        "max_position_embeddings": 64,
-        "pad_token_id": 0,
-    }
+    kwargs: dict[str, Any] = dict(_TINY_DECODER_SIZES)
     kwargs.update(overrides)
     if head == "classification":
         kwargs["num_labels"] = 3
