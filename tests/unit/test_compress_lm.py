@@ -108,6 +108,11 @@ def test_config_validates_and_budgets_per_stage():
         with pytest.raises(ConfigError):
             parse_config(LMCompressConfig, {"corpus": {"train": ["x.txt"]}, **bad}, "test")
     assert (cfg.importance, cfg.layer_shapes) == ("activation", "uniform")  # the decoder defaults
+    # a partial stage (YAML, or the command line's few stage options) overlays the text defaults
+    from minidisc.schedules.lm_config import LM_STAGE
+
+    partial = parse_config(LMCompressConfig, {"corpus": {"train": ["x.txt"]}, "sandwich": {"learning_rate": 3e-4}}, "t")
+    assert partial.sandwich == LM_STAGE.model_copy(update={"learning_rate": 3e-4}) and partial.final == LM_STAGE
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -140,9 +145,14 @@ def test_command_runs_every_stage_and_reports(finished):
     run = root / "run"
     manifest = read_json(run / "manifest.json")
     stages = list(manifest["stages"])
+    from minidisc.schedules.lm_config import LM_STAGE
+
+    # options not given on the command line keep the text defaults (not the GLUE stage's)
+    given = {"batch_size": 4, "eval_steps": 2, "learning_rate": 1e-3}
+    assert manifest["config"]["sandwich"] == LM_STAGE.model_copy(update=given).model_dump(mode="json")
     assert manifest["finished"] and stages[:3] == ["teacher", "sparsified", "iter1"] and stages[-2:] == ["student", "report"]
     iter1 = manifest["stages"]["iter1"]
-    assert [c["sparsity"] for c in iter1["candidates"]] == [0.25, 0.5, 0.75]
+    assert [c["sparsity"] for c in iter1["candidates"]] == [0.25, 0.5]  # none sparser than the target
     if iter1["selected"] != 0.5:  # an assistant: evaluated, then the final iteration trains the target
         assert f"assistant{iter1['iteration']}" in stages and manifest["stages"]["iter2"]["final"]
     best = max(c["best_metric"] for c in iter1["candidates"])

@@ -9,7 +9,7 @@ import pytest
 
 from minidisc.cli import demo
 from minidisc.tasks.demo_data import DEMO_TASK_FOLDER, packaged_demo_dir
-from tests.helpers import REPO, require_glue
+from tests.helpers import REPO, SHARED_DATA, require_glue
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,37 @@ def test_package_data_ships_every_packaged_file():
     shipped = {p for pattern in globs for p in package.glob(pattern)}
     files = {p for p in (package / "data").rglob("*") if p.is_file()}
     assert files and files <= shipped
+
+
+# --- demo --llm: the packaged Gutenberg text -------------------------------------------------
+
+
+def test_llm_demo_text_is_rebuilt_from_the_gutenberg_files(tmp_path):
+    from minidisc.tasks.demo_data import PACKAGED_LM, build_lm_demo_text
+
+    gutenberg = SHARED_DATA / "gutenberg"
+    if not gutenberg.is_dir():
+        pytest.skip(f"no Gutenberg folder at {gutenberg}")
+    build_lm_demo_text(gutenberg, tmp_path)
+    for name in ("train.txt", "heldout.txt"):
+        assert (tmp_path / name).read_bytes() == (PACKAGED_LM / name).read_bytes(), name
+    text = (PACKAGED_LM / "train.txt").read_text(encoding="utf-8")
+    assert text.startswith("PRIDE AND PREJUDICE") and "\r" not in text and "GUTENBERG" not in text.upper()
+
+
+def test_llm_demo_config_reads_the_packaged_text_with_the_decoder_defaults():
+    from minidisc.schedules.lm_config import LM_STAGE, LMCompressConfig
+
+    cfg = demo.demo_llm_config()
+    assert all(Path(p).is_file() for p in (*cfg.corpus.train, *cfg.corpus.eval))
+    assert cfg.teacher == "smollm2" and cfg.target_sparsity == 0.5 and cfg.sandwich == cfg.final == LM_STAGE
+    defaults = LMCompressConfig(corpus={"train": ["x"]})
+    assert (cfg.importance, cfg.layer_shapes, cfg.objective) == (defaults.importance, defaults.layer_shapes, defaults.objective)
+    assert f"{cfg.stage_tokens(False):,}" in cfg.note and f"{cfg.stage_tokens(True):,}" in cfg.note
+
+
+def test_llm_demo_refuses_the_sst2_data_dir(tmp_path):
+    from tests.helpers import run_minidisc
+
+    p = run_minidisc("demo", "--llm", "--data-dir", str(tmp_path), "-o", "run", cwd=tmp_path)
+    assert p.returncode != 0 and "--data-dir" in p.stderr and not (tmp_path / "run").exists()

@@ -192,5 +192,6 @@ def summarize_lm(path: Path) -> None:
     for corpus, h in s["heldout"].items():
         typer.echo(f"  {corpus}: PPL {t['heldout'][corpus]['perplexity']:.2f} → {h['perplexity']:.2f}, "
                    f"bits/byte {t['heldout'][corpus]['bits_per_byte']:.4f} → {h['bits_per_byte']:.4f}")
-    typer.echo(f"student: {path / 'student'}  (load with minidisc.load_student)")
+    loader = "AutoModelForCausalLM.from_pretrained" if s.get("loads_with_plain_transformers") else "minidisc.load_student"
+    typer.echo(f"student: {path / 'student'}  (load with {loader})")
     typer.echo(f"report:  {path / 'report.md'}")

@@ -87,6 +87,16 @@ class LMCompressConfig(_Strict):
     save_candidates: bool = False
     note: str | None = None
 
+    @field_validator("sandwich", "final", mode="before")
+    @classmethod
+    def _over_lm_stage(cls, value: Any) -> Any:
+        # A partial stage (``sandwich: {learning_rate: …}`` in YAML, or only the options
+        # given on the command line) overlays the text defaults, not TrainConfig's GLUE ones
+        # (batch 32, 128-row evaluation batches: 3 GB of logits per batch on a 49k vocabulary).
+        if isinstance(value, dict):
+            return {**LM_STAGE.model_dump(), **value}
+        return value
+
     @field_validator("grid")
     @classmethod
     def _grid_fractions(cls, grid: tuple[float, ...]) -> tuple[float, ...]:
@@ -132,9 +142,12 @@ class LMCompressConfig(_Strict):
         return set(self.grid) | {level(self.target_sparsity)}
 
     def candidate_levels(self, teacher_level: float = 0.0) -> list[float]:
-        """As :meth:`minidisc.config.CompressConfig.candidate_levels`."""
+        """As :meth:`minidisc.config.CompressConfig.candidate_levels`, but never sparser
+        than the target: the λ-selection clips such a choice to the target anyway, and
+        on a decoder each candidate costs a forward and backward of up to the full
+        model per step (a 50 % target on the default grid trains 3 candidates, not 6)."""
         floor = max(teacher_level, self.truncation)
-        return sorted(s for s in self.levels() if at_or_above(s, floor))
+        return sorted(s for s in self.levels() if at_or_above(s, floor) and at_or_above(self.target_sparsity, s))
 
     def stage_tokens(self, final: bool) -> int:
         """Training tokens of a sandwich (``final`` False) or final distillation stage."""

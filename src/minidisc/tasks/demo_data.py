@@ -1,4 +1,5 @@
-"""The SST-2 subset that ships inside the package, so ``minidisc demo`` runs offline.
+"""The data that ships inside the package, so ``minidisc demo`` and ``minidisc demo --llm``
+run offline: an SST-2 subset, and two public-domain Gutenberg texts (:data:`PACKAGED_LM`).
 
 ``minidisc/data/demo/glue/SST-2/`` holds, in the GLUE layout, the 3,000 training
 sentences the demo selects from GLUE SST-2 ``train.tsv`` (the seeded subsample of
@@ -69,3 +70,34 @@ def build_demo_subset(glue_dir: Path, out_dir: Path, seed: int, n_train: int = D
     (target / "train.tsv").write_bytes(header + b"".join(data[i] for i in rows))
     (target / "dev.tsv").write_bytes((source / "dev.tsv").read_bytes())
     return out_dir
+
+
+#: The packaged text of ``minidisc demo --llm``: ``train.txt`` (the first 30 chapters of
+#: *Pride and Prejudice*, 73,559 SmolLM2 tokens) and ``heldout.txt`` (*A Christmas Carol*,
+#: another author: held-out prose), both Project Gutenberg e-books reduced to the book
+#: itself (:func:`minidisc.tasks.plaintext.read_document`), LF line endings.
+PACKAGED_LM = Path(__file__).resolve().parents[1] / "data" / "demo" / "lm"
+#: Gutenberg files the LM demo text is cut from, and the chapter the training text stops before.
+LM_DEMO_SOURCES = {"train.txt": "pg1342_Pride_and_Prejudice.txt", "heldout.txt": "pg24022_A_Christmas_Carol.txt"}
+LM_DEMO_TRAIN_STOP = "\nChapter 31\n"
+
+
+def build_lm_demo_text(gutenberg_dir: Path, out_dir: Path) -> Path:
+    """Write the packaged LM demo text from the Gutenberg folder (how the shipped files
+    were made): each source reduced to the book, the training text cut before
+    :data:`LM_DEMO_TRAIN_STOP`.
+
+    Raises:
+        DataError: a source file is missing or not UTF-8 (:func:`read_document`).
+        ValueError: the training book has no :data:`LM_DEMO_TRAIN_STOP`.
+    """
+    from minidisc.tasks.plaintext import read_document
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in LM_DEMO_SOURCES.items():
+        text = read_document(gutenberg_dir / source).text
+        if name == "train.txt":
+            text = text[: text.index(LM_DEMO_TRAIN_STOP) + 1]
+        (out_dir / name).write_text(text, encoding="utf-8", newline="\n")
+    return out_dir
+
