@@ -251,3 +251,36 @@ def test_local_text_is_packed_by_document_not_by_line(tmp_path):
     blocks = pack_documents([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], tok, block_size=5)
     stream = blocks.reshape(-1).tolist()  # 6 + EOS + 3 + EOS = 11 tokens: two blocks of 5, tail dropped
     assert blocks.shape == (2, 5) and stream.count(tok.eos_token_id) == 1 and stream[6] == tok.eos_token_id
+
+
+def test_drop_layers_exports_a_shallower_plain_llama(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from minidisc.compute.flops import non_embedding_params
+    from minidisc.fileio import read_json
+    from tests.pretrain_helpers import write_corpus, write_decoder_teacher
+
+    write_decoder_teacher(tmp_path / "teacher", layers=3)
+    write_corpus(tmp_path / "train.txt", lines=80)
+    args = ["compress", "--task", "lm", "--teacher", "teacher", "--corpus", "train.txt", "--block-size", "16",
+            "--selection-blocks", "4", "--calibration-blocks", "4", "--grid", "0,0.5", "--truncation", "0.5",
+            "--target-sparsity", "0.5", "--budget-tokens", "64", "--batch-size", "4", "--drop-layers", "1", "-o", "run"]
+    p = run_minidisc(*args, cwd=tmp_path, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    manifest = read_json(tmp_path / "run" / "manifest.json")
+    dropped = manifest["stages"]["sparsified"]["dropped_layers"]
+    block = manifest["stages"]["sparsified"]["block_importance"]
+    assert len(dropped) == 1 and block[dropped[0]] == min(block)  # the layer of least block importance
+    report = read_json(tmp_path / "run" / "report.json")
+    teacher, student = report["models"][0], report["models"][-1]
+    assert (teacher["layers"], student["layers"]) == (3, 2) and report["dropped_layers"] == dropped
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "student")
+    assert plain.config.num_hidden_layers == 2 and student["loads_with_plain_transformers"]
+    assert non_embedding_params(plain.config) == student["params"]["non_embedding"]
+    assert student["params"]["non_embedding"] <= 0.5 * teacher["params"]["non_embedding"]  # at or above the target
+    assert plain.generate(torch.tensor([[1, 5, 9]]), max_new_tokens=3, do_sample=False).shape == (1, 6)
+
+    p = run_minidisc(*args[:-2], "--layer-shapes", "global", "-o", "other", cwd=tmp_path)
+    assert p.returncode != 0 and "drop_layers needs layer_shapes uniform" in p.stderr
+    assert not (tmp_path / "other").exists()

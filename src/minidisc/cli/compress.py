@@ -70,6 +70,7 @@ def compress(
     temperature: Annotated[float | None, typer.Option(help="--task lm: softmax temperature of the distillation loss (default 1).", rich_help_panel=LM_PANEL)] = None,
     importance: Annotated[str | None, typer.Option(help="--task lm: importance estimator: activation (default; Minitron, forward only), gradient, magnitude or random (baselines).", rich_help_panel=LM_PANEL)] = None,
     layer_shapes: Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig) or global (per-layer sizes, loaded with minidisc.load_student).", rich_help_panel=LM_PANEL)] = None,
+    drop_layers: Annotated[int | None, typer.Option(help="--task lm: remove this many whole layers (least block importance, Minitron's depth pruning) from every candidate and the student; uniform layer shapes only (default 0).", rich_help_panel=LM_PANEL)] = None,
     prompt: Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)] = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
@@ -92,7 +93,7 @@ def compress(
         "--budget-tokens": budget_tokens, "--sandwich-budget-tokens": sandwich_budget_tokens,
         "--final-budget-tokens": final_budget_tokens, "--selection-blocks": selection_blocks,
         "--calibration-blocks": calibration_blocks, "--eval-max-tokens": eval_max_tokens, "--objective": objective,
-        "--temperature": temperature, "--importance": importance, "--layer-shapes": layer_shapes, "--prompt": prompt,
+        "--temperature": temperature, "--importance": importance, "--layer-shapes": layer_shapes, "--drop-layers": drop_layers, "--prompt": prompt,
     }
     if task == "lm" or (task is None and config is not None and _yaml_task(config) == "lm"):
         glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir,
@@ -110,7 +111,7 @@ def compress(
                        "calibration_blocks": calibration_blocks, "eval_max_tokens": eval_max_tokens},
             "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
             "grid": parse_grid(grid), "save_candidates": save_candidates or None,
-            "importance": importance, "layer_shapes": layer_shapes, "objective": objective,
+            "importance": importance, "layer_shapes": layer_shapes, "drop_layers": drop_layers, "objective": objective,
             "objective_options": {"temperature": temperature} if temperature is not None else None,
             "budget_tokens": budget_tokens, "sandwich_budget_tokens": sandwich_budget_tokens,
             "final_budget_tokens": final_budget_tokens, "prompt": prompt, "sandwich": stage, "final": stage,

@@ -68,12 +68,17 @@ def _width(geo: Geometry, spec: SubnetSpec) -> int:
 
 def non_embedding_params(config: Any, spec: SubnetSpec | None = None) -> int:
     """Parameters of the transformer layers (+ a final norm), i.e. excluding embeddings,
-    pooler and task/LM head, of the sub-network ``spec`` (default: see module doc)."""
+    pooler and task/LM head, of the sub-network ``spec`` (default: see module doc). A
+    dropped layer (empty, where an empty layer is the identity:
+    :attr:`~minidisc.elastic.families.Geometry.empty_layer_is_identity`) counts nothing,
+    its norms included: the exported student no longer has it."""
     geo, spec = _geometry_and_spec(config, spec)
     h, d, g = _width(geo, spec), geo.head_dim, geo.group_size
     m = 3 if geo.gated_ffn else 2
     norms_per_layer, total = geo.norm_params(h)
     for q, n in zip(spec.heads, spec.neurons):
+        if q == n == 0 and geo.empty_layer_is_identity:
+            continue
         qkv = d * (q + 2 * (q // g))
         total += h * qkv + (qkv if geo.qkv_bias else 0)
         total += q * d * h + (h if geo.o_bias else 0)

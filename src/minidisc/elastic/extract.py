@@ -151,6 +151,31 @@ def record_spec(config: Any, spec: SubnetSpec, family: Family) -> bool:
     return plain
 
 
+def drop_empty_layers_(model: nn.Module, family: Family | None = None) -> tuple[int, ...]:
+    """Remove the layers of ``model`` that keep no heads and no FFN units, in place, where
+    such a layer is the identity (:attr:`Geometry.empty_layer_is_identity`; otherwise
+    nothing is removed); the recorded spec (``config.minidisc_subnet``) follows.
+
+    Returns:
+        The removed layers' indices before removal (0-based, ascending).
+
+    Raises:
+        ConfigError: every layer is empty.
+    """
+    family = family or family_for(model)
+    geo = family.geometry(model.config)
+    empty = physical_spec(model, family).empty_layers() if geo.empty_layer_is_identity else ()
+    if not empty:
+        return ()
+    if len(empty) == geo.num_layers:
+        raise ConfigError("every layer of the model keeps no heads and no FFN units: nothing would remain")
+    family.keep_layers(model, [i for i in range(geo.num_layers) if i not in empty])
+    recorded = getattr(model.config, CONFIG_KEY, None)
+    if recorded:
+        setattr(model.config, CONFIG_KEY, SubnetSpec.from_dict(recorded).without_layers(empty).to_dict())
+    return empty
+
+
 def extract(model: nn.Module, spec: SubnetSpec, family: Family | None = None) -> nn.Module:
     """A standalone deep copy of ``model`` cut to ``spec`` (``model`` is left untouched).
 

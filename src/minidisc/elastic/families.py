@@ -74,7 +74,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from minidisc.elastic.spec import AXES, HEADS, HIDDEN, NEURONS, PRUNABLE_AXES, SubnetSpec
+from minidisc.elastic.spec import AXES, HEADS, HIDDEN, LAYERS, NEURONS, PRUNABLE_AXES, SubnetSpec
 from minidisc.errors import ConfigError, ModelError
 
 
@@ -99,6 +99,10 @@ class Geometry:
         vocab_size: output vocabulary (for an optional LM-head FLOP count).
         qk_norm_params: the part of ``norm_params_per_layer`` that does not scale with
             the width (Qwen3's per-head query and key norms, 2·head_dim); 0 otherwise.
+        empty_layer_is_identity: a layer that keeps no heads and no FFN units passes its
+            input through unchanged (pre-norm residual blocks, no bias on the attention
+            output or FFN output), so it can be removed (:data:`~minidisc.elastic.spec.LAYERS`).
+            False for post-norm encoders: their LayerNorms still act on an empty layer.
     """
 
     num_layers: int
@@ -115,6 +119,7 @@ class Geometry:
     final_norm_params: int
     vocab_size: int
     qk_norm_params: int = 0
+    empty_layer_is_identity: bool = False
 
     @property
     def group_size(self) -> int:
@@ -472,7 +477,7 @@ class LlamaFamily(Family):
     ffn_in_paths = ("mlp.gate_proj", "mlp.up_proj")
     ffn_out_path = "mlp.down_proj"
     grouped_query = True
-    pruned_axes = (HEADS, NEURONS, HIDDEN)
+    pruned_axes = (HEADS, NEURONS, HIDDEN, LAYERS)
     embedding_path = "embed_tokens"
     norm_paths = ("input_layernorm", "post_attention_layernorm")
     final_norm_path = "norm"
@@ -509,6 +514,7 @@ class LlamaFamily(Family):
             norm_params_per_layer=2 * h,
             final_norm_params=h,
             vocab_size=config.vocab_size,
+            empty_layer_is_identity=not (o_bias or ffn_bias),
         )
 
     def write_uniform_sizes(self, config: Any, spec: SubnetSpec) -> bool:

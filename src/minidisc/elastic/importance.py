@@ -96,6 +96,28 @@ class Importance:
             raise ConfigError(f"{num_heads} heads do not split into groups of {group_size}")
         return self.heads.reshape(num_layers, num_heads // group_size, group_size).sum(-1)
 
+    def weakest_layers(self, n: int) -> tuple[int, ...]:
+        """The ``n`` layers of lowest block importance, ascending by index (ties: the
+        later layer goes first, as deeper layers of a pretrained LLM are the more
+        redundant; Gromov et al. 2024, arXiv 2403.17887).
+
+        Raises:
+            ConfigError: no layer scores (the estimator did not score depth), or ``n`` not
+                in ``[0, num_layers)`` (at least one layer stays).
+        """
+        num_layers = len(self.heads)
+        if not 0 <= n < num_layers:
+            raise ConfigError(f"cannot drop {n} of {num_layers} layers: drop between 0 and {num_layers - 1}")
+        if n and self.layers is None:
+            raise ConfigError(
+                "dropping layers needs block importance; this importance has no layer scores (the magnitude "
+                "estimator does not score layers: use activation, gradient or random)"
+            )
+        if not n:
+            return ()
+        order = sorted(range(num_layers), key=lambda i: (float(self.layers[i]), -i))
+        return tuple(sorted(order[:n]))
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to a safetensors file (atomically)."""
         from safetensors.torch import save_file

@@ -173,6 +173,7 @@ class ElasticModel:
         importance: Importance,
         grid: Iterable[float] = DEFAULT_GRID,
         layer_shapes: LayerShapes | None = None,
+        drop_layers: int = 0,
     ) -> dict[float, SubnetSpec]:
         """``{sparsity: SubnetSpec}`` for ``grid``; see :func:`minidisc.elastic.sparsity_map.sparsity_map`.
 
@@ -180,7 +181,8 @@ class ElasticModel:
         config) or ``"global"`` (per-layer sizes from the global ranking); ``None``: the
         family's default (:attr:`Family.default_layer_shapes`: uniform for decoders,
         global for encoders), global for an importance without hidden-channel scores
-        (:func:`minidisc.elastic.sparsity_map.default_layer_shapes`)."""
+        (:func:`minidisc.elastic.sparsity_map.default_layer_shapes`). ``drop_layers``: whole
+        layers of least block importance removed at every level above 0 (uniform shapes)."""
         return sparsity_map(
             importance,
             grid,
@@ -188,6 +190,7 @@ class ElasticModel:
             axes=self.family.pruned_axes,
             layer_shapes=layer_shapes or default_layer_shapes(self.family, importance),
             config=self.model.config,
+            drop_layers=drop_layers,
         )
 
     # ---- export ----------------------------------------------------------------------

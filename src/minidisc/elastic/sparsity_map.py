@@ -97,6 +97,7 @@ def sparsity_map(
     axes: Iterable[str] = AXES,
     layer_shapes: LayerShapes = "global",
     config: Any = None,
+    drop_layers: int = 0,
 ) -> dict[float, SubnetSpec]:
     """Per-layer sizes of the sub-network at every sparsity in ``grid``.
 
@@ -114,6 +115,8 @@ def sparsity_map(
             fraction of non-embedding parameters removed, at or just above each level).
         config: the full model's config; needed by ``"uniform"`` (parameter counts,
             group size), unused by ``"global"``.
+        drop_layers: whole layers removed at every level above 0 (``"uniform"`` only:
+            :func:`~minidisc.elastic.uniform_map.uniform_sparsity_map`).
 
     Returns:
         ``{sparsity: SubnetSpec}`` in ascending sparsity (keys are levels:
@@ -122,8 +125,8 @@ def sparsity_map(
 
     Raises:
         ConfigError: a level outside [0, 1), heads not divisible into groups, an
-            unknown axis or layer shape, ``"uniform"`` without a config, or a level
-            the uniform map cannot reach.
+            unknown axis or layer shape, ``"uniform"`` without a config, a level
+            the uniform map cannot reach, or ``drop_layers`` with ``"global"``.
     """
     axes = set(axes)
     if axes - set(PRUNABLE_AXES):
@@ -133,9 +136,13 @@ def sparsity_map(
     if layer_shapes == "uniform":
         if config is None:
             raise ConfigError("the uniform sparsity map needs the model's config (its parameter counts)")
-        return uniform_sparsity_map(config, importance, grid, axes=axes, neuron_multiple=neuron_multiple)
+        return uniform_sparsity_map(
+            config, importance, grid, axes=axes, neuron_multiple=neuron_multiple, drop_layers=drop_layers
+        )
     if layer_shapes != "global":
         raise ConfigError(f"unknown layer shapes {layer_shapes!r}; use one of {', '.join(LAYER_SHAPES)}")
+    if drop_layers:
+        raise ConfigError("dropping layers needs uniform layer shapes (--layer-shapes uniform)")
     levels = check_levels(grid)
     head_share = 1.0 if HEADS in axes else 0.0
     unit_share = 1.0 if NEURONS in axes else 0.0

@@ -6,7 +6,14 @@ importance (descending), a sub-network keeps a *prefix* of each layer's heads an
 neurons, so two integers per layer describe it completely.
 
 Each of the two is a per-layer pruning *axis* (:data:`AXES`); the residual-stream width
-is a model-wide one (:data:`HIDDEN`, one number for the whole model). An architecture
+is a model-wide one (:data:`HIDDEN`, one number for the whole model). Depth
+(:data:`LAYERS`) needs no field of its own: a layer that keeps no heads and no FFN units
+is *empty* (:meth:`SubnetSpec.empty_layers`), and where the family says an empty layer is
+the identity (a pre-norm residual block without output biases,
+:attr:`minidisc.elastic.families.Geometry.empty_layer_is_identity`) it is a dropped layer:
+it costs nothing in the sandwich, counts as removed in the sparsity, and is taken out of
+an exported student, which then has fewer layers. So nesting, masking and slicing need
+nothing new for depth. An architecture
 family says which of them it can cut (:attr:`minidisc.elastic.families.Family.pruned_axes`,
 a subset of :data:`PRUNABLE_AXES`): BERT-like encoders cut heads and neurons, the
 LLaMA-like decoders also the hidden width.
@@ -33,11 +40,16 @@ AXES: tuple[str, ...] = (HEADS, NEURONS)
 #: a single number of :class:`SubnetSpec`, not a per-layer one, and not in :data:`AXES`.
 HIDDEN = "hidden"
 
+#: Whole layers (depth; ``--drop-layers``): a layer keeping 0 heads and 0 FFN units,
+#: removed from the exported student where the family allows it (see the module doc).
+LAYERS = "layers"
+
 #: Every axis a family may prune (:attr:`minidisc.elastic.families.Family.pruned_axes`):
-#: the per-layer :data:`AXES`, then the model-wide :data:`HIDDEN`. Code that walks the
-#: per-layer sizes iterates :data:`AXES`; code that cuts the residual stream asks whether
-#: ``HIDDEN in family.pruned_axes``.
-PRUNABLE_AXES: tuple[str, ...] = (*AXES, HIDDEN)
+#: the per-layer :data:`AXES`, the model-wide :data:`HIDDEN`, then :data:`LAYERS`. Code
+#: that walks the per-layer sizes iterates :data:`AXES`; code that cuts the residual
+#: stream asks whether ``HIDDEN in family.pruned_axes``, code that drops layers whether
+#: ``LAYERS in family.pruned_axes``.
+PRUNABLE_AXES: tuple[str, ...] = (*AXES, HIDDEN, LAYERS)
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,22 @@ class SubnetSpec:
 
     def total_neurons(self) -> int:
         return sum(self.neurons)
+
+    def empty_layers(self) -> tuple[int, ...]:
+        """Indices (0-based) of the layers that keep no heads and no FFN units."""
+        return tuple(i for i, (h, n) in enumerate(zip(self.heads, self.neurons)) if h == 0 and n == 0)
+
+    def without_layers(self, drop: tuple[int, ...] | list[int]) -> SubnetSpec:
+        """The spec of the model whose layers ``drop`` were removed (the others renumbered).
+
+        Raises:
+            ConfigError: an index out of range.
+        """
+        if any(not 0 <= i < self.num_layers for i in drop):
+            raise ConfigError(f"layers {sorted(drop)} are not all among the spec's {self.num_layers} layers")
+        keep = [i for i in range(self.num_layers) if i not in set(drop)]
+        return SubnetSpec(tuple(self.heads[i] for i in keep), tuple(self.neurons[i] for i in keep),
+                          self.sparsity, self.hidden)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"heads": list(self.heads), "neurons": list(self.neurons), "sparsity": self.sparsity}

@@ -49,6 +49,13 @@ later (``extra_levels``) gets the same spec it would have had in the first map.
 Without hidden-channel scores (``Importance.hidden is None``) or for a family that does
 not prune the width, the width stays whole and only FFN and heads are cut; a level that
 then cannot be reached raises.
+
+Depth (``drop_layers = N``, Minitron's depth pruning): the ``N`` layers of lowest block
+importance (:meth:`Importance.weakest_layers`) keep nothing at every level above 0 (the
+teacher's level keeps them all), so the path starts with one step that removes those
+layers whole; the width and FFN then shrink in the layers that stay. A level the depth
+cut alone already passes gets that shape. The exported student has ``L − N`` layers of
+one size: still an ordinary config (:mod:`minidisc.elastic.spec`, empty layers).
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ from typing import Any
 
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import at_or_above, check_levels
-from minidisc.elastic.spec import AXES, HEADS, HIDDEN, NEURONS, SubnetSpec
+from minidisc.elastic.spec import AXES, HEADS, HIDDEN, LAYERS, NEURONS, SubnetSpec
 from minidisc.errors import ConfigError
 
 HEADS_WHOLE_DOWN_TO = Fraction(1, 2)
@@ -88,6 +95,7 @@ def uniform_shape(
     cut_hidden: bool,
     neuron_multiple: int = 8,
     max_hidden: int | None = None,
+    dropped: tuple[int, ...] = (),
 ) -> SubnetSpec:
     """The uniform sub-network of keep fraction ``keep`` (see the module doc).
 
@@ -97,6 +105,7 @@ def uniform_shape(
         axes: the axes cut (the family's pruned axes); the others stay whole.
         cut_hidden: whether the width is cut (needs ``HIDDEN`` in ``axes`` too).
         max_hidden: the width is at most this (the previous shape's along the path).
+        dropped: layers that keep nothing (0 heads, 0 units).
     """
     from minidisc.elastic.families import family_for
 
@@ -109,7 +118,9 @@ def uniform_shape(
     if cut_hidden and HIDDEN in axes and keep < 1:
         bound = min(keep * geo.hidden_size, geo.hidden_size if max_hidden is None else max_hidden)
         hidden = max(heads, math.floor(bound / heads) * heads)
-    return SubnetSpec.uniform(geo.num_layers, heads, neurons, hidden=None if hidden == geo.hidden_size else hidden)
+    kept = [i not in dropped for i in range(geo.num_layers)]
+    return SubnetSpec(tuple(heads * k for k in kept), tuple(neurons * k for k in kept),
+                      hidden=None if hidden == geo.hidden_size else hidden)
 
 
 def _one_axis_at_a_time(before: SubnetSpec, after: SubnetSpec) -> list[SubnetSpec]:
@@ -129,6 +140,7 @@ def uniform_path(
     axes: Iterable[str] = AXES,
     cut_hidden: bool = True,
     neuron_multiple: int = 8,
+    dropped: tuple[int, ...] = (),
 ) -> list[tuple[SubnetSpec, float]]:
     """Every uniform shape of the policy, from the full model to the smallest, each with
     its non-embedding sparsity: ``[(spec, sparsity), …]`` with ``r`` decreasing, each
@@ -140,6 +152,7 @@ def uniform_path(
         axes: the family's pruned axes (the others stay whole).
         cut_hidden: whether the width is cut (needs ``HIDDEN`` in ``axes`` too).
         neuron_multiple: rounding of the FFN units.
+        dropped: layers removed whole after the first shape (the full model).
     """
     from minidisc.compute.flops import non_embedding_params
     from minidisc.elastic.families import family_for
@@ -159,10 +172,13 @@ def uniform_path(
     for r in sorted((p for p in points if p <= 1), reverse=True):
         previous = None if not shapes or shapes[-1].hidden is None else shapes[-1].hidden
         spec = uniform_shape(
-            config, r, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, max_hidden=previous
+            config, r, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, max_hidden=previous,
+            dropped=dropped,
         )
         if not shapes or shapes[-1] != spec:
             shapes.extend(_one_axis_at_a_time(shapes[-1], spec) if shapes else [spec])
+    if dropped:  # the teacher's own shape first: the depth cut is the path's first step
+        shapes.insert(0, geo.full_spec())
     full = non_embedding_params(config, geo.full_spec())
     return [(spec, 1.0 - non_embedding_params(config, spec) / full) for spec in shapes]
 
@@ -174,6 +190,7 @@ def uniform_sparsity_map(
     *,
     axes: Iterable[str] = AXES,
     neuron_multiple: int = 8,
+    drop_layers: int = 0,
 ) -> dict[float, SubnetSpec]:
     """``{level: SubnetSpec}``: per level of ``grid``, the first shape of
     :func:`uniform_path` (the largest) whose non-embedding sparsity is at or above the
@@ -186,18 +203,23 @@ def uniform_sparsity_map(
         grid: sparsity levels, fractions in [0, 1).
         axes: the family's pruned axes.
         neuron_multiple: rounding of the FFN units.
+        drop_layers: layers removed whole at every level above 0: the ones of lowest
+            block importance (``importance.layers``).
 
     Returns:
         Levels ascending; ``spec.sparsity`` is the level, nested across levels.
 
     Raises:
         ConfigError: a level outside [0, 1), or a level no uniform sub-network reaches
-            (the width is not cut and FFN and heads alone do not remove enough).
+            (the width is not cut and FFN and heads alone do not remove enough);
+            ``drop_layers`` for a family that cannot drop layers, without layer scores, or
+            not below the number of layers.
     """
     levels = check_levels(grid)
     axes = tuple(axes)
     cut_hidden = importance.hidden is not None and HIDDEN in axes
-    path = uniform_path(config, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple)
+    dropped = _dropped(config, importance, axes, drop_layers)
+    path = uniform_path(config, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, dropped=dropped)
     result: dict[float, SubnetSpec] = {}
     for s in levels:
         spec = next((spec for spec, sparsity in path if at_or_above(sparsity, s)), None)
@@ -210,3 +232,18 @@ def uniform_sparsity_map(
             )
         result[s] = SubnetSpec(spec.heads, spec.neurons, sparsity=s, hidden=spec.hidden)
     return result
+
+
+def _dropped(config: Any, importance: Importance, axes: tuple[str, ...], n: int) -> tuple[int, ...]:
+    """The layers a map with ``drop_layers = n`` removes (see :func:`uniform_sparsity_map`)."""
+    from minidisc.elastic.families import family_for
+
+    if not n:
+        return ()
+    family = family_for(config)
+    if LAYERS not in axes or not family.geometry(config).empty_layer_is_identity:
+        raise ConfigError(
+            f"the {family.name} family cannot drop whole layers (an empty layer of it is not the identity); "
+            "leave --drop-layers at 0"
+        )
+    return importance.weakest_layers(n)

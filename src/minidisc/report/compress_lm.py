@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from minidisc.runfolder.run import RunDir
 
 #: What a model's entry in the report holds (copied from its stage's evaluation).
-MODEL_KEYS = ("selection", "heldout", "params", "flops_per_token", "continuation")
+MODEL_KEYS = ("selection", "heldout", "layers", "params", "flops_per_token", "continuation")
 
 
 def build_lm_report(run: RunDir) -> dict[str, Any]:
@@ -53,6 +53,7 @@ def build_lm_report(run: RunDir) -> dict[str, Any]:
         "objective_options": cfg["objective_options"],
         "importance": cfg["importance"],
         "layer_shapes": cfg["layer_shapes"],
+        "dropped_layers": stages.get("sparsified", {}).get("dropped_layers", []),
         "metric": "m = exp(L_T - L_c) = PPL_teacher / PPL_candidate on the selection slice (not clipped)",
         "prompt": cfg["prompt"],
         "models": models,
@@ -87,18 +88,19 @@ def render_lm_markdown(r: dict[str, Any]) -> str:
          f"{d.get('selection_blocks')} blocks held out as the selection slice, {d.get('calibration_blocks')} "
          "calibration blocks for importance)"),
         (f"- distillation: {r['objective']} {r['objective_options']}; importance: {r['importance']}; "
-         f"layer shapes: {r['layer_shapes']}"),
+         f"layer shapes: {r['layer_shapes']}"
+         + (f"; layers dropped (least block importance, 0-based): {r['dropped_layers']}" if r.get("dropped_layers") else "")),
         f"- target sparsity {pct(r['target_sparsity'])} %, λ = {r['lambda']:g}; selection metric {r['metric']}",
     ]
     if r.get("note"):
         lines.append(f"- note: {r['note']}")
-    head = "| model | sparsity % | params (total) | non-emb. params | FLOPs / token | sel. PPL | m | next-token acc. % |"
+    head = "| model | sparsity % | layers | params (total) | non-emb. params | FLOPs / token | sel. PPL | m | next-token acc. % |"
     for c in corpora:
         head += f" PPL {c} | bits/byte {c} |"
-    lines += ["", "## Models", "", head, "|" + "---|" * (8 + 2 * len(corpora))]
+    lines += ["", "## Models", "", head, "|" + "---|" * (9 + 2 * len(corpora))]
     for m in r["models"]:
         s = m["selection"]
-        row = (f"| {m['name']} | {pct(m['sparsity'])} | {m['params']['total'] / 1e6:.2f}M | "
+        row = (f"| {m['name']} | {pct(m['sparsity'])} | {m.get('layers', '–')} | {m['params']['total'] / 1e6:.2f}M | "
                f"{m['params']['non_embedding'] / 1e6:.2f}M | {m['flops_per_token'] / 1e6:.2f}M | "
                f"{s['perplexity']:.2f} | {s['main']:.4f} | {pct(s['accuracy'])} |")
         for c in corpora:

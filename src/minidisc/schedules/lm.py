@@ -10,10 +10,12 @@ rules (:class:`~minidisc.runfolder.run.RunDir`):
                  ``L_T`` of the selection metric), perplexity and bits per byte on every
                  ``--eval-corpus`` file, parameters, FLOPs per token, and a greedy
                  continuation of the report's prompt.
-``sparsified``   importance on the calibration blocks (the causal-LM loss's gradient
-                 w.r.t. head and neuron masks), reorder, sparsity map over grid ∪ target:
-                 :func:`sparsify_decoder`, the one place ``--importance`` and
-                 ``--layer-shapes`` are dispatched.
+``sparsified``   importance on the calibration blocks (``--importance``, default
+                 activation), reorder, sparsity map over grid ∪ target (with
+                 ``--drop-layers N``, every level above 0 also keeps nothing of the N
+                 layers of least block importance): :func:`sparsify_decoder`, the one
+                 place ``--importance``, ``--layer-shapes`` and ``--drop-layers`` are
+                 dispatched.
 ``iter1..K``     the sandwich (:func:`minidisc.schedules.minidisc.run_iterations`: the same
                  loop, engine and λ-selection as GLUE) with a causal-LM distillation
                  loss (default forward KL at temperature 1) on a stream of the stage's
@@ -21,7 +23,8 @@ rules (:class:`~minidisc.runfolder.run.RunDir`):
                  (:mod:`minidisc.tasks.lm`).
 ``assistantK``   the held-out evaluation of the assistant iteration K selected (only
                  when it selected one short of the target).
-``student``      export (safetensors + config + tokenizer; tied embeddings stay tied) and
+``student``      export (safetensors + config + tokenizer; tied embeddings stay tied;
+                 dropped layers removed, so the student has fewer layers) and
                  evaluate the exported files as the teacher was.
 ``report``       report.json, report.md, tradeoff.png (:mod:`minidisc.report.compress_lm`).
 """
@@ -195,18 +198,21 @@ def sparsify_stage(teacher_dir: Path, data: TaskData, cfg: LMCompressConfig, out
     elastic = ElasticModel(load_for_task(ModelSource(str(teacher_dir)), data.task))
     importance, spec_map, cost = sparsify_decoder(
         elastic, data, sorted(cfg.levels()), importance=cfg.importance, layer_shapes=cfg.layer_shapes,
-        batch_size=cfg.sandwich.eval_batch_size, seed=cfg.sandwich.seed,
+        batch_size=cfg.sandwich.eval_batch_size, seed=cfg.sandwich.seed, drop_layers=cfg.drop_layers,
     )
     elastic.model.save_pretrained(out / "model")
     data.tokenizer.save_pretrained(out / "model")
     importance.save(out / "importance.safetensors")
     save_sparsity_map(out, spec_map)
-    return {"levels": sorted(spec_map), "importance": cfg.importance, "layer_shapes": cfg.layer_shapes, **cost}
+    dropped = spec_map[max(spec_map)].empty_layers()
+    block = None if importance.layers is None else [round(float(x), 6) for x in importance.layers]
+    return {"levels": sorted(spec_map), "importance": cfg.importance, "layer_shapes": cfg.layer_shapes,
+            "dropped_layers": list(dropped), "block_importance": block, **cost}
 
 
 def sparsify_decoder(
     elastic: ElasticModel, data: TaskData, levels: list[float], *, importance: str, layer_shapes: str, batch_size: int,
-    seed: int = 0,
+    seed: int = 0, drop_layers: int = 0,
 ) -> tuple[Importance, dict[float, SubnetSpec], dict[str, Any]]:
     """Score, reorder and map a decoder: the one place the importance estimator and the
     layer shapes are chosen.
@@ -221,6 +227,8 @@ def sparsify_decoder(
             config) or ``global`` (MiniDisc's per-layer map).
         batch_size: calibration blocks per batch.
         seed: the seed of ``--importance random``.
+        drop_layers: ``--drop-layers``: layers of least block importance removed whole at
+            every level above 0 (uniform layer shapes).
 
     Returns:
         The reordered importance, the sparsity map, and the estimator's calibration cost
@@ -237,7 +245,7 @@ def sparsify_decoder(
     with elastic.active(None):  # scores of the full model
         scores, cost = estimate_importance(elastic.model, elastic.family, loader, method=importance, seed=seed)
     reordered = elastic.reorder(scores)
-    spec_map = elastic.sparsity_map(reordered, levels, layer_shapes=layer_shapes)  # type: ignore[arg-type]
+    spec_map = elastic.sparsity_map(reordered, levels, layer_shapes=layer_shapes, drop_layers=drop_layers)  # type: ignore[arg-type]
     totals = ComputeTotals()
     totals.student_train_flops, totals.tokens, totals.sequences = cost.flops, cost.tokens, cost.sequences
     return reordered, spec_map, {"compute": totals.to_dict(), "calibration_seconds": cost.wall_time_s,
@@ -245,14 +253,19 @@ def sparsify_decoder(
 
 
 def export_stage(model_dir: Path, spec: SubnetSpec, data: TaskData, cfg: LMCompressConfig, out: Path) -> dict[str, Any]:
-    """Save the student (safetensors + config + tokenizer) and evaluate the saved files."""
+    """Save the student (safetensors + config + tokenizer) without its dropped layers
+    (``--drop-layers``: they keep nothing) and evaluate the saved files."""
+    from minidisc.elastic.extract import drop_empty_layers_
     from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
 
-    save_student(load_student(model_dir), out, spec, tokenizer=data.tokenizer, card=model_card)
+    student = load_student(model_dir)
+    dropped = drop_empty_layers_(student)
+    save_student(student, out, spec.without_layers(dropped), tokenizer=data.tokenizer, card=model_card)
     exported = load_student(out)
     return {
         "loads_with_plain_transformers": loads_with_plain_transformers(exported.config),
         "tied_embeddings": _tied(exported),
+        "dropped_layers": list(dropped),
         **evaluate_model(exported, data, cfg, out.parent / ".student-eval"),
     }
 
@@ -277,7 +290,9 @@ def evaluate_model(model: PreTrainedModel, data: TaskData, cfg: LMCompressConfig
         bits per byte, protocol), ``params`` (``total``: every distinct parameter, tied
         embeddings once; ``non_embedding``), ``flops_per_token`` (forward, LM head
         included, at the training block size), ``continuation`` (greedy, of
-        ``cfg.prompt``) and ``compute`` (the selection evaluation's FLOPs and tokens).
+        ``cfg.prompt``), ``layers`` (the layers that compute: an assistant's dropped
+        layers are still in its files, empty) and ``compute`` (the selection
+        evaluation's FLOPs and tokens).
     """
     from minidisc.compute.flops import forward_flops, non_embedding_params
     from minidisc.elastic.extract import physical_spec
@@ -291,6 +306,7 @@ def evaluate_model(model: PreTrainedModel, data: TaskData, cfg: LMCompressConfig
     return {
         "selection": {k: selection[k] for k in ("main", "nll", "perplexity", "accuracy")},
         "heldout": heldout_perplexity(model, data.tokenizer, cfg),
+        "layers": spec.num_layers - len(spec.empty_layers()),
         "params": {"total": int(model.num_parameters()), "non_embedding": int(non_embedding_params(model.config, spec))},
         "flops_per_token": forward_flops(model.config, spec, seq_len=block, lm_head=True) / block,
         "continuation": continuation(model, data.tokenizer, cfg.prompt, cfg.new_tokens),

@@ -74,6 +74,7 @@ class LMCompressConfig(_Strict):
     grid: tuple[float, ...] = DEFAULT_LM_GRID
     importance: str = Field("activation", description="importance estimator (minidisc.elastic.estimators.METHODS)")
     layer_shapes: str = Field("uniform", description="uniform: one size for every layer; global: per-layer sizes")
+    drop_layers: int = Field(0, ge=0, description="layers of least block importance removed whole (uniform shapes)")
     objective: str = Field("forward_kl", description="causal-LM distillation loss (LM_OBJECTIVES)")
     objective_options: dict[str, float | int | str | bool] = Field(default_factory=lambda: {"temperature": 1.0})
     budget_tokens: int = Field(200_000, gt=0, description="training tokens of every distillation stage")
@@ -127,6 +128,12 @@ class LMCompressConfig(_Strict):
                 f"{', '.join(LM_OBJECTIVES)}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _depth_needs_uniform_shapes(self) -> LMCompressConfig:
+        if self.drop_layers and self.layer_shapes != "uniform":
+            raise ValueError("drop_layers needs layer_shapes uniform (one size for the layers that stay)")
+        return self
 
     @model_validator(mode="after")
     def _target_above_truncation(self) -> LMCompressConfig:
