@@ -7,7 +7,7 @@ Sparsities are fractions in [0, 1) everywhere; percent appears only in reports.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,6 +34,52 @@ class DataConfig(_Strict):
     importance_samples: int = Field(
         2048, gt=0, description="training examples whose label-loss gradients score heads/neurons"
     )
+    # --- your own labelled files (task "custom"; see minidisc.tasks.custom) ---
+    train_file: str | None = Field(None, description="CSV, TSV, JSON lines, JSON or Parquet file: task 'custom'")
+    validation_file: str | None = Field(None, description="None: a seeded stratified split of train_file")
+    text_columns: tuple[str, ...] | None = Field(None, description="one column (single texts) or two (pairs); None: text")
+    label_column: str | None = Field(None, description="None: label")
+    task_type: Literal["classification", "regression"] | None = Field(None, description="None: inferred from the labels")
+    metric: str | None = Field(None, description="accuracy, macro_f1, mcc or pearson_spearman; None: accuracy / pearson_spearman")
+    validation_fraction: float | None = Field(None, gt=0, lt=1, description="share held out without validation_file; None: 0.1")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files_mean_custom(cls, data: Any) -> Any:
+        # a train_file without a task is the custom task (a YAML need not say it)
+        if isinstance(data, dict) and data.get("train_file") and data.get("task") is None:
+            return {**data, "task": "custom"}
+        return data
+
+    @model_validator(mode="after")
+    def _custom_options(self) -> DataConfig:
+        if self.train_file is None:
+            if self.task == "custom":
+                raise ValueError("task custom needs train_file (--train-file)")
+            given = [n for n in _CUSTOM_ONLY if getattr(self, n) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply only to your own files: add train_file (--train-file)")
+            return self
+        if self.task != "custom":
+            raise ValueError(f"task {self.task} and train_file exclude each other: drop one (files make task custom)")
+        if self.data_dir is not None:
+            raise ValueError("data_dir and train_file exclude each other: drop one")
+        if self.text_columns is not None and len(self.text_columns) not in (1, 2):
+            raise ValueError("text_columns: give one column (single texts) or two (pairs)")
+        if self.validation_file is not None and self.validation_fraction is not None:
+            raise ValueError("validation_fraction applies only without validation_file: drop one")
+        if self.metric is not None:
+            from minidisc.tasks.custom import metric_key
+
+            try:
+                metric_key(self.metric)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+        return self
+
+
+#: DataConfig fields that only files (train_file) use.
+_CUSTOM_ONLY = ("validation_file", "text_columns", "label_column", "task_type", "metric", "validation_fraction")
 
 
 class TrainConfig(_Strict):

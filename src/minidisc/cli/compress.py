@@ -10,14 +10,22 @@ import typer
 from minidisc.cli.options import (
     ConfigFile,
     DataDir,
+    LabelColumn,
     MaxEval,
     MaxLength,
     MaxTrain,
+    Metric,
     Output,
     Overwrite,
+    TaskType,
     Teacher,
     TeacherFinetuned,
+    TextColumn,
+    TrainFile,
+    ValidationFile,
+    ValidationFraction,
     build_compress_config,
+    file_data_options,
     help_text,
     parse_grid,
 )
@@ -46,6 +54,13 @@ def compress(
     grid: Annotated[str | None, typer.Option(help="Candidate sparsities, comma-separated (default 0,.1,…,.9,.85,.95).")] = None,
     teacher_finetuned: TeacherFinetuned = False,
     data_dir: DataDir = None,
+    train_file: TrainFile = None,
+    validation_file: ValidationFile = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    task_type: TaskType = None,
+    metric: Metric = None,
+    validation_fraction: ValidationFraction = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
     max_length: MaxLength = None,
@@ -80,6 +95,9 @@ def compress(
     Fine-tunes the teacher, sparsifies it, picks a teacher assistant by the λ-tradeoff in
     one sandwich run, distils the target student and exports it with a report.
 
+    Your own labelled data instead of a GLUE task: --train-file (CSV, TSV, JSON lines,
+    JSON, Parquet) with --text-column and --label-column; see docs/your-data.md.
+
     With --task lm a LLaMA-family decoder (e.g. --teacher smollm2) is compressed on plain
     text (--corpus): no fine-tuning, token budgets instead of epochs (--budget-tokens),
     causal-LM distillation, selection on m = PPL_teacher / PPL_candidate on a slice held
@@ -96,7 +114,10 @@ def compress(
         "--temperature": temperature, "--importance": importance, "--layer-shapes": layer_shapes, "--drop-layers": drop_layers, "--prompt": prompt,
     }
     if task == "lm" or (task is None and config is not None and _yaml_task(config) == "lm"):
-        glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir,
+        glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir, "--train-file": train_file,
+                     "--validation-file": validation_file, "--text-column": text_column or None,
+                     "--label-column": label_column, "--task-type": task_type, "--metric": metric,
+                     "--validation-fraction": validation_fraction,
                      "--max-train-samples": max_train_samples, "--max-eval-samples": max_eval_samples,
                      "--max-length": max_length, "--epochs": epochs}
         given = [k for k, v in glue_only.items() if v is not None]
@@ -127,8 +148,10 @@ def compress(
     overrides = {
         "teacher": teacher,
         "teacher_finetuned": teacher_finetuned or None,
-        "data": {"task": task, "data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
-                 "max_eval_samples": max_eval_samples, "max_length": max_length},
+        "data": {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
+                 "max_eval_samples": max_eval_samples, "max_length": max_length,
+                 **file_data_options(task, train_file, validation_file, text_column, label_column, task_type, metric,
+                                     validation_fraction)},
         "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
         "grid": parse_grid(grid), "save_candidates": save_candidates or None,
         "finetune": stage, "sandwich": stage, "final": stage,

@@ -14,7 +14,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import BaseModel, ConfigDict
 
-from minidisc.cli.options import DataDir, MaxEval, MaxTrain, Output, Overwrite, Task, merge
+from minidisc.cli.options import (
+    DataDir,
+    LabelColumn,
+    MaxEval,
+    MaxTrain,
+    Metric,
+    Output,
+    Overwrite,
+    Task,
+    TaskType,
+    TextColumn,
+    TrainFile,
+    ValidationFile,
+    ValidationFraction,
+    file_data_options,
+    merge,
+)
 from minidisc.config import DataConfig, TrainConfig, parse_config
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json, write_json, write_text
@@ -22,6 +38,7 @@ from minidisc.models import load_task_model, load_tokenizer, resolve_model
 from minidisc.runfolder.run import RunDir, check_output
 from minidisc.seeding import seed_everything
 from minidisc.tasks import get_task
+from minidisc.tasks.custom import check_custom_data
 from minidisc.training.data import prepare_task_data
 
 if TYPE_CHECKING:
@@ -55,11 +72,18 @@ def register(app: typer.Typer) -> None:
 
 def finetune(
     model: Annotated[str | None, typer.Option("--model", "--teacher", help="Hub id, folder (incl. minidisc students) or .gguf; default: the packaged all-MiniLM-L6-v2.")] = None,
-    task: Task = "sst2",
+    task: Task = None,
     output: Output = Path("runs/finetune"),
     glue_suite: Annotated[str | None, typer.Option("--glue-suite", help="Comma-separated tasks, e.g. sst2,mrpc,cola: fine-tune on each (into OUTPUT/<task>/, resumable) and write glue_suite.md/.json; replaces --task.")] = None,
     save_model: Annotated[bool, typer.Option("--save-model/--no-save-model", help="Keep the fine-tuned weights (--glue-suite: one model per task).")] = True,
     data_dir: DataDir = None,
+    train_file: TrainFile = None,
+    validation_file: ValidationFile = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    task_type: TaskType = None,
+    metric: Metric = None,
+    validation_fraction: ValidationFraction = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
     max_length: Annotated[int, typer.Option(help="Maximum tokens per example.")] = 128,
@@ -73,20 +97,25 @@ def finetune(
 ) -> None:
     """Fine-tune a model on one task or a suite of GLUE tasks.
 
-    One task (GLUE or CoNLL-2003): keeps the best dev checkpoint; the output folder is
-    the model folder (and a run directory: rerunning resumes). --glue-suite: one
+    One task (GLUE or CoNLL-2003, default sst2; or your own labelled files with
+    --train-file, see docs/your-data.md): keeps the best dev checkpoint; the output folder
+    is the model folder (and a run directory: rerunning resumes). --glue-suite: one
     resumable fine-tuning per task and a table of the dev metrics.
     """
+    files = file_data_options(task, train_file, validation_file, text_column, label_column, task_type, metric,
+                              validation_fraction)
     data = {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
             "max_eval_samples": max_eval_samples, "max_length": max_length}
     train_cfg = parse_config(TrainConfig, {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                              "eval_steps": eval_steps, "patience": patience, "seed": seed}, "the command line")
     check_output(output, overwrite)  # before any model is loaded
     if glue_suite is not None:
+        if train_file is not None:
+            raise typer.BadParameter("--glue-suite and --train-file exclude each other", param_hint="--glue-suite")
         tasks = parse_suite(glue_suite)
         run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite)
         return
-    data_cfg = parse_config(DataConfig, merge({}, {"task": task, **data}), "the command line")
+    data_cfg = parse_config(DataConfig, merge({}, {**data, **files}), "the command line")
     result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite)
     if result.get("head_initialised"):
         typer.echo(f"classifier head initialised: {result['head_initialised']}")
@@ -111,6 +140,7 @@ def run_finetune_task(
     """
     source = resolve_model(model)  # a wrong --model fails before the run folder is made
     cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model)
+    check_custom_data(data_cfg, seed=train_cfg.seed, batch_size=train_cfg.batch_size)  # before anything is written
     run = RunDir(output, cfg, "finetune", overwrite=overwrite)
 
     def work(tmp: Path) -> dict[str, Any]:

@@ -31,6 +31,14 @@ DataDir = Annotated[
 ]
 MaxTrain = Annotated[int | None, typer.Option("--max-train-samples", help="Seeded random subsample of the training set.")]
 MaxEval = Annotated[int | None, typer.Option("--max-eval-samples", help="Seeded random subsample of the dev set.")]
+DATA_PANEL = "Your own data (instead of --task)"
+TrainFile = Annotated[Path | None, typer.Option("--train-file", help="Your labelled training data: .csv, .tsv, .jsonl, .json or .parquet (task 'custom'; see docs/your-data.md).", rich_help_panel=DATA_PANEL)]
+ValidationFile = Annotated[Path | None, typer.Option("--validation-file", help="Validation data in the same columns; default: a seeded stratified split of --train-file.", rich_help_panel=DATA_PANEL)]
+TextColumn = Annotated[list[str] | None, typer.Option("--text-column", help="Text column (default text); give it twice for sentence pairs.", rich_help_panel=DATA_PANEL)]
+LabelColumn = Annotated[str | None, typer.Option("--label-column", help="Label column (default label).", rich_help_panel=DATA_PANEL)]
+TaskType = Annotated[str | None, typer.Option("--task-type", help="classification or regression (default: inferred: texts or a few integers are classes, floats scores).", rich_help_panel=DATA_PANEL)]
+Metric = Annotated[str | None, typer.Option("--metric", help="Main metric: accuracy (default), macro-f1, mcc; regression: pearson-spearman (their mean).", rich_help_panel=DATA_PANEL)]
+ValidationFraction = Annotated[float | None, typer.Option("--validation-fraction", help="Share of --train-file held out when no --validation-file (default 0.1).", rich_help_panel=DATA_PANEL)]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML config; command-line options override it.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --output.")]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Run directory (resumed if it holds this run).")]
@@ -227,3 +235,26 @@ def _scalar(text: str) -> Any:
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def file_data_options(
+    task: str | None, train_file: Path | None, validation_file: Path | None, text_column: list[str] | None,
+    label_column: str | None, task_type: str | None, metric: str | None, validation_fraction: float | None,
+) -> dict[str, Any]:
+    """The ``data`` config fields of the own-data options (``--train-file`` ...); with a
+    training file the task is ``custom``.
+
+    Raises:
+        typer.BadParameter: ``--task`` together with ``--train-file``.
+    """
+    if train_file is not None and task is not None and task.strip().lower() != "custom":
+        raise typer.BadParameter(f"--task {task} and --train-file exclude each other: your files are the task",
+                                 param_hint="--task")
+    return {
+        "task": "custom" if train_file is not None else task,
+        "train_file": str(train_file) if train_file else None,
+        "validation_file": str(validation_file) if validation_file else None,
+        "text_columns": list(text_column) if text_column else None,
+        "label_column": label_column, "task_type": task_type.strip().lower() if task_type else None,
+        "metric": metric, "validation_fraction": validation_fraction,
+    }

@@ -267,12 +267,13 @@ def _front_matter(
     if facts is None:
         return {**meta, "tags": tags, "pipeline_tag": _pipeline_tag(model)}
 
-    task = get_task(facts.task)
+    task = _task_of(facts)
     base_model, licence = _teacher_id(facts)
     if licence:
         meta["license"] = licence
-    meta |= {"base_model": base_model, "tags": [*tags, task.name], "datasets": [task.hub_name],
-             "pipeline_tag": _pipeline_tag(model)}
+    meta |= {"base_model": base_model, "tags": [*tags, task.name], "pipeline_tag": _pipeline_tag(model)}
+    if task.hub_name:  # the user's own files have no hub data set
+        meta["datasets"] = [task.hub_name]
     if dev:
         official = [k for k in task.metric_names if k in dev]
         meta["metrics"] = [_HF_METRIC.get(k, k) for k in official]
@@ -281,7 +282,7 @@ def _front_matter(
             else f"minidisc-{task.name}-student",
             "results": [{
                 "task": {"type": meta["pipeline_tag"]},
-                "dataset": {"name": f"{_task_title(task)} (dev)", "type": task.hub_name,
+                "dataset": {"name": f"{_task_title(task)} (dev)", "type": task.hub_name or "custom",
                             **({"config": task.hub_config} if task.hub_config else {}), "split": _hub_split(task)},
                 "metrics": [{"type": _HF_METRIC.get(k, k), "value": round(float(dev[k]), 6), "name": f"dev {k}"}
                             for k in official],
@@ -290,7 +291,18 @@ def _front_matter(
     return meta
 
 
+def _task_of(facts: CardFacts) -> Any:
+    """The run's task spec: a named task's, or the one its files made (recorded in ``data``)."""
+    if facts.data.get("custom"):
+        from minidisc.tasks.custom import spec_from_record
+
+        return spec_from_record(facts.data["custom"])
+    return get_task(facts.task)
+
+
 def _task_title(task: Any) -> str:
+    if task.name == "custom":
+        return "your labelled files"
     return "CoNLL-2003" if task.name == "conll2003" else f"GLUE {task.glue_folder}"
 
 
@@ -313,7 +325,7 @@ def _body(model: Any, size: dict[str, Any], facts: CardFacts | None, dev: Mappin
         lines += [f"Distilled from its teacher by {_SCHEDULES.get(facts.command, facts.command)}.", ""]
     rows = [("architecture", f"{arch}, {config.num_hidden_layers} layers, hidden size {config.hidden_size}")]
     if facts is not None:
-        rows = [("teacher", _teacher_line(facts)), ("task", _task_line(facts.task)), *rows]
+        rows = [("teacher", _teacher_line(facts)), ("task", _task_line(_task_of(facts))), *rows]
     if sparsity is not None:
         rows.append(("sparsity", f"{100 * sparsity:g} % of the teacher's attention heads and FFN neurons removed"))
     if size["heads"] is not None:
@@ -335,14 +347,13 @@ def _body(model: Any, size: dict[str, Any], facts: CardFacts | None, dev: Mappin
     return "\n".join(lines)
 
 
-def _task_line(task_name: str) -> str:
-    task = get_task(task_name)
+def _task_line(task: Any) -> str:
     labels = f", labels {', '.join(task.label_names)}" if task.label_names and len(task.label_names) <= 4 else ""
     return f"{task.name} ({_task_title(task)}{labels})"
 
 
 def _metrics_section(facts: CardFacts, sparsity: float | None, dev: Mapping[str, float] | None) -> list[str]:
-    keys = [*get_task(facts.task).metric_names, "main"]
+    keys = [*_task_of(facts).metric_names, "main"]
     rows = [(r.role, r.sparsity, r.dev) for r in facts.lineage] + [("**student (this model)**", sparsity, dev or {})]
     pct = lambda v: "–" if v is None else f"{100 * v:.2f}"
     lines = ["## Dev metrics (%)", "", "| model | sparsity % | " + " | ".join(keys) + " |",
@@ -374,6 +385,10 @@ def _provenance_section(facts: CardFacts) -> list[str]:
         lines.append(f"- data: {data.get('train_examples')} training / {data.get('dev_examples')} dev examples from "
                      f"{data.get('data_source')}" + (" (subsampled: not comparable to full-data results)"
                                                      if data.get("subsampled") else ""))
+    if data.get("custom"):
+        from minidisc.tasks.custom import describe_record
+
+        lines.append(f"- your data: {describe_record(data['custom'])}")
     lines.append(f"- data terms: {_DATA_TERMS.get(facts.task, 'see the dataset’s own terms.')}")
     _, licence = _teacher_id(facts)
     lines.append(

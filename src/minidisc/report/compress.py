@@ -10,6 +10,7 @@ from minidisc.elastic.sparsity_map import load_sparsity_map
 from minidisc.fileio import write_json, write_text
 from minidisc.report.compare import cost_markdown
 from minidisc.report.plots import plot_tradeoff
+from minidisc.tasks.custom import describe_record
 from minidisc.training.records import StudentRecord, iteration_names, iterations
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         *([f"- classifier head initialised: {r['teacher']['head_initialised']}"] if r["teacher"].get("head_initialised") else []),
         f"- data: {d['train_examples']} training / {d['dev_examples']} dev examples from {d['data_source']}"
         + (" (**subsampled**: numbers are not comparable to full-data results)" if d["subsampled"] else ""),
+        *([f"- your data: {describe_record(d['custom'])}"] if d.get("custom") else []),
         f"- target sparsity {pct(r['target_sparsity'])} %, λ = {r['lambda']:g}",
     ]
     if r.get("note"):

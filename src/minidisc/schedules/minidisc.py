@@ -44,6 +44,7 @@ from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 from minidisc.schedules.memo import memo_stage, stage_key
 from minidisc.schedules.stages import export_stage, level_specs, prepare_teacher, task_inputs
+from minidisc.tasks.custom import check_custom_data
 from minidisc.training.data import prepare_task_data
 from minidisc.training.distill import Distiller
 from minidisc.training.records import CandidatesRecord, IterationRecord, iteration_names
@@ -81,6 +82,8 @@ def run_compress(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
+    train_batches = [cfg.sandwich.batch_size, cfg.final.batch_size] + ([] if cfg.teacher_finetuned else [cfg.finetune.batch_size])
+    check_custom_data(cfg.data, seed=cfg.finetune.seed, batch_size=max(train_batches))  # before anything is written
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
     with process_state().main_process_first():  # hub downloads and dataset caches: filled once
         source, tokenizer = task_inputs(cfg.teacher, teacher_run)

@@ -105,7 +105,9 @@ def resolve_data_dir(
     return path
 
 
-def _features(spec: TaskSpec) -> datasets.Features:
+def split_features(spec: TaskSpec) -> datasets.Features:
+    """The features of a loaded split: ``text_a``/``text_b``/``label`` (``ClassLabel`` with
+    the task's names, or float32 for regression)/``idx``; NER ``tokens``/``tags``/``idx``."""
     from datasets import ClassLabel, Features, List, Value
 
     if spec.task_type == TOKEN_CLASSIFICATION:
@@ -216,7 +218,7 @@ def load_split(
     if spec.task_type == TOKEN_CLASSIFICATION and canonical == "test_labeled":
         canonical = "test"  # CoNLL-2003 test is labelled
     folder_root = resolve_data_dir(data_dir)
-    features = _features(spec)
+    features = split_features(spec)
     if folder_root is None:
         dataset = load_from_hub(spec, canonical, features)
     else:

@@ -49,6 +49,8 @@ def _sequence_metrics(spec: TaskSpec, predictions: np.ndarray, labels: np.ndarra
     values = {"accuracy": float(accuracy_score(labels, predictions))}
     if "mcc" in spec.metric_names:
         values["mcc"] = float(matthews_corrcoef(labels, predictions))
+    if "macro_f1" in spec.metric_names:  # files given by the user (--metric macro-f1)
+        values["macro_f1"] = float(f1_score(labels, predictions, average="macro", zero_division=0))
     if "f1" in spec.metric_names:
         values["f1"] = float(f1_score(labels, predictions, pos_label=1, zero_division=0))
     return values

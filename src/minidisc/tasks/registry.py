@@ -195,6 +195,9 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
         return name
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
+    if key == "custom":
+        raise ConfigError("task custom is your own files (--train-file); finetune and compress read them, "
+                          "this command does not yet")
     if key not in _TASKS:
         known = ", ".join(TASK_NAMES)
         raise ConfigError(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from minidisc.tasks import compute_metrics, get_task, load_split, resolve_data_dir, tokenize_split
+from minidisc.tasks.custom import load_custom
 from minidisc.tasks.demo_data import describe_packaged, is_packaged_demo_dir
 
 if TYPE_CHECKING:
@@ -42,16 +43,22 @@ class TaskData:
 
 
 def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> TaskData:
-    """Load, subsample (seeded) and tokenize the task's train and dev splits.
+    """Load, subsample (seeded) and tokenize the task's train and dev splits: a named
+    task's, or those of the user's files (``cfg.train_file``: task ``custom``, whose
+    ``sizes["custom"]`` records the label set, columns, metric and validation source).
 
     Raises:
         DataError / ConfigError: from :mod:`minidisc.tasks` on bad data or names.
     """
-    task = get_task(cfg.task)
-    data_dir = resolve_data_dir(cfg.data_dir)
-    dev_split = task.dev_split if hasattr(task, "dev_split") else "dev"
-    train_raw = load_split(task, "train", data_dir=data_dir, max_samples=cfg.max_train_samples, seed=seed)
-    dev_raw = load_split(task, dev_split, data_dir=data_dir, max_samples=cfg.max_eval_samples, seed=seed)
+    custom = load_custom(cfg, seed) if cfg.train_file else None
+    if custom is not None:
+        task, data_dir, train_raw, dev_raw = custom.spec, None, custom.train, custom.dev
+    else:
+        task = get_task(cfg.task)
+        data_dir = resolve_data_dir(cfg.data_dir)
+        dev_split = task.dev_split if hasattr(task, "dev_split") else "dev"
+        train_raw = load_split(task, "train", data_dir=data_dir, max_samples=cfg.max_train_samples, seed=seed)
+        dev_raw = load_split(task, dev_split, data_dir=data_dir, max_samples=cfg.max_eval_samples, seed=seed)
     train = tokenize_split(train_raw, tokenizer, task, max_length=cfg.max_length)
     dev = tokenize_split(dev_raw, tokenizer, task, max_length=cfg.max_length)
     n_imp = min(cfg.importance_samples, len(train))
@@ -61,8 +68,10 @@ def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed:
         "dev_examples": len(dev),
         "importance_examples": n_imp,
         "subsampled": cfg.max_train_samples is not None or cfg.max_eval_samples is not None,
-        "data_source": data_source(task, data_dir),
+        "data_source": data_source(task, data_dir) if custom is None else custom.record["train_file"],
     }
+    if custom is not None:  # the label set and where validation came from, in reports and the manifest
+        sizes["custom"] = custom.record
     return TaskData(task, tokenizer, train, dev, importance, sizes)
 
 
