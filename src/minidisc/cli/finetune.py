@@ -119,6 +119,10 @@ def finetune(
     result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite)
     if result.get("head_initialised"):
         typer.echo(f"classifier head initialised: {result['head_initialised']}")
+    if result.get("data", {}).get("custom"):
+        from minidisc.tasks.custom import describe_record
+
+        typer.echo(f"data: {describe_record(result['data']['custom'])}")
     typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result['dev'].items())}")
     typer.echo(f"model: {output}")
 
