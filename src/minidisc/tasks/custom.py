@@ -326,20 +326,35 @@ def _settings(cfg: DataConfig) -> tuple[tuple[str, ...], str, float]:
     return text_columns, label_column, fraction
 
 
-@functools.lru_cache(maxsize=4)
 def load_custom(cfg: DataConfig, seed: int) -> CustomData:
-    """Read, check and convert the files of ``cfg`` (``cfg.train_file`` set); cached, so
-    the check before a run and the run itself read them once.
+    """Read, check and convert the files of ``cfg`` (``cfg.train_file`` set); cached while
+    the files are unchanged, so the check before a run and the run itself read them once.
 
     Raises:
         DataError: a bad file, row or column (named), a single class, a validation split
             left empty.
         ConfigError: a metric that does not suit the task type.
     """
+    stamps = tuple(_stamp(p) for p in (cfg.train_file, cfg.validation_file) if p)
+    return _load_custom(cfg, seed, stamps)
+
+
+def _stamp(path: str) -> tuple[float, int] | None:
+    """Modification time and size of a file (None: missing), so an edited file is read again."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime, info.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _load_custom(cfg: DataConfig, seed: int, stamps: tuple[Any, ...]) -> CustomData:
     from datasets import Dataset
 
     from minidisc.tasks.loading import split_features, subsample_indices
 
+    del stamps  # part of the cache key only
     assert cfg.train_file is not None
     text_columns, label_column, fraction = _settings(cfg)
     train_read = _read(cfg.train_file, text_columns, label_column)
