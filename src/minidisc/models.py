@@ -270,6 +270,36 @@ def load_config(source: ModelSource) -> Any:
     return copy.deepcopy(_CONFIGS[key])
 
 
+def check_head_labels(source: ModelSource, label_names: tuple[str, ...]) -> str | None:
+    """Whether a teacher given as already fine-tuned (``--teacher-finetuned``) predicts the
+    data's classes: its config's ``id2label`` must name them in the same order.
+
+    Returns:
+        A warning when the head has the right size but no names of its own
+        (``LABEL_0``, ``LABEL_1`` ...): class ``i`` is then taken to be ``label_names[i]``.
+        ``None`` when the names agree.
+
+    Raises:
+        ModelError: the head has another number of classes, or other names or order.
+    """
+    config = load_config(source)
+    n = getattr(config, "num_labels", None)
+    where = source.label or source.path
+    if n != len(label_names):
+        raise ModelError(f"{where} was given as fine-tuned, but its head has {n} classes and the data "
+                         f"{len(label_names)}; drop --teacher-finetuned to fine-tune it on your labels")
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    names = [id2label.get(i, f"LABEL_{i}") for i in range(n)]
+    if names == [f"LABEL_{i}" for i in range(n)]:
+        return (f"{where} has no label names (LABEL_0 ...): its class i is taken to be the data's i-th sorted "
+                f"label ({', '.join(label_names[:3])}{' ...' if n > 3 else ''})")
+    if names != list(label_names):
+        differ = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(names, label_names)) if a != b]
+        raise ModelError(f"{where} was given as fine-tuned, but its label names differ from the data's (sorted) "
+                         f"labels at class {'; '.join(differ[:3])}; drop --teacher-finetuned or relabel the data")
+    return None
+
+
 @dataclass(frozen=True)
 class TaskModel:
     """A model loaded for a task, and whether its task head had to be initialised.

@@ -263,3 +263,26 @@ def test_finetune_regression_from_tsv(tmp_path, teacher):
     assert summary["data"]["custom"]["task_type"] == "regression"
     assert summary["dev"]["main"] == pytest.approx((summary["dev"]["pearson"] + summary["dev"]["spearman"]) / 2)
     assert summary["data"]["dev_examples"] == 6
+
+
+def test_a_finetuned_teacher_must_agree_with_the_labels(tmp_path):
+    from minidisc.errors import ModelError
+    from minidisc.models import ModelSource, check_head_labels
+    from minidisc.schedules.minidisc import run_compress
+    from tests.helpers import edit_config
+
+    teacher = write_tiny_bert(tmp_path / "teacher", trained_head=True)  # a 2-class head, LABEL_0/LABEL_1
+    rows = [r for r in records(45) if r["intent"] != "meh"]
+    path = write(tmp_path / "train.jsonl", rows)
+    assert "no label names" in check_head_labels(ModelSource(str(teacher)), ("neg", "pos"))
+    edit_config(teacher, id2label={"0": "neg", "1": "pos"}, label2id={"neg": 0, "pos": 1})
+    assert check_head_labels(ModelSource(str(teacher)), ("neg", "pos")) is None
+    edit_config(teacher, id2label={"0": "pos", "1": "neg"}, label2id={"pos": 0, "neg": 1})
+    config = CompressConfig(teacher=str(teacher), teacher_finetuned=True, data=data_cfg(path),
+                            finetune=STAGE, sandwich=STAGE, final=STAGE)
+    with pytest.raises(ModelError, match="label names differ .* class 0: 'pos' vs 'neg'"):
+        run_compress(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    three = write(tmp_path / "three.jsonl", records(30))
+    with pytest.raises(ModelError, match="head has 2 classes and the data 3"):
+        run_compress(config.model_copy(update={"data": data_cfg(three)}), tmp_path / "run")

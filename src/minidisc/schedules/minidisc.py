@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
+from minidisc.models import check_head_labels, resolve_model
 from minidisc.report.card import CardFacts, model_card
 from minidisc.report.compress import write_compress_report
 from minidisc.runfolder.run import REPORT_FILES, RunDir
@@ -83,7 +85,11 @@ def run_compress(
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
     train_batches = [cfg.sandwich.batch_size, cfg.final.batch_size] + ([] if cfg.teacher_finetuned else [cfg.finetune.batch_size])
-    check_custom_data(cfg.data, seed=cfg.finetune.seed, batch_size=max(train_batches))  # before anything is written
+    custom = check_custom_data(cfg.data, seed=cfg.finetune.seed, batch_size=max(train_batches))  # before any write
+    if custom is not None and cfg.teacher_finetuned and teacher_run is None and custom.spec.label_names:
+        note = check_head_labels(resolve_model(cfg.teacher), custom.spec.label_names)
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=2)
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
     with process_state().main_process_first():  # hub downloads and dataset caches: filled once
         source, tokenizer = task_inputs(cfg.teacher, teacher_run)
