@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from minidisc.elastic.levels import at_or_above, check_levels, level
 from minidisc.elastic.spec import DEFAULT_GRID
@@ -42,6 +50,13 @@ class DataConfig(_Strict):
     task_type: Literal["classification", "regression"] | None = Field(None, description="None: inferred from the labels")
     metric: str | None = Field(None, description="accuracy, macro_f1, mcc or pearson_spearman; None: accuracy / pearson_spearman")
     validation_fraction: float | None = Field(None, gt=0, lt=1, description="share held out without validation_file; None: 0.1")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_file_fields(self, handler: Any) -> dict[str, Any]:
+        # unset file options are left out, so a GLUE run's config (its manifest, config.yaml
+        # and stage fingerprints) reads as it did before they existed: old runs still resume
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (k in _FILE_FIELDS and v is None)}
 
     @model_validator(mode="before")
     @classmethod
@@ -80,6 +95,7 @@ class DataConfig(_Strict):
 
 #: DataConfig fields that only files (train_file) use.
 _CUSTOM_ONLY = ("validation_file", "text_columns", "label_column", "task_type", "metric", "validation_fraction")
+_FILE_FIELDS = ("train_file", *_CUSTOM_ONLY)
 
 
 class TrainConfig(_Strict):

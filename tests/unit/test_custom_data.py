@@ -286,3 +286,17 @@ def test_a_finetuned_teacher_must_agree_with_the_labels(tmp_path):
     three = write(tmp_path / "three.jsonl", records(30))
     with pytest.raises(ModelError, match="head has 2 classes and the data 3"):
         run_compress(config.model_copy(update={"data": data_cfg(three)}), tmp_path / "run")
+
+
+def test_file_options_round_trip_and_leave_glue_configs_as_they_were(tmp_path):
+    import yaml
+
+    from minidisc.config import load_yaml, save_yaml
+
+    assert set(DataConfig().model_dump()) == {"task", "data_dir", "max_train_samples", "max_eval_samples",
+                                               "max_length", "importance_samples"}  # old runs still resume
+    cfg = CompressConfig(data=data_cfg(Path("train.jsonl"), text_columns=("q", "a"), metric="macro-f1"))
+    save_yaml(tmp_path / "c.yaml", cfg)
+    assert yaml.safe_load((tmp_path / "c.yaml").read_text())["data"]["text_columns"] == ["q", "a"]
+    assert load_yaml(tmp_path / "c.yaml", CompressConfig) == cfg
+    assert cfg.data.task == "custom"
