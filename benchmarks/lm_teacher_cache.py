@@ -159,7 +159,7 @@ class Arm:
         self.optimizer.zero_grad(set_to_none=True)
         sync(inputs["input_ids"].device)
         self.seconds.append(time.perf_counter() - t0)
-        return float(loss)
+        return float(loss.detach())
 
 
 def sync(device: torch.device) -> None:
