@@ -156,6 +156,7 @@ class LMTeacherCacheStore:
         self._open(teacher, overwrite)
         self._handles: dict[str, Any] = {}
         self._pending: list[tuple[str, dict[str, Tensor]]] = []
+        self._pending_keys: set[str] = set()
         self.shard_rows = max(1, SHARD_BYTES // self.bytes_per_token // self.block_size)
 
     # ---- opening -------------------------------------------------------------------
@@ -292,8 +293,9 @@ class LMTeacherCacheStore:
     def put(self, key: str, tokens: Tensor, topk: TopKTeacher, row: int) -> None:
         """Queue row ``row`` of ``topk`` (in :meth:`stored_form`) under ``key``; written
         with the next full shard or :meth:`flush`."""
-        if key in self.index or any(k == key for k, _ in self._pending):
+        if key in self.index or key in self._pending_keys:
             return
+        self._pending_keys.add(key)
         self._pending.append((key, {
             "tokens": tokens.to(torch.int32).cpu(), "logp": topk.logp[row].cpu(),
             "index": topk.index[row].to(self.index_dtype).cpu(), "tail": topk.tail[row].cpu(),
@@ -315,7 +317,7 @@ class LMTeacherCacheStore:
         on_disk = read_json(self.folder / INDEX)["index"]  # merge what other writers added meanwhile
         self.index = {**on_disk, **self.index, **{key: [name, i] for i, (key, _) in enumerate(self._pending)}}
         write_json(self.folder / INDEX, {"index": self.index})
-        self._pending = []
+        self._pending, self._pending_keys = [], set()
 
     def _handle(self, shard: str) -> Any:
         """A memory-mapped ``safe_open`` of ``shard`` (kept open)."""
