@@ -87,6 +87,9 @@ def compress(
     layer_shapes: Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig) or global (per-layer sizes, loaded with minidisc.load_student).", rich_help_panel=LM_PANEL)] = None,
     drop_layers: Annotated[int | None, typer.Option(help="--task lm: remove this many whole layers (least block importance, Minitron's depth pruning) from every candidate and the student; uniform layer shapes only (default 0).", rich_help_panel=LM_PANEL)] = None,
     prompt: Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)] = None,
+    teacher_cache: Annotated[bool | None, typer.Option("--teacher-cache/--no-teacher-cache", help="--task lm: distil from the teacher's top-k log-probabilities + a tail bucket, computed once per training block and reused by every stage and run on the same teacher (default off; see docs/lm.md).", rich_help_panel=LM_PANEL)] = None,
+    cache_top_k: Annotated[int | None, typer.Option(help="--task lm: words kept per position by --teacher-cache (default 64).", rich_help_panel=LM_PANEL)] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="--task lm: teacher-logit cache folder (default: teacher-cache/ in the run); runs on the same teacher may share one.", rich_help_panel=LM_PANEL)] = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -112,6 +115,7 @@ def compress(
         "--final-budget-tokens": final_budget_tokens, "--selection-blocks": selection_blocks,
         "--calibration-blocks": calibration_blocks, "--eval-max-tokens": eval_max_tokens, "--objective": objective,
         "--temperature": temperature, "--importance": importance, "--layer-shapes": layer_shapes, "--drop-layers": drop_layers, "--prompt": prompt,
+        "--teacher-cache": teacher_cache, "--cache-top-k": cache_top_k, "--cache-dir": cache_dir,
     }
     if task == "lm" or (task is None and config is not None and _yaml_task(config) == "lm"):
         glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir, "--train-file": train_file,
@@ -137,7 +141,9 @@ def compress(
             "budget_tokens": budget_tokens, "sandwich_budget_tokens": sandwich_budget_tokens,
             "final_budget_tokens": final_budget_tokens, "prompt": prompt, "sandwich": stage, "final": stage,
         }
-        _compress_lm(config, overrides, output, overwrite)
+        if cache_top_k is not None and teacher_cache is False:
+            raise typer.BadParameter("--cache-top-k needs the teacher-logit cache: drop --no-teacher-cache")
+        _compress_lm(config, overrides, output, overwrite, teacher_cache, cache_top_k, cache_dir)
         return
     given = [k for k, v in lm_options.items() if v is not None]
     if given:
@@ -185,8 +191,13 @@ def _yaml_task(path: Path) -> str | None:
     return data.get("task") if isinstance(data, dict) else None
 
 
-def _compress_lm(config: Path | None, overrides: dict, output: Path, overwrite: bool) -> None:
-    """``compress --task lm``: build the config, run, summarise."""
+def _compress_lm(
+    config: Path | None, overrides: dict, output: Path, overwrite: bool, teacher_cache: bool | None = None,
+    cache_top_k: int | None = None, cache_dir: Path | None = None,
+) -> None:
+    """``compress --task lm``: build the config, run, summarise. ``--teacher-cache`` (or a
+    ``--cache-top-k``) turns the cache on over the YAML's setting, ``--no-teacher-cache``
+    off."""
     from minidisc.cli.options import merge
     from minidisc.config import load_yaml, parse_config
     from minidisc.schedules.lm import run_compress_lm
@@ -194,10 +205,15 @@ def _compress_lm(config: Path | None, overrides: dict, output: Path, overwrite: 
 
     base = load_yaml(config, LMCompressConfig).model_dump(mode="json") if config else {}
     merged = merge(base, overrides)
+    if teacher_cache is False:
+        merged["teacher_cache"] = None
+    elif teacher_cache or cache_top_k is not None:
+        merged["teacher_cache"] = {**(merged.get("teacher_cache") or {}),
+                                   **({"top_k": cache_top_k} if cache_top_k is not None else {})}
     if not merged.get("corpus", {}).get("train"):
         raise typer.BadParameter("--task lm needs training text: pass --corpus FILE_OR_FOLDER (repeatable)", param_hint="--corpus")
     cfg = parse_config(LMCompressConfig, merged, "the command line")
-    run = run_compress_lm(cfg, output, overwrite=overwrite)
+    run = run_compress_lm(cfg, output, overwrite=overwrite, cache_dir=cache_dir)
     summarize_lm(run.path)
 
 

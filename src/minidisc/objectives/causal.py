@@ -354,6 +354,14 @@ class DivergenceObjective(Objective):
         self, student: Signals, teacher: Signals, batch: Mapping[str, Tensor]
     ) -> tuple[Tensor, dict[str, float]]:
         s_logits = student.require_logits(self.name)
+        if teacher.topk is not None:  # a cached teacher: top-k + tail (minidisc.objectives.topk)
+            from minidisc.objectives.topk import topk_divergence
+
+            mask = divergence_positions(batch, self.task_type, s_logits, self.positions)
+            loss = topk_divergence(
+                s_logits, teacher.topk, mask, kind=self.kind, temperature=self.temperature, **self._weights()
+            )
+            return loss, self.parts(**{self.name: loss})
         t_logits = teacher.require_logits(self.name)
         if s_logits.shape != t_logits.shape:
             raise ConfigError(

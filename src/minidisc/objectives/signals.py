@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +44,9 @@ class Signals:
         keys, values: per layer ``(B, H_kv, L, d_head)``; ``H_kv < H`` under GQA.
         attention_scaling: per layer, the factor applied to ``Q·Kᵀ`` (``1/√d_head``).
         is_causal: whether the model's self-attention is causal.
+        topk: a causal-LM teacher's next-token distributions as top-k + tail
+            (:class:`~minidisc.objectives.topk.TopKTeacher`, from the teacher-logit
+            cache), in place of ``logits``; the divergence objectives read it.
     """
 
     logits: Tensor | None = None
@@ -52,6 +56,7 @@ class Signals:
     values: tuple[Tensor, ...] | None = None
     attention_scaling: tuple[float, ...] | None = None
     is_causal: bool = False
+    topk: Any = None
 
     # -- access with clear errors -------------------------------------------------
 

@@ -61,6 +61,7 @@ def build_lm_report(run: RunDir) -> dict[str, Any]:
         "lambda": cfg["lam"],
         "target_sparsity": cfg["target_sparsity"],
         "note": cfg.get("note"),
+        "teacher_cache": run.manifest.get("teacher_cache"),
         "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
         "compute": {name: _compute(st) for name, st in stages.items() if _compute(st)},
     }
@@ -94,6 +95,8 @@ def render_lm_markdown(r: dict[str, Any]) -> str:
     ]
     if r.get("note"):
         lines.append(f"- note: {r['note']}")
+    if r.get("teacher_cache"):
+        lines.append(_cache_line(r["teacher_cache"], r["iterations"]))
     head = "| model | sparsity % | layers | params (total) | non-emb. params | FLOPs / token | sel. PPL | m | next-token acc. % |"
     for c in corpora:
         head += f" PPL {c} | bits/byte {c} |"
@@ -134,6 +137,17 @@ def render_lm_markdown(r: dict[str, Any]) -> str:
     if r["iterations"]:
         lines += ["", "![m and λ-tradeoff against sparsity](tradeoff.png)"]
     return "\n".join(lines + [""])
+
+
+def _cache_line(c: dict[str, Any], iterations: list[dict[str, Any]]) -> str:
+    """The report's line on the teacher-logit cache: k, disk per token, stages served."""
+    served = [f"iter{it['iteration']}" for it in iterations
+              if ((it.get("compute") or {}).get("teacher_cache") or {}).get("served")]
+    per_token = f"{c['bytes_per_token']:.0f} bytes per token" if c.get("bytes_per_token") else "empty"
+    return (f"- teacher-logit cache: top-{c['top_k']} {c['dtype']} log-probabilities + 1 tail bucket at temperature "
+            f"{c['temperature']:g}; {c['blocks']} blocks ({c['tokens']} tokens), {c['disk_bytes'] / 2**20:.1f} MiB on "
+            f"disk = {per_token} (full float32 logits: {c['full_logits_bytes_per_token']} bytes per token); "
+            f"read by: {', '.join(served) or 'no stage'} (stages distilling from an assistant run it online)")
 
 
 def _model(entry: dict[str, Any]) -> dict[str, Any]:

@@ -51,11 +51,18 @@ if TYPE_CHECKING:
     from minidisc.models import ModelSource
     from minidisc.schedules.lm_config import LMCompressConfig
     from minidisc.training.data import TaskData
+    from minidisc.training.lm_teacher_cache import LMTeacherCacheStore
 
-__all__ = ["check_lm_inputs", "run_compress_lm", "sparsify_decoder"]
+__all__ = ["check_lm_inputs", "open_teacher_cache", "run_compress_lm", "sparsify_decoder"]
 
-def run_compress_lm(cfg: LMCompressConfig, output: str | Path, *, overwrite: bool = False) -> RunDir:
+def run_compress_lm(
+    cfg: LMCompressConfig, output: str | Path, *, overwrite: bool = False, cache_dir: str | Path | None = None
+) -> RunDir:
     """Run (or resume) ``compress --task lm`` into ``output``; return the run.
+
+    Args:
+        cache_dir: root of the teacher-logit cache when ``cfg.teacher_cache`` is set
+            (default: ``teacher-cache/`` in the run); runs on the same teacher may share it.
 
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
@@ -79,11 +86,14 @@ def run_compress_lm(cfg: LMCompressConfig, output: str | Path, *, overwrite: boo
     def stage_data(final: bool) -> TaskData:
         return dataclasses.replace(data, train=_stream(data, blocks, cfg.stage_tokens(final), seed))
 
+    store = open_teacher_cache(run, cfg, data, cache_dir, overwrite) if cfg.teacher_cache else None
     ctx = IterationContext(
-        cfg, spec_map, data, objective=cfg.objective, objective_options=cfg.stage_options(),
+        cfg, spec_map, data, teacher_cache=store, objective=cfg.objective, objective_options=cfg.stage_options(),  # type: ignore[arg-type]
         stage_data=stage_data, stage_train=cfg.stage_train_config,
     )
     student_dir = run_iterations(run, ctx)
+    if store is not None and is_main_process():
+        run.set("teacher_cache", store.summary())
     for name, record in list(run.manifest["stages"].items()):
         if _is_assistant(name, record, cfg.target_sparsity):
             run.stage(f"assistant{record['iteration']}",
@@ -268,6 +278,29 @@ def export_stage(model_dir: Path, spec: SubnetSpec, data: TaskData, cfg: LMCompr
         "dropped_layers": list(dropped),
         **evaluate_model(exported, data, cfg, out.parent / ".student-eval"),
     }
+
+
+def open_teacher_cache(
+    run: RunDir, cfg: LMCompressConfig, data: TaskData, cache_dir: str | Path | None, overwrite: bool
+) -> LMTeacherCacheStore:
+    """The teacher-logit cache of the run's teacher (``teacher/``), in ``cache_dir`` or the
+    run's ``teacher-cache/``; the sandwich and the final stage read it when their teacher
+    computes the same function (the reordered teacher does; an assistant does not).
+
+    Raises:
+        ModelError: a refused cache folder (see :mod:`minidisc.training.lm_teacher_cache`).
+    """
+    from minidisc.models import ModelSource, load_for_task
+    from minidisc.training.lm_teacher_cache import LMTeacherCacheStore
+
+    assert cfg.teacher_cache is not None
+    teacher = load_for_task(ModelSource(str(run.path / "teacher")), data.task).eval()
+    with process_state().main_process_first():  # the main process creates the folder
+        return LMTeacherCacheStore(
+            cache_dir or run.path / "teacher-cache", teacher, data.tokenizer, block_size=cfg.corpus.block_size,
+            top_k=cfg.teacher_cache.top_k, dtype=cfg.teacher_cache.dtype,
+            temperature=float(cfg.objective_options.get("temperature", 1.0)), overwrite=overwrite,
+        )
 
 
 # --- evaluation ---------------------------------------------------------------------------

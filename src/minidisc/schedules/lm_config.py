@@ -13,7 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from minidisc.config import TrainConfig, check_grid
 from minidisc.elastic.levels import at_or_above, level
@@ -61,6 +68,16 @@ class LMCorpusConfig(_Strict):
     eval_max_tokens: int | None = Field(None, ge=1, description="score only the first N tokens of the eval corpora")
 
 
+class LMTeacherCacheConfig(_Strict):
+    """The teacher-logit cache (:mod:`minidisc.training.lm_teacher_cache`): stages whose
+    teacher is the run's teacher distil from its top-k log-probabilities plus one tail
+    bucket, computed once per training block (:mod:`minidisc.objectives.topk`). Part of
+    the config because it changes the loss (an approximation of the full-vocabulary one)."""
+
+    top_k: int = Field(64, ge=1, description="words kept per position; the rest is one tail bucket")
+    dtype: Literal["float16", "bfloat16", "float32"] = Field("float16", description="storage dtype of the log-probabilities")
+
+
 class LMCompressConfig(_Strict):
     """``minidisc compress --task lm``: MiniDisc on a decoder LLM, recovered on plain text."""
 
@@ -86,7 +103,15 @@ class LMCompressConfig(_Strict):
     prompt: str = Field(DEFAULT_PROMPT, min_length=1, description="prompt of the report's greedy continuations")
     new_tokens: int = Field(32, ge=1, le=512, description="tokens each model adds to the prompt")
     save_candidates: bool = False
+    teacher_cache: LMTeacherCacheConfig | None = Field(None, description="distil from the cached top-k + tail (None: online, full vocabulary)")
     note: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_cache(self, handler: Any) -> dict[str, Any]:
+        # left out when off, so a run's config (manifest, config.yaml, stage fingerprints)
+        # reads as it did before the cache existed: older runs still resume
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (k == "teacher_cache" and v is None)}
 
     @field_validator("sandwich", "final", mode="before")
     @classmethod
