@@ -17,6 +17,7 @@ from minidisc.cli.options import (
     Metric,
     Output,
     Overwrite,
+    Precision,
     TaskType,
     Teacher,
     TeacherFinetuned,
@@ -87,6 +88,7 @@ def compress(
     layer_shapes: Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig) or global (per-layer sizes, loaded with minidisc.load_student).", rich_help_panel=LM_PANEL)] = None,
     drop_layers: Annotated[int | None, typer.Option(help="--task lm: remove this many whole layers (least block importance, Minitron's depth pruning) from every candidate and the student; uniform layer shapes only (default 0).", rich_help_panel=LM_PANEL)] = None,
     prompt: Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)] = None,
+    precision: Precision = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -136,6 +138,7 @@ def compress(
             "objective_options": {"temperature": temperature} if temperature is not None else None,
             "budget_tokens": budget_tokens, "sandwich_budget_tokens": sandwich_budget_tokens,
             "final_budget_tokens": final_budget_tokens, "prompt": prompt, "sandwich": stage, "final": stage,
+            "precision": precision,
         }
         _compress_lm(config, overrides, output, overwrite)
         return
@@ -154,7 +157,7 @@ def compress(
                                      validation_fraction)},
         "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
         "grid": parse_grid(grid), "save_candidates": save_candidates or None,
-        "finetune": stage, "sandwich": stage, "final": stage,
+        "finetune": stage, "sandwich": stage, "final": stage, "precision": precision,
     }
     cfg = build_compress_config(config, overrides)
     run = run_compress(cfg, output, overwrite=overwrite)

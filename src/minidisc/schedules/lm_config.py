@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from minidisc.config import TrainConfig, check_grid
+from minidisc.config import TrainConfig, WithPrecision, check_grid
 from minidisc.elastic.levels import at_or_above, level
 
 #: ``--layer-shapes`` values: per-layer sizes from the global map, or one size for every layer.
@@ -61,7 +61,7 @@ class LMCorpusConfig(_Strict):
     eval_max_tokens: int | None = Field(None, ge=1, description="score only the first N tokens of the eval corpora")
 
 
-class LMCompressConfig(_Strict):
+class LMCompressConfig(_Strict, WithPrecision):
     """``minidisc compress --task lm``: MiniDisc on a decoder LLM, recovered on plain text."""
 
     task: Literal["lm"] = "lm"
