@@ -18,7 +18,7 @@ def test_precision_numerics_tiny_prints_the_spread_and_the_bf16_runs(tmp_path):
     p = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "precision_numerics.py"), "--tiny", "--seeds", "1", "2",
          "--bf16-seeds", "1", "--threads", "1", "--output", str(tmp_path / "runs")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
         env={**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"},
     )
     assert p.returncode == 0, p.stderr[-3000:]

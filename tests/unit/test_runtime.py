@@ -58,7 +58,7 @@ class PlacementCheck:
         elif any(t.device != device for t in tensors):
             self.problems.append(f"{type(module).__name__} holds weights off {device}")
 
-    def __enter__(self) -> PlacementCheck:
+    def __enter__(self) -> PlacementCheck:  # noqa: PYI034
         from torch.nn.modules.module import register_module_forward_pre_hook
 
         self._handle = register_module_forward_pre_hook(self)
@@ -107,6 +107,31 @@ def test_every_stage_of_compress_lm_computes_where_it_was_placed(tmp_path):
     assert run.finished and check.checked > 50
     assert {"Linear", "Embedding"} <= {c.removeprefix("Elastic") for c in check.classes}
     assert check.problems == [], sorted(set(check.problems))[:5]
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_pretraining_computes_where_it_was_placed(tmp_path, precision):
+    """TinyBERT distillation into a narrower student (learned 16 → 32 projections, which
+    the objective owns): the teacher, the held-out evaluation, the student and the
+    projections are placed, in float32 and under bf16 autocast alike."""
+    from minidisc.fileio import read_json
+    from minidisc.pretrain.run import run_pretrain
+    from minidisc.runtime import configure
+    from tests.pretrain_helpers import tiny_config, write_corpus, write_teacher
+
+    cfg = tiny_config(write_teacher(tmp_path / "teacher"), write_corpus(tmp_path / "corpus.txt"), "tinybert",
+                      student={"hidden": 16, "heads": 4, "ffn": 32}, precision=precision)
+    try:
+        with PlacementCheck() as check:
+            run = run_pretrain(cfg, tmp_path / "run")
+    finally:
+        configure("auto")
+    assert run.finished and check.checked > 20
+    assert check.problems == [], sorted(set(check.problems))[:5]
+    stages = read_json(tmp_path / "run" / "manifest.json")["stages"]
+    assert {stages[n]["runtime"]["precision"] for n in ("teacher", "student")} == {"fp32" if precision == "auto" else "bf16"}
+    report = read_json(tmp_path / "run" / "report.json")
+    assert 0 < report["heldout"]["final_loss"] < 100 and report["runtime"]["student"] == stages["student"]["runtime"]
 
 
 def test_bf16_autocast_runs_a_tiny_pipeline_on_the_cpu(tmp_path):

@@ -44,10 +44,8 @@ def evaluate_lm(
     """
     # lazy: pulls in torch (~1.2 s CPU); keeps `minidisc --help` fast
     from minidisc.evaluation.perplexity import evaluate_perplexity, format_table, load_causal_lm
-
     from minidisc.runtime import configure
 
-    configure(precision or "auto")  # an impossible precision stops here, before the model loads
     corpus_files(corpus)  # missing files stop here, before the model loads
     if output is not None:
         if output.is_dir():
@@ -57,6 +55,7 @@ def evaluate_lm(
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the weight-loading bars too
+    configure(precision or "auto")  # an impossible precision stops here, before the model loads
     lm = load_causal_lm(model, block_size)
     bar = _bar(progress)
     result = evaluate_perplexity(

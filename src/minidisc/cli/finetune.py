@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from minidisc.cli.options import (
     DataDir,
@@ -109,7 +109,6 @@ def finetune(
                               validation_fraction)
     data = {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
             "max_eval_samples": max_eval_samples, "max_length": max_length}
-    precision = configure(precision or "auto").requested  # an impossible precision stops here
     train_cfg = parse_config(TrainConfig, {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                              "eval_steps": eval_steps, "patience": patience, "seed": seed}, "the command line")
     check_output(output, overwrite)  # before any model is loaded
@@ -118,11 +117,11 @@ def finetune(
             raise typer.BadParameter("--glue-suite and --train-file exclude each other", param_hint="--glue-suite")
         tasks = parse_suite(glue_suite)
         run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite,
-                       precision=precision)
+                       precision=precision or "auto")
         return
     data_cfg = parse_config(DataConfig, merge({}, {**data, **files}), "the command line")
     result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite,
-                               precision=precision)
+                               precision=precision or "auto")
     if result.get("head_initialised"):
         typer.echo(f"classifier head initialised: {result['head_initialised']}")
     if result.get("data", {}).get("custom"):
@@ -148,10 +147,10 @@ def run_finetune_task(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False, or is
             not a minidisc run (never replaced).
     """
-    configure(precision)  # an impossible precision stops here (:mod:`minidisc.runtime`)
-    source = resolve_model(model)  # a wrong --model fails before the run folder is made
-    cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model, precision=precision)
+    source = resolve_model(model)  # a wrong --model fails before the run folder is made (and before torch loads)
     check_custom_data(data_cfg, seed=train_cfg.seed, batch_size=train_cfg.batch_size)  # before anything is written
+    configure(precision)  # an impossible precision stops here (:mod:`minidisc.runtime`)
+    cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model, precision=precision)
     run = RunDir(output, cfg, "finetune", overwrite=overwrite)
 
     def work(tmp: Path) -> dict[str, Any]:
@@ -239,11 +238,11 @@ def run_glue_suite(
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
     """
+    source = resolve_model(model)  # a wrong --model fails before the run folder is made
     configure(precision)  # an impossible precision stops here (:mod:`minidisc.runtime`)
     cfg = GlueSuiteConfig(model=model, tasks=tuple(tasks), data=data, train=train_cfg, save_model=save_model,
                           precision=precision)
     run = RunDir(output, cfg, "finetune --glue-suite", overwrite=overwrite)
-    source = resolve_model(model)
     tokenizer = load_tokenizer(source)
     for name in tasks:
         data_cfg = parse_config(DataConfig, merge({}, {"task": name, **data}), "the command line")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from minidisc.cli.options import DataDir, MaxTrain, Overwrite, Precision, Task, merge, parse_grid
 from minidisc.config import DataConfig, WithPrecision, parse_config
@@ -141,13 +141,13 @@ def run_sparsify(
     from minidisc.schedules.stages import sparsify_stage
 
     check_importance(importance)
-    configure(precision)  # an impossible precision stops here, before anything is written
     source = resolve_model(teacher)
     if source.gguf_file:  # sparsify_stage loads a folder or hub id only
         raise ConfigError(
             f"sparsify needs a fine-tuned teacher folder, not the GGUF file {source.label}; "
             "fine-tune it first (minidisc finetune --model ... --output DIR) and pass --teacher DIR"
         )
+    configure(precision)  # an impossible precision stops here, before anything is written
     cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed,
                          allow_untrained_head=allow_untrained_head, importance=importance, precision=precision)
     run = RunDir(output, cfg, "sparsify", overwrite=overwrite)

@@ -56,8 +56,8 @@ from minidisc.models import (
     load_tokenizer,
     resolve_model,
 )
-from minidisc.tasks.lm_types import lm_type_of
 from minidisc.runtime import Runtime, current
+from minidisc.tasks.lm_types import lm_type_of
 from minidisc.tasks.plaintext import read_documents
 
 if TYPE_CHECKING:

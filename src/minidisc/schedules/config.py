@@ -14,7 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from minidisc.config import DEFAULT_GRID, CompressConfig, DataConfig, TrainConfig, WithPrecision, check_grid
+from minidisc.config import (
+    DEFAULT_GRID,
+    CompressConfig,
+    DataConfig,
+    TrainConfig,
+    WithPrecision,
+    check_grid,
+)
 from minidisc.elastic.levels import level, same_level
 from minidisc.errors import ConfigError
 from minidisc.objectives.catalog import OBJECTIVE_NAMES

@@ -62,11 +62,10 @@ def run_compress_lm(cfg: LMCompressConfig, output: str | Path, *, overwrite: boo
         ConfigError, DataError, ModelError: invalid options, text or teacher (checked
             before the run folder is touched: :func:`check_lm_inputs`).
     """
+    from minidisc.runtime import configure
     from minidisc.schedules.lm_data import prepare_lm_data
     from minidisc.schedules.minidisc import IterationContext, run_iterations
     from minidisc.schedules.stages import level_specs
-
-    from minidisc.runtime import configure
 
     configure(cfg.precision)  # an impossible precision stops here, before anything is written
     source, tokenizer = check_lm_inputs(cfg)
