@@ -85,8 +85,13 @@ def test_every_stage_of_compress_computes_where_it_was_placed(tmp_path):
     assert "Device and precision: fp32 on cpu." in (tmp_path / "run" / "report.md").read_text()
 
 
-def test_every_stage_of_compress_lm_computes_where_it_was_placed(tmp_path):
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_every_stage_of_compress_lm_computes_where_it_was_placed(tmp_path, precision):
+    """Teacher evaluation, calibration, sandwich, held-out perplexity and the greedy
+    continuations, in float32 and under bf16 autocast."""
     from minidisc.config import parse_config
+    from minidisc.fileio import read_json
+    from minidisc.runtime import configure
     from minidisc.schedules.lm import run_compress_lm
     from minidisc.schedules.lm_config import LMCompressConfig
     from tests.pretrain_helpers import write_corpus, write_decoder_teacher
@@ -100,13 +105,21 @@ def test_every_stage_of_compress_lm_computes_where_it_was_placed(tmp_path):
         "corpus": {"train": [str(tmp_path / "train.txt")], "eval": [str(tmp_path / "eval.txt")], "block_size": 16,
                    "selection_blocks": 4, "calibration_blocks": 4},
         "grid": [0, 0.25, 0.5], "truncation": 0.25, "target_sparsity": 0.5, "lam": 0, "budget_tokens": 64,
-        "sandwich": stage, "final": stage, "prompt": "the cat", "new_tokens": 4,
+        "sandwich": stage, "final": stage, "prompt": "the cat", "new_tokens": 4, "precision": precision,
     }, "test")
-    with PlacementCheck() as check:
-        run = run_compress_lm(cfg, tmp_path / "run")
+    try:
+        with PlacementCheck() as check:
+            run = run_compress_lm(cfg, tmp_path / "run")
+    finally:
+        configure("auto")
     assert run.finished and check.checked > 50
     assert {"Linear", "Embedding"} <= {c.removeprefix("Elastic") for c in check.classes}
     assert check.problems == [], sorted(set(check.problems))[:5]
+    report = read_json(tmp_path / "run" / "report.json")
+    assert {r["precision"] for r in report["runtime"].values()} == {"fp32" if precision == "auto" else "bf16"}
+    student = report["models"][-1]
+    (heldout,) = student["heldout"].values()
+    assert 1 < heldout["perplexity"] < 1e4 and isinstance(student["continuation"], str)
 
 
 @pytest.mark.parametrize("precision", ["auto", "bf16"])
