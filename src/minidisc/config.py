@@ -7,7 +7,7 @@ Sparsities are fractions in [0, 1) everywhere; percent appears only in reports.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -24,11 +24,37 @@ from minidisc.elastic.levels import at_or_above, check_levels, level
 from minidisc.elastic.spec import DEFAULT_GRID
 from minidisc.errors import ConfigError
 from minidisc.fileio import write_text
+from minidisc.runtime import PrecisionName
 
 
 class _Strict(BaseModel):
     # allow_inf_nan=False: `--lam inf` or a NaN learning rate is refused before any work
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class WithPrecision(BaseModel):
+    """The ``precision`` key of every command's config (``--precision``), defined once:
+    ``auto`` (bf16 on a GPU that supports it, else fp32), ``bf16``, ``fp16``, ``tf32`` or
+    ``fp32`` (:mod:`minidisc.runtime`). A config class adds it by inheriting this.
+
+    ``auto``, the default, is left out of the config's dump, so a run's manifest,
+    ``config.yaml`` and stage fingerprints read as before the key existed (old runs resume).
+    A subclass with more such keys extends :attr:`omitted_in_dump` (pydantic allows one
+    serializer per model, so there is one for all of them).
+    """
+
+    #: keys left out of the dump while they hold these values (added after runs existed)
+    omitted_in_dump: ClassVar[dict[str, Any]] = {"precision": "auto"}
+
+    precision: PrecisionName = Field(
+        "auto", description="auto (bf16 on a GPU that supports it, else fp32), bf16, fp16, tf32 or fp32"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_omitted(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        omitted = self.omitted_in_dump
+        return {k: v for k, v in data.items() if not (k in omitted and v == omitted[k])}
 
 
 class DataConfig(_Strict):
@@ -127,7 +153,7 @@ def check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
         raise ValueError(str(err)) from None
 
 
-class CompressConfig(_Strict):
+class CompressConfig(_Strict, WithPrecision):
     """The whole MiniDisc pipeline (``minidisc compress``)."""
 
     teacher: str | None = Field(None, description="hub id or path; None: the packaged all-MiniLM-L6-v2")

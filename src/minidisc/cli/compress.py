@@ -17,6 +17,7 @@ from minidisc.cli.options import (
     Metric,
     Output,
     Overwrite,
+    Precision,
     TaskType,
     Teacher,
     TeacherFinetuned,
@@ -90,6 +91,7 @@ def compress(
     teacher_cache: Annotated[bool | None, typer.Option("--teacher-cache/--no-teacher-cache", help="--task lm: distil from the teacher's top-k log-probabilities + a tail bucket, computed once per training block and reused by every stage and run on the same teacher (default off; see docs/lm.md).", rich_help_panel=LM_PANEL)] = None,
     cache_top_k: Annotated[int | None, typer.Option(help="--task lm: words kept per position by --teacher-cache (default 64).", rich_help_panel=LM_PANEL)] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="--task lm: teacher-logit cache folder (default: teacher-cache/ in the run); runs on the same teacher may share one.", rich_help_panel=LM_PANEL)] = None,
+    precision: Precision = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -140,6 +142,7 @@ def compress(
             "objective_options": {"temperature": temperature} if temperature is not None else None,
             "budget_tokens": budget_tokens, "sandwich_budget_tokens": sandwich_budget_tokens,
             "final_budget_tokens": final_budget_tokens, "prompt": prompt, "sandwich": stage, "final": stage,
+            "precision": precision,
         }
         if cache_top_k is not None and teacher_cache is False:
             raise typer.BadParameter("--cache-top-k needs the teacher-logit cache: drop --no-teacher-cache")
@@ -160,7 +163,7 @@ def compress(
                                      validation_fraction)},
         "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
         "grid": parse_grid(grid), "save_candidates": save_candidates or None,
-        "finetune": stage, "sandwich": stage, "final": stage,
+        "finetune": stage, "sandwich": stage, "final": stage, "precision": precision,
     }
     cfg = build_compress_config(config, overrides)
     run = run_compress(cfg, output, overwrite=overwrite)

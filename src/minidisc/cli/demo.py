@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from minidisc.cli.compress import summarize
-from minidisc.cli.options import DataDir, Overwrite, build_compress_config, help_text
+from minidisc.cli.options import DataDir, Overwrite, Precision, build_compress_config, help_text
 from minidisc.tasks.demo_data import DEMO_TASK_FOLDER, DEMO_TRAIN_SAMPLES, PACKAGED_LM, packaged_demo_dir
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ def demo(
     data_dir: DataDir = None,
     overwrite: Overwrite = False,
     llm: Annotated[bool, typer.Option("--llm", help="Compress the decoder SmolLM2-135M to a 50 % student on packaged Gutenberg text instead (compress --task lm, ~15 min on 2 CPU cores).")] = False,
+    precision: Precision = None,
 ) -> None:
     """Demo: MiniDisc on SST-2 (--llm: SmolLM2 on text), on a CPU.
 
@@ -112,10 +113,19 @@ def demo(
 
         if data_dir is not None:
             raise typer.BadParameter("--data-dir is the SST-2 demo's; demo --llm reads its packaged text", param_hint="--data-dir")
-        run = run_compress_lm(demo_llm_config(), output or Path("runs/demo-llm"), overwrite=overwrite)
+        run = run_compress_lm(_with_precision(demo_llm_config(), precision), output or Path("runs/demo-llm"), overwrite=overwrite)
         summarize_lm(run.path)
         return
     from minidisc.schedules.minidisc import run_compress
 
-    run = run_compress(demo_config(data_dir), output or Path("runs/demo"), overwrite=overwrite)
+    run = run_compress(_with_precision(demo_config(data_dir), precision), output or Path("runs/demo"), overwrite=overwrite)
     summarize(run.path)
+
+
+def _with_precision(cfg: CompressConfig | LMCompressConfig, precision: str | None) -> CompressConfig | LMCompressConfig:
+    """``cfg`` with ``--precision`` when given (validated as any config field)."""
+    from minidisc.config import parse_config
+
+    if precision is None:
+        return cfg
+    return parse_config(type(cfg), {**cfg.model_dump(mode="json"), "precision": precision}, "the command line")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from minidisc.cli.options import help_text
+from minidisc.cli.options import Precision, help_text
 from minidisc.errors import ConfigError
 from minidisc.fileio import check_writable, write_json
 from minidisc.tasks.plaintext import corpus_files
@@ -36,6 +36,7 @@ def evaluate_lm(
     max_tokens: Annotated[int | None, typer.Option(help="Score only the corpus's first N tokens.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result as JSON to this file.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    precision: Precision = None,
 ) -> None:
     """Perplexity and bits per byte of a causal LM on plain text.
 
@@ -43,6 +44,7 @@ def evaluate_lm(
     """
     # lazy: pulls in torch (~1.2 s CPU); keeps `minidisc --help` fast
     from minidisc.evaluation.perplexity import evaluate_perplexity, format_table, load_causal_lm
+    from minidisc.runtime import configure
 
     corpus_files(corpus)  # missing files stop here, before the model loads
     if output is not None:
@@ -53,6 +55,7 @@ def evaluate_lm(
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the weight-loading bars too
+    configure(precision or "auto")  # an impossible precision stops here, before the model loads
     lm = load_causal_lm(model, block_size)
     bar = _bar(progress)
     result = evaluate_perplexity(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from minidisc.cli.options import (
     DataDir,
@@ -22,6 +22,7 @@ from minidisc.cli.options import (
     Metric,
     Output,
     Overwrite,
+    Precision,
     Task,
     TaskType,
     TextColumn,
@@ -31,11 +32,12 @@ from minidisc.cli.options import (
     file_data_options,
     merge,
 )
-from minidisc.config import DataConfig, TrainConfig, parse_config
+from minidisc.config import DataConfig, TrainConfig, WithPrecision, parse_config
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json, write_json, write_text
 from minidisc.models import load_task_model, load_tokenizer, resolve_model
 from minidisc.runfolder.run import RunDir, check_output
+from minidisc.runtime import configure
 from minidisc.seeding import seed_everything
 from minidisc.tasks import get_task
 from minidisc.tasks.custom import check_custom_data
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from minidisc.models import ModelSource
 
 
-class FinetuneConfig(BaseModel):
+class FinetuneConfig(WithPrecision):
     """What a one-task fine-tuning run directory was made with (compared on resume)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,7 +57,7 @@ class FinetuneConfig(BaseModel):
     save_model: bool
 
 
-class GlueSuiteConfig(BaseModel):
+class GlueSuiteConfig(WithPrecision):
     """What a GLUE-suite run directory was made with (compared on resume)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,6 +95,7 @@ def finetune(
     eval_steps: Annotated[int | None, typer.Option(help="Evaluate every N steps (default: every epoch).")] = None,
     patience: Annotated[int, typer.Option(help="Evaluations without improvement before stopping.")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 776,
+    precision: Precision = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Fine-tune a model on one task or a suite of GLUE tasks.
@@ -113,10 +116,12 @@ def finetune(
         if train_file is not None:
             raise typer.BadParameter("--glue-suite and --train-file exclude each other", param_hint="--glue-suite")
         tasks = parse_suite(glue_suite)
-        run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite)
+        run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite,
+                       precision=precision or "auto")
         return
     data_cfg = parse_config(DataConfig, merge({}, {**data, **files}), "the command line")
-    result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite)
+    result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite,
+                               precision=precision or "auto")
     if result.get("head_initialised"):
         typer.echo(f"classifier head initialised: {result['head_initialised']}")
     if result.get("data", {}).get("custom"):
@@ -129,7 +134,7 @@ def finetune(
 
 def run_finetune_task(
     model: str | None, data_cfg: DataConfig, train_cfg: TrainConfig, output: Path,
-    *, save_model: bool = True, overwrite: bool = False,
+    *, save_model: bool = True, overwrite: bool = False, precision: str = "auto",
 ) -> dict[str, Any]:
     """Fine-tune ``model`` on one task into the run directory ``output``, which is also
     the model folder (model, tokenizer and ``finetune.json`` at its top; see
@@ -142,9 +147,10 @@ def run_finetune_task(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False, or is
             not a minidisc run (never replaced).
     """
-    source = resolve_model(model)  # a wrong --model fails before the run folder is made
-    cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model)
+    source = resolve_model(model)  # a wrong --model fails before the run folder is made (and before torch loads)
     check_custom_data(data_cfg, seed=train_cfg.seed, batch_size=train_cfg.batch_size)  # before anything is written
+    configure(precision)  # an impossible precision stops here (:mod:`minidisc.runtime`)
+    cfg = FinetuneConfig(model=model, data=data_cfg, train=train_cfg, save_model=save_model, precision=precision)
     run = RunDir(output, cfg, "finetune", overwrite=overwrite)
 
     def work(tmp: Path) -> dict[str, Any]:
@@ -213,7 +219,7 @@ def parse_suite(text: str) -> list[str]:
 
 def run_glue_suite(
     model: str | None, tasks: list[str], output: Path, data: dict[str, Any], train_cfg: TrainConfig,
-    *, save_model: bool = True, overwrite: bool = False,
+    *, save_model: bool = True, overwrite: bool = False, precision: str = "auto",
 ) -> dict[str, Any]:
     """Fine-tune ``model`` on every task of ``tasks`` (one resumable stage per task in the
     run directory ``output``) and write ``glue_suite.json`` / ``glue_suite.md``.
@@ -232,9 +238,11 @@ def run_glue_suite(
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
     """
-    cfg = GlueSuiteConfig(model=model, tasks=tuple(tasks), data=data, train=train_cfg, save_model=save_model)
+    source = resolve_model(model)  # a wrong --model fails before the run folder is made
+    configure(precision)  # an impossible precision stops here (:mod:`minidisc.runtime`)
+    cfg = GlueSuiteConfig(model=model, tasks=tuple(tasks), data=data, train=train_cfg, save_model=save_model,
+                          precision=precision)
     run = RunDir(output, cfg, "finetune --glue-suite", overwrite=overwrite)
-    source = resolve_model(model)
     tokenizer = load_tokenizer(source)
     for name in tasks:
         data_cfg = parse_config(DataConfig, merge({}, {"task": name, **data}), "the command line")

@@ -44,6 +44,10 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 Output = Annotated[Path, typer.Option("--output", "-o", help="Run directory (resumed if it holds this run).")]
 TeacherFinetuned = Annotated[bool, typer.Option("--teacher-finetuned", help="The teacher is already tuned on the task: skip fine-tuning.")]
 MaxLength = Annotated[int | None, typer.Option(help="Maximum tokens per example (default 128).")]
+Precision = Annotated[
+    str | None,
+    typer.Option("--precision", help="auto (default: bf16 on a GPU that supports it, else fp32), bf16, fp16 (CUDA), tf32 (Ampere+ CUDA) or fp32; see docs/gpu.md."),
+]
 
 # --- the options every schedule command (distill, takd, maxidisc, compare) shares ----------
 
@@ -100,6 +104,7 @@ class ScheduleOptions:
     no_teacher_cache: NoCache = False
     cache_dir: CacheDir = None
     cache_memory_mb: CacheMemoryMb = 512
+    precision: Precision = None
     config: ConfigFile = None
     overwrite: Overwrite = False
 
@@ -119,6 +124,7 @@ class ScheduleOptions:
             "train": stage,
             "objective": self.objective,
             "objective_options": parse_objective_options(self.alpha, self.temperature, self.beta, self.option),
+            "precision": self.precision,
         }
 
     def build(self, model: type, **specific: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from minidisc.cli.options import ConfigFile, Output, Overwrite, Teacher, merge
+from minidisc.cli.options import ConfigFile, Output, Overwrite, Precision, Teacher, merge
 from minidisc.config import load_yaml, parse_config
 from minidisc.fileio import read_json
 from minidisc.pretrain.config import STRATEGY_DESCRIPTIONS, PretrainConfig
@@ -75,6 +75,7 @@ def pretrain(
     checkpoint_steps: Annotated[int | None, typer.Option(help="Resumable checkpoint every N steps (default 100).")] = None,
     allow_untrained_teacher_head: Annotated[bool, typer.Option("--allow-untrained-teacher-head", help="Let kd/distilbert/pkd distil from a teacher checkpoint without its LM head (the head is then random; refused otherwise: warm an MLM head up first, see docs/pretrain.md).")] = False,
     log_runs: Annotated[Path | None, typer.Option("--log-runs", help="Append this run's record (params, tokens, held-out loss) to a runs file (.jsonl or .csv) for `minidisc scaling fit`.")] = None,
+    precision: Precision = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -103,6 +104,7 @@ def pretrain(
                   "weight_decay": weight_decay, "max_grad_norm": max_grad_norm, "seed": seed},
         "eval_every_tokens": eval_every_tokens,
         "checkpoint_steps": checkpoint_steps,
+        "precision": precision,
     }
     base = load_yaml(config, PretrainConfig).model_dump(mode="json") if config else {}
     if budget_flops is not None or budget_tokens is not None:  # a command-line budget replaces the file's

@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
-from minidisc.cli.options import DataDir, MaxTrain, Overwrite, Task, merge, parse_grid
-from minidisc.config import DataConfig, parse_config
+from minidisc.cli.options import DataDir, MaxTrain, Overwrite, Precision, Task, merge, parse_grid
+from minidisc.config import DataConfig, WithPrecision, parse_config
 from minidisc.elastic.levels import check_levels
 from minidisc.elastic.spec import DEFAULT_GRID
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json, write_json
 from minidisc.models import load_tokenizer, resolve_model
 from minidisc.runfolder.run import RunDir, check_output
+from minidisc.runtime import configure
 from minidisc.training.data import prepare_task_data
 
 MAP_FILE = "sparsity_map.json"
@@ -37,7 +38,7 @@ SparsifyOutput = Annotated[
 ]
 
 
-class SparsifyConfig(BaseModel):
+class SparsifyConfig(WithPrecision):
     """What a sparsify run directory was made with (compared on resume)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,6 +77,7 @@ def sparsify(
              "activation (Minitron: forward passes only), magnitude (weight norms, no data) or random "
              "(seeded baseline). See docs/minidisc.md.",
     )] = "gradient",
+    precision: Precision = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Score, reorder and map the heads/neurons of a teacher already fine-tuned on the task.
@@ -90,7 +92,8 @@ def sparsify(
     }), "the command line")
     levels = _levels(parse_grid(grid), target_sparsity)
     summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output, overwrite=overwrite,
-                           allow_untrained_head=allow_untrained_head, importance=importance)
+                           allow_untrained_head=allow_untrained_head, importance=importance,
+                           precision=precision or "auto")
     if summary["untrained_head"]:
         typer.echo(f"warning: importance scored through an untrained head ({summary['untrained_head']})", err=True)
     typer.echo(render_levels(output / MAP_FILE))
@@ -103,6 +106,7 @@ def sparsify(
 def run_sparsify(
     teacher: str, data_cfg: DataConfig, levels: list[float], batch_size: int, seed: int, output: Path,
     *, overwrite: bool = False, allow_untrained_head: bool = False, importance: str = "gradient",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Sparsify ``teacher`` on ``data_cfg``'s training subset into the run directory
     ``output`` (its outputs at the top of it, written when the stage succeeds).
@@ -119,6 +123,7 @@ def run_sparsify(
             refusing (``untrained_head`` in the summary says why it is untrained).
         importance: the estimator, one of :data:`minidisc.elastic.estimators.METHODS`
             (only ``gradient`` reads the head).
+        precision: of the importance pass (:mod:`minidisc.runtime`; default ``auto``).
 
     Returns:
         The ``sparsify.json`` content (teacher, task, levels, data sizes, compute,
@@ -142,8 +147,9 @@ def run_sparsify(
             f"sparsify needs a fine-tuned teacher folder, not the GGUF file {source.label}; "
             "fine-tune it first (minidisc finetune --model ... --output DIR) and pass --teacher DIR"
         )
+    configure(precision)  # an impossible precision stops here, before anything is written
     cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed,
-                         allow_untrained_head=allow_untrained_head, importance=importance)
+                         allow_untrained_head=allow_untrained_head, importance=importance, precision=precision)
     run = RunDir(output, cfg, "sparsify", overwrite=overwrite)
 
     def work(tmp: Path) -> dict[str, Any]:

@@ -56,10 +56,12 @@ from minidisc.models import (
     load_tokenizer,
     resolve_model,
 )
+from minidisc.runtime import Runtime, current
 from minidisc.tasks.lm_types import lm_type_of
 from minidisc.tasks.plaintext import read_documents
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from minidisc.tasks.plaintext import Document
@@ -286,6 +288,7 @@ class PerplexityResult:
     truncated: bool
     seconds: float
     device: str
+    precision: str = "fp32"
     protocol: str = field(
         default=(
             "each document is prefixed with the context token and scored token by token; windows "
@@ -322,7 +325,9 @@ def evaluate_perplexity(
         stride: start-to-start distance of windows (default ``block_size``).
         batch_size: windows per forward pass.
         max_tokens: score only the corpus's first ``max_tokens`` tokens.
-        device: ``"cpu"``, ``"cuda"`` … (default: CUDA when available).
+        device: ``"cpu"``, ``"cuda"`` … (default: the run's device, :mod:`minidisc.runtime`).
+            The forward passes run under the run's autocast (bf16/fp16 when asked);
+            log-probabilities are always taken in float32.
         progress: called with ``(windows done, windows in all)`` after each batch.
 
     Raises:
@@ -347,10 +352,13 @@ def evaluate_perplexity(
     streams, n_bytes, corpus_tokens, truncated = _token_streams(documents, lm.tokenizer, prefix_id, max_tokens)
     if not streams:
         raise DataError(f"corpus {[os.fspath(p) for p in corpus]} holds no text the tokenizer turns into tokens")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = lm.model.to(device=device, dtype=torch.float32).eval()
+    runtime = current()
+    if device is not None and torch.device(device) != runtime.device:  # elsewhere on request: float32 there
+        runtime = Runtime(torch.device(device), "fp32")
+    model = runtime.place(lm.model.to(torch.float32)).eval()
     jobs = [(doc, window) for doc, ids in enumerate(streams) for window in plan_windows(len(ids) - 1, block_size, stride)]
-    nll, tokens = _score(model, streams, jobs, batch_size, device, progress)
+    with runtime.autocast():
+        nll, tokens = _score(model, streams, jobs, batch_size, runtime.device, progress)
     mean = nll / tokens
     return PerplexityResult(
         model=lm.label,
@@ -369,7 +377,8 @@ def evaluate_perplexity(
         windows=len(jobs),
         truncated=truncated,
         seconds=time.perf_counter() - started,
-        device=str(device),
+        device=str(runtime.device),
+        precision=runtime.precision,
     )
 
 
@@ -422,7 +431,7 @@ def _score(
     streams: list[list[int]],
     jobs: list[tuple[int, Window]],
     batch_size: int,
-    device: str,
+    device: torch.device,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[float, int]:
     """Total NLL (nats, float64) and the number of scored targets over ``jobs``."""
@@ -475,7 +484,7 @@ def format_table(result: PerplexityResult) -> str:
         ("mean NLL", f"{result.mean_nll:.4f} nats/token"),
         ("perplexity", f"{result.perplexity:.3f}"),
         ("bits per byte", f"{result.bits_per_byte:.4f}"),
-        ("wall time", f"{result.seconds:.1f} s on {result.device}"),
+        ("wall time", f"{result.seconds:.1f} s on {result.device} ({result.precision})"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

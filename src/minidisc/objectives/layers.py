@@ -176,8 +176,8 @@ def project(projection: nn.Module | None, student: Tensor, teacher: Tensor, who:
         ConfigError: widths differ and no projection was built (configs not passed to
             :func:`minidisc.objectives.build_objective`).
     """
-    if projection is not None:
-        return projection(student)
+    if projection is not None:  # half-precision hidden states (autocast) meet the float32 weights in float32
+        return projection(student.to(projection.weight.dtype))
     if student.shape[-1] != teacher.shape[-1]:
         raise ConfigError(
             f"{who}: student width {student.shape[-1]} differs from teacher width {teacher.shape[-1]}; "

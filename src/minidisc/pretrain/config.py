@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from minidisc.config import WithPrecision
 from minidisc.objectives.catalog import OBJECTIVE_DESCRIPTIONS
 
 #: ``scratch`` = the LM loss on the data alone; the others are objectives of
@@ -119,7 +120,7 @@ class OptimConfig(_Strict):
     seed: int = Field(776, description="student initialisation, data order and training masks (MLM)")
 
 
-class PretrainConfig(_Strict):
+class PretrainConfig(_Strict, WithPrecision):
     """One ``minidisc pretrain`` run."""
 
     teacher: str | None = Field(None, description="hub id or path; None: the packaged all-MiniLM-L6-v2")

@@ -26,6 +26,7 @@ from minidisc.fileio import write_json
 from minidisc.pretrain.data import IGNORE_INDEX
 from minidisc.pretrain.forward import masked_positions, next_token_positions
 from minidisc.pretrain.student import lm_head
+from minidisc.runtime import autocast, current, place
 from minidisc.tasks.lm_types import MASKED_LM, LMType
 
 if TYPE_CHECKING:
@@ -74,17 +75,19 @@ def heldout_lm_loss(
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    place(model)  # where the run computes (a teacher is evaluated before any Trainer moved it)
+    device = current().device
     n, length = batch["input_ids"].shape
     rows = max(1, min(batch_size, _EVAL_LOGIT_ENTRIES // (length * int(model.config.vocab_size))))
     total, count = 0.0, 0
     try:
         for start in range(0, n, rows):
             part = {k: v[start : start + rows].to(device) for k, v in batch.items()}
-            hidden = model.base_model(
-                input_ids=part["input_ids"], attention_mask=part["attention_mask"], return_dict=True
-            ).last_hidden_state
-            loss, scored = _scored(part, hidden, model, lm)
+            with autocast():  # the run's precision; the loss itself is float32 (_scored)
+                hidden = model.base_model(
+                    input_ids=part["input_ids"], attention_mask=part["attention_mask"], return_dict=True
+                ).last_hidden_state
+                loss, scored = _scored(part, hidden, model, lm)
             total, count = total + loss, count + scored
     finally:
         model.train(was_training)

@@ -13,6 +13,7 @@ from minidisc.errors import ConfigError
 from minidisc.fileio import read_json, write_json, write_text
 from minidisc.pretrain.plots import plot_loss_curves
 from minidisc.runfolder.run import RunDir
+from minidisc.runtime import stage_runtimes
 from minidisc.scaling.records import RunRecord
 
 
@@ -59,6 +60,7 @@ def build_report(run: RunDir) -> dict[str, Any]:
         "data": data,
         "optim": cfg["optim"],
         "curve": student["curve"],
+        "runtime": stage_runtimes(run.manifest["stages"]),
     }
 
 

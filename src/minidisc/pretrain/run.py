@@ -59,6 +59,7 @@ from minidisc.pretrain.student import (
 )
 from minidisc.pretrain.trainer import PretrainDistillationTrainer, ScratchTrainer
 from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.runtime import configure
 from minidisc.scaling.records import append_run_record
 from minidisc.seeding import seed_everything
 from minidisc.tasks.lm_types import MASKED_LM, LMType, check_strategy, lm_type_of
@@ -298,6 +299,7 @@ def run_pretrain(
     """
     if log_runs is not None and cfg.strategy not in RECORD_KINDS:
         raise ConfigError(unrecordable_message(cfg.strategy))
+    configure(cfg.precision)  # an impossible precision stops here, before anything is written
     check_arm(cfg)
     check_teacher_head(cfg, allow_untrained_teacher_head)
     run = RunDir(output, cfg, "pretrain", overwrite=overwrite)

@@ -24,6 +24,7 @@ from minidisc.pretrain.budget import CostModel
 from minidisc.pretrain.data import IGNORE_INDEX
 from minidisc.pretrain.forward import causal_view, lm_signals, masked_positions, masked_view
 from minidisc.pretrain.student import lm_head
+from minidisc.runtime import autocast
 from minidisc.tasks.lm_types import MASKED_LM, LMType
 from minidisc.training.trainers import DistillationTrainer, MeteredTrainer
 
@@ -95,17 +96,18 @@ class ScratchTrainer(_Accounting, MeteredTrainer):
     ) -> Any:
         if return_outputs:
             raise NotImplementedError("pretrain evaluates with minidisc.pretrain.evaluate")
-        student = self.accelerator.unwrap_model(model)
+        student = self.accelerator.unwrap_model(model)  # unwrapped: the run's autocast is entered here
         head = self.cost.student_head
-        if self.frozen_encoder:
-            student.base_model.eval()  # no dropout in the frozen encoder, as at KD time
-            with torch.no_grad():
-                hidden = student.base_model(
-                    input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], return_dict=True
-                ).last_hidden_state
-            logits = lm_head(student)(hidden[masked_positions(inputs)]).unsqueeze(0)
-        else:
-            logits = lm_signals(student, inputs, head, need_hidden_states=False).logits
+        with autocast():
+            if self.frozen_encoder:
+                student.base_model.eval()  # no dropout in the frozen encoder, as at KD time
+                with torch.no_grad():
+                    hidden = student.base_model(
+                        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], return_dict=True
+                    ).last_hidden_state
+                logits = lm_head(student)(hidden[masked_positions(inputs)]).unsqueeze(0)
+            else:
+                logits = lm_signals(student, inputs, head, need_hidden_states=False).logits
         return label_loss(logits, objective_view(inputs, self.lm, head), self.lm.name)
 
 
@@ -131,13 +133,14 @@ class PretrainDistillationTrainer(_Accounting, DistillationTrainer):
         self.lm = lm
 
     def _signals(self, model: torch.nn.Module, inputs: dict[str, Any], head: str) -> Signals:
-        return lm_signals(
-            model,
-            inputs,
-            head,
-            need_qkv=self.objective.needs_qkv,
-            need_hidden_states=self.objective.needs_hidden_states,
-        )
+        with autocast():  # the forwards in the run's precision; the objective stays float32
+            return lm_signals(
+                model,
+                inputs,
+                head,
+                need_qkv=self.objective.needs_qkv,
+                need_hidden_states=self.objective.needs_hidden_states,
+            )
 
     def teacher_signals(self, inputs: dict[str, Any]) -> Signals:
         t0 = time.perf_counter()

@@ -10,6 +10,7 @@ from minidisc.elastic.sparsity_map import load_sparsity_map
 from minidisc.fileio import write_json, write_text
 from minidisc.report.compare import cost_markdown
 from minidisc.report.plots import plot_tradeoff
+from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.tasks.custom import describe_record
 from minidisc.training.records import StudentRecord, iteration_names, iterations
 
@@ -62,6 +63,7 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
         "data": stages["teacher"]["data"],
         "note": cfg.get("note"),
         "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
+        "runtime": stage_runtimes(stages),
         "compute": {name: st.get("compute") for name, st in stages.items() if st.get("compute")},
     }
 
@@ -132,7 +134,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             mark = "**←**" if same_level(c["sparsity"], it["selected"]) else ""
             lines.append(f"| {pct(c['sparsity'])} | {pct(c['best_metric'])} | {pct(c['tradeoff'])} | {mark} |")
         lines.append("")
-    lines += ["## Time and compute", "", "| stage | wall time (s) | train FLOPs | tokens |", "|---|---|---|---|"]
+    lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "", "| stage | wall time (s) | train FLOPs | tokens |", "|---|---|---|---|"]
     for name, secs in r["wall_time_s"].items():
         comp = r["compute"].get(name) or {}
         flops = f"{comp['train_flops']:.3e}" if comp else "–"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.elastic.levels import same_level
 from minidisc.fileio import write_json, write_text
 from minidisc.report.plots import plot_tradeoff
+from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.training.records import iteration_names
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def build_lm_report(run: RunDir) -> dict[str, Any]:
         "note": cfg.get("note"),
         "teacher_cache": run.manifest.get("teacher_cache"),
         "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
+        "runtime": stage_runtimes(stages),
         "compute": {name: _compute(st) for name, st in stages.items() if _compute(st)},
     }
 
@@ -127,7 +129,7 @@ def render_lm_markdown(r: dict[str, Any]) -> str:
             mark = "**←**" if same_level(c["sparsity"], it["selected"]) else ""
             lines.append(f"| {pct(c['sparsity'])} | {c['best_metric']:.4f} | {c['tradeoff']:.4f} | {mark} |")
         lines.append("")
-    lines += ["## Time and compute", "",
+    lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "",
               "| stage | wall time (s) | train FLOPs (incl. teacher) | teacher FLOPs | eval FLOPs | tokens |", "|---|---|---|---|---|---|"]
     for name, secs in r["wall_time_s"].items():
         c = r["compute"].get(name) or {}

@@ -1,8 +1,9 @@
 """A run directory: resolved config, a manifest of finished stages, stage outputs.
 
 Every stage writes into a temporary folder that is renamed into place only when the
-stage succeeds, then the manifest records it (status, wall time, metrics, compute, and
-the files it wrote with their checksums: :mod:`minidisc.runfolder.outputs`). Rerunning
+stage succeeds, then the manifest records it (status, wall time, the device and precision
+it computed in (``runtime``: :mod:`minidisc.runtime`), metrics, compute, and the files it
+wrote with their checksums: :mod:`minidisc.runfolder.outputs`). Rerunning
 the same command skips finished stages, so an interrupted run resumes after its last
 finished stage; a finished stage whose files are missing or changed is run again, with
 every stage recorded after it (they may depend on it), and a warning says so. Staging
@@ -48,6 +49,7 @@ from minidisc.fileio import (
     write_json,
 )
 from minidisc.runfolder.outputs import first_problem, record_outputs
+from minidisc.runtime import current
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
@@ -263,7 +265,8 @@ class RunDir:
         return result, _lift(target) if self._state.is_main_process else []
 
     def _enter(self, name: str, started: float, result: dict[str, Any], written: list[str]) -> None:
-        entry = {"status": "done", "finished": _now(), "wall_time_s": time.perf_counter() - started, **result}
+        entry = {"status": "done", "finished": _now(), "wall_time_s": time.perf_counter() - started,
+                 "runtime": current().to_dict(), **result}  # a linked or reused entry keeps where it ran
         if self._state.is_main_process:  # the entry every process ends up with is the main one's
             entry["outputs"] = record_outputs(self.path, written)
         self.manifest["stages"][name] = entry

@@ -23,6 +23,7 @@ from minidisc.objectives import build_objective
 from minidisc.report.card import CardFacts
 from minidisc.report.compare import write_schedule_report
 from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.runtime import configure
 from minidisc.schedules.config import DistillConfig, MaxiDiscConfig, ScheduleConfig, TakdConfig
 from minidisc.schedules.cost import estimate_direct_kd, measured_direct_kd, schedule_cost
 from minidisc.schedules.memo import StageMemo
@@ -105,6 +106,7 @@ def run_schedule(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
+    configure(cfg.precision)  # an impossible precision stops here, before anything is written
     build_objective(cfg.objective, task_type=get_task(cfg.data.task).task_type, **cfg.objective_options)  # fail early
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
     _check_layer_levels(paths, source)

@@ -28,6 +28,7 @@ from minidisc.report.compare import (
     write_compare_report,
 )
 from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.runtime import configure
 from minidisc.schedules.baselines import run_distill, run_maxidisc, run_takd
 from minidisc.schedules.config import CompareConfig
 from minidisc.schedules.memo import StageMemo
@@ -89,6 +90,7 @@ def run_compare(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
+    configure(cfg.precision)  # an impossible precision stops here, before anything is written
     cfg.schedule_configs("")  # validation only: the shared teacher folder is known below
     _check_objective(cfg)
     run = RunDir(output, cfg, "compare", overwrite=overwrite)

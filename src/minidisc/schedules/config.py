@@ -14,7 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from minidisc.config import DEFAULT_GRID, CompressConfig, DataConfig, TrainConfig, check_grid
+from minidisc.config import (
+    DEFAULT_GRID,
+    CompressConfig,
+    DataConfig,
+    TrainConfig,
+    WithPrecision,
+    check_grid,
+)
 from minidisc.elastic.levels import level, same_level
 from minidisc.errors import ConfigError
 from minidisc.objectives.catalog import OBJECTIVE_NAMES
@@ -28,7 +35,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(_Strict, WithPrecision):
     """What every schedule shares: teacher, data, sparsity grid, training of each hop.
 
     ``teacher_run`` names a run directory whose ``teacher/`` and ``sparsified/`` stages
@@ -161,7 +168,7 @@ class MaxiDiscConfig(ScheduleConfig):
         return sorted(set(self.grid) | set(self.assistant_levels()) | {level(self.target_sparsity)})
 
 
-class CompareConfig(_Strict):
+class CompareConfig(_Strict, WithPrecision):
     """All schedules to one target on one fine-tuned + sparsified teacher.
 
     Every schedule uses ``train`` for each of its distillation stages (MiniDisc for its
@@ -213,7 +220,7 @@ class CompareConfig(_Strict):
         return {
             "teacher": self.teacher, "teacher_finetuned": self.teacher_finetuned, "teacher_run": teacher_run,
             "data": self.data, "grid": self.grid, "finetune": self.finetune, "train": self.train,
-            "objective": self.objective, "objective_options": self.objective_options,
+            "objective": self.objective, "objective_options": self.objective_options, "precision": self.precision,
         }
 
     def direct(self, teacher_run: str) -> DistillConfig:
@@ -241,7 +248,7 @@ class CompareConfig(_Strict):
             teacher=self.teacher, teacher_finetuned=self.teacher_finetuned, data=self.data,
             target_sparsity=self.target_sparsity, lam=self.lam, iterations=self.iterations,
             truncation=self.truncation, grid=self.grid, finetune=self.finetune, sandwich=self.train,
-            final=self.train, note=self.note,
+            final=self.train, note=self.note, precision=self.precision,
         )
 
     def levels(self) -> list[float]:

@@ -69,10 +69,12 @@ def run_compress_lm(
         ConfigError, DataError, ModelError: invalid options, text or teacher (checked
             before the run folder is touched: :func:`check_lm_inputs`).
     """
+    from minidisc.runtime import configure
     from minidisc.schedules.lm_data import prepare_lm_data
     from minidisc.schedules.minidisc import IterationContext, run_iterations
     from minidisc.schedules.stages import level_specs
 
+    configure(cfg.precision)  # an impossible precision stops here, before anything is written
     source, tokenizer = check_lm_inputs(cfg)
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
     seed = cfg.sandwich.seed
@@ -249,10 +251,12 @@ def sparsify_decoder(
 
     from minidisc.compute.meter import ComputeTotals
     from minidisc.elastic.estimators import estimate_importance
+    from minidisc.runtime import autocast, place
     from minidisc.training.data import collator_for
 
     loader = DataLoader(data.importance, batch_size=batch_size, collate_fn=collator_for(data.task, data.tokenizer))
-    with elastic.active(None):  # scores of the full model
+    place(elastic.model)  # the calibration pass computes where training does
+    with elastic.active(None), autocast():  # scores of the full model
         scores, cost = estimate_importance(elastic.model, elastic.family, loader, method=importance, seed=seed)
     reordered = elastic.reorder(scores)
     spec_map = elastic.sparsity_map(reordered, levels, layer_shapes=layer_shapes, drop_layers=drop_layers)  # type: ignore[arg-type]
@@ -366,10 +370,12 @@ def continuation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pro
     (special tokens skipped)."""
     import torch
 
-    device = next(model.parameters()).device
-    enc = tokenizer(prompt, return_tensors="pt").to(device)
+    from minidisc.runtime import autocast, current, place
+
+    place(model)
+    enc = tokenizer(prompt, return_tensors="pt").to(current().device)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         out = model.generate(
             **enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
             pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None,

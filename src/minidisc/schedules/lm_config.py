@@ -11,18 +11,11 @@ sparsity grid, truncation and iterations mean what they mean for GLUE
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from minidisc.config import TrainConfig, check_grid
+from minidisc.config import TrainConfig, WithPrecision, check_grid
 from minidisc.elastic.levels import at_or_above, level
 
 #: ``--layer-shapes`` values: per-layer sizes from the global map, or one size for every layer.
@@ -78,7 +71,7 @@ class LMTeacherCacheConfig(_Strict):
     dtype: Literal["float16", "bfloat16", "float32"] = Field("float16", description="storage dtype of the log-probabilities")
 
 
-class LMCompressConfig(_Strict):
+class LMCompressConfig(_Strict, WithPrecision):
     """``minidisc compress --task lm``: MiniDisc on a decoder LLM, recovered on plain text."""
 
     task: Literal["lm"] = "lm"
@@ -106,12 +99,9 @@ class LMCompressConfig(_Strict):
     teacher_cache: LMTeacherCacheConfig | None = Field(None, description="distil from the cached top-k + tail (None: online, full vocabulary)")
     note: str | None = None
 
-    @model_serializer(mode="wrap")
-    def _without_unset_cache(self, handler: Any) -> dict[str, Any]:
-        # left out when off, so a run's config (manifest, config.yaml, stage fingerprints)
-        # reads as it did before the cache existed: older runs still resume
-        data = handler(self)
-        return {k: v for k, v in data.items() if not (k == "teacher_cache" and v is None)}
+    # the cache is left out when off, so a run's config (manifest, config.yaml, stage
+    # fingerprints) reads as it did before the cache existed: older runs still resume
+    omitted_in_dump: ClassVar[dict[str, Any]] = {**WithPrecision.omitted_in_dump, "teacher_cache": None}
 
     @field_validator("sandwich", "final", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.fileio import read_json, write_json
+from minidisc.runtime import current
 from minidisc.schedules.stages import root_run
 
 if TYPE_CHECKING:
@@ -41,10 +42,13 @@ def fingerprint(payload: dict[str, Any]) -> str:
 
 def stage_key(run: RunDir, payload: dict[str, Any]) -> str:
     """The fingerprint of a stage of ``run``: ``payload`` (what else determines its result:
-    levels, training and data settings) with the root run that holds the teacher and
-    when its ``sparsified`` stage finished (a teacher sparsified again is another teacher)."""
+    levels, training and data settings) with the root run that holds the teacher, when
+    its ``sparsified`` stage finished (a teacher sparsified again is another teacher) and
+    the precision it trains in (:mod:`minidisc.runtime`; fp32, as before it existed, is
+    left out, so earlier registries still match)."""
     root = {"root": str(root_run(run.path)), "root_finished": run.record("sparsified").get("finished")}
-    return fingerprint(payload | root)
+    precision = current().precision
+    return fingerprint(payload | root | ({"precision": precision} if precision != "fp32" else {}))
 
 
 class StageMemo:

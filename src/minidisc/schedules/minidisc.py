@@ -43,6 +43,7 @@ from minidisc.models import check_head_labels, resolve_model
 from minidisc.report.card import CardFacts, model_card
 from minidisc.report.compress import write_compress_report
 from minidisc.runfolder.run import REPORT_FILES, RunDir
+from minidisc.runtime import configure
 from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 from minidisc.schedules.memo import memo_stage, stage_key
 from minidisc.schedules.stages import export_stage, level_specs, prepare_teacher, task_inputs
@@ -84,6 +85,7 @@ def run_compress(
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
+    configure(cfg.precision)  # an impossible precision stops here, before anything is written
     train_batches = [cfg.sandwich.batch_size, cfg.final.batch_size] + ([] if cfg.teacher_finetuned else [cfg.finetune.batch_size])
     custom = check_custom_data(cfg.data, seed=cfg.finetune.seed, batch_size=max(train_batches))  # before any write
     if custom is not None and cfg.teacher_finetuned and teacher_run is None and custom.spec.label_names:

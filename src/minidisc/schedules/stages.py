@@ -47,6 +47,7 @@ from minidisc.models import (
 )
 from minidisc.report.card import model_card, write_model_card
 from minidisc.runfolder.run import MANIFEST
+from minidisc.runtime import autocast, place
 from minidisc.seeding import seed_everything
 from minidisc.training.data import collator_for
 from minidisc.training.finetune import evaluate_model, finetune
@@ -150,7 +151,7 @@ def sparsify_stage(
             "random: pass a fine-tuned teacher (e.g. minidisc finetune's output), or --allow-untrained-head "
             "to score through the untrained head anyway"
         )
-    elastic = ElasticModel(loaded.model)
+    elastic = ElasticModel(place(loaded.model))  # the importance pass computes where training does
     loader = DataLoader(data.importance, batch_size=batch_size, collate_fn=collator_for(data.task, data.tokenizer))
     totals = ComputeTotals()
     if importance == GRADIENT:  # heads and neurons, exactly as before the other methods existed
@@ -162,7 +163,8 @@ def sparsify_stage(
             totals.tokens += int(batch["attention_mask"].sum())
             totals.sequences += b
         started = time.perf_counter()
-        scores = elastic.importance(loader)
+        with autocast():
+            scores = elastic.importance(loader)
         cost = ImportanceCost(
             GRADIENT, batches=len(loader), sequences=totals.sequences,
             tokens=totals.tokens, positions=positions,
@@ -170,7 +172,7 @@ def sparsify_stage(
             wall_time_s=time.perf_counter() - started,
         )
     else:
-        with elastic.active(None):
+        with elastic.active(None), autocast():
             scores, cost = estimate_importance(elastic.model, elastic.family, loader, importance, seed=seed)
         totals.student_train_flops += cost.flops
         totals.tokens += cost.tokens

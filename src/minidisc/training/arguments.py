@@ -6,6 +6,9 @@ schedule (linear, warmup ratio), clipping, seeding, and the distributed engine
 (``accelerate``: launch any command with ``accelerate launch -m minidisc.cli ...``; on
 CPUs add ``ACCELERATE_USE_CPU=1``, which ``TrainingArguments`` reads to pick gloo).
 Batch sizes are per process: N processes train on N× the batch, in 1/N the steps.
+The precision flags (bf16 / fp16 autocast, TF32) are the current runtime's
+(:func:`minidisc.runtime.current`), so Trainer stages and the loops outside a Trainer
+compute alike.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def training_arguments(
     """
     import torch
     from transformers import TrainingArguments
+
+    from minidisc.runtime import current
 
     strategy = "steps" if cfg.eval_steps else "epoch"
     return TrainingArguments(
@@ -74,4 +79,5 @@ def training_arguments(
         save_only_model=True,
         # small sub-networks leave weights unused in a step: DDP must not wait for them
         ddp_find_unused_parameters=True,
+        **current().trainer_flags(),
     )

@@ -18,6 +18,7 @@ from transformers import Trainer
 from minidisc.errors import ConfigError
 from minidisc.fileio import atomic_path
 from minidisc.objectives import forward_with_signals
+from minidisc.runtime import autocast, current, place
 from minidisc.training.divergence import DivergenceCallback
 from minidisc.training.logs import log_callbacks
 from minidisc.training.metering import MeterCallback, attach_flop_hook
@@ -42,7 +43,13 @@ class MeteredTrainer(Trainer):
         self, *args: Any, spec_fn: Any = None, stage: str = "training", log_dir: str | Path | None = None,
         **kwargs: Any,
     ) -> None:
+        model = kwargs.get("model", args[0] if args else None)
+        if model is not None:  # where every other stage computes (the Trainer's own move is then a no-op)
+            place(model)
         super().__init__(*args, **kwargs)
+        if self.args.device != current().device:
+            raise RuntimeError(f"the Trainer computes on {self.args.device} but minidisc placed the model on "
+                               f"{current().device}: both must come from accelerate's state")
         self.meter_callback = MeterCallback(self.model, spec_fn)
         self.add_callback(self.meter_callback)
         self.divergence = DivergenceCallback(stage)
@@ -97,7 +104,8 @@ class DistillationTrainer(MeteredTrainer):
     own outputs (its label loss and logits), never the teacher.
 
     Keyword Args:
-        teacher: the teacher model (moved to the student's device, frozen).
+        teacher: the teacher model (placed on the student's device, frozen; it runs under
+            the run's autocast, :mod:`minidisc.runtime`).
         objective: a :class:`minidisc.objectives.Objective`.
         teacher_cache: a :class:`~minidisc.training.teacher_cache.TeacherCacheStore`;
             teacher outputs are then served from it where possible (objectives reading
@@ -108,8 +116,8 @@ class DistillationTrainer(MeteredTrainer):
         self, *args: Any, teacher: torch.nn.Module, objective: Objective, teacher_cache: Any = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
-        self.objective = objective.to(self.args.device)
+        self.teacher = place(teacher).eval().requires_grad_(False)
+        self.objective = place(objective)
         attach_flop_hook(self.teacher, self.meter, "teacher")
         cached = teacher_cache is not None and teacher_cache.supports(objective)
         self.teacher_cache = teacher_cache.view(self.teacher) if cached else None
@@ -149,7 +157,8 @@ class DistillationTrainer(MeteredTrainer):
         return signals
 
     def _teacher_forward(self, inputs: dict[str, Any]) -> Signals:
-        with torch.no_grad():
+        # the teacher is not the Trainer's model, so accelerate's autocast does not wrap it
+        with torch.no_grad(), autocast():
             return forward_with_signals(
                 self.teacher,
                 inputs,
