@@ -53,13 +53,26 @@ def random_specs(student: torch.nn.Module, levels: list[float], seed: int = 0) -
     A step's cost depends on each candidate's shapes, not on which heads and neurons it
     keeps; random scores give per-layer sizes near the layer average, where a real
     importance varies them between layers at the same total (and the same FLOPs)."""
-    geometry = ElasticModel(student).geometry
+    elastic = ElasticModel(student)
+    geometry = elastic.geometry
     gen = torch.Generator().manual_seed(seed)
     importance = Importance(
         torch.rand(geometry.num_layers, geometry.num_heads, generator=gen),
         torch.rand(geometry.num_layers, geometry.intermediate_size, generator=gen),
     ).normalize()
-    return ElasticModel(student).sparsity_map(importance, levels)
+    return elastic.sparsity_map(importance, levels)
+
+
+def step_seconds(trainer: Any, *, pad_to: int | None = None) -> list[float]:
+    """Train ``trainer`` (its ``max_steps``; evaluation must not fall inside them) and
+    return the seconds of each step. ``pad_to``: pad every batch to this many tokens
+    instead of to its longest sequence."""
+    if pad_to is not None:
+        trainer.data_collator = DataCollatorWithPadding(trainer.processing_class, padding="max_length", max_length=pad_to)
+    timer = StepTimer()
+    trainer.add_callback(timer)
+    trainer.train()
+    return timer.seconds
 
 
 def sandwich_seconds(
@@ -71,21 +84,12 @@ def sandwich_seconds(
     *,
     pad_to: int | None = None,
 ) -> list[float]:
-    """Seconds of each step of a sandwich run over the candidates ``levels``.
-
-    ``distiller.cfg.max_steps`` sets the number of steps (evaluation must not fall inside
-    them). ``pad_to``: pad every batch to this many tokens (as the official MiniDisc code
-    does) instead of to its longest sequence.
-    """
+    """Seconds of each step of distillation into the candidates ``levels`` (several: a
+    sandwich step; one: a direct-KD step), ``distiller.cfg.max_steps`` steps."""
     specs = random_specs(student, levels)
     tracker = CandidateTracker(levels, lam=0.2, target=max(levels))
     trainer = distiller.trainer(teacher, student, specs, tracker, scratch, stage="benchmark")
-    if pad_to is not None:
-        trainer.data_collator = DataCollatorWithPadding(distiller.data.tokenizer, padding="max_length", max_length=pad_to)
-    timer = StepTimer()
-    trainer.add_callback(timer)
-    trainer.train()
-    return timer.seconds
+    return step_seconds(trainer, pad_to=pad_to)
 
 
 def summary(seconds: list[float], warmup: int) -> dict[str, float | int]:
