@@ -79,6 +79,46 @@ class Distiller:
         student = load_for_task(ModelSource(str(teacher_dir)), self.data.task)
         return teacher, student
 
+    def trainer(
+        self,
+        teacher: PreTrainedModel,
+        student: PreTrainedModel,
+        candidates: dict[float, SubnetSpec],
+        tracker: CandidateTracker,
+        out: Path,
+        *,
+        stage: str = "distillation",
+    ) -> SubnetTrainer:
+        """The stage's Trainer, not yet trained: ``teacher`` distilled into the ``candidates``
+        (sparsity → spec) of an elastic copy of ``student``, with ``out/scratch`` as its
+        scratch folder and ``out/logs`` for its logs. :meth:`run` trains it; the benchmarks
+        time its steps (``benchmarks/steps.py``), so a benchmark's sandwich step is the
+        stage's own."""
+        elastic = ElasticModel(student)
+        loss = build_objective(
+            self.objective, task_type=self.data.task.task_type, student_config=student.config,
+            teacher_config=teacher.config, **dict(self.objective_options),
+        )
+        return SubnetTrainer(
+            model=elastic.model,
+            args=training_arguments(self.cfg, out / "scratch", keep_best_checkpoint=False),
+            train_dataset=self.data.train,
+            eval_dataset=self.data.dev,
+            data_collator=collator_for(self.data.task, self.data.tokenizer),
+            processing_class=self.data.tokenizer,
+            compute_metrics=metrics_fn(self.data.task),
+            preprocess_logits_for_metrics=preprocess_fn(self.data.task),
+            teacher=teacher,
+            objective=loss,
+            elastic=elastic,
+            candidates=candidates,
+            tracker=tracker,
+            patience=self.cfg.patience,
+            teacher_cache=self.teacher_cache,
+            stage=stage,
+            log_dir=out / "logs",
+        )
+
     def run(
         self,
         teacher: PreTrainedModel,
@@ -104,30 +144,7 @@ class Distiller:
         Raises:
             DivergenceError: a non-finite loss, gradient norm or weight during training.
         """
-        elastic = ElasticModel(student)
-        loss = build_objective(
-            self.objective, task_type=self.data.task.task_type, student_config=student.config,
-            teacher_config=teacher.config, **dict(self.objective_options),
-        )
-        trainer = SubnetTrainer(
-            model=elastic.model,
-            args=training_arguments(self.cfg, out / "scratch", keep_best_checkpoint=False),
-            train_dataset=self.data.train,
-            eval_dataset=self.data.dev,
-            data_collator=collator_for(self.data.task, self.data.tokenizer),
-            processing_class=self.data.tokenizer,
-            compute_metrics=metrics_fn(self.data.task),
-            preprocess_logits_for_metrics=preprocess_fn(self.data.task),
-            teacher=teacher,
-            objective=loss,
-            elastic=elastic,
-            candidates=candidates,
-            tracker=tracker,
-            patience=self.cfg.patience,
-            teacher_cache=self.teacher_cache,
-            stage=stage,
-            log_dir=out / "logs",
-        )
+        trainer = self.trainer(teacher, student, candidates, tracker, out, stage=stage)
         trainer.train()
         if not tracker.history:  # training ended between evaluations: evaluate once
             trainer.evaluate()

@@ -35,6 +35,36 @@ class FinetuneResult:
     compute: ComputeTotals
 
 
+def finetune_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskSpec,
+    train_set: Dataset,
+    dev_set: Dataset,
+    cfg: TrainConfig,
+    workdir: str | Path,
+    *,
+    stage: str = "finetune",
+    log_dir: str | Path | None = None,
+) -> MeteredTrainer:
+    """The fine-tuning stage's Trainer, not yet trained (arguments as :func:`finetune`);
+    the benchmarks time its steps, so a benchmark's fine-tune step is the stage's own."""
+    from transformers import EarlyStoppingCallback
+
+    return MeteredTrainer(
+        model=model,
+        args=training_arguments(cfg, workdir, keep_best_checkpoint=True),
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=collator_for(task, tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=metrics_fn(task),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience else None,
+        stage=stage,
+        log_dir=log_dir,
+    )
+
+
 def finetune(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -58,20 +88,7 @@ def finetune(
     Raises:
         DivergenceError: a non-finite loss, gradient norm or weight during training.
     """
-    from transformers import EarlyStoppingCallback
-
-    trainer = MeteredTrainer(
-        model=model,
-        args=training_arguments(cfg, workdir, keep_best_checkpoint=True),
-        train_dataset=train_set,
-        eval_dataset=dev_set,
-        data_collator=collator_for(task, tokenizer),
-        processing_class=tokenizer,
-        compute_metrics=metrics_fn(task),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience else None,
-        stage=stage,
-        log_dir=log_dir,
-    )
+    trainer = finetune_trainer(model, tokenizer, task, train_set, dev_set, cfg, workdir, stage=stage, log_dir=log_dir)
     trainer.train()
     dev = dev_metrics(trainer.evaluate())
     return FinetuneResult(trainer.model, dev, trainer.state.log_history, trainer.meter.stop())

@@ -1,0 +1,213 @@
+"""Step times, `compress` stage times and student inference speed-ups on this device (JSON; issue 15).
+
+    PYTHONPATH=src python benchmarks/gpu.py [--data-dir ../shared/data/glue] [--precisions fp32 tf32 bf16]
+    Smoke test (seconds, any CPU; what CI runs):  python benchmarks/gpu.py --tiny
+
+On the current device (``minidisc.runtime``: the GPU when there is one), for a
+BERT-base-sized teacher with **random weights** (hidden 768, 12 layers, 12 heads, FFN
+3072; only the timings mean something) and MRPC:
+
+1. **ms per step** of each training stage, each precision: a fine-tune step, a direct-KD
+   step (teacher forward + the 90 % sub-network's forward and backward) and an
+   iteration-1 sandwich step (teacher forward + the default grid's 7 candidates), batch
+   32 × 128 tokens (padded), the first ``--warmup`` steps not counted. Each is the
+   stage's own Trainer step (``benchmarks/steps.py``).
+2. **Stage times** (s) of a 1-epoch ``compress`` on MRPC at ``--compress-precision``
+   (default ``auto``: bf16 on a GPU that has it) from the random teacher, from its
+   report (``wall_time_s``): fine-tune, sparsify, each iteration, export.
+3. **Inference** of extracted students at 50 %, 90 % and 95 % sparsity (random
+   importance: the shapes are what matter), batch 256 × 128, weights in bf16 on a GPU
+   (float32 on a CPU): median ms of ``--repeats`` forwards, the speed-up over the
+   teacher and the FLOPs ratio (``minidisc.compute.flops.forward_flops``).
+
+``--tiny`` shrinks everything (a 2-layer, hidden-128 model, batch 4 × 32, 2 steps, a
+64-row MRPC slice) so the whole script runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import BertConfig, BertForSequenceClassification
+
+from minidisc import runtime
+from minidisc.compute.flops import forward_flops
+from minidisc.config import CompressConfig, DataConfig, TrainConfig
+from minidisc.elastic.model import ElasticModel
+from minidisc.models import ModelSource, load_for_task
+from minidisc.schedules.minidisc import run_compress
+from minidisc.schedules.stages import task_inputs
+from minidisc.training.data import prepare_task_data
+from minidisc.training.distill import Distiller
+from minidisc.training.finetune import finetune_trainer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from steps import benchmark_config, random_specs, sandwich_seconds, step_seconds, summary  # noqa: E402
+
+SHARED_GLUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "glue")
+TINY = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", default=SHARED_GLUE, help="GLUE-layout folder holding MRPC/")
+    p.add_argument("--precisions", nargs="+", default=None,
+                   help="step-time precisions (default: fp32 tf32 bf16 on a CUDA GPU, fp32 bf16 on a CPU)")
+    p.add_argument("--compress-precision", default="auto")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--steps", type=int, default=12, help="steps per timing, warm-up included")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--inference-batch", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.9, 0.95])
+    p.add_argument("--skip-compress", action="store_true", help="leave out the 1-epoch compress")
+    p.add_argument("--tiny", action="store_true", help="seconds on a CPU (smoke test)")
+    return p.parse_args(argv)
+
+
+def _shrink(args: argparse.Namespace) -> None:
+    args.batch, args.seq_len, args.steps, args.warmup = 4, 32, 2, 1
+    args.inference_batch, args.repeats = 4, 2
+
+
+def write_teacher(folder: Path, tiny: bool) -> ModelSource:
+    """A BERT-base-sized (or tiny) MRPC classifier with random weights, saved with the
+    packaged teacher's tokenizer (the same vocabulary size) so every stage loads it."""
+    _, tokenizer = task_inputs(None, None)
+    torch.manual_seed(0)
+    config = BertConfig(num_labels=2, vocab_size=tokenizer.vocab_size, **(TINY if tiny else {}))
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return ModelSource(str(folder))
+
+
+def step_times(source: ModelSource, data: Any, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    """ms per fine-tune, direct-KD and sandwich step in every precision asked for."""
+    cfg = benchmark_config(args.batch, args.steps)
+    levels = CompressConfig().candidate_levels(0.0)
+    out: dict[str, Any] = {}
+    for precision in args.precisions:
+        rt = runtime.configure(precision)
+        row: dict[str, Any] = {}
+        model = load_for_task(source, data.task)
+        trainer = finetune_trainer(model, data.tokenizer, data.task, data.train, data.dev, cfg, scratch / "ft")
+        row["finetune"] = summary(step_seconds(trainer, pad_to=args.seq_len), args.warmup)
+        distiller = Distiller(data, cfg)
+        for name, stage_levels in (("direct_kd", [0.9]), ("sandwich", levels)):
+            teacher, student = load_for_task(source, data.task), load_for_task(source, data.task)
+            row[name] = summary(sandwich_seconds(distiller, teacher, student, stage_levels, scratch / name,
+                                                 pad_to=args.seq_len), args.warmup)
+        out[rt.precision] = {k: {"median_ms": round(v["median_s"] * 1e3, 2), "min_ms": round(v["min_s"] * 1e3, 2),
+                                 "steps": v["steps"]} for k, v in row.items()}
+    return out
+
+
+def compress_stage_times(source: ModelSource, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    """Wall seconds per stage of a 1-epoch ``compress`` on MRPC (its report's ``wall_time_s``)."""
+    one_epoch = TrainConfig(epochs=1.0, batch_size=args.batch, eval_batch_size=args.batch * 4)
+    samples = {"max_train_samples": 64, "max_eval_samples": 16, "importance_samples": 16} if args.tiny else {}
+    cfg = CompressConfig(
+        teacher=source.path, data=DataConfig(task="mrpc", data_dir=args.data_dir, max_length=args.seq_len, **samples),
+        finetune=one_epoch, sandwich=one_epoch, final=one_epoch, precision=args.compress_precision,
+    )
+    start = time.perf_counter()
+    run = run_compress(cfg, scratch / "compress")
+    report = json.loads((run.path / "report.json").read_text())
+    return {"precision": runtime.current().precision, "wall_s": round(time.perf_counter() - start, 1),
+            "stages_s": {k: round(v, 1) for k, v in report["wall_time_s"].items()}}
+
+
+def inference(source: ModelSource, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Median forward ms of the teacher and of extracted students, bf16 weights on a GPU."""
+    rt = runtime.configure("fp32")  # weights are cast below; no autocast on top
+    dtype = torch.bfloat16 if rt.device.type == "cuda" else torch.float32
+    teacher = load_for_task(source, _task())
+    specs = random_specs(teacher, [0.0, *args.sparsities])
+    elastic = ElasticModel(teacher)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, teacher.config.vocab_size, (args.inference_batch, args.seq_len), generator=gen)
+    batch = {"input_ids": ids.to(rt.device), "attention_mask": torch.ones_like(ids).to(rt.device)}
+    rows = []
+    for sparsity, spec in specs.items():
+        model = rt.place(elastic.extract(spec).eval().to(dtype))
+        ms = _forward_ms(model, batch, args.repeats)
+        rows.append({"sparsity": sparsity, "median_ms": ms,
+                     "flops_ratio": round(forward_flops(teacher.config, None, args.seq_len) /
+                                          forward_flops(teacher.config, spec, args.seq_len), 2)})
+        del model
+    for row in rows:
+        row["speedup"] = round(rows[0]["median_ms"] / row["median_ms"], 2)
+    return rows
+
+
+def _forward_ms(model: torch.nn.Module, batch: dict[str, torch.Tensor], repeats: int) -> float:
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 1):  # the first forward warms up kernels and caches
+            runtime_sync()
+            start = time.perf_counter()
+            model(**batch)
+            runtime_sync()
+            if i:
+                times.append((time.perf_counter() - start) * 1e3)
+    return round(statistics.median(times), 3)
+
+
+def runtime_sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _task() -> Any:
+    from minidisc.tasks import get_task
+
+    return get_task("mrpc")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.tiny:
+        _shrink(args)
+    cuda = runtime.resolve("auto").device.type == "cuda"
+    args.precisions = args.precisions or (["fp32", "tf32", "bf16"] if cuda else ["fp32", "bf16"])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # stdout: the JSON only
+        scratch = Path(tmp)
+        source = write_teacher(scratch / "teacher", args.tiny)
+        _, tokenizer = task_inputs(source.path, None)
+        samples = args.batch * args.steps
+        data = prepare_task_data(DataConfig(task="mrpc", data_dir=args.data_dir, max_length=args.seq_len,
+                                            max_train_samples=samples, max_eval_samples=args.batch,
+                                            importance_samples=1), tokenizer, seed=0)
+        steps = step_times(source, data, args, scratch)
+        stages = None if args.skip_compress else compress_stage_times(source, args, scratch)
+        infer = inference(source, args)
+        device = runtime.current().to_dict()
+    result = {
+        "model": "tiny BERT, random weights" if args.tiny else "BERT-base-sized, random weights",
+        "device": device["device_name"],
+        "batch": args.batch, "seq_len": args.seq_len,
+        "step_ms": steps,
+        "compress_1_epoch_mrpc": stages,
+        "inference": {"batch": args.inference_batch, "seq_len": args.seq_len,
+                      "weights": "bf16" if device["device"].startswith("cuda") else "fp32", "students": infer},
+        "wall_s": round(time.perf_counter() - start, 1),
+        "torch": torch.__version__, "transformers": transformers.__version__,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
