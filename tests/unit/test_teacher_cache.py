@@ -240,3 +240,15 @@ def test_put_with_a_new_field_rewrites_the_entry_and_keeps_the_old_fields(tmp_pa
 
 def _nbytes_of(tensors: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def test_fingerprint_names_a_precision_other_than_fp32(monkeypatch):
+    """Outputs a bf16 run cached are never served to an fp32 run of the same teacher."""
+    from minidisc import runtime
+    from minidisc.training.teacher_cache import teacher_fingerprint
+
+    model = torch.nn.Linear(3, 2)
+    monkeypatch.setattr(runtime, "_current", runtime.resolve("fp32"))
+    fp32 = teacher_fingerprint(model)
+    monkeypatch.setattr(runtime, "_current", runtime.resolve("bf16"))
+    assert teacher_fingerprint(model) != fp32

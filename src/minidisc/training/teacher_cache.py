@@ -83,12 +83,19 @@ class CacheStats:
 
 
 def teacher_fingerprint(model: nn.Module) -> str:
-    """A hex digest identifying a model's outputs: its class, dtype and every weight.
+    """A hex digest identifying a model's outputs: its class, dtype and every weight, and
+    the precision it computes in (:func:`minidisc.runtime.current`) unless fp32.
 
-    Two models with the same fingerprint compute the same function (in eval mode).
+    Two models with the same fingerprint compute the same function (in eval mode), so
+    outputs cached by a bf16 run are never served to an fp32 one (fp32 digests are those
+    of caches written before precisions existed).
     """
+    from minidisc.runtime import current
+
     digest = hashlib.blake2b(digest_size=16)
     digest.update(type(model).__name__.encode())
+    if current().precision != "fp32":
+        digest.update(f"precision:{current().precision}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(data.shape)}:{data.dtype}".encode())
