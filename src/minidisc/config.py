@@ -180,8 +180,10 @@ def parse_config(model: type[BaseModel], data: dict[str, Any], source: str) -> A
         raise ConfigError(f"invalid configuration in {source}: {problems}") from None
 
 
-def load_yaml(path: str | Path, model: type[BaseModel]) -> Any:
-    """Read and validate a YAML config file."""
+def load_yaml(path: str | Path | dict[str, Any], model: type[BaseModel]) -> Any:
+    """Read and validate a YAML config file (or, from the Python API, its content as a dict)."""
+    if isinstance(path, dict):
+        return parse_config(model, path, "the config dict")
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -89,7 +89,7 @@ def compress(
     prompt: Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)] = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
-) -> None:
+) -> Path:
     """Compress a teacher with MiniDisc to a target sparsity.
 
     Fine-tunes the teacher, sparsifies it, picks a teacher assistant by the λ-tradeoff in
@@ -137,8 +137,7 @@ def compress(
             "budget_tokens": budget_tokens, "sandwich_budget_tokens": sandwich_budget_tokens,
             "final_budget_tokens": final_budget_tokens, "prompt": prompt, "sandwich": stage, "final": stage,
         }
-        _compress_lm(config, overrides, output, overwrite)
-        return
+        return _compress_lm(config, overrides, output, overwrite)
     given = [k for k, v in lm_options.items() if v is not None]
     if given:
         raise typer.BadParameter(f"{', '.join(given)} apply only to --task lm (compressing a decoder on text)")
@@ -159,6 +158,7 @@ def compress(
     cfg = build_compress_config(config, overrides)
     run = run_compress(cfg, output, overwrite=overwrite)
     summarize(run.path)
+    return run.path
 
 
 def summarize(path: Path) -> None:
@@ -174,10 +174,12 @@ def summarize(path: Path) -> None:
     typer.echo(f"report:  {path / 'report.md'}")
 
 
-def _yaml_task(path: Path) -> str | None:
+def _yaml_task(path: Path | dict) -> str | None:
     """The top-level ``task`` of a YAML config (``lm`` marks a decoder run), if any."""
     import yaml
 
+    if isinstance(path, dict):  # the Python API's config
+        return path.get("task")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
@@ -185,7 +187,7 @@ def _yaml_task(path: Path) -> str | None:
     return data.get("task") if isinstance(data, dict) else None
 
 
-def _compress_lm(config: Path | None, overrides: dict, output: Path, overwrite: bool) -> None:
+def _compress_lm(config: Path | None, overrides: dict, output: Path, overwrite: bool) -> Path:
     """``compress --task lm``: build the config, run, summarise."""
     from minidisc.cli.options import merge
     from minidisc.config import load_yaml, parse_config
@@ -199,6 +201,7 @@ def _compress_lm(config: Path | None, overrides: dict, output: Path, overwrite: 
     cfg = parse_config(LMCompressConfig, merged, "the command line")
     run = run_compress_lm(cfg, output, overwrite=overwrite)
     summarize_lm(run.path)
+    return run.path
 
 
 def summarize_lm(path: Path) -> None:
