@@ -217,6 +217,19 @@ def test_glue_tasks_of_the_schedules_work_from_python(tmp_path, teacher):
     assert minidisc.read_result(tmp_path / "kd") == result
 
 
+def test_a_decoder_on_text_from_python(tmp_path):
+    from tests.pretrain_helpers import write_corpus, write_decoder_teacher
+
+    write_decoder_teacher(tmp_path / "teacher", layers=2)
+    write_corpus(tmp_path / "train.txt", lines=80)
+    result = minidisc.compress(task="lm", teacher=str(tmp_path / "teacher"), corpus=str(tmp_path / "train.txt"),
+                               block_size=16, selection_blocks=4, calibration_blocks=4, grid="0,0.5", truncation=0.5,
+                               target_sparsity=0.5, budget_tokens=64, batch_size=4, output=tmp_path / "lm")
+    assert set(result.metrics) >= {"teacher", "student"} and result.metrics["student"]["perplexity"] > 0
+    assert (result.student / "config.json").is_file() and result.report == tmp_path / "lm" / "report.md"
+    assert result.cost["per_stage"]["iter1"]["train_flops"] > 0
+
+
 # --- the documentation ---------------------------------------------------------------------
 
 

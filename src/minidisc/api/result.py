@@ -30,8 +30,8 @@ class RunResult:
             ``finetune``: ``finetune``; ``compress(task="lm")``: the selection-slice
             perplexity metrics of each model).
         cost: the schedule's compute as in ``report.json``: FLOPs, tokens, wall time per
-            stage and in total, and the multiple of direct KD (``finetune``, ``sparsify``:
-            their one stage's compute).
+            stage and in total, and the multiple of direct KD (``compress(task="lm")``:
+            ``per_stage`` only; ``finetune``, ``sparsify``: their one stage's compute).
         report: ``report.md`` (``finetune``: ``finetune.json``, ``sparsify``:
             ``sparsify.json``, a GLUE suite: ``glue_suite.md``).
         details: the whole ``report.json`` (or the JSON file above).
@@ -76,7 +76,7 @@ def _from_report(command: str, run_dir: Path, r: dict[str, Any]) -> RunResult:
         assistants = tuple(minidisc["route"][:-1]) if minidisc else ()
         return RunResult(command, run_dir, None, assistants, metrics, cost, run_dir / "report.md", r)
     if "models" in r:  # compress --task lm
-        metrics = {m["name"]: m["selection"] for m in r["models"]}
+        metrics = {m["name"].removesuffix(" (exported)"): m["selection"] for m in r["models"]}
         assistants = tuple(m["sparsity"] for m in r["models"] if m["name"].startswith("assistant"))
     elif "assistants" in r:  # compress
         metrics = {"teacher": r["teacher"]["dev"],
@@ -88,7 +88,8 @@ def _from_report(command: str, run_dir: Path, r: dict[str, Any]) -> RunResult:
                    "student": r["student"]["dev"]}
         route = (r["student"].get("from") or "").removeprefix("hop-").split("-")
         assistants = tuple(float(s[1:]) for s in route if s.startswith("s"))[:-1]
-    return RunResult(command, run_dir, student, assistants, metrics, r.get("cost"), run_dir / "report.md", r)
+    cost = r.get("cost") or {"per_stage": r.get("compute")}  # the lm report keeps its compute per stage only
+    return RunResult(command, run_dir, student, assistants, metrics, cost, run_dir / "report.md", r)
 
 
 def _from_summary(command: str, run_dir: Path, name: str, s: dict[str, Any], report: Path) -> RunResult:
