@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 #: The Python API (minidisc.api): one function per command, same options; docs/python-api.md.
 _API = ("finetune", "compress", "sparsify", "distill", "takd", "maxidisc", "compare", "RunResult", "read_result")
 
-__all__ = ["__version__", "load_student", *_API]
+__all__ = ["RunResult", "__version__", "compare", "compress", "distill", "finetune", "load_student", "maxidisc",
+           "read_result", "sparsify", "takd"]
 
 
 def __getattr__(name: str):  # lazy: keep `import minidisc` (and the CLI's --help) fast

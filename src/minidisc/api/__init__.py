@@ -39,9 +39,9 @@ def run_command(command: str, options: dict[str, Any]) -> RunResult:
         MinidiscError: as the command line (bad options, data, model, output folder).
         TypeError: an option the command does not have.
     """
-    import typer
-
     import inspect
+
+    import typer
 
     from minidisc.api.arguments import prepare
     from minidisc.errors import ConfigError

@@ -95,11 +95,16 @@ def _splits(dataset: Any, config: str | None) -> tuple[tuple[str, Any], tuple[st
     """The ``(key, Dataset)`` of the train and (if there is one) validation split."""
     if isinstance(dataset, (str, os.PathLike)):
         from datasets import load_dataset
+        from datasets.exceptions import DatasetsError
+
+        from minidisc.models import looks_local
 
         name = str(dataset)
+        if looks_local(name) and not Path(name).expanduser().exists():  # never sent to the hub
+            raise DataError(f"data set folder {name} does not exist; check the path, or give a hub id org/name")
         try:
             splits = load_dataset(name, config)
-        except Exception as err:  # datasets raises many kinds (not found, offline, bad files)
+        except (DatasetsError, OSError, ValueError) as err:  # not found, offline, unreadable files
             raise DataError(f"dataset {name}: cannot load it ({str(err).splitlines()[0][:200]}); give a hub id, "
                             "a local data set folder, or train_file") from None
         what = f"hub dataset {name}" + (f" ({config})" if config else "")
