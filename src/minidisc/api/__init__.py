@@ -24,6 +24,8 @@ subclasses with one sentence that says what to change. See docs/python-api.md.
 from __future__ import annotations
 
 import importlib
+import inspect
+import typing
 from typing import Any
 
 from minidisc.api.result import RunResult, read_result
@@ -39,8 +41,6 @@ def run_command(command: str, options: dict[str, Any]) -> RunResult:
         MinidiscError: as the command line (bad options, data, model, output folder).
         TypeError: an option the command does not have.
     """
-    import inspect
-
     import typer
 
     from minidisc.api.arguments import prepare
@@ -48,7 +48,7 @@ def run_command(command: str, options: dict[str, Any]) -> RunResult:
     from minidisc.runfolder.inputs import prune_inputs
     from minidisc.tasks import memory
 
-    func = getattr(importlib.import_module(f"minidisc.cli.{command}"), command)
+    func = command_function(command)
     prepared = prepare(command, func, options)
     bound = inspect.signature(func, eval_str=True).bind(**prepared.kwargs)
     bound.apply_defaults()  # the schedule commands expect every shared option, as Typer passes them
@@ -98,3 +98,35 @@ def maxidisc(**options: Any) -> RunResult:
 def compare(**options: Any) -> RunResult:
     """``minidisc compare``: every schedule on one teacher; ``result.metrics`` per schedule."""
     return run_command("compare", options)
+
+
+def _signature(command: str) -> inspect.Signature:
+    """The command's options as keyword-only parameters (for ``help()`` and editors), with
+    the types Python adds: data and models in memory, ``dataset``, ``tokenizer``."""
+    params = inspect.signature(command_function(command), eval_str=True).parameters
+    wider = {"train_file": "str | Path | DataFrame | Dataset | None",
+             "validation_file": "str | Path | DataFrame | Dataset | None",
+             "teacher": "str | Path | PreTrainedModel | None", "model": "str | Path | PreTrainedModel | None"}
+    extra = {"tokenizer": ("PreTrainedTokenizerBase | None", None)}
+    if "train_file" in params:
+        extra |= {"dataset": ("str | DatasetDict | None", None), "dataset_config": ("str | None", None)}
+    out = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
+                             annotation=wider.get(name, _plain(p.annotation)))
+           for name, p in params.items()]
+    out += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+            for name, (kind, default) in extra.items()]
+    return inspect.Signature(out, return_annotation=RunResult)
+
+
+def _plain(annotation: Any) -> Any:
+    """``Annotated[float | None, typer.Option(...)]`` → ``float | None``."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+
+
+def command_function(command: str) -> Any:
+    """The function behind ``minidisc <command>`` (``minidisc.cli.<command>.<command>``)."""
+    return getattr(importlib.import_module(f"minidisc.cli.{command}"), command)
+
+
+for _function in (finetune, compress, sparsify, distill, takd, maxidisc, compare):
+    _function.__signature__ = _signature(_function.__name__)  # type: ignore[attr-defined]
