@@ -212,7 +212,7 @@ def test_a_loaded_model_as_teacher(tmp_path, teacher):
 
 def test_glue_tasks_of_the_schedules_work_from_python(tmp_path, teacher):
     data_dir = write_tiny_sst2(tmp_path / "glue")
-    result = minidisc.distill(teacher=str(teacher), task="sst2", data_dir=data_dir, sparsity=0.5, grid="0,0.5",
+    result = minidisc.distill(teacher=str(teacher), task="sst2", data_dir=data_dir, sparsity=0.5, grid=[0, 0.5],
                               epochs=1, batch_size=8, max_length=16, importance_samples=16, output=tmp_path / "kd")
     assert result.command == "distill" and result.assistants == ()
     assert set(result.metrics) >= {"teacher", "student"} and result.cost["total"]["train_flops"] > 0

@@ -146,7 +146,8 @@ def _model(command: str, params: Any, options: dict[str, Any], prepared: Prepare
 
 
 def _coerce(annotation: Any, value: Any) -> Any:
-    """A string where the option is a path → a Path; one item where it repeats → a list."""
+    """A string where the option is a path → a Path; one item where it repeats → a list;
+    a list where the option is a comma-separated text (``grid``, ``path``) → that text."""
     kinds = _kinds(annotation)
     if value is None:
         return None
@@ -156,6 +157,8 @@ def _coerce(annotation: Any, value: Any) -> Any:
         return [str(value)]
     if list in kinds and isinstance(value, tuple):
         return list(value)
+    if str in kinds and list not in kinds and isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
     return value
 
 
