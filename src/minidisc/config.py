@@ -43,7 +43,8 @@ class DataConfig(_Strict):
         2048, gt=0, description="training examples whose label-loss gradients score heads/neurons"
     )
     # --- your own labelled files (task "custom"; see minidisc.tasks.custom) ---
-    train_file: str | None = Field(None, description="CSV, TSV, JSON lines, JSON or Parquet file: task 'custom'")
+    train_file: str | None = Field(None, description="CSV, TSV, JSON lines, JSON or Parquet file (or the key of a "
+                                   "data set given in memory from Python, minidisc.tasks.memory): task 'custom'")
     validation_file: str | None = Field(None, description="None: a seeded stratified split of train_file")
     text_columns: tuple[str, ...] | None = Field(None, description="one column (single texts) or two (pairs); None: text")
     label_column: str | None = Field(None, description="None: label")

@@ -2,7 +2,9 @@
 :class:`~minidisc.tasks.registry.TaskSpec` and its train/dev splits, in the same columns
 as :func:`~minidisc.tasks.loading.load_split` returns, so every later stage works unchanged.
 
-Files are read with ``datasets`` (CSV, TSV, JSON lines, JSON, Parquet, by extension).
+Files are read with ``datasets`` (CSV, TSV, JSON lines, JSON, Parquet, by extension); a
+data set given in memory from Python stands in a file's place under a key
+(:mod:`minidisc.tasks.memory`) and gets the same checks.
 Everything is checked before any work: a bad file stops the run with one line naming the
 file, the row (1-based, header not counted) and the column.
 
