@@ -148,6 +148,8 @@ def test_options_are_the_command_lines(tmp_path, teacher):
         minidisc.compress(task="sst2", train_file=frame(), output=tmp_path / "x")
     with pytest.raises(DataError, match="does not exist"):  # a path, never sent to the hub
         minidisc.finetune(dataset="./no/such/folder", output=tmp_path / "x")
+    with pytest.raises(ConfigError, match="invalid configuration in the config dict: lamda: Extra inputs"):
+        minidisc.compress(config={"lamda": 0.2}, output=tmp_path / "x")  # a YAML config's content
     with pytest.raises(ConfigError, match="lam"):  # pydantic's, as on the command line
         minidisc.compress(train_file=frame(), lam=float("inf"), output=tmp_path / "x", **COLUMNS)
     with pytest.raises(ConfigError, match="do not apply to --task lm"):
