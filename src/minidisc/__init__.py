@@ -12,7 +12,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_student"]
+#: The Python API (minidisc.api): one function per command, same options; docs/python-api.md.
+_API = ("finetune", "compress", "sparsify", "distill", "takd", "maxidisc", "compare", "RunResult", "read_result")
+
+__all__ = ["RunResult", "__version__", "compare", "compress", "distill", "finetune", "load_student", "maxidisc",
+           "read_result", "sparsify", "takd"]
 
 
 def __getattr__(name: str):  # lazy: keep `import minidisc` (and the CLI's --help) fast
@@ -20,4 +24,8 @@ def __getattr__(name: str):  # lazy: keep `import minidisc` (and the CLI's --hel
         from minidisc.elastic.io import load_student
 
         return load_student
+    if name in _API:
+        import minidisc.api
+
+        return getattr(minidisc.api, name)
     raise AttributeError(name)

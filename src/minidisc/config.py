@@ -69,7 +69,8 @@ class DataConfig(_Strict):
         2048, gt=0, description="training examples whose label-loss gradients score heads/neurons"
     )
     # --- your own labelled files (task "custom"; see minidisc.tasks.custom) ---
-    train_file: str | None = Field(None, description="CSV, TSV, JSON lines, JSON or Parquet file: task 'custom'")
+    train_file: str | None = Field(None, description="CSV, TSV, JSON lines, JSON or Parquet file (or the key of a "
+                                   "data set given in memory from Python, minidisc.tasks.memory): task 'custom'")
     validation_file: str | None = Field(None, description="None: a seeded stratified split of train_file")
     text_columns: tuple[str, ...] | None = Field(None, description="one column (single texts) or two (pairs); None: text")
     label_column: str | None = Field(None, description="None: label")
@@ -206,8 +207,10 @@ def parse_config(model: type[BaseModel], data: dict[str, Any], source: str) -> A
         raise ConfigError(f"invalid configuration in {source}: {problems}") from None
 
 
-def load_yaml(path: str | Path, model: type[BaseModel]) -> Any:
-    """Read and validate a YAML config file."""
+def load_yaml(path: str | Path | dict[str, Any], model: type[BaseModel]) -> Any:
+    """Read and validate a YAML config file (or, from the Python API, its content as a dict)."""
+    if isinstance(path, dict):
+        return parse_config(model, path, "the config dict")
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

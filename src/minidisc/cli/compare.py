@@ -29,7 +29,7 @@ def compare(
     output: Output = Path("runs/compare"),
     *,
     opts: ScheduleOptions,
-) -> None:
+) -> Path:
     """Compare all four schedules on one teacher: table and plot.
 
     Runs (or resumes) direct KD, TAKD, MaxiDisc and MiniDisc on the same fine-tuned and sparsified teacher and
@@ -50,3 +50,4 @@ def compare(
         multiple = f"{row['cost_multiple']:.2f}×" if row.get("cost_multiple") is not None else "–"
         typer.echo(f"{row['schedule']:>9}: dev {100 * row['dev_main']:.2f} | cost {row['cost_train_flops']:.3e} FLOPs ({multiple})")
     typer.echo(f"report: {run.path / 'report.md'}")
+    return run.path

@@ -94,7 +94,7 @@ def compress(
     precision: Precision = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
-) -> None:
+) -> Path:
     """Compress a teacher with MiniDisc to a target sparsity.
 
     Fine-tunes the teacher, sparsifies it, picks a teacher assistant by the λ-tradeoff in
@@ -146,8 +146,7 @@ def compress(
         }
         if cache_top_k is not None and teacher_cache is False:
             raise typer.BadParameter("--cache-top-k needs the teacher-logit cache: drop --no-teacher-cache")
-        _compress_lm(config, overrides, output, overwrite, teacher_cache, cache_top_k, cache_dir)
-        return
+        return _compress_lm(config, overrides, output, overwrite, teacher_cache, cache_top_k, cache_dir)
     given = [k for k, v in lm_options.items() if v is not None]
     if given:
         raise typer.BadParameter(f"{', '.join(given)} apply only to --task lm (compressing a decoder on text)")
@@ -168,6 +167,7 @@ def compress(
     cfg = build_compress_config(config, overrides)
     run = run_compress(cfg, output, overwrite=overwrite)
     summarize(run.path)
+    return run.path
 
 
 def summarize(path: Path) -> None:
@@ -183,10 +183,12 @@ def summarize(path: Path) -> None:
     typer.echo(f"report:  {path / 'report.md'}")
 
 
-def _yaml_task(path: Path) -> str | None:
+def _yaml_task(path: Path | dict) -> str | None:
     """The top-level ``task`` of a YAML config (``lm`` marks a decoder run), if any."""
     import yaml
 
+    if isinstance(path, dict):  # the Python API's config
+        return path.get("task")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
@@ -197,7 +199,7 @@ def _yaml_task(path: Path) -> str | None:
 def _compress_lm(
     config: Path | None, overrides: dict, output: Path, overwrite: bool, teacher_cache: bool | None = None,
     cache_top_k: int | None = None, cache_dir: Path | None = None,
-) -> None:
+) -> Path:
     """``compress --task lm``: build the config, run, summarise. ``--teacher-cache`` (or a
     ``--cache-top-k``) turns the cache on over the YAML's setting, ``--no-teacher-cache``
     off."""
@@ -218,6 +220,7 @@ def _compress_lm(
     cfg = parse_config(LMCompressConfig, merged, "the command line")
     run = run_compress_lm(cfg, output, overwrite=overwrite, cache_dir=cache_dir)
     summarize_lm(run.path)
+    return run.path
 
 
 def summarize_lm(path: Path) -> None:

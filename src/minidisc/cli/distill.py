@@ -78,7 +78,7 @@ def distill(
     layers: Annotated[str | None, typer.Option("--layers", help="Student = teacher layers: N or bottom:N = the bottom N; 0,2,4 or keep:0,2,4 = those 0-based indices; one layer: keep:5 (or 5,).")] = None,
     *,
     opts: ScheduleOptions,
-) -> None:
+) -> Path:
     """Direct KD: one teacher → student run, with its cost.
 
     The student is the teacher sliced at --sparsity or cut to --layers; one run.
@@ -89,3 +89,4 @@ def distill(
     cfg = opts.build(DistillConfig, target_sparsity=sparsity, layers=parse_layers(layers))
     run = run_distill(cfg, output, overwrite=opts.overwrite, teacher_cache=opts.teacher_cache(output, cfg.teacher_run))
     summarize(run.path)
+    return run.path

@@ -97,7 +97,7 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 776,
     precision: Precision = None,
     overwrite: Overwrite = False,
-) -> None:
+) -> Path:
     """Fine-tune a model on one task or a suite of GLUE tasks.
 
     One task (GLUE or CoNLL-2003, default sst2; or your own labelled files with
@@ -118,7 +118,7 @@ def finetune(
         tasks = parse_suite(glue_suite)
         run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite,
                        precision=precision or "auto")
-        return
+        return output
     data_cfg = parse_config(DataConfig, merge({}, {**data, **files}), "the command line")
     result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite,
                                precision=precision or "auto")
@@ -130,6 +130,7 @@ def finetune(
         typer.echo(f"data: {describe_record(result['data']['custom'])}")
     typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result['dev'].items())}")
     typer.echo(f"model: {output}")
+    return output
 
 
 def run_finetune_task(

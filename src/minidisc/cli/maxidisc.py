@@ -25,7 +25,7 @@ def maxidisc(
     output: Output = Path("runs/maxidisc"),
     *,
     opts: ScheduleOptions,
-) -> None:
+) -> Path:
     """MaxiDisc: TAKD through every candidate assistant, best kept.
 
     Hops shared by several paths are computed once; the student with the best dev
@@ -38,3 +38,4 @@ def maxidisc(
                      max_assistants=max_assistants)
     run = run_maxidisc(cfg, output, overwrite=opts.overwrite, teacher_cache=opts.teacher_cache(output, cfg.teacher_run))
     summarize(run.path)
+    return run.path

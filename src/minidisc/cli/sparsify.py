@@ -79,7 +79,7 @@ def sparsify(
     )] = "gradient",
     precision: Precision = None,
     overwrite: Overwrite = False,
-) -> None:
+) -> Path:
     """Score, reorder and map the heads/neurons of a teacher already fine-tuned on the task.
 
     Writes the reordered model, importance.safetensors and sparsity_map.json into --output.
@@ -101,6 +101,7 @@ def sparsify(
     typer.echo(f"reordered model: {output / 'model'}  ({summary['data']['importance_examples']} scoring examples)")
     typer.echo(f"importance: {cost['method']}, {cost['batches']} batches, {cost['tokens']} tokens, "
                f"{cost['flops']:.3g} FLOPs, {cost['wall_time_s']:.1f} s")
+    return output
 
 
 def run_sparsify(

@@ -22,7 +22,7 @@ def takd(
     output: Output = Path("runs/takd"),
     *,
     opts: ScheduleOptions,
-) -> None:
+) -> Path:
     """TAKD: distil along a fixed teacher-assistant path (--path).
 
     Mirzadeh et al. 2020: each hop distils the previous checkpoint into a copy cut to
@@ -34,3 +34,4 @@ def takd(
     cfg = opts.build(TakdConfig, path=parse_grid(path))
     run = run_takd(cfg, output, overwrite=opts.overwrite, teacher_cache=opts.teacher_cache(output, cfg.teacher_run))
     summarize(run.path)
+    return run.path

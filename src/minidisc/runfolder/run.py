@@ -57,6 +57,9 @@ CONFIG = "config.yaml"
 REPORT_FILES = ("report.json", "report.md")
 #: The first line of every run's config.yaml: how a damaged run is told from a foreign folder.
 CONFIG_HEADER = "# minidisc run configuration: resolved, compared with the command's on resume"
+#: Where the Python API saves a model given in memory, with the marker that says so.
+INPUTS = "inputs"
+INPUTS_MARKER = ".minidisc-inputs"
 
 OutputState = Literal["new", "run", "damaged"]
 
@@ -131,10 +134,7 @@ class RunDir:
         if state == "run" and not overwrite:
             manifest = read_json(self.path / MANIFEST)
             if manifest.get("command") != command or manifest.get("config") != wanted:
-                raise RunExistsError(
-                    f"{self.path} holds a {manifest.get('command')} run with a different configuration; "
-                    "pass --overwrite to replace it, or choose another --output"
-                )
+                raise different_run(self.path, manifest)
             return manifest, False
         fresh = {
             "command": command,
@@ -312,9 +312,25 @@ def is_damaged_run(path: Path) -> bool:
         return False
 
 
+def different_run(path: Path, manifest: dict[str, Any]) -> RunExistsError:
+    """The error for a run folder that holds another command's or configuration's run."""
+    return RunExistsError(
+        f"{path} holds a {manifest.get('command')} run with a different configuration; "
+        "pass --overwrite to replace it, or choose another --output"
+    )
+
+
+def inputs_folder(path: Path) -> Path | None:
+    """``path/inputs`` when it holds what the Python API saved for a run there (a model
+    given in memory, :mod:`minidisc.runfolder.inputs`), else None."""
+    folder = path / INPUTS
+    return folder if (folder / INPUTS_MARKER).is_file() and not folder.is_symlink() else None
+
+
 def _is_empty_dir(path: Path) -> bool:
-    """A folder with nothing in it but a killed run's staging folders."""
-    return path.is_dir() and set(path.iterdir()) <= set(leftovers(path))
+    """A folder with nothing in it but a killed run's staging folders (and the inputs a
+    run there is about to read)."""
+    return path.is_dir() and set(path.iterdir()) <= {*leftovers(path), inputs_folder(path)}
 
 
 def _lift(folder: Path) -> list[str]:
@@ -335,7 +351,10 @@ def _lift(folder: Path) -> list[str]:
 def _clear(path: Path) -> None:
     """Delete the folder's contents, keeping the folder (which may be a symlink) itself;
     linked stages are unlinked, never followed."""
+    keep = inputs_folder(path)  # the replacing run's own inputs, saved just before it starts
     for child in path.iterdir():
+        if child == keep:
+            continue
         if child.is_symlink() or not child.is_dir():
             child.unlink()
         else:

@@ -2,7 +2,9 @@
 :class:`~minidisc.tasks.registry.TaskSpec` and its train/dev splits, in the same columns
 as :func:`~minidisc.tasks.loading.load_split` returns, so every later stage works unchanged.
 
-Files are read with ``datasets`` (CSV, TSV, JSON lines, JSON, Parquet, by extension).
+Files are read with ``datasets`` (CSV, TSV, JSON lines, JSON, Parquet, by extension); a
+data set given in memory from Python stands in a file's place under a key
+(:mod:`minidisc.tasks.memory`) and gets the same checks.
 Everything is checked before any work: a bad file stops the run with one line naming the
 file, the row (1-based, header not counted) and the column.
 
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minidisc.errors import ConfigError, DataError
+from minidisc.tasks import memory
 from minidisc.tasks.registry import CLASSIFICATION, REGRESSION, TOKEN_CLASSIFICATION, TaskSpec
 
 if TYPE_CHECKING:
@@ -262,8 +265,10 @@ class _Read:
 
 
 def _read(path: str, text_columns: tuple[str, ...], label_column: str) -> _Read:
-    builder, _ = _fmt(path)
-    table = read_table(path)
+    if memory.is_key(path):  # a DataFrame or Dataset given from Python: the same checks as a file
+        builder, table = "memory", memory.table(path)
+    else:
+        builder, table = _fmt(path)[0], read_table(path)
     for column in text_columns:
         _check_column(path, table, column, "--text-column")
     _check_column(path, table, label_column, "--label-column")
@@ -372,7 +377,7 @@ def _load_custom(cfg: DataConfig, seed: int, stamps: tuple[Any, ...]) -> CustomD
     train_cols = _encode(train_read, spec, label_column, cfg.train_file)
     if cfg.validation_file:
         dev_cols = _encode(_read(cfg.validation_file, text_columns, label_column), spec, label_column, cfg.train_file)
-        source = f"file {cfg.validation_file}"
+        source = cfg.validation_file if memory.is_key(cfg.validation_file) else f"file {cfg.validation_file}"
     else:
         keep, held = stratified_split(train_cols["label"], fraction, seed, by_class=not regression)
         if len(held) == 0:
