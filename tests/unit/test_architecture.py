@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "fileio": 0,
     "seeding": 0,
+    "runtime": 0,  # the device and precision every stage computes in
     # 1: building blocks
     "elastic": 1,
     "models": 1,
