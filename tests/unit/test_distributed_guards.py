@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from minidisc import fileio
 from minidisc.config import CompressConfig
@@ -32,6 +33,7 @@ class FakeState:
         self.barrier = barrier
         self.num_processes = barrier.parties
         self.waits = 0
+        self.device = torch.device("cpu")  # minidisc.runtime reads the process's device
 
     @property
     def is_main_process(self) -> bool:
@@ -60,7 +62,7 @@ def two_processes(monkeypatch) -> Callable[[Callable[[int], Any]], list[Any]]:
     monkeypatch.setattr(accelerate, "PartialState", lambda cpu=False, **kw: getattr(local, "state", alone))
 
     def run(fn: Callable[[int], Any]) -> list[Any]:
-        barrier = threading.Barrier(2, timeout=20)
+        barrier = threading.Barrier(2, timeout=120)
         states = [FakeState(i, barrier) for i in range(2)]
 
         def as_process(i: int) -> Any:
@@ -68,7 +70,7 @@ def two_processes(monkeypatch) -> Callable[[Callable[[int], Any]], list[Any]]:
             return fn(i)
 
         with ThreadPoolExecutor(2) as pool:
-            results = [f.result(timeout=60) for f in [pool.submit(as_process, i) for i in range(2)]]
+            results = [f.result(timeout=300) for f in [pool.submit(as_process, i) for i in range(2)]]
         assert states[0].waits == states[1].waits  # every barrier is reached by both
         return results
 
