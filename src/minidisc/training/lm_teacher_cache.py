@@ -45,7 +45,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,7 @@ from minidisc.errors import ConfigError, ModelError
 from minidisc.fileio import atomic_path, read_json, write_json
 from minidisc.objectives import Signals
 from minidisc.objectives.topk import TopKTeacher, teacher_topk
-from minidisc.training.teacher_cache import teacher_fingerprint
+from minidisc.training.teacher_cache import CacheStats, teacher_fingerprint
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -77,26 +77,12 @@ FIX = "delete {folder} (it only saves time and is rebuilt), rerun with --overwri
 
 
 @dataclass
-class LMCacheStats:
-    """What a cache view served, in sequences (rows) and teacher forward FLOPs.
-
-    Attributes:
-        served: whether the stage's teacher is the cache's (else every row ran online).
-        hits: rows read from the cache.
-        misses: full rows the teacher computed (and the cache stored).
-        bypassed: rows the teacher computed without the cache (partial rows; every row
-            when the teacher is not the cache's).
-        flops_saved: teacher forward FLOPs not spent thanks to hits.
-    """
+class LMCacheStats(CacheStats):
+    """What a cache view served (:class:`~minidisc.training.teacher_cache.CacheStats`'s
+    counts, in sequences), and ``served``: whether the stage's teacher is the cache's
+    (else every row ran online and counts as ``bypassed``, with partial rows)."""
 
     served: bool = True
-    hits: int = 0
-    misses: int = 0
-    bypassed: int = 0
-    flops_saved: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
