@@ -9,6 +9,7 @@ barrier (timeout) instead of hanging, so unmatched synchronisation fails the tes
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from minidisc import fileio
 from minidisc.config import CompressConfig
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json
+from minidisc.runfolder import run as run_module
 from minidisc.runfolder.run import MANIFEST, RunDir
 
 
@@ -61,8 +63,8 @@ def two_processes(monkeypatch) -> Callable[[Callable[[int], Any]], list[Any]]:
     alone = FakeState(0, threading.Barrier(1))  # the test's own thread: one process
     monkeypatch.setattr(accelerate, "PartialState", lambda cpu=False, **kw: getattr(local, "state", alone))
 
-    def run(fn: Callable[[int], Any]) -> list[Any]:
-        barrier = threading.Barrier(2, timeout=120)
+    def run(fn: Callable[[int], Any], timeout: float = 120) -> list[Any]:
+        barrier = threading.Barrier(2, timeout=timeout)
         states = [FakeState(i, barrier) for i in range(2)]
 
         def as_process(i: int) -> Any:
@@ -70,9 +72,13 @@ def two_processes(monkeypatch) -> Callable[[Callable[[int], Any]], list[Any]]:
             return fn(i)
 
         with ThreadPoolExecutor(2) as pool:
-            results = [f.result(timeout=300) for f in [pool.submit(as_process, i) for i in range(2)]]
+            futures = [pool.submit(as_process, i) for i in range(2)]
+            errors = [f.exception(timeout=3 * timeout) for f in futures]
+        # The cause first: a process that failed leaves the other one a broken barrier.
+        for error in sorted((e for e in errors if e), key=lambda e: isinstance(e, threading.BrokenBarrierError)):
+            raise error
         assert states[0].waits == states[1].waits  # every barrier is reached by both
-        return results
+        return [f.result() for f in futures]
 
     return run
 
@@ -120,6 +126,29 @@ def test_run_dir_is_written_by_the_main_process_and_read_by_the_other(tmp_path, 
     assert {i for i, _ in writers} == {0}  # manifest and config: main only
     assert (tmp_path / "run" / "iter1" / "weights.bin").read_bytes() == b"w"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml", "iter1", MANIFEST, "report.md"]
+
+
+def test_a_slow_reader_never_sees_the_next_stage_early(tmp_path, two_processes, monkeypatch):
+    # The other process reads the manifest late: by then a quick main-only stage of the
+    # main process must not have saved its entry yet, or the other process would skip that
+    # stage's barrier and every later barrier would be unmatched (a deadlock).
+    real = fileio.read_json
+
+    def slow(path):
+        if fileio.process_state().index == 1:
+            time.sleep(0.3)
+        return real(path)
+
+    monkeypatch.setattr(run_module, "read_json", slow)
+
+    def process(i: int) -> list[str]:
+        run = RunDir(tmp_path / "run", CompressConfig(), "compress")
+        for name in ("a", "b", "c"):
+            run.stage(name, lambda root: {}, folder=False, main_only=True)
+        run.finish()
+        return list(run.manifest["stages"])
+
+    assert two_processes(process, timeout=10) == [["a", "b", "c"]] * 2
 
 
 def test_every_process_refuses_another_run_before_anything_is_written(tmp_path, two_processes):

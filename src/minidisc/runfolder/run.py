@@ -273,12 +273,17 @@ class RunDir:
 
     def _commit(self) -> None:
         """Save the manifest (main process); the others wait, then read it, so every
-        process holds the main process's entries (timestamps and wall times included)."""
+        process holds the main process's entries (timestamps and wall times included).
+
+        The second barrier keeps the main process from saving its next entry before the
+        others have read this one: a slow reader would otherwise see a later stage as
+        done, skip that stage's barrier and leave every later barrier unmatched."""
         if self._state.is_main_process:
             write_json(self.path / MANIFEST, self.manifest)
         self._state.wait_for_everyone()
         if not self._state.is_main_process:
             self.manifest = read_json(self.path / MANIFEST)
+        self._state.wait_for_everyone()
 
 
 def is_run_dir(path: Path) -> bool:
