@@ -29,4 +29,5 @@ def test_precision_numerics_tiny_prints_the_spread_and_the_bf16_runs(tmp_path):
     fp32 = [r["student"] for r in out["runs"] if r["precision"] == "fp32"]
     assert student["fp32_mean"] == pytest.approx(statistics.fmean(fp32)) and student["bf16"] == [out["runs"][2]["student"]]
     assert student["within_fp32_range"] == (min(fp32) <= out["runs"][2]["student"] <= max(fp32))
+    assert student["informative"] == (max(fp32) > min(fp32))
     assert out["device"] == "cpu" and out["tiny"] is True
