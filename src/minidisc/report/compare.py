@@ -173,7 +173,9 @@ def cost_markdown(cost: dict[str, Any] | None) -> list[str]:
 
 # --- a comparison ------------------------------------------------------------------------------
 
-SCHEDULE_TITLES = {"direct": "Direct KD", "takd": "TA (TAKD)", "maxidisc": "MaxiDisc", "minidisc": "MiniDisc"}
+SCHEDULE_TITLES = {"direct": "Direct KD", "takd": "TA (TAKD)", "maxidisc": "MaxiDisc", "minidisc": "MiniDisc",
+                   # the decoder arms (compare --task lm)
+                   "depth": "Depth pruning + KD", "random": "Random importance + KD", "pretrain": "From scratch"}
 
 
 def schedule_row(name: str, run_path: Path) -> dict[str, Any]:
@@ -269,22 +271,36 @@ def render_compare_markdown(r: dict[str, Any]) -> str:
 
 def plot_metric_vs_cost(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
     """Student dev metric (%) against cost multiple (log scale), one point per schedule."""
+    points = [(SCHEDULE_TITLES[r["schedule"]], r.get("cost_multiple") or r["cost_train_flops"], 100 * r["dev_main"])
+              for r in rows]
+    plot_against_cost(points, 100 * info["teacher_dev_main"], f"student dev {info['metric']} (%)",
+                      f"{info['task']}: {100 * (1 - info['target_sparsity']):g} % student", path)
+
+
+def plot_against_cost(
+    points: list[tuple[str, float, float]], teacher: float | None, ylabel: str, title: str, path: Path, *,
+    log_y: bool = False,
+) -> None:
+    """One labelled point per method, ``(label, cost, value)``, cost on a log axis (a
+    multiple of one direct-KD run), and the teacher's value as a dotted line; the
+    comparison plot of GLUE (dev metric) and of decoders (perplexity, ``log_y``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for row in rows:
-        x = row.get("cost_multiple") or row["cost_train_flops"]
-        ax.scatter([x], [100 * row["dev_main"]], s=60, label=SCHEDULE_TITLES[row["schedule"]], zorder=3)
-        ax.annotate(SCHEDULE_TITLES[row["schedule"]], (x, 100 * row["dev_main"]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
-    ax.axhline(100 * info["teacher_dev_main"], color="grey", linestyle=":", label="teacher")
+    for label, x, y in points:
+        ax.scatter([x], [y], s=60, label=label, zorder=3)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if teacher is not None:
+        ax.axhline(teacher, color="grey", linestyle=":", label="teacher")
     ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel("cost (multiples of one direct-KD run)")
-    ax.set_ylabel(f"student dev {info['metric']} (%)")
-    ax.set_title(f"{info['task']}: {100 * (1 - info['target_sparsity']):g} % student")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
