@@ -173,9 +173,10 @@ def test_command_runs_every_arm_into_one_table(finished):
     assert scratch["tokens"] > direct["tokens"]  # no teacher forwards: more tokens for the same FLOPs
 
     # its perplexity is evaluate-lm's on the saved files
+    from transformers import AutoModelForCausalLM
+
     from minidisc.evaluation.perplexity import LoadedLM, evaluate_perplexity
     from minidisc.models import ModelSource, load_tokenizer
-    from transformers import AutoModelForCausalLM
 
     folder = run / "pretrain" / "student"
     again = evaluate_perplexity(

@@ -7,6 +7,24 @@ from typing import Annotated
 
 import typer
 
+from minidisc.cli.lm_options import (
+    LM_PANEL,
+    BlockSize,
+    BudgetTokens,
+    CacheTopK,
+    CalibrationBlocks,
+    Corpus,
+    CorpusHubConfig,
+    EvalCorpus,
+    EvalMaxTokens,
+    FinalBudgetTokens,
+    Importance,
+    LayerShapes,
+    Prompt,
+    SandwichBudgetTokens,
+    SelectionBlocks,
+    corpus_overrides,
+)
 from minidisc.cli.options import (
     ConfigFile,
     DataDir,
@@ -30,25 +48,8 @@ from minidisc.cli.options import (
     help_text,
     parse_grid,
 )
-from minidisc.cli.lm_options import (
-    LM_PANEL,
-    BlockSize,
-    BudgetTokens,
-    CacheTopK,
-    CalibrationBlocks,
-    Corpus,
-    CorpusHubConfig,
-    EvalCorpus,
-    EvalMaxTokens,
-    FinalBudgetTokens,
-    Importance,
-    LayerShapes,
-    Prompt,
-    SandwichBudgetTokens,
-    SelectionBlocks,
-    corpus_overrides,
-)
 from minidisc.fileio import read_json
+
 CompressTask = Annotated[
     str | None,
     typer.Option("--task", help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, conll2003; or lm: a "

@@ -129,15 +129,15 @@ def render_lm_compare_markdown(r: dict[str, Any]) -> str:
     t = r["teacher"]
     d = r["data"] or {}
     lines = [
-        f"# Decoder compression baselines: {100 * (1 - r['target_sparsity']):g} % student "
-        f"({100 * r['target_sparsity']:g} % of the non-embedding parameters removed)",
+        (f"# Decoder compression baselines: {100 * (1 - r['target_sparsity']):g} % student "
+        f"({100 * r['target_sparsity']:g} % of the non-embedding parameters removed)"),
         "",
         f"- teacher: {t['source']} ({t['params']['non_embedding'] / 1e6:.2f}M non-embedding parameters, {t['layers']} layers)",
-        f"- training text: {d.get('data_source')} (blocks of {r['block_size']} tokens; the selection slice, "
-        f"{d.get('selection_blocks')} blocks, is held out of training), seed {r['seed']}",
-        f"- token budget per distillation stage: sandwich {r['budgets']['sandwich_tokens']}, final "
+        (f"- training text: {d.get('data_source')} (blocks of {r['block_size']} tokens; the selection slice, "
+        f"{d.get('selection_blocks')} blocks, is held out of training), seed {r['seed']}"),
+        (f"- token budget per distillation stage: sandwich {r['budgets']['sandwich_tokens']}, final "
         f"{r['budgets']['final_tokens']}; distillation loss {r['objective']['name']} {r['objective']['options']}; "
-        f"importance {r['importance']}",
+        f"importance {r['importance']}"),
         f"- cost multiple reference: {r['cost_reference']}",
     ]
     if r.get("note"):

@@ -112,7 +112,7 @@ def pretrain_config(cfg: LMCompareConfig, student_dir: Path, flops: float) -> Pr
     corpora).
     """
     from minidisc.elastic.families import family_for
-    from minidisc.models import load_config, ModelSource
+    from minidisc.models import ModelSource, load_config
     from minidisc.pretrain.config import PretrainConfig
     from minidisc.tasks.plaintext import corpus_files
 
