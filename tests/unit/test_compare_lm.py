@@ -88,7 +88,7 @@ def test_comparisons_that_cannot_run_are_refused():
     base = _base().model_dump(mode="json")
     cases = [
         ({"schedules": ["pretrain"]}, "add direct"),
-        ({"schedules": ["direct", "maxidisc"]}, "unknown arm"),
+        ({"schedules": ["direct", "depht"]}, "unknown arm"),
         ({"schedules": ["direct", "direct"]}, "named twice"),
         ({"base": {**base, "layer_shapes": "global"}}, "layer_shapes uniform"),
         ({"base": {**base, "drop_layers": 1}}, "depth arm"),
@@ -233,3 +233,43 @@ def test_refusals_before_any_work(tmp_path):
         assert p.returncode != 0 and says in said, (extra, p.stderr[-1500:])
         assert "Traceback" not in p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_maxidisc_checks_the_selection_through_every_candidate(tmp_path):
+    """The selection check from the Python API: TAKD through each candidate assistant, the
+    Spearman correlation of λ-tradeoff and student, on ``m`` (so exactly the negative of
+    the one on the students' perplexity)."""
+    from scipy.stats import spearmanr
+
+    import minidisc
+    from minidisc.fileio import read_json
+    from minidisc.schedules.lm_compare import distillation_compute
+    from tests.pretrain_helpers import write_corpus, write_decoder_teacher
+
+    write_decoder_teacher(tmp_path / "teacher", layers=2)
+    write_corpus(tmp_path / "train.txt", lines=120)
+    # batches of one block: 3 and 2 steps, so each stage trains past its warmup (a 1-step stage does not move)
+    result = minidisc.compare(
+        task="lm", teacher=str(tmp_path / "teacher"), corpus=[str(tmp_path / "train.txt")], block_size=16,
+        selection_blocks=4, calibration_blocks=4, grid="0,0.125,0.25,0.375,0.5", truncation=0.125, target=0.5,
+        lam=0.2, budget_tokens=48, final_budget_tokens=32, batch_size=1, eval_steps=2, learning_rate=1e-2,
+        prompt="the cat", schedules="maxidisc", output=tmp_path / "run")
+    report = result.details
+    correlation = report["correlation"]
+    rows = correlation["rows"]
+    assert [r["sparsity"] for r in rows] == [0.125, 0.25, 0.375]  # every candidate but the target
+    for r in rows:
+        assert r["tradeoff"] == pytest.approx(r["assistant_metric"] + 0.2 * r["sparsity"])
+        path = read_json(tmp_path / "run" / "maxidisc" / f"s{r['sparsity']:g}" / "manifest.json")["stages"]
+        assert (path["iter1"]["selected"], path["iter2"]["final"]) == (r["sparsity"], True)
+    rho = correlation["spearman_tradeoff_vs_student"]
+    by_ppl = spearmanr([r["tradeoff"] for r in rows], [r["student_perplexity"] for r in rows]).statistic
+    assert rho is not None and rho == pytest.approx(-by_ppl)
+
+    (row,) = report["rows"]
+    assert row["dev_main"] == max(r["student_metric"] for r in rows)  # the best student is the row's
+    runs = [read_json(tmp_path / "run" / "maxidisc" / f"s{s:g}" / "manifest.json")["stages"] for s in (0.125, 0.25, 0.375)]
+    assert row["tokens"] == 3 * (48 + 32)
+    assert row["cost_train_flops"] == pytest.approx(sum(distillation_compute(s)["train_flops"] for s in runs))
+    assert (tmp_path / "run" / "correlation.png").is_file()
+    assert "Assistant-student correlation" in (tmp_path / "run" / "report.md").read_text()

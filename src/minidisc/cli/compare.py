@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 @schedule_command
 def compare(
     target: Annotated[float | None, typer.Option("--target", help="Student sparsity, e.g. 0.9 (a 10 % student).")] = None,
-    schedules: Annotated[str | None, typer.Option(help=f"Comma-separated: {GLUE_SCHEDULES.replace(',', ', ')} (default all); --task lm: direct, depth, random, takd, minidisc, pretrain (default all).")] = None,
+    schedules: Annotated[str | None, typer.Option(help=f"Comma-separated: {GLUE_SCHEDULES.replace(',', ', ')} (default all); --task lm: direct, depth, random, takd, minidisc, pretrain (default all) and maxidisc (the selection check: TAKD through every MiniDisc candidate, Spearman correlation of λ-tradeoff and student).")] = None,
     takd_path: Annotated[str | None, typer.Option(help="TAKD path (default: the candidate nearest target/2, then the target); --task lm: the one assistant (optionally then the target).")] = None,
     truncation: Annotated[float | None, typer.Option(help="MiniDisc/MaxiDisc candidates are at least this sparse (default 0.5; --task lm 0.25).")] = None,
     lam: Annotated[float | None, typer.Option("--lam", help="MiniDisc's λ (default 0.2).")] = None,

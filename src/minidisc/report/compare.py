@@ -322,8 +322,6 @@ def assistant_student_correlation(maxidisc_dir: Path, minidisc_dir: Path | None,
     i.e. the numbers its selection actually uses. Returns None without single-assistant
     paths.
     """
-    from scipy.stats import spearmanr
-
     manifest = read_json(maxidisc_dir / "manifest.json")
     stages = manifest["stages"]
     rows = []
@@ -337,6 +335,18 @@ def assistant_student_correlation(maxidisc_dir: Path, minidisc_dir: Path | None,
                      "tradeoff": tradeoff(first.dev_main, levels[0], lam)})
     if not rows:
         return None
+    return correlation_summary(rows, lam, minidisc_dir)
+
+
+def correlation_summary(rows: list[dict[str, Any]], lam: float, minidisc_dir: Path | None = None) -> dict[str, Any]:
+    """The Spearman correlations of per-assistant ``rows`` (``sparsity``,
+    ``assistant_metric``, ``student_metric``, ``tradeoff``; higher metrics are better):
+    tradeoff and assistant metric against the student's, where the best student and the
+    tradeoff's peak are; with a MiniDisc run, the same with the assistants' metrics in
+    its sandwich iteration 1 (what its selection used). Shared by the GLUE (MaxiDisc
+    run) and the decoder (``compare --task lm``) comparisons."""
+    from scipy.stats import spearmanr
+
     rows.sort(key=lambda r: r["sparsity"])
 
     def rho(xs: list[float], ys: list[float], p_value: bool = False) -> float | None:
@@ -402,13 +412,15 @@ def plot_correlation(result: dict[str, Any], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def correlation_markdown(result: dict[str, Any], target: float) -> list[str]:
+def correlation_markdown(result: dict[str, Any], target: float, metric: str = "dev") -> list[str]:
+    """Markdown of :func:`correlation_summary`'s result; ``metric`` names the metric in
+    the headers (×100, as a percentage)."""
     pct = lambda x: "–" if x is None else f"{100 * x:.2f}"
     fmt = lambda x: "–" if x is None else f"{x:.2f}"
     lines = [
         f"## Assistant-student correlation ({100 * target:g} % sparse student)",
         "",
-        "| assistant sparsity % | assistant dev % | λ-tradeoff % | in MiniDisc's sandwich % | student dev % |",
+        f"| assistant sparsity % | assistant {metric} % | λ-tradeoff % | in MiniDisc's sandwich % | student {metric} % |",
         "|---|---|---|---|---|",
     ]
     for r in result["rows"]:

@@ -9,7 +9,8 @@ FLOPs (student 3× forward + teacher forwards) and wall time of its distillation
 (:func:`minidisc.report.compare.add_multiples`, the GLUE comparison's). Importance
 calibration is listed apart (``preparation_flops``), as the GLUE table leaves the shared
 preparation out. The plot is the GLUE comparison's (:func:`plot_against_cost`) with
-perplexity on a log axis.
+perplexity on a log axis. With the ``maxidisc`` arm, the assistant-student correlation
+of the GLUE comparison follows (its table and ``correlation.png``), on ``m``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.fileio import read_json, write_json, write_text
-from minidisc.report.compare import SCHEDULE_TITLES, add_multiples, plot_against_cost
+from minidisc.report.compare import (
+    SCHEDULE_TITLES,
+    add_multiples,
+    correlation_markdown,
+    correlation_summary,
+    plot_against_cost,
+    plot_correlation,
+)
 from minidisc.schedules.lm_compare import distillation_compute
 from minidisc.schedules.lm_compare_config import LM_ARM_DESCRIPTIONS
 from minidisc.training.records import iteration_names
+from minidisc.training.selection import tradeoff
 
 if TYPE_CHECKING:
     from minidisc.runfolder.run import RunDir
@@ -33,7 +42,13 @@ def write_lm_compare_report(run: RunDir) -> dict[str, Any]:
     """Write report.json, report.md and compare.png of a finished comparison; return the report."""
     report = build_lm_compare_report(run)
     write_json(run.path / "report.json", report)
-    write_text(run.path / "report.md", render_lm_compare_markdown(report))
+    text = render_lm_compare_markdown(report)
+    correlation = report["correlation"]
+    if correlation is not None:
+        target = report["target_sparsity"]
+        text += "\n".join(correlation_markdown(correlation, target, metric="m = PPL_T / PPL"))
+        plot_correlation(correlation, f"decoder: {100 * (1 - target):g} % student", run.path / "correlation.png")
+    write_text(run.path / "report.md", text)
     plot_perplexity_vs_cost(report, run.path / "compare.png")
     return report
 
@@ -43,14 +58,24 @@ def build_lm_compare_report(run: RunDir) -> dict[str, Any]:
     cfg = run.manifest["config"]
     stages = run.manifest["stages"]
     arms = [name for name in cfg["schedules"] if name in stages]
-    compress_arms = [a for a in arms if a != "pretrain"]
+    compress_arms = [a for a in arms if a not in ("pretrain", "maxidisc")] or [
+        Path(p["run"]).relative_to(run.path).as_posix() for p in stages.get("maxidisc", {}).get("paths", [])]
     first = read_json(run.path / compress_arms[0] / "manifest.json")["stages"]  # every arm has the same teacher
     teacher = first["teacher"]
-    rows = [arm_row(name, run.path / name) if name != "pretrain" else pretrain_row(stages["pretrain"]) for name in arms]
+    base = cfg["base"]
+    correlation = None
+    rows = []
+    for name in arms:
+        if name == "pretrain":
+            rows.append(pretrain_row(stages["pretrain"]))
+        elif name == "maxidisc":
+            row, correlation = maxidisc_row(stages["maxidisc"], run.path, base["lam"])
+            rows.append(row)
+        else:
+            rows.append(arm_row(name, run.path / name))
     for row in rows:
         row["sparsity"] = 1 - row["params"]["non_embedding"] / teacher["params"]["non_embedding"]
     reference = add_multiples(rows)
-    base = cfg["base"]
     return {
         "task": "lm",
         "teacher": {"source": teacher.get("source"), **{k: teacher[k] for k in ("selection", "heldout", "layers", "params",
@@ -71,6 +96,7 @@ def build_lm_compare_report(run: RunDir) -> dict[str, Any]:
         "cost_reference": reference,
         "note": base.get("note"),
         "rows": rows,
+        "correlation": correlation,
     }
 
 
@@ -83,6 +109,30 @@ def arm_row(name: str, run_path: Path) -> dict[str, Any]:
     prep = (stages["sparsified"].get("compute") or {}).get("train_flops", 0.0)
     return _row(name, run_path, student, cost, [stages[n]["selected"] for n in iteration_names(stages)],
                 len(iteration_names(stages)), prep)
+
+
+def maxidisc_row(entry: dict[str, Any], root: Path, lam: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``maxidisc`` arm's row (the best student by selection-slice ``m``; the cost of
+    every path) and the assistant-student correlation
+    (:func:`~minidisc.report.compare.correlation_summary`): per assistant, the ``m`` of
+    TAKD's first hop, its λ-tradeoff, and the student's ``m`` (higher is better: the
+    ranking of its perplexity reversed) and perplexities."""
+    paths = [(p["assistant"], arm_row("maxidisc", Path(p["run"]))) for p in entry["paths"]]
+    best = max((r for _, r in paths), key=lambda r: r["dev_main"])
+    row = {**best, "run": str(root / "maxidisc"), "paths": [{"assistant": a, "run": r["run"]} for a, r in paths]}
+    for key in ("tokens", "cost_train_flops", "teacher_forward_flops", "cost_wall_time_s", "preparation_flops",
+                "training_runs"):
+        row[key] = sum(r[key] for _, r in paths)
+    correlation_rows = []
+    for assistant, r in paths:
+        first = read_json(Path(r["run"]) / "manifest.json")["stages"]["iter1"]["selected_metric"]
+        correlation_rows.append({
+            "sparsity": assistant, "assistant_metric": first, "tradeoff": tradeoff(first, assistant, lam),
+            "student_metric": r["dev_main"], "student_perplexity": r["dev"]["perplexity"],
+            "student_heldout_perplexity": {c: h["perplexity"] for c, h in r["heldout"].items()},
+        })
+    minidisc = root / "minidisc"
+    return row, correlation_summary(correlation_rows, lam, minidisc if minidisc.is_dir() else None)
 
 
 def pretrain_row(entry: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Run directory::
 
     <out>/direct/ depth/ random/ takd/ minidisc/   one ``compress --task lm`` run per arm
                                                     (its own manifest: resumable alone)
+    <out>/maxidisc/s<sparsity>/                     one TAKD run per candidate assistant
     <out>/pretrain/                                 a ``minidisc pretrain`` run (scratch)
     <out>/teacher-cache/                            the teacher-logit cache every arm reads
                                                     (with ``base.teacher_cache``)
@@ -23,6 +24,11 @@ stages). The arms (:data:`~minidisc.schedules.lm_compare_config.LM_ARMS`):
 ``takd``      two iterations through a fixed assistant (``assistant``: plain
               distillation into it at ``sandwich_budget_tokens``, no λ-selection).
 ``minidisc``  ``base`` itself.
+``maxidisc``  (asked for by name) ``takd`` through every candidate of MiniDisc's first
+              iteration, one run each in ``maxidisc/s<sparsity>/``; its row is the best
+              student (selection slice), its cost all the runs; the report adds the
+              Spearman correlation of each assistant's λ-tradeoff with the student
+              distilled through it (the selection check).
 ``pretrain``  the direct-KD student's exact shape (layers, width, heads, KV heads, head
               width, FFN units), random weights, causal-LM loss on the training corpus,
               for the training FLOPs of the direct-KD run (Bui et al. 2024,
@@ -67,12 +73,15 @@ def run_compare_lm(cfg: LMCompareConfig, output: str | Path, *, overwrite: bool 
     configure(cfg.base.precision)  # an impossible precision stops here, before anything is written
     source, _ = check_lm_inputs(cfg.base)
     teacher_config = load_config(source)
-    arms = {name: cfg.arm_config(name, teacher_config) for name in cfg.schedules if name != "pretrain"}
+    arms = {name: cfg.arm_config(name, teacher_config) for name in cfg.schedules if name not in ("maxidisc", "pretrain")}
     run = RunDir(output, cfg, "compare", overwrite=overwrite)
     cache = Path(cache_dir) if cache_dir else run.path / "teacher-cache"
     for name, arm in arms.items():
         run.stage(name, lambda _root, name=name, arm=arm: _compress_arm(arm, run.path / name, cache),
                   folder=False, outputs=(name,))
+    if "maxidisc" in cfg.schedules:
+        run.stage("maxidisc", lambda _root: _maxidisc_arm(cfg, run.path / "maxidisc", cache), folder=False,
+                  outputs=("maxidisc",))
     if "pretrain" in cfg.schedules:
         run.stage("pretrain", lambda _root: _pretrain_arm(cfg, run), folder=False, outputs=("pretrain",))
 
@@ -96,6 +105,16 @@ def _compress_arm(arm_cfg: Any, out: Path, cache: Path) -> dict[str, Any]:
     student = sub.record("student")
     return {"run": str(out), "selection": student["selection"],
             "heldout": {c: h["perplexity"] for c, h in student["heldout"].items()}}
+
+
+def _maxidisc_arm(cfg: LMCompareConfig, out: Path, cache: Path) -> dict[str, Any]:
+    """TAKD through each of MiniDisc's candidate assistants (``<out>/s<sparsity>/``, each a
+    ``compress --task lm`` run with a fixed assistant); returns the paths' summaries."""
+    paths = []
+    for assistant in cfg.maxidisc_assistants():
+        summary = _compress_arm(cfg.takd_config(assistant), out / f"s{assistant:g}", cache)
+        paths.append({"assistant": assistant, **summary})
+    return {"paths": paths}
 
 
 # --- the from-scratch arm -----------------------------------------------------------------

@@ -18,7 +18,10 @@ from minidisc.elastic.levels import level
 from minidisc.schedules.lm_config import LMCompressConfig
 
 #: The arms, in the order they run (``pretrain`` takes its FLOPs budget from ``direct``).
-LM_ARMS: tuple[str, ...] = ("direct", "depth", "random", "takd", "minidisc", "pretrain")
+LM_ARMS: tuple[str, ...] = ("direct", "depth", "random", "takd", "minidisc", "maxidisc", "pretrain")
+#: The arms run when none are named: all but ``maxidisc`` (one TAKD run per candidate: the
+#: selection check, asked for on its own).
+DEFAULT_LM_ARMS: tuple[str, ...] = tuple(a for a in LM_ARMS if a != "maxidisc")
 
 #: One line per arm, for ``--help``, the docs and the report.
 LM_ARM_DESCRIPTIONS: dict[str, str] = {
@@ -28,6 +31,8 @@ LM_ARM_DESCRIPTIONS: dict[str, str] = {
     "random": "prune to the target by random importance, distil (the importance estimator's baseline)",
     "takd": "TAKD through a fixed assistant: teacher → assistant (sandwich budget) → target (final budget)",
     "minidisc": "compress --task lm: sandwich, λ-selected assistant, final distillation",
+    "maxidisc": "TAKD through every candidate assistant of MiniDisc's first iteration, the best student kept; "
+    "the selection check (Spearman correlation of λ-tradeoff and student)",
     "pretrain": "the direct-KD student's shape, randomly initialised, trained on the corpus alone with as many "
     "FLOPs as the direct-KD run (minidisc pretrain --strategy scratch)",
 }
@@ -39,7 +44,7 @@ class LMCompareConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     base: LMCompressConfig
-    schedules: tuple[str, ...] = Field(LM_ARMS, min_length=1, description="arms to run (LM_ARMS)")
+    schedules: tuple[str, ...] = Field(DEFAULT_LM_ARMS, min_length=1, description="arms to run (LM_ARMS)")
     takd_assistant: float | None = Field(
         None, gt=0, lt=1, description="TAKD's assistant sparsity; default the grid level nearest half the target"
     )
@@ -68,7 +73,21 @@ class LMCompareConfig(BaseModel):
             raise ValueError("drop_layers is set by the depth arm; leave --drop-layers out of a comparison")
         if "takd" in self.schedules:
             self.assistant_level()  # raises when there is none
+        if "maxidisc" in self.schedules and not self.maxidisc_assistants():
+            raise ValueError(f"maxidisc needs candidates less sparse than the target {self.base.target_sparsity} "
+                             f"at or above --truncation {self.base.truncation} on the grid {list(self.base.grid)}")
         return self
+
+    def maxidisc_assistants(self) -> list[float]:
+        """The assistants of the ``maxidisc`` arm: MiniDisc's candidates of iteration 1
+        (:meth:`LMCompressConfig.candidate_levels`) other than the target."""
+        target = level(self.base.target_sparsity)
+        return [s for s in self.base.candidate_levels(0.0) if level(s) != target]
+
+    def takd_config(self, assistant: float) -> LMCompressConfig:
+        """``base`` through the fixed ``assistant`` (two iterations, no λ-selection)."""
+        return LMCompressConfig.model_validate(
+            {**self.base.model_dump(mode="json"), "iterations": 2, "assistant": level(assistant)})
 
     def assistant_level(self) -> float:
         """TAKD's assistant: ``takd_assistant``, else the grid level (above 0, below the
@@ -101,7 +120,7 @@ class LMCompareConfig(BaseModel):
             if name == "random":
                 changes["importance"] = "random"
         elif name == "takd":
-            changes = {"iterations": 2, "assistant": self.assistant_level()}
+            return self.takd_config(self.assistant_level())
         elif name == "depth":
             if teacher_config is None:
                 raise ValueError("the depth arm needs the teacher's config")
