@@ -7,6 +7,24 @@ from typing import Annotated
 
 import typer
 
+from minidisc.cli.lm_options import (
+    LM_PANEL,
+    BlockSize,
+    BudgetTokens,
+    CacheTopK,
+    CalibrationBlocks,
+    Corpus,
+    CorpusHubConfig,
+    EvalCorpus,
+    EvalMaxTokens,
+    FinalBudgetTokens,
+    Importance,
+    LayerShapes,
+    Prompt,
+    SandwichBudgetTokens,
+    SelectionBlocks,
+    corpus_overrides,
+)
 from minidisc.cli.options import (
     ConfigFile,
     DataDir,
@@ -32,7 +50,6 @@ from minidisc.cli.options import (
 )
 from minidisc.fileio import read_json
 
-LM_PANEL = "Decoder LMs (--task lm)"
 CompressTask = Annotated[
     str | None,
     typer.Option("--task", help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, conll2003; or lm: a "
@@ -72,24 +89,24 @@ def compress(
     patience: Annotated[int | None, typer.Option(help="Evaluations without improvement before stopping.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stage (default 776).")] = None,
     save_candidates: Annotated[bool, typer.Option("--save-candidates", help="Also save each candidate's best sub-network.")] = False,
-    corpus: Annotated[list[str] | None, typer.Option("--corpus", help="--task lm: training text file or folder of .txt files (repeatable), or one hub dataset name.", rich_help_panel=LM_PANEL)] = None,
-    eval_corpus: Annotated[list[str] | None, typer.Option("--eval-corpus", help="--task lm: held-out text file or folder (repeatable), for the report only (perplexity, bits per byte).", rich_help_panel=LM_PANEL)] = None,
-    corpus_config: Annotated[str | None, typer.Option(help="--task lm: hub dataset configuration of --corpus, e.g. wikitext-103-raw-v1.", rich_help_panel=LM_PANEL)] = None,
-    block_size: Annotated[int | None, typer.Option(help="--task lm: tokens per training block (default 128).", rich_help_panel=LM_PANEL)] = None,
-    budget_tokens: Annotated[int | None, typer.Option(help="--task lm: training tokens of EVERY distillation stage (each sandwich iteration and the final one; default 200000).", rich_help_panel=LM_PANEL)] = None,
-    sandwich_budget_tokens: Annotated[int | None, typer.Option(help="--task lm: training tokens of each sandwich iteration (default --budget-tokens).", rich_help_panel=LM_PANEL)] = None,
-    final_budget_tokens: Annotated[int | None, typer.Option(help="--task lm: training tokens of the final distillation (default --budget-tokens).", rich_help_panel=LM_PANEL)] = None,
-    selection_blocks: Annotated[int | None, typer.Option(help="--task lm: training blocks held out as the selection slice (default 16).", rich_help_panel=LM_PANEL)] = None,
-    calibration_blocks: Annotated[int | None, typer.Option(help="--task lm: training blocks that score importance (default 32).", rich_help_panel=LM_PANEL)] = None,
-    eval_max_tokens: Annotated[int | None, typer.Option(help="--task lm: score only the first N tokens of each --eval-corpus file.", rich_help_panel=LM_PANEL)] = None,
+    corpus: Corpus = None,
+    eval_corpus: EvalCorpus = None,
+    corpus_config: CorpusHubConfig = None,
+    block_size: BlockSize = None,
+    budget_tokens: BudgetTokens = None,
+    sandwich_budget_tokens: SandwichBudgetTokens = None,
+    final_budget_tokens: FinalBudgetTokens = None,
+    selection_blocks: SelectionBlocks = None,
+    calibration_blocks: CalibrationBlocks = None,
+    eval_max_tokens: EvalMaxTokens = None,
     objective: Annotated[str | None, typer.Option(help="--task lm: distillation loss: forward_kl (default), reverse_kl, jsd, skew_kl, skew_reverse_kl.", rich_help_panel=LM_PANEL)] = None,
     temperature: Annotated[float | None, typer.Option(help="--task lm: softmax temperature of the distillation loss (default 1).", rich_help_panel=LM_PANEL)] = None,
-    importance: Annotated[str | None, typer.Option(help="--task lm: importance estimator: activation (default; Minitron, forward only), gradient, magnitude or random (baselines).", rich_help_panel=LM_PANEL)] = None,
-    layer_shapes: Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig) or global (per-layer sizes, loaded with minidisc.load_student).", rich_help_panel=LM_PANEL)] = None,
+    importance: Importance = None,
+    layer_shapes: LayerShapes = None,
     drop_layers: Annotated[int | None, typer.Option(help="--task lm: remove this many whole layers (least block importance, Minitron's depth pruning) from every candidate and the student; uniform layer shapes only (default 0).", rich_help_panel=LM_PANEL)] = None,
-    prompt: Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)] = None,
+    prompt: Prompt = None,
     teacher_cache: Annotated[bool | None, typer.Option("--teacher-cache/--no-teacher-cache", help="--task lm: distil from the teacher's top-k log-probabilities + a tail bucket, computed once per training block and reused by every stage and run on the same teacher (default off; see docs/lm.md).", rich_help_panel=LM_PANEL)] = None,
-    cache_top_k: Annotated[int | None, typer.Option(help="--task lm: words kept per position by --teacher-cache (default 64).", rich_help_panel=LM_PANEL)] = None,
+    cache_top_k: CacheTopK = None,
     cache_dir: Annotated[Path | None, typer.Option(help="--task lm: teacher-logit cache folder (default: teacher-cache/ in the run); runs on the same teacher may share one.", rich_help_panel=LM_PANEL)] = None,
     precision: Precision = None,
     config: ConfigFile = None,
@@ -133,9 +150,8 @@ def compress(
                  "patience": patience, "seed": seed}
         overrides = {
             "teacher": teacher,
-            "corpus": {"train": corpus or None, "hub_config": corpus_config, "eval": eval_corpus or None,
-                       "block_size": block_size, "selection_blocks": selection_blocks,
-                       "calibration_blocks": calibration_blocks, "eval_max_tokens": eval_max_tokens},
+            "corpus": corpus_overrides(corpus, eval_corpus, corpus_config, block_size, selection_blocks,
+                                       calibration_blocks, eval_max_tokens),
             "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
             "grid": parse_grid(grid), "save_candidates": save_candidates or None,
             "importance": importance, "layer_shapes": layer_shapes, "drop_layers": drop_layers, "objective": objective,

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from minidisc.config import WithPrecision
 from minidisc.objectives.catalog import OBJECTIVE_DESCRIPTIONS
@@ -46,6 +53,10 @@ class StudentConfig(_Strict):
         "default: heads / the teacher's query heads per KV head when that divides, else one per query head",
     )
     ffn: int | None = Field(None, ge=1, description="FFN units; default the teacher's ratio times the width")
+    head_dim: int | None = Field(
+        None, ge=1, description="width of one attention head of a LLaMA-family student; default width / heads (the "
+        "teacher's own when width and heads are the teacher's). A pruned decoder keeps the teacher's head_dim "
+        "with a narrower width: `compare --task lm` pretrains that exact shape from scratch")
     init_from_teacher: str | None = Field(
         None,
         description="copy embeddings, these teacher layers and the LM head: 'uniform' (every "
@@ -59,6 +70,14 @@ class StudentConfig(_Strict):
         False, description="set the MLM output bias to the log unigram frequencies of the training blocks "
         "(encoders only: a LLaMA lm_head has no bias)"
     )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_head_dim(self, handler: Any) -> dict[str, Any]:
+        # head_dim came after runs existed: left out while unset, so their configs read as before
+        data = handler(self)
+        if data.get("head_dim", 0) is None:
+            del data["head_dim"]
+        return data
 
     @model_validator(mode="after")
     def _freeze_needs_init(self) -> StudentConfig:

@@ -184,8 +184,8 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
     teacher layers it is initialised from (``None``: random initialisation).
 
     A student with grouped-query attention (LLaMA family) gets ``num_key_value_heads``,
-    ``head_dim = hidden / heads`` (the teacher's own ``head_dim`` when width and heads are
-    the teacher's) and the teacher's ``tie_word_embeddings``
+    ``head_dim`` as given, else ``hidden / heads`` (the teacher's own ``head_dim`` when
+    width and heads are the teacher's) and the teacher's ``tie_word_embeddings``
     (:meth:`~minidisc.elastic.families.Family.set_sizes` writes the sizes).
 
     Raises:
@@ -212,7 +212,9 @@ def student_config(teacher_config: Any, spec: StudentConfig) -> tuple[Any, list[
     layers = len(layers_from) if layers_from else (spec.layers or math.ceil(t_layers / 2))
     ffn = spec.ffn or max(1, round(t_ffn * hidden / t_hidden))
     config = teacher_config.__class__.from_dict(teacher_config.to_dict())
-    head_dim = geo.head_dim if (hidden, heads) == (t_hidden, t_heads) else hidden // heads
+    if spec.head_dim is not None and not family.grouped_query:
+        raise ConfigError(f"head_dim is for LLaMA-family students; a {family.name}-family student has width / heads: drop it")
+    head_dim = spec.head_dim or (geo.head_dim if (hidden, heads) == (t_hidden, t_heads) else hidden // heads)
     family.set_sizes(config, layers=layers, hidden=hidden, heads=heads, kv_heads=kv, head_dim=head_dim, ffn=ffn)
     config.architectures = None
     # encoders tie their MLM decoder to the word embeddings; a decoder keeps the teacher's

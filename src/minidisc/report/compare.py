@@ -173,7 +173,9 @@ def cost_markdown(cost: dict[str, Any] | None) -> list[str]:
 
 # --- a comparison ------------------------------------------------------------------------------
 
-SCHEDULE_TITLES = {"direct": "Direct KD", "takd": "TA (TAKD)", "maxidisc": "MaxiDisc", "minidisc": "MiniDisc"}
+SCHEDULE_TITLES = {"direct": "Direct KD", "takd": "TA (TAKD)", "maxidisc": "MaxiDisc", "minidisc": "MiniDisc",
+                   # the decoder arms (compare --task lm)
+                   "depth": "Depth pruning + KD", "random": "Random importance + KD", "pretrain": "From scratch"}
 
 
 def schedule_row(name: str, run_path: Path) -> dict[str, Any]:
@@ -269,22 +271,36 @@ def render_compare_markdown(r: dict[str, Any]) -> str:
 
 def plot_metric_vs_cost(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
     """Student dev metric (%) against cost multiple (log scale), one point per schedule."""
+    points = [(SCHEDULE_TITLES[r["schedule"]], r.get("cost_multiple") or r["cost_train_flops"], 100 * r["dev_main"])
+              for r in rows]
+    plot_against_cost(points, 100 * info["teacher_dev_main"], f"student dev {info['metric']} (%)",
+                      f"{info['task']}: {100 * (1 - info['target_sparsity']):g} % student", path)
+
+
+def plot_against_cost(
+    points: list[tuple[str, float, float]], teacher: float | None, ylabel: str, title: str, path: Path, *,
+    log_y: bool = False,
+) -> None:
+    """One labelled point per method, ``(label, cost, value)``, cost on a log axis (a
+    multiple of one direct-KD run), and the teacher's value as a dotted line; the
+    comparison plot of GLUE (dev metric) and of decoders (perplexity, ``log_y``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for row in rows:
-        x = row.get("cost_multiple") or row["cost_train_flops"]
-        ax.scatter([x], [100 * row["dev_main"]], s=60, label=SCHEDULE_TITLES[row["schedule"]], zorder=3)
-        ax.annotate(SCHEDULE_TITLES[row["schedule"]], (x, 100 * row["dev_main"]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
-    ax.axhline(100 * info["teacher_dev_main"], color="grey", linestyle=":", label="teacher")
+    for label, x, y in points:
+        ax.scatter([x], [y], s=60, label=label, zorder=3)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if teacher is not None:
+        ax.axhline(teacher, color="grey", linestyle=":", label="teacher")
     ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel("cost (multiples of one direct-KD run)")
-    ax.set_ylabel(f"student dev {info['metric']} (%)")
-    ax.set_title(f"{info['task']}: {100 * (1 - info['target_sparsity']):g} % student")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -306,8 +322,6 @@ def assistant_student_correlation(maxidisc_dir: Path, minidisc_dir: Path | None,
     i.e. the numbers its selection actually uses. Returns None without single-assistant
     paths.
     """
-    from scipy.stats import spearmanr
-
     manifest = read_json(maxidisc_dir / "manifest.json")
     stages = manifest["stages"]
     rows = []
@@ -321,6 +335,18 @@ def assistant_student_correlation(maxidisc_dir: Path, minidisc_dir: Path | None,
                      "tradeoff": tradeoff(first.dev_main, levels[0], lam)})
     if not rows:
         return None
+    return correlation_summary(rows, lam, minidisc_dir)
+
+
+def correlation_summary(rows: list[dict[str, Any]], lam: float, minidisc_dir: Path | None = None) -> dict[str, Any]:
+    """The Spearman correlations of per-assistant ``rows`` (``sparsity``,
+    ``assistant_metric``, ``student_metric``, ``tradeoff``; higher metrics are better):
+    tradeoff and assistant metric against the student's, where the best student and the
+    tradeoff's peak are; with a MiniDisc run, the same with the assistants' metrics in
+    its sandwich iteration 1 (what its selection used). Shared by the GLUE (MaxiDisc
+    run) and the decoder (``compare --task lm``) comparisons."""
+    from scipy.stats import spearmanr
+
     rows.sort(key=lambda r: r["sparsity"])
 
     def rho(xs: list[float], ys: list[float], p_value: bool = False) -> float | None:
@@ -386,13 +412,15 @@ def plot_correlation(result: dict[str, Any], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def correlation_markdown(result: dict[str, Any], target: float) -> list[str]:
+def correlation_markdown(result: dict[str, Any], target: float, metric: str = "dev") -> list[str]:
+    """Markdown of :func:`correlation_summary`'s result; ``metric`` names the metric in
+    the headers (×100, as a percentage)."""
     pct = lambda x: "–" if x is None else f"{100 * x:.2f}"
     fmt = lambda x: "–" if x is None else f"{x:.2f}"
     lines = [
         f"## Assistant-student correlation ({100 * target:g} % sparse student)",
         "",
-        "| assistant sparsity % | assistant dev % | λ-tradeoff % | in MiniDisc's sandwich % | student dev % |",
+        f"| assistant sparsity % | assistant {metric} % | λ-tradeoff % | in MiniDisc's sandwich % | student {metric} % |",
         "|---|---|---|---|---|",
     ]
     for r in result["rows"]:

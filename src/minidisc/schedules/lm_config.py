@@ -97,11 +97,14 @@ class LMCompressConfig(_Strict, WithPrecision):
     new_tokens: int = Field(32, ge=1, le=512, description="tokens each model adds to the prompt")
     save_candidates: bool = False
     teacher_cache: LMTeacherCacheConfig | None = Field(None, description="distil from the cached top-k + tail (None: online, full vocabulary)")
+    assistant: float | None = Field(
+        None, gt=0, lt=1, description="a fixed teacher assistant (TAKD, no λ-selection): iteration 1 distils the "
+        "teacher into this sparsity alone, iteration 2 the assistant into the target; needs iterations 2")
     note: str | None = None
 
     # the cache is left out when off, so a run's config (manifest, config.yaml, stage
     # fingerprints) reads as it did before the cache existed: older runs still resume
-    omitted_in_dump: ClassVar[dict[str, Any]] = {**WithPrecision.omitted_in_dump, "teacher_cache": None}
+    omitted_in_dump: ClassVar[dict[str, Any]] = {**WithPrecision.omitted_in_dump, "teacher_cache": None, "assistant": None}
 
     @field_validator("sandwich", "final", mode="before")
     @classmethod
@@ -158,16 +161,33 @@ class LMCompressConfig(_Strict, WithPrecision):
             )
         return self
 
+    @model_validator(mode="after")
+    def _assistant_between_teacher_and_target(self) -> LMCompressConfig:
+        if self.assistant is None:
+            return self
+        if not self.assistant < self.target_sparsity:
+            raise ValueError(f"assistant {self.assistant} must be less sparse than target_sparsity {self.target_sparsity}")
+        if self.iterations != 2:
+            raise ValueError(f"a fixed assistant takes iterations 2 (teacher → assistant → target), not {self.iterations}")
+        return self
+
     # --- what CompressConfig offers the shared iteration loop --------------------------
     def levels(self) -> set[float]:
-        """Every sparsity level the run trains or reports: the grid and the target."""
-        return set(self.grid) | {level(self.target_sparsity)}
+        """Every sparsity level the run trains or reports: the grid, the target (and the
+        fixed assistant)."""
+        fixed = {level(self.assistant)} if self.assistant is not None else set()
+        return set(self.grid) | {level(self.target_sparsity)} | fixed
 
     def candidate_levels(self, teacher_level: float = 0.0) -> list[float]:
         """As :meth:`minidisc.config.CompressConfig.candidate_levels`, but never sparser
         than the target: the λ-selection clips such a choice to the target anyway, and
         on a decoder each candidate costs a forward and backward of up to the full
-        model per step (a 50 % target on the default grid trains 3 candidates, not 6)."""
+        model per step (a 50 % target on the default grid trains 3 candidates, not 6).
+
+        With a fixed ``assistant`` (TAKD), the teacher's only candidate is the assistant:
+        iteration 1 is plain distillation into it, with no λ-selection."""
+        if self.assistant is not None and teacher_level < level(self.assistant):
+            return [level(self.assistant)]
         floor = max(teacher_level, self.truncation)
         return sorted(s for s in self.levels() if at_or_above(s, floor) and at_or_above(self.target_sparsity, s))
 

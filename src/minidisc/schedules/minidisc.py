@@ -195,7 +195,10 @@ def _iteration_stage(
     teacher, student = distiller.load(teacher_dir)
     target = level_key(spec_map, cfg.target_sparsity)
     levels = [target] if final else [level_key(spec_map, s) for s in cfg.candidate_levels(teacher_level)]
-    tracker = CandidateTracker(levels, cfg.lam, target, final=final)
+    if any(same_level(s, target) for s in levels):
+        tracker = CandidateTracker(levels, cfg.lam, target, final=final)
+    else:  # a fixed assistant (``--task lm`` with ``assistant``, TAKD): plain distillation into it
+        tracker = CandidateTracker.single(levels[0])
     compute = distiller.run(teacher, student, {s: spec_map[s] for s in levels}, tracker, out, stage=f"iter{k}")
     if cfg.save_candidates or ctx.memo is not None:  # with a registry: kept for a later run's reuse
         for s, snapshot in tracker.snapshots.items():

@@ -80,7 +80,8 @@ def rebuild_report(path: str | Path) -> list[Path]:
         raise ConfigError(
             f"{run.path} holds a {command} run; minidisc report rebuilds the reports of {_REPORTED_TEXT} runs only"
         )
-    needed = {"compress": ["teacher"], "compare": ["teacher"]}.get(command, ["teacher", "student"])
+    lm_compare = command == "compare" and "base" in run.manifest["config"]  # compare --task lm: no shared teacher
+    needed = {"compress": ["teacher"], "compare": [] if lm_compare else ["teacher"]}.get(command, ["teacher", "student"])
     if command == "compare":
         needed += list(run.manifest["config"].get("schedules", []))
     missing = [name for name in needed if not run.done(name)]
@@ -99,6 +100,10 @@ def _write(run: SavedRun, command: str) -> None:
         write_lm_report(run)  # type: ignore[arg-type]
     elif command == "compress":
         write_compress_report(run)  # type: ignore[arg-type]
+    elif command == "compare" and "base" in run.manifest["config"]:
+        from minidisc.report.compare_lm import write_lm_compare_report
+
+        write_lm_compare_report(run)  # type: ignore[arg-type]
     elif command == "compare":
         cfg = parse_config(CompareConfig, run.manifest["config"], str(run.path / "manifest.json"))
         compare_report(cfg, run, get_task(cfg.data.task))  # type: ignore[arg-type]

@@ -1,0 +1,157 @@
+"""Validated configuration of ``minidisc compare --task lm``: the baselines of decoder
+compression on one teacher, corpus, block size, seed and token budget
+(:mod:`minidisc.schedules.lm_compare`).
+
+The shared settings are one :class:`~minidisc.schedules.lm_config.LMCompressConfig`
+(``base``: the options ``compress --task lm`` takes, same names); each arm is ``base``
+with the few fields that make it that arm (:meth:`LMCompareConfig.arm_config`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from minidisc.elastic.levels import level
+from minidisc.schedules.lm_config import LMCompressConfig
+
+#: The arms, in the order they run (``pretrain`` takes its FLOPs budget from ``direct``).
+LM_ARMS: tuple[str, ...] = ("direct", "depth", "random", "takd", "minidisc", "maxidisc", "pretrain")
+#: The arms run when none are named: all but ``maxidisc`` (one TAKD run per candidate: the
+#: selection check, asked for on its own).
+DEFAULT_LM_ARMS: tuple[str, ...] = tuple(a for a in LM_ARMS if a != "maxidisc")
+
+#: One line per arm, for ``--help``, the docs and the report.
+LM_ARM_DESCRIPTIONS: dict[str, str] = {
+    "direct": "prune the teacher to the target by importance, distil at the final stage's token budget",
+    "depth": "drop the layers of least block importance (no width pruning) to about the target's non-embedding "
+    "parameters, distil",
+    "random": "prune to the target by random importance, distil (the importance estimator's baseline)",
+    "takd": "TAKD through a fixed assistant: teacher → assistant (sandwich budget) → target (final budget)",
+    "minidisc": "compress --task lm: sandwich, λ-selected assistant, final distillation",
+    "maxidisc": "TAKD through every candidate assistant of MiniDisc's first iteration, the best student kept; "
+    "the selection check (Spearman correlation of λ-tradeoff and student)",
+    "pretrain": "the direct-KD student's shape, randomly initialised, trained on the corpus alone with as many "
+    "FLOPs as the direct-KD run (minidisc pretrain --strategy scratch)",
+}
+
+
+class LMCompareConfig(BaseModel):
+    """``minidisc compare --task lm``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    base: LMCompressConfig
+    schedules: tuple[str, ...] = Field(DEFAULT_LM_ARMS, min_length=1, description="arms to run (LM_ARMS)")
+    takd_assistant: float | None = Field(
+        None, gt=0, lt=1, description="TAKD's assistant sparsity; default the grid level nearest half the target"
+    )
+    pretrain_learning_rate: float = Field(5e-4, gt=0, description="peak learning rate of the from-scratch arm")
+
+    @field_validator("schedules")
+    @classmethod
+    def _known_arms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in value if s not in LM_ARMS]
+        if unknown:
+            raise ValueError(f"unknown arm(s) {', '.join(unknown)} for --task lm; choose from {', '.join(LM_ARMS)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"an arm is named twice in {', '.join(value)}")
+        return tuple(s for s in LM_ARMS if s in value)  # run order: pretrain after direct
+
+    @model_validator(mode="after")
+    def _arms_fit(self) -> LMCompareConfig:
+        if "pretrain" in self.schedules and "direct" not in self.schedules:
+            raise ValueError("the pretrain arm trains with the FLOPs of the direct-KD run: add direct to the schedules")
+        if "pretrain" in self.schedules and self.base.layer_shapes != "uniform":
+            raise ValueError("the pretrain arm builds the direct-KD student's shape as an ordinary config: it needs "
+                             "layer_shapes uniform (or drop pretrain from the schedules)")
+        if self.base.assistant is not None:
+            raise ValueError("base.assistant is set per arm; give TAKD's assistant as takd_assistant (--takd-path)")
+        if self.base.drop_layers:
+            raise ValueError("drop_layers is set by the depth arm; leave --drop-layers out of a comparison")
+        if "takd" in self.schedules:
+            self.assistant_level()  # raises when there is none
+        if "maxidisc" in self.schedules and not self.maxidisc_assistants():
+            raise ValueError(f"maxidisc needs candidates less sparse than the target {self.base.target_sparsity} "
+                             f"at or above --truncation {self.base.truncation} on the grid {list(self.base.grid)}")
+        return self
+
+    def maxidisc_assistants(self) -> list[float]:
+        """The assistants of the ``maxidisc`` arm: MiniDisc's candidates of iteration 1
+        (:meth:`LMCompressConfig.candidate_levels`) other than the target."""
+        target = level(self.base.target_sparsity)
+        return [s for s in self.base.candidate_levels(0.0) if level(s) != target]
+
+    def takd_config(self, assistant: float) -> LMCompressConfig:
+        """``base`` through the fixed ``assistant`` (two iterations, no λ-selection)."""
+        return LMCompressConfig.model_validate(
+            {**self.base.model_dump(mode="json"), "iterations": 2, "assistant": level(assistant)})
+
+    def assistant_level(self) -> float:
+        """TAKD's assistant: ``takd_assistant``, else the grid level (above 0, below the
+        target) nearest half the target (halfway in size between teacher and student,
+        as the GLUE comparison's default), ties to the denser.
+
+        Raises:
+            ValueError: no such level, or an assistant not less sparse than the target.
+        """
+        target = self.base.target_sparsity
+        if self.takd_assistant is not None:
+            if not self.takd_assistant < target:
+                raise ValueError(f"TAKD's assistant {self.takd_assistant} must be less sparse than the target {target}")
+            return level(self.takd_assistant)
+        candidates = [s for s in self.base.grid if 0 < s < target and level(s) != level(target)]
+        if not candidates:
+            raise ValueError(f"the grid {list(self.base.grid)} has no level between 0 and the target {target} for "
+                             "TAKD's assistant; pass --takd-path A")
+        return level(min(candidates, key=lambda s: (abs(s - target / 2), s)))
+
+    def arm_config(self, name: str, teacher_config: Any = None) -> LMCompressConfig:
+        """The ``compress --task lm`` configuration of arm ``name`` (not ``pretrain``,
+        which is a ``minidisc pretrain`` run). ``depth`` needs the teacher's config (its
+        layers and their parameters)."""
+        base = self.base.model_dump(mode="json")
+        if name == "minidisc":
+            return self.base
+        if name in ("direct", "random"):
+            changes: dict[str, Any] = {"iterations": 1}
+            if name == "random":
+                changes["importance"] = "random"
+        elif name == "takd":
+            return self.takd_config(self.assistant_level())
+        elif name == "depth":
+            if teacher_config is None:
+                raise ValueError("the depth arm needs the teacher's config")
+            dropped, sparsity = depth_cut(teacher_config, self.base.target_sparsity)
+            changes = {"iterations": 1, "drop_layers": dropped, "target_sparsity": sparsity, "grid": [0.0],
+                       "truncation": min(self.base.truncation, sparsity)}
+        else:
+            raise ValueError(f"no compress configuration for arm {name!r}")
+        return LMCompressConfig.model_validate({**base, **changes})
+
+
+def depth_cut(teacher_config: Any, target: float) -> tuple[int, float]:
+    """Depth pruning to about the target: ``N = round(target · L)`` layers (at least 1,
+    at most ``L − 1``) and the non-embedding sparsity of dropping them, rounded *down*
+    to a level, so that the uniform map's target level is the depth cut alone (no width
+    pruning: :mod:`minidisc.elastic.uniform_map`). Every layer of a decoder has the same
+    size, so which ``N`` the block importance removes does not change the count.
+
+    Returns:
+        ``(N, sparsity)`` (sparsity a fraction of the non-embedding parameters).
+    """
+    from minidisc.compute.flops import non_embedding_params
+    from minidisc.elastic.families import family_for
+    from minidisc.elastic.spec import SubnetSpec
+
+    geo = family_for(teacher_config).geometry(teacher_config)
+    layers = geo.num_layers
+    if layers < 2:
+        raise ValueError("depth pruning needs a teacher with at least 2 layers")
+    n = min(layers - 1, max(1, round(target * layers)))
+    keep = [i >= n for i in range(layers)]
+    spec = SubnetSpec(tuple(geo.num_heads * k for k in keep), tuple(geo.intermediate_size * k for k in keep))
+    sparsity = 1 - non_embedding_params(teacher_config, spec) / non_embedding_params(teacher_config)
+    return n, math.floor(sparsity * 10**6) / 10**6
