@@ -55,7 +55,9 @@ importance (:meth:`Importance.weakest_layers`) keep nothing at every level above
 teacher's level keeps them all), so the path starts with one step that removes those
 layers whole; the width and FFN then shrink in the layers that stay. A level the depth
 cut alone already passes gets that shape. The exported student has ``L − N`` layers of
-one size: still an ordinary config (:mod:`minidisc.elastic.spec`, empty layers).
+one size: still an ordinary config (:mod:`minidisc.elastic.spec`, empty layers). For a
+family whose empty layer is not the identity (BERT) the specs name the removed layers
+(:attr:`SubnetSpec.dropped`), so the sub-network skips them whole.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def uniform_shape(
         hidden = max(heads, math.floor(bound / heads) * heads)
     kept = [i not in dropped for i in range(geo.num_layers)]
     return SubnetSpec(tuple(heads * k for k in kept), tuple(neurons * k for k in kept),
-                      hidden=None if hidden == geo.hidden_size else hidden)
+                      hidden=None if hidden == geo.hidden_size else hidden,
+                      dropped=() if geo.empty_layer_is_identity else dropped)
 
 
 def _one_axis_at_a_time(before: SubnetSpec, after: SubnetSpec) -> list[SubnetSpec]:
@@ -128,8 +131,8 @@ def _one_axis_at_a_time(before: SubnetSpec, after: SubnetSpec) -> list[SubnetSpe
     of ``r`` changes several sizes at once (e.g. ``r = 2/3`` cuts 8 channels and 8
     units): FFN first, then width, then heads, so the path takes one smaller step at a
     time (finer sparsities, still nested)."""
-    ffn_first = SubnetSpec(before.heads, after.neurons, hidden=before.hidden)
-    then_width = SubnetSpec(before.heads, after.neurons, hidden=after.hidden)
+    ffn_first = SubnetSpec(before.heads, after.neurons, hidden=before.hidden, dropped=after.dropped)
+    then_width = SubnetSpec(before.heads, after.neurons, hidden=after.hidden, dropped=after.dropped)
     steps = [ffn_first, then_width, after]
     return [spec for i, spec in enumerate(steps) if spec != before and (i == 0 or spec != steps[i - 1])]
 
@@ -230,7 +233,7 @@ def uniform_sparsity_map(
                 f"no uniform sub-network reaches sparsity {s:g}{how}: the sparsest keeps "
                 f"{1 - reach:.1%} of the non-embedding parameters (sparsity {reach:.4f})"
             )
-        result[s] = SubnetSpec(spec.heads, spec.neurons, sparsity=s, hidden=spec.hidden)
+        result[s] = spec.with_sparsity(s)
     return result
 
 
@@ -241,9 +244,6 @@ def _dropped(config: Any, importance: Importance, axes: tuple[str, ...], n: int)
     if not n:
         return ()
     family = family_for(config)
-    if LAYERS not in axes or not family.geometry(config).empty_layer_is_identity:
-        raise ConfigError(
-            f"the {family.name} family cannot drop whole layers (an empty layer of it is not the identity); "
-            "leave --drop-layers at 0"
-        )
+    if LAYERS not in axes:
+        raise ConfigError(f"the {family.name} family cannot drop whole layers; leave --drop-layers at 0")
     return importance.weakest_layers(n)
