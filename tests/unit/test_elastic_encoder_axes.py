@@ -95,3 +95,27 @@ def test_dropped_layers_must_keep_nothing():
         SubnetSpec((4, 4), (8, 8), dropped=(1,))
     assert SubnetSpec.from_dict(SPEC.to_dict()) == SPEC
     assert SPEC.without_layers((1,)) == SubnetSpec((3, 2), (40, 16), hidden=24)
+
+
+@pytest.mark.parametrize("shapes", ["global", "uniform"])
+def test_aligned_maps_keep_multiples_stay_nested_and_count_their_own_sparsity(shapes):
+    em, imp = _scored("bert")
+    imp = em.reorder(imp)
+    grid = (0.0, 0.3, 0.5, 0.7, 0.9)
+    plain = em.sparsity_map(imp, grid, layer_shapes=shapes)
+    aligned = em.sparsity_map(imp, grid, layer_shapes=shapes, align=16)  # heads of 8: pairs of heads
+    config = em.model.config
+
+    def sparsity(spec):
+        return 1 - non_embedding_params(config, spec) / non_embedding_params(config)
+
+    for level, spec in aligned.items():
+        assert all(h in (0, 2, 4) for h in spec.heads) and all(n % 16 == 0 or n == 48 for n in spec.neurons)
+        assert spec.hidden is None or spec.hidden % 16 == 0
+        assert spec.sparsity == level and sparsity(spec) >= sparsity(plain[level]) - 1e-9
+    assert any(a != p for a, p in zip(aligned.values(), plain.values()))  # alignment changed some level
+    levels = sorted(aligned)
+    assert all(aligned[b].fits_in(aligned[a]) for a, b in zip(levels, levels[1:]))
+    assert em.sparsity_map(imp, grid, layer_shapes=shapes, align=1) == plain
+    with pytest.raises(ConfigError, match="--align"):
+        em.sparsity_map(imp, grid, layer_shapes=shapes, align=0)

@@ -197,6 +197,7 @@ class ElasticModel:
         grid: Iterable[float] = DEFAULT_GRID,
         layer_shapes: LayerShapes | None = None,
         drop_layers: int = 0,
+        align: int = 1,
     ) -> dict[float, SubnetSpec]:
         """``{sparsity: SubnetSpec}`` for ``grid``; see :func:`minidisc.elastic.sparsity_map.sparsity_map`.
 
@@ -205,7 +206,9 @@ class ElasticModel:
         family's default (:attr:`Family.default_layer_shapes`: uniform for decoders,
         global for encoders), global for an importance without hidden-channel scores
         (:func:`minidisc.elastic.sparsity_map.default_layer_shapes`). ``drop_layers``: whole
-        layers of least block importance removed at every level above 0 (uniform shapes)."""
+        layers of least block importance removed at every level above 0 (uniform shapes).
+        ``align``: kept sizes rounded down to multiples of this, for GPU matrix shapes
+        (:mod:`minidisc.elastic.align`; 1: none)."""
         return sparsity_map(
             importance,
             grid,
@@ -214,6 +217,7 @@ class ElasticModel:
             layer_shapes=layer_shapes or default_layer_shapes(self.family, importance),
             config=self.model.config,
             drop_layers=drop_layers,
+            align=align,
         )
 
     # ---- export ----------------------------------------------------------------------

@@ -67,6 +67,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
+from minidisc.elastic.align import align_spec
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import at_or_above, check_levels
 from minidisc.elastic.spec import AXES, HEADS, HIDDEN, LAYERS, NEURONS, SubnetSpec
@@ -98,6 +99,7 @@ def uniform_shape(
     neuron_multiple: int = 8,
     max_hidden: int | None = None,
     dropped: tuple[int, ...] = (),
+    align: int = 1,
 ) -> SubnetSpec:
     """The uniform sub-network of keep fraction ``keep`` (see the module doc).
 
@@ -108,6 +110,7 @@ def uniform_shape(
         cut_hidden: whether the width is cut (needs ``HIDDEN`` in ``axes`` too).
         max_hidden: the width is at most this (the previous shape's along the path).
         dropped: layers that keep nothing (0 heads, 0 units).
+        align: sizes rounded down to multiples of this (:mod:`minidisc.elastic.align`).
     """
     from minidisc.elastic.families import family_for
 
@@ -121,9 +124,12 @@ def uniform_shape(
         bound = min(keep * geo.hidden_size, geo.hidden_size if max_hidden is None else max_hidden)
         hidden = max(heads, math.floor(bound / heads) * heads)
     kept = [i not in dropped for i in range(geo.num_layers)]
-    return SubnetSpec(tuple(heads * k for k in kept), tuple(neurons * k for k in kept),
+    spec = SubnetSpec(tuple(heads * k for k in kept), tuple(neurons * k for k in kept),
                       hidden=None if hidden == geo.hidden_size else hidden,
                       dropped=() if geo.empty_layer_is_identity else dropped)
+    return align_spec(spec, align, full_heads=geo.num_heads, full_neurons=geo.intermediate_size,
+                      full_hidden=geo.hidden_size, head_dim=geo.head_dim, group_size=geo.group_size,
+                      hidden_multiple=max(heads, 1))
 
 
 def _one_axis_at_a_time(before: SubnetSpec, after: SubnetSpec) -> list[SubnetSpec]:
@@ -144,6 +150,7 @@ def uniform_path(
     cut_hidden: bool = True,
     neuron_multiple: int = 8,
     dropped: tuple[int, ...] = (),
+    align: int = 1,
 ) -> list[tuple[SubnetSpec, float]]:
     """Every uniform shape of the policy, from the full model to the smallest, each with
     its non-embedding sparsity: ``[(spec, sparsity), …]`` with ``r`` decreasing, each
@@ -156,6 +163,8 @@ def uniform_path(
         cut_hidden: whether the width is cut (needs ``HIDDEN`` in ``axes`` too).
         neuron_multiple: rounding of the FFN units.
         dropped: layers removed whole after the first shape (the full model).
+        align: every shape's sizes rounded down to multiples of this before its sparsity
+            is counted (:mod:`minidisc.elastic.align`).
     """
     from minidisc.compute.flops import non_embedding_params
     from minidisc.elastic.families import family_for
@@ -176,7 +185,7 @@ def uniform_path(
         previous = None if not shapes or shapes[-1].hidden is None else shapes[-1].hidden
         spec = uniform_shape(
             config, r, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, max_hidden=previous,
-            dropped=dropped,
+            dropped=dropped, align=align,
         )
         if not shapes or shapes[-1] != spec:
             shapes.extend(_one_axis_at_a_time(shapes[-1], spec) if shapes else [spec])
@@ -194,6 +203,7 @@ def uniform_sparsity_map(
     axes: Iterable[str] = AXES,
     neuron_multiple: int = 8,
     drop_layers: int = 0,
+    align: int = 1,
 ) -> dict[float, SubnetSpec]:
     """``{level: SubnetSpec}``: per level of ``grid``, the first shape of
     :func:`uniform_path` (the largest) whose non-embedding sparsity is at or above the
@@ -208,6 +218,8 @@ def uniform_sparsity_map(
         neuron_multiple: rounding of the FFN units.
         drop_layers: layers removed whole at every level above 0: the ones of lowest
             block importance (``importance.layers``).
+        align: sizes rounded down to multiples of this (:mod:`minidisc.elastic.align`);
+            the levels then pick among the aligned shapes, by their counted sparsity.
 
     Returns:
         Levels ascending; ``spec.sparsity`` is the level, nested across levels.
@@ -222,7 +234,8 @@ def uniform_sparsity_map(
     axes = tuple(axes)
     cut_hidden = importance.hidden is not None and HIDDEN in axes
     dropped = _dropped(config, importance, axes, drop_layers)
-    path = uniform_path(config, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, dropped=dropped)
+    path = uniform_path(config, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, dropped=dropped,
+                        align=align)
     result: dict[float, SubnetSpec] = {}
     for s in levels:
         spec = next((spec for spec, sparsity in path if at_or_above(sparsity, s)), None)
