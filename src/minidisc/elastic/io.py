@@ -64,7 +64,8 @@ def save_student(
             :class:`~minidisc.elastic.model.ElasticModel`, from which ``spec`` (default:
             its active spec) is extracted first.
         spec: the student's per-layer sizes; default: read from its weights. For an
-            already-extracted model it must equal the weights' sizes.
+            already-extracted model it must equal the weights' sizes (less the layers
+            ``spec.dropped``, which extraction removed).
         tokenizer: saved beside the weights when given.
         card: renders the model card (``README.md``, written beside the weights in the
             same atomic folder) from the extracted student, whose config then holds its
@@ -84,6 +85,8 @@ def save_student(
         model = model.extract(spec)
     family = family_for(model)
     sizes = physical_spec(model, family)
+    if spec is not None and spec.dropped and sizes.num_layers == spec.num_layers - len(spec.dropped):
+        spec = spec.without_layers(spec.dropped)  # extraction removed the dropped layers
     width = model.config.hidden_size
     if spec is None:
         recorded_hidden = _recorded(model.config, "hidden")

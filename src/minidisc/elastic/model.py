@@ -165,10 +165,13 @@ class ElasticModel:
         max_batches: int | None = None,
         normalize: bool = True,
         progress: bool = True,
+        hidden: bool = False,
+        layers: bool = False,
     ) -> Importance:
         """Head/neuron importance of the full model; see
         :func:`minidisc.elastic.importance.compute_importance`. The active spec is
-        restored afterwards; the model must be full-size (not an extracted student)."""
+        restored afterwards; the model must be full-size (not an extracted student).
+        ``hidden`` / ``layers``: also score residual-stream channels / whole layers."""
         with self.active(None):
             return compute_importance(
                 self.model,
@@ -178,6 +181,8 @@ class ElasticModel:
                 max_batches=max_batches,
                 normalize=normalize,
                 progress=progress,
+                hidden=hidden,
+                layers=layers,
             )
 
     def reorder(self, importance: Importance) -> Importance:
