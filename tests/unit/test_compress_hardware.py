@@ -69,3 +69,25 @@ def test_hardware_options_are_checked():
     # defaults are left out of the dump: a run made before these options resumes
     dumped = CompressConfig().model_dump(mode="json")
     assert not {"layer_shapes", "drop_layers", "align", "cost"} & set(dumped)
+
+
+def test_sparsify_command_cuts_width_and_layers_aligned(tmp_path):
+    from typer.testing import CliRunner
+
+    from minidisc.cli import app
+    from minidisc.elastic.spec import SubnetSpec
+    from minidisc.fileio import read_json
+    from tests.helpers import write_tiny_sst2
+
+    teacher, glue = write_tiny_bert(tmp_path / "teacher", trained_head=True), write_tiny_sst2(tmp_path / "glue")
+    args = ["sparsify", "--teacher", str(teacher), "--task", "sst2", "--data-dir", str(glue), "--max-length", "16",
+            "--importance-samples", "16", "--batch-size", "8", "--grid", "0,0.5,0.8", "--output", str(tmp_path / "out")]
+    runner = CliRunner()
+    refused = runner.invoke(app, [*args, "--drop-layers", "1"])
+    assert refused.exit_code != 0 and "--layer-shapes uniform" in refused.output + str(refused.exception)
+    result = runner.invoke(app, [*args, "--layer-shapes", "uniform", "--drop-layers", "1", "--align", "8"])
+    assert result.exit_code == 0, result.output
+    specs = {float(k): SubnetSpec.from_dict(v) for k, v in read_json(tmp_path / "out" / "sparsity_map.json").items()}
+    assert specs[0.0].dropped == () and len(specs[0.8].dropped) == 1 and specs[0.8].hidden % 8 == 0
+    assert all(n % 8 == 0 for n in specs[0.8].neurons)
+    assert read_json(tmp_path / "out" / "sparsify.json")["levels"] == [0.0, 0.5, 0.8]

@@ -6,6 +6,8 @@ weakest layers and cuts the width, with the sparsity counted by the one paramete
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -115,7 +117,7 @@ def test_aligned_maps_keep_multiples_stay_nested_and_count_their_own_sparsity(sh
         assert spec.sparsity == level and sparsity(spec) >= sparsity(plain[level]) - 1e-9
     assert any(a != p for a, p in zip(aligned.values(), plain.values()))  # alignment changed some level
     levels = sorted(aligned)
-    assert all(aligned[b].fits_in(aligned[a]) for a, b in zip(levels, levels[1:]))
+    assert all(aligned[b].fits_in(aligned[a]) for a, b in itertools.pairwise(levels))
     assert em.sparsity_map(imp, grid, layer_shapes=shapes, align=1) == plain
     with pytest.raises(ConfigError, match="--align"):
         em.sparsity_map(imp, grid, layer_shapes=shapes, align=0)

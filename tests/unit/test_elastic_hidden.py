@@ -14,7 +14,6 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from minidisc.compute.flops import forward_flops, non_embedding_params, total_params
 from minidisc.elastic import Importance, SubnetSpec, load_student, make_elastic, save_student
-from minidisc.elastic.extract import extract
 from minidisc.elastic.modules import rms_norm
 from minidisc.elastic.sparsity_map import default_layer_shapes, model_sparsity_map, sparsity_map
 from minidisc.elastic.uniform_map import uniform_path, uniform_sparsity_map

@@ -26,8 +26,8 @@ from minidisc.elastic.modules import (
     plain_linear,
     restore_class,
     restore_embedding,
-    restore_linear,
     restore_layer,
+    restore_linear,
     restore_norm,
 )
 from minidisc.elastic.spec import AXES, HIDDEN, LAYERS, SubnetSpec

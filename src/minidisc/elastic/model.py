@@ -33,10 +33,10 @@ from minidisc.elastic.families import Family, Geometry, family_for
 from minidisc.elastic.importance import Importance, LossFn, compute_importance
 from minidisc.elastic.modules import (
     ElasticLinear,
+    make_droppable,
     make_elastic_embedding,
     make_elastic_linear,
     make_elastic_norm,
-    make_droppable,
     make_skippable,
 )
 from minidisc.elastic.reorder import reorder_model

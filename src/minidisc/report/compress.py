@@ -87,8 +87,8 @@ def inference_lines(inference: dict[str, Any] | None) -> list[str]:
     st = inference["setting"]
     return [
         "## Inference speed", "",
-        f"Measured on {st['device']} in {st['precision']}, batch {st['batch']} × {st['tokens']} tokens "
-        f"(median of {st['repeats']} forwards after a warm-up):", "",
+        (f"Measured on {st['device']} in {st['precision']}, batch {st['batch']} × {st['tokens']} tokens "
+        f"(median of {st['repeats']} forwards after a warm-up):"), "",
         "| model | ms per batch | speed-up | FLOPs ratio |", "|---|---|---|---|",
         f"| teacher | {inference['teacher_ms']:.2f} | 1.00× | 1.00× |",
         f"| student | {inference['student_ms']:.2f} | {inference['speedup']:.2f}× | {inference['flops_ratio']:.2f}× |",
@@ -164,8 +164,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines.append("")
     lines += inference_lines(r.get("inference"))
     if r.get("latency"):
-        lines += [f"The λ-tradeoff weighed measured time saved (--cost latency, {r['latency']['setting']['device']}, "
-                  f"{r['latency']['setting']['precision']}), not sparsity.", ""]
+        lines += [(f"The λ-tradeoff weighed measured time saved (--cost latency, {r['latency']['setting']['device']}, "
+                  f"{r['latency']['setting']['precision']}), not sparsity."), ""]
     lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "", "| stage | wall time (s) | train FLOPs | tokens |", "|---|---|---|---|"]
     for name, secs in r["wall_time_s"].items():
         comp = r["compute"].get(name) or {}

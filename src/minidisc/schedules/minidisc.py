@@ -47,7 +47,13 @@ from minidisc.runtime import configure
 from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 from minidisc.schedules.memo import memo_stage, stage_key
 from minidisc.schedules.speed import latency_costs, latency_stage, speed_stage
-from minidisc.schedules.stages import MapShape, export_stage, level_specs, prepare_teacher, task_inputs
+from minidisc.schedules.stages import (
+    MapShape,
+    export_stage,
+    level_specs,
+    prepare_teacher,
+    task_inputs,
+)
 from minidisc.tasks.custom import check_custom_data
 from minidisc.training.data import prepare_task_data
 from minidisc.training.distill import Distiller
