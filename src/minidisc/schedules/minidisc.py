@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
+from minidisc.errors import ConfigError
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
 from minidisc.models import check_head_labels, resolve_model
 from minidisc.report.card import CardFacts, model_card
@@ -106,6 +107,12 @@ def run_compress(
 
     shape = MapShape(cfg.layer_shapes, cfg.drop_layers, cfg.align)
     prepare_teacher(run, teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels(), shape)
+    linked = MapShape.of_entry(run.record("sparsified"))
+    if linked != shape:  # a --teacher-run map of other shapes would silently win
+        raise ConfigError(
+            f"the sparsity map of {teacher_run} was made with {linked}, this run asks for {shape}; "
+            "give the same --layer-shapes, --drop-layers and --align, or drop --teacher-run"
+        )
     # every level this run trains or reports (grid ∪ target), as the baseline schedules look them up
     spec_map = level_specs(run.path / "sparsified", cfg.levels())
     reordered, tokens = run.path / "sparsified" / "model", cfg.data.max_length

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +124,11 @@ class MapShape:
     drop_layers: int = 0
     align: int = 1
 
+    @classmethod
+    def of_entry(cls, entry: dict[str, Any]) -> MapShape:
+        """The shape a ``sparsified`` stage's manifest entry records (the default when none)."""
+        return cls(**entry.get("shape", {}))
+
     @property
     def scores_hidden(self) -> bool:
         """Whether the map cuts the width, so the gradient importance scores channels."""
@@ -215,8 +220,11 @@ def sparsify_stage(
     data.tokenizer.save_pretrained(out / "model")
     importance_scores.save(out / "importance.safetensors")
     save_sparsity_map(out, spec_map)
-    return {"levels": levels, "compute": totals.to_dict(), "untrained_head": untrained,
-            "importance": cost.to_dict()}
+    entry = {"levels": levels, "compute": totals.to_dict(), "untrained_head": untrained,
+             "importance": cost.to_dict()}
+    if shape != MapShape():  # recorded only when asked, so earlier entries read as the default
+        entry["shape"] = asdict(shape)
+    return entry
 
 
 def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, SubnetSpec]:
