@@ -17,9 +17,11 @@ multiple ``m`` (``--align m``):
   the kept query heads a ``LlamaConfig`` needs), at least one such multiple.
 
 A size at the model's full size is kept as it is (the teacher's own shapes are whatever
-they are). Rounding down is monotone, so nested specs stay nested, and a sub-network only
-gets smaller: its sparsity (:func:`minidisc.compute.flops.non_embedding_params`, the one
-count) is at or above the level it was built for. The sparsity maps apply it before they
+they are). Rounding down is monotone, so nested specs stay nested. A sub-network only
+gets smaller, except a width below one multiple, which is raised to it (a model keeps
+some width); where the width's multiple exceeds the full width it is left as it is.
+The sparsity maps count the sparsity of the aligned shapes
+(:func:`minidisc.compute.flops.non_embedding_params`, the one count). The sparsity maps apply it before they
 measure sparsity (uniform shapes) or after ranking (global shapes); ``m = 1`` (the
 default) changes nothing.
 """

@@ -67,7 +67,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
-from minidisc.elastic.align import align_spec
+from minidisc.elastic.align import align_spec, head_multiple
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import at_or_above, check_levels
 from minidisc.elastic.spec import AXES, HEADS, HIDDEN, LAYERS, NEURONS, SubnetSpec
@@ -129,7 +129,15 @@ def uniform_shape(
                       dropped=() if geo.empty_layer_is_identity else dropped)
     return align_spec(spec, align, full_heads=geo.num_heads, full_neurons=geo.intermediate_size,
                       full_hidden=geo.hidden_size, head_dim=geo.head_dim, group_size=geo.group_size,
-                      hidden_multiple=max(heads, 1))
+                      hidden_multiple=max(_aligned_heads(heads, geo, align), 1))
+
+
+def _aligned_heads(heads: int, geo: Any, align: int) -> int:
+    """The query heads ``heads`` keeps after alignment (the width is a multiple of them)."""
+    if align == 1 or heads >= geo.num_heads:
+        return heads
+    step = head_multiple(align, geo.head_dim, geo.group_size)
+    return heads // step * step
 
 
 def _one_axis_at_a_time(before: SubnetSpec, after: SubnetSpec) -> list[SubnetSpec]:
