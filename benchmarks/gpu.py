@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from minidisc import runtime
 from minidisc.compute.flops import forward_flops
+from minidisc.compute.latency import forward_ms
 from minidisc.config import CompressConfig, DataConfig, TrainConfig
 from minidisc.elastic.model import ElasticModel
 from minidisc.models import ModelSource, load_for_task
@@ -53,7 +53,7 @@ from minidisc.training.distill import Distiller
 from minidisc.training.finetune import finetune_trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from steps import benchmark_config, random_specs, sandwich_seconds, step_seconds, summary  # noqa: E402
+from steps import benchmark_config, random_specs, sandwich_seconds, step_seconds, summary
 
 SHARED_GLUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "glue")
 TINY = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512}
@@ -142,7 +142,7 @@ def inference(source: ModelSource, args: argparse.Namespace) -> list[dict[str, A
     rows = []
     for sparsity, spec in specs.items():
         model = rt.place(elastic.extract(spec).eval().to(dtype))
-        ms = _forward_ms(model, batch, args.repeats)
+        ms = round(forward_ms(model, batch, args.repeats), 3)  # the package's timing (compute/latency.py)
         rows.append({"sparsity": sparsity, "median_ms": ms,
                      "flops_ratio": round(forward_flops(teacher.config, None, args.seq_len) /
                                           forward_flops(teacher.config, spec, args.seq_len), 2)})
@@ -150,24 +150,6 @@ def inference(source: ModelSource, args: argparse.Namespace) -> list[dict[str, A
     for row in rows:
         row["speedup"] = round(rows[0]["median_ms"] / row["median_ms"], 2)
     return rows
-
-
-def _forward_ms(model: torch.nn.Module, batch: dict[str, torch.Tensor], repeats: int) -> float:
-    times = []
-    with torch.inference_mode():
-        for i in range(repeats + 1):  # the first forward warms up kernels and caches
-            runtime_sync()
-            start = time.perf_counter()
-            model(**batch)
-            runtime_sync()
-            if i:
-                times.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(times), 3)
-
-
-def runtime_sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def _task() -> Any:

@@ -23,21 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 import transformers
 from transformers import BertConfig, BertForSequenceClassification
 
 from minidisc.compute.flops import forward_flops
+from minidisc.compute.latency import forward_seconds
 from minidisc.elastic import Importance, make_elastic
-
-
-def _forward_seconds(model, batch: dict) -> float:
-    with torch.inference_mode():
-        start = time.perf_counter()
-        model(**batch)
-        return time.perf_counter() - start
 
 
 def main() -> None:
@@ -83,7 +76,7 @@ def main() -> None:
     for round_idx in range(args.repeats + 1):  # round 0 is the warm-up
         for key, (model_, spec) in runs.items():
             with em.active(spec if model_ is em else None):
-                seconds = _forward_seconds(model_, batch)
+                seconds = forward_seconds(model_, batch)
             if round_idx > 0:
                 times[key].append(seconds)
 

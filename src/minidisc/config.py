@@ -170,11 +170,37 @@ class CompressConfig(_Strict, WithPrecision):
     final: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
     save_candidates: bool = Field(False, description="also save every candidate's best sub-network")
     note: str | None = Field(None, description="free text shown in the report (e.g. subsampling)")
+    # --- students built for the hardware (issue 15); defaults left out of the dump ---
+    layer_shapes: str | None = Field(None, description="uniform (one size for every layer, hidden width cut) or "
+                                     "global (per-layer sizes); None: the family's default (global for encoders)")
+    drop_layers: int = Field(0, ge=0, description="layers of least block importance removed whole (uniform shapes)")
+    align: int = Field(1, ge=1, description="kept heads, FFN units and width rounded down to multiples of this "
+                       "(8 or 64 for GPU tensor cores; 1: none)")
+    cost: str = Field("flops", description="the λ-tradeoff's cost term: flops (sparsity) or latency (measured "
+                      "time saved on this device)")
+
+    omitted_in_dump: ClassVar[dict[str, Any]] = {
+        **WithPrecision.omitted_in_dump, "layer_shapes": None, "drop_layers": 0, "align": 1, "cost": "flops",
+    }
 
     @field_validator("grid")
     @classmethod
     def _grid_fractions(cls, grid: tuple[float, ...]) -> tuple[float, ...]:
         return check_grid(grid)
+
+    @field_validator("layer_shapes")
+    @classmethod
+    def _known_shapes(cls, value: str | None) -> str | None:
+        if value not in (None, "global", "uniform"):
+            raise ValueError(f"unknown layer shapes {value!r}; choose global or uniform")
+        return value
+
+    @field_validator("cost")
+    @classmethod
+    def _known_cost(cls, value: str) -> str:
+        if value not in ("flops", "latency"):
+            raise ValueError(f"unknown cost {value!r}; choose flops or latency")
+        return value
 
     def levels(self) -> set[float]:
         """Every sparsity level the run trains or reports: the grid and the target."""
@@ -187,6 +213,12 @@ class CompressConfig(_Strict, WithPrecision):
                 f"target_sparsity {self.target_sparsity} is below truncation {self.truncation}; "
                 "lower --truncation"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _drop_needs_uniform(self) -> CompressConfig:
+        if self.drop_layers and self.layer_shapes != "uniform":
+            raise ValueError("drop_layers needs layer_shapes uniform (one size for the layers that stay)")
         return self
 
     def candidate_levels(self, teacher_level: float = 0.0) -> list[float]:

@@ -121,7 +121,7 @@ def test_report_of_an_unfinished_compress_run_shows_what_it_has(compressed, tmp_
     run = tmp_path / "run"
     shutil.copytree(original, run, symlinks=True)
     manifest = read_json(run / "manifest.json")
-    for name in ("student", "report"):  # as if killed before the export
+    for name in ("student", "speed", "report"):  # as if killed before the export (and its timing)
         manifest["stages"].pop(name)
         shutil.rmtree(run / name, ignore_errors=True)
     manifest["finished"] = False

@@ -19,7 +19,6 @@ from minidisc.cli.lm_options import (
     EvalMaxTokens,
     FinalBudgetTokens,
     Importance,
-    LayerShapes,
     Prompt,
     SandwichBudgetTokens,
     SelectionBlocks,
@@ -102,8 +101,10 @@ def compress(
     objective: Annotated[str | None, typer.Option(help="--task lm: distillation loss: forward_kl (default), reverse_kl, jsd, skew_kl, skew_reverse_kl.", rich_help_panel=LM_PANEL)] = None,
     temperature: Annotated[float | None, typer.Option(help="--task lm: softmax temperature of the distillation loss (default 1).", rich_help_panel=LM_PANEL)] = None,
     importance: Importance = None,
-    layer_shapes: LayerShapes = None,
-    drop_layers: Annotated[int | None, typer.Option(help="--task lm: remove this many whole layers (least block importance, Minitron's depth pruning) from every candidate and the student; uniform layer shapes only (default 0).", rich_help_panel=LM_PANEL)] = None,
+    layer_shapes: Annotated[str | None, typer.Option(help="uniform (every layer the same sizes, the hidden width cut too; the default of --task lm) or global (per-layer heads and FFN units, full width; the default of encoders).")] = None,
+    drop_layers: Annotated[int | None, typer.Option(help="Remove this many whole layers (least block importance, Minitron's depth pruning) from every candidate and the student; needs --layer-shapes uniform (default 0).")] = None,
+    align: Annotated[int | None, typer.Option(help="Round every layer's kept heads (as heads × head size), FFN units and the kept width down to multiples of N, so GPU matrix shapes stay tensor-core friendly: 8 (fp16/bf16 minimum) or 64 (full tiles). Default 1: no rounding. The report counts the rounded sizes.")] = None,
+    cost: Annotated[str | None, typer.Option(help="What the λ-tradeoff weighs against quality: flops (default: the sparsity) or latency (each candidate's measured time saved vs the teacher on this device, batch 32 × --max-length tokens, the run's precision; measured once per candidate). Not for --task lm.")] = None,
     prompt: Prompt = None,
     teacher_cache: Annotated[bool | None, typer.Option("--teacher-cache/--no-teacher-cache", help="--task lm: distil from the teacher's top-k log-probabilities + a tail bucket, computed once per training block and reused by every stage and run on the same teacher (default off; see docs/lm.md).", rich_help_panel=LM_PANEL)] = None,
     cache_top_k: CacheTopK = None,
@@ -133,7 +134,7 @@ def compress(
         "--budget-tokens": budget_tokens, "--sandwich-budget-tokens": sandwich_budget_tokens,
         "--final-budget-tokens": final_budget_tokens, "--selection-blocks": selection_blocks,
         "--calibration-blocks": calibration_blocks, "--eval-max-tokens": eval_max_tokens, "--objective": objective,
-        "--temperature": temperature, "--importance": importance, "--layer-shapes": layer_shapes, "--drop-layers": drop_layers, "--prompt": prompt,
+        "--temperature": temperature, "--importance": importance, "--prompt": prompt,
         "--teacher-cache": teacher_cache, "--cache-top-k": cache_top_k, "--cache-dir": cache_dir,
     }
     if task == "lm" or (task is None and config is not None and _yaml_task(config) == "lm"):
@@ -142,7 +143,7 @@ def compress(
                      "--label-column": label_column, "--task-type": task_type, "--metric": metric,
                      "--validation-fraction": validation_fraction,
                      "--max-train-samples": max_train_samples, "--max-eval-samples": max_eval_samples,
-                     "--max-length": max_length, "--epochs": epochs}
+                     "--max-length": max_length, "--epochs": epochs, "--align": align, "--cost": cost}
         given = [k for k, v in glue_only.items() if v is not None]
         if given:
             raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (a decoder compressed on text with token budgets)")
@@ -179,6 +180,7 @@ def compress(
         "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
         "grid": parse_grid(grid), "save_candidates": save_candidates or None,
         "finetune": stage, "sandwich": stage, "final": stage, "precision": precision,
+        "layer_shapes": layer_shapes, "drop_layers": drop_layers, "align": align, "cost": cost,
     }
     cfg = build_compress_config(config, overrides)
     run = run_compress(cfg, output, overwrite=overwrite)

@@ -12,7 +12,7 @@ also a run directory (``config.yaml``, ``manifest.json``): rerunning resumes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
 from pydantic import ConfigDict
@@ -49,6 +49,14 @@ class SparsifyConfig(WithPrecision):
     seed: int
     allow_untrained_head: bool = False
     importance: str = "gradient"
+    layer_shapes: str | None = None
+    drop_layers: int = 0
+    align: int = 1
+
+    # added after runs existed: their defaults stay out of the dump, so older runs resume
+    omitted_in_dump: ClassVar[dict[str, Any]] = {
+        **WithPrecision.omitted_in_dump, "layer_shapes": None, "drop_layers": 0, "align": 1,
+    }
 
 
 def register(app: typer.Typer) -> None:
@@ -77,6 +85,9 @@ def sparsify(
              "activation (Minitron: forward passes only), magnitude (weight norms, no data) or random "
              "(seeded baseline). See docs/minidisc.md.",
     )] = "gradient",
+    layer_shapes: Annotated[str | None, typer.Option(help="uniform (every layer the same sizes, the hidden width cut too) or global (per-layer heads and FFN units; the default of encoders).")] = None,
+    drop_layers: Annotated[int, typer.Option(help="Remove this many whole layers (least block importance) at every level above 0; needs --layer-shapes uniform.")] = 0,
+    align: Annotated[int, typer.Option(help="Round kept heads (× head size), FFN units and width down to multiples of N for GPU tensor cores (8 or 64); 1: none.")] = 1,
     precision: Precision = None,
     overwrite: Overwrite = False,
 ) -> Path:
@@ -93,7 +104,7 @@ def sparsify(
     levels = _levels(parse_grid(grid), target_sparsity)
     summary = run_sparsify(teacher, data_cfg, levels, batch_size, seed, output, overwrite=overwrite,
                            allow_untrained_head=allow_untrained_head, importance=importance,
-                           precision=precision or "auto")
+                           precision=precision or "auto", shape=_shape(layer_shapes, drop_layers, align))
     if summary["untrained_head"]:
         typer.echo(f"warning: importance scored through an untrained head ({summary['untrained_head']})", err=True)
     typer.echo(render_levels(output / MAP_FILE))
@@ -107,7 +118,7 @@ def sparsify(
 def run_sparsify(
     teacher: str, data_cfg: DataConfig, levels: list[float], batch_size: int, seed: int, output: Path,
     *, overwrite: bool = False, allow_untrained_head: bool = False, importance: str = "gradient",
-    precision: str = "auto",
+    precision: str = "auto", shape: Any = None,
 ) -> dict[str, Any]:
     """Sparsify ``teacher`` on ``data_cfg``'s training subset into the run directory
     ``output`` (its outputs at the top of it, written when the stage succeeds).
@@ -125,6 +136,8 @@ def run_sparsify(
         importance: the estimator, one of :data:`minidisc.elastic.estimators.METHODS`
             (only ``gradient`` reads the head).
         precision: of the importance pass (:mod:`minidisc.runtime`; default ``auto``).
+        shape: the map's :class:`~minidisc.schedules.stages.MapShape` (layer shapes,
+            dropped layers, alignment); default: the family's map.
 
     Returns:
         The ``sparsify.json`` content (teacher, task, levels, data sizes, compute,
@@ -139,8 +152,9 @@ def run_sparsify(
             not a minidisc run (never replaced).
     """
     # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
-    from minidisc.schedules.stages import sparsify_stage
+    from minidisc.schedules.stages import MapShape, sparsify_stage
 
+    shape = shape or MapShape()
     check_importance(importance)
     source = resolve_model(teacher)
     if source.gguf_file:  # sparsify_stage loads a folder or hub id only
@@ -150,13 +164,14 @@ def run_sparsify(
         )
     configure(precision)  # an impossible precision stops here, before anything is written
     cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed,
-                         allow_untrained_head=allow_untrained_head, importance=importance, precision=precision)
+                         allow_untrained_head=allow_untrained_head, importance=importance, precision=precision,
+                         layer_shapes=shape.layer_shapes, drop_layers=shape.drop_layers, align=shape.align)
     run = RunDir(output, cfg, "sparsify", overwrite=overwrite)
 
     def work(tmp: Path) -> dict[str, Any]:
         data = prepare_task_data(data_cfg, load_tokenizer(source), seed=seed)
         entry = sparsify_stage(source, data, levels, batch_size, tmp, seed=seed,
-                               allow_untrained_head=allow_untrained_head, importance=importance)
+                               allow_untrained_head=allow_untrained_head, importance=importance, shape=shape)
         summary = {"teacher": source.label, "task": data.task.name, "levels": entry["levels"],
                    "data": data.sizes, "compute": entry["compute"], "untrained_head": entry["untrained_head"],
                    "importance": entry["importance"]}
@@ -166,6 +181,23 @@ def run_sparsify(
     entry = run.stage("sparsify", work, main_only=True, at_root=True)  # no training: one process
     run.finish()
     return {k: entry[k] for k in ("teacher", "task", "levels", "data", "compute", "untrained_head", "importance")}
+
+
+def _shape(layer_shapes: str | None, drop_layers: int, align: int) -> Any:
+    """The map's shape from the options, checked in one line each.
+
+    Raises:
+        ConfigError: unknown layer shapes, dropped layers without uniform shapes, or an
+            alignment below 1.
+    """
+    from minidisc.elastic.align import check_align
+    from minidisc.schedules.stages import MapShape
+
+    if layer_shapes not in (None, "global", "uniform"):
+        raise ConfigError(f"unknown --layer-shapes {layer_shapes!r}; use global or uniform")
+    if drop_layers and layer_shapes != "uniform":
+        raise ConfigError("--drop-layers needs --layer-shapes uniform (one size for the layers that stay)")
+    return MapShape(layer_shapes, drop_layers, check_align(align))
 
 
 def check_importance(method: str) -> None:

@@ -70,14 +70,15 @@ def non_embedding_params(config: Any, spec: SubnetSpec | None = None) -> int:
     """Parameters of the transformer layers (+ a final norm), i.e. excluding embeddings,
     pooler and task/LM head, of the sub-network ``spec`` (default: see module doc). A
     dropped layer (empty, where an empty layer is the identity:
-    :attr:`~minidisc.elastic.families.Geometry.empty_layer_is_identity`) counts nothing,
-    its norms included: the exported student no longer has it."""
+    :attr:`~minidisc.elastic.families.Geometry.empty_layer_is_identity`, or named in
+    ``spec.dropped``) counts nothing, its norms included: the exported student no longer
+    has it."""
     geo, spec = _geometry_and_spec(config, spec)
     h, d, g = _width(geo, spec), geo.head_dim, geo.group_size
     m = 3 if geo.gated_ffn else 2
     norms_per_layer, total = geo.norm_params(h)
-    for q, n in zip(spec.heads, spec.neurons):
-        if q == n == 0 and geo.empty_layer_is_identity:
+    for index, (q, n) in enumerate(zip(spec.heads, spec.neurons)):
+        if (q == n == 0 and geo.empty_layer_is_identity) or index in spec.dropped:
             continue
         qkv = d * (q + 2 * (q // g))
         total += h * qkv + (qkv if geo.qkv_bias else 0)

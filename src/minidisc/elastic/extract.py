@@ -6,7 +6,8 @@ not run attention on an empty projection). A cut hidden width (``spec.hidden``) 
 token embedding's columns, every norm of the residual stream and the output head's input
 columns too (a head tied to the embedding stays tied: one tensor), and the config says
 ``hidden_size = spec.hidden`` (:meth:`Family.write_hidden_size`, which keeps the head
-size). The config records the per-layer sizes in ``config.minidisc_subnet`` (a
+size). The layers of ``spec.dropped`` are removed (:meth:`Family.keep_layers`), so the
+student has fewer layers. The config records the per-layer sizes in ``config.minidisc_subnet`` (a
 :meth:`SubnetSpec.to_dict`), and, when every layer has the same sizes, also in the
 architecture's own size fields where they can express them (see
 :meth:`Family.write_uniform_sizes` and :mod:`minidisc.elastic.io`).
@@ -25,10 +26,11 @@ from minidisc.elastic.modules import (
     plain_linear,
     restore_class,
     restore_embedding,
+    restore_layer,
     restore_linear,
     restore_norm,
 )
-from minidisc.elastic.spec import AXES, HIDDEN, SubnetSpec
+from minidisc.elastic.spec import AXES, HIDDEN, LAYERS, SubnetSpec
 from minidisc.errors import ConfigError
 
 CONFIG_KEY = "minidisc_subnet"
@@ -58,6 +60,8 @@ def check_spec(spec: SubnetSpec, bound: SubnetSpec, family: Family, geometry: Ge
             raise ConfigError(
                 f"the spec keeps hidden={spec.hidden} channels, more than the model's width {geometry.hidden_size}"
             )
+    if spec.dropped and LAYERS not in family.pruned_axes:
+        raise ConfigError(f"the {family.name} family does not remove whole layers: leave dropped empty")
     if spec.num_layers != bound.num_layers:
         raise ConfigError(f"the spec has {spec.num_layers} layers, the model {bound.num_layers}")
     if not spec.fits_in(bound):
@@ -115,29 +119,45 @@ def slice_layers_(model: nn.Module, spec: SubnetSpec, family: Family | None = No
 
 
 def _slice_hidden_(model: nn.Module, family: Family, hidden: int | None) -> None:
-    """Keep the first ``hidden`` residual-stream channels (``None``: all) of the embedding,
-    the norms and the output heads, in place; they become their plain classes again. A
-    head that shared the embedding's weight shares the cut one."""
-    embedding = restore_embedding(family.embedding(model))
-    old = embedding.weight
+    """Keep the first ``hidden`` residual-stream channels (``None``: all) of the embeddings,
+    the norms (weight and bias), the square heads (rows and columns) and the output heads,
+    in place; they become their plain classes again. A head that shared the token
+    embedding's weight shares the cut one."""
+    embeddings = [restore_embedding(e) for e in family.hidden_embeddings(model)]
+    old = embeddings[0].weight
     h = old.shape[1] if hidden is None else hidden
-    if h != old.shape[1]:
-        embedding.weight = nn.Parameter(old.detach()[:, :h].clone(), requires_grad=old.requires_grad)
-        embedding.embedding_dim = h
+    for embedding in embeddings:
+        if embedding.weight.shape[1] != h:
+            weight = embedding.weight
+            embedding.weight = nn.Parameter(weight.detach()[:, :h].clone(), requires_grad=weight.requires_grad)
+            embedding.embedding_dim = h
     for norm in family.hidden_norms(model):
         restore_norm(norm)
         if norm.weight.shape[0] != h:
-            norm.weight = nn.Parameter(norm.weight.detach()[:h].clone(), requires_grad=norm.weight.requires_grad)
-    for name in family.output_head_names:
-        head = getattr(model, name, None)
-        if not isinstance(head, nn.Linear):
-            continue
+            for name in ("weight", "bias"):
+                value = getattr(norm, name, None)
+                if isinstance(value, nn.Parameter):
+                    setattr(norm, name, nn.Parameter(value.detach()[:h].clone(), requires_grad=value.requires_grad))
+            if isinstance(norm, nn.LayerNorm):
+                norm.normalized_shape = (h,)
+    for head in family.square_heads(model):
+        restore_linear(head)
+        if head.weight.shape != (h, h):
+            _replace_module(model, head, _slice_linear(head, h, h))
+    for head in family.output_heads(model):
         restore_linear(head)
         if head.weight is old:  # tied to the embedding: the same (cut) tensor
-            head.weight = embedding.weight
+            head.weight = embeddings[0].weight
             head.in_features = h
         elif head.in_features != h:
-            setattr(model, name, _slice_linear(head, None, h))
+            _replace_module(model, head, _slice_linear(head, None, h))
+
+
+def _replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    """Put ``new`` wherever ``model`` holds the submodule ``old``."""
+    for name, module in list(model.named_modules()):
+        if module is old and name:
+            _replace(model, name, new)
 
 
 def record_spec(config: Any, spec: SubnetSpec, family: Family) -> bool:
@@ -192,5 +212,10 @@ def extract(model: nn.Module, spec: SubnetSpec, family: Family | None = None) ->
     check_spec(spec, physical_spec(model, family), family, family.geometry(model.config))
     student = copy.deepcopy(model)
     slice_layers_(student, spec, family)
+    if spec.dropped:  # removed whole: the student has fewer layers
+        family.keep_layers(student, [i for i in range(spec.num_layers) if i not in spec.dropped])
+        spec = spec.without_layers(spec.dropped)
+    for layer in family.layers(student):
+        restore_layer(layer)
     record_spec(student.config, spec, family)
     return student

@@ -33,8 +33,15 @@ Families:
 
 * :class:`BertFamily` -- BERT-like encoders (``bert``, ``roberta``, ``xlm-roberta``):
   ``encoder.layer[i].attention.self.{query,key,value}``, ``attention.output.dense``,
-  ``intermediate.dense``, ``output.dense``. Head size is ``hidden / num_attention_heads``.
-  Masked LM; the MLM head is ``cls`` (BERT) or ``lm_head`` (RoBERTa).
+  ``intermediate.dense``, ``output.dense``. Head size is ``hidden / num_attention_heads``
+  (or the ``head_dim`` a student with a cut width records). The hidden width is pruned
+  too: the word, position and token-type embeddings, the embedding LayerNorm, the
+  LayerNorms ``attention.output.LayerNorm`` and ``output.LayerNorm`` (weights and
+  biases), every projection, the pooler (input and output) and the classifier's input.
+  Whole layers are removed by skipping them (:attr:`SubnetSpec.dropped`): a post-norm
+  layer without heads and units is not the identity. Cutting the width of a masked LM
+  (its MLM head) is not supported. Masked LM; the MLM head is ``cls`` (BERT) or
+  ``lm_head`` (RoBERTa).
 * :class:`LlamaFamily` -- LLaMA decoders (``llama``): ``layers[i].self_attn.{q,k,v,o}_proj``,
   gated FFN ``mlp.{gate,up,down}_proj``, with grouped-query attention. Heads are pruned by
   whole KV groups: a group is one KV head plus the
@@ -163,11 +170,23 @@ class Family:
             sub-network may cut; the others stay at the model's size.
         embedding_path: the token embedding, relative to ``model.base_model`` (its columns
             are the residual-stream channels); needed when ``pruned_axes`` has ``hidden``.
+        extra_embedding_paths: other embeddings added to the token embedding before the
+            first layer (BERT: position and token-type), relative to ``model.base_model``.
         norm_paths: a layer's norms of the residual stream (not :attr:`qk_norm_paths`).
+        first_norm_path: the norm before the first layer (BERT's embedding LayerNorm),
+            relative to ``model.base_model``, or ``None``.
         final_norm_path: the norm after the last layer, relative to ``model.base_model``,
             or ``None``.
-        output_head_names: child modules of a model (any head) that read the final
-            hidden states (LM head, classifier), tried by :meth:`output_heads`.
+        output_head_names: modules of a model (any head; dotted paths allowed) that read
+            the final hidden states (LM head, classifier), tried by :meth:`output_heads`.
+        square_head_paths: linear modules after the last layer that read *and* write the
+            hidden width (BERT's pooler, RoBERTa's classifier dense), relative to the
+            model or to ``model.base_model``; their outputs are cut and reordered like
+            the residual stream (the classifier reads them).
+        hidden_read_at_norms: the residual stream is read only as the outputs of the
+            norms (post-norm encoders), so hidden-channel importance masks those outputs;
+            otherwise (pre-norm decoders) it masks the inputs of Q/K/V and the FFN
+            (:func:`minidisc.elastic.importance.residual_mask_hooks`).
         default_layer_shapes: the sparsity map's layer shapes unless one is asked
             (:mod:`minidisc.elastic.sparsity_map`): ``"global"`` (per-layer sizes, the
             MiniDisc map) or ``"uniform"`` (every layer alike: an ordinary config).
@@ -189,9 +208,13 @@ class Family:
     grouped_query: ClassVar[bool] = False
     pruned_axes: ClassVar[tuple[str, ...]] = AXES
     embedding_path: ClassVar[str | None] = None
+    extra_embedding_paths: ClassVar[tuple[str, ...]] = ()
     norm_paths: ClassVar[tuple[str, ...]] = ()
+    first_norm_path: ClassVar[str | None] = None
     final_norm_path: ClassVar[str | None] = None
     output_head_names: ClassVar[tuple[str, ...]] = ()
+    square_head_paths: ClassVar[tuple[str, ...]] = ()
+    hidden_read_at_norms: ClassVar[bool] = False
     default_layer_shapes: ClassVar[str] = "global"
 
     # ---- config level --------------------------------------------------------------
@@ -317,10 +340,17 @@ class Family:
             raise ModelError(f"the {self.name} family names no token embedding")
         return model.base_model.get_submodule(self.embedding_path)
 
+    def hidden_embeddings(self, model: Any) -> list[Any]:
+        """Every embedding whose columns are residual-stream channels: the token embedding
+        (:meth:`embedding`) first, then :attr:`extra_embedding_paths`."""
+        return [self.embedding(model), *(model.base_model.get_submodule(p) for p in self.extra_embedding_paths)]
+
     def hidden_norms(self, model: Any) -> list[Any]:
-        """Every norm of the residual stream, in order: each layer's :attr:`norm_paths`,
-        then the final norm. Qwen3's per-head query/key norms are not among them."""
-        norms = [layer.get_submodule(p) for layer in self.layers(model) for p in self.norm_paths]
+        """Every norm of the residual stream, in order: the first norm, each layer's
+        :attr:`norm_paths`, then the final norm. Qwen3's per-head query/key norms are
+        not among them."""
+        norms = [] if self.first_norm_path is None else [model.base_model.get_submodule(self.first_norm_path)]
+        norms += [layer.get_submodule(p) for layer in self.layers(model) for p in self.norm_paths]
         if self.final_norm_path is not None:
             norms.append(model.base_model.get_submodule(self.final_norm_path))
         return norms
@@ -334,8 +364,40 @@ class Family:
         return [
             module
             for name in self.output_head_names
-            if isinstance(module := getattr(model, name, None), nn.Linear)
+            if isinstance(module := _find(model, name), nn.Linear)
         ]
+
+    def square_heads(self, model: Any) -> list[Any]:
+        """The linear modules of :attr:`square_head_paths` that ``model`` has (a model
+        built without a pooler has none)."""
+        from torch import nn
+
+        found = []
+        for path in self.square_head_paths:
+            module = _find(model, path)
+            if module is None and model.base_model is not model:
+                module = _find(model.base_model, path)
+            if isinstance(module, nn.Linear):
+                found.append(module)
+        return found
+
+    def skip_layer(self, args: tuple, kwargs: dict) -> Any:
+        """Output of a layer removed whole (:attr:`SubnetSpec.dropped`): its input hidden
+        states, in what the layer's forward returns (a tensor, as ``transformers`` 5
+        layers return)."""
+        return _hidden_states(args, kwargs)
+
+    def build_hidden_size(self, config: Any) -> int:
+        """The ``hidden_size`` a model class must be built with so that its attention
+        has the config's heads and head size (:func:`minidisc.elastic.io.load_student`
+        then cuts the width to ``config.hidden_size``); the config's own width unless the
+        family ties the head size to the width."""
+        return config.hidden_size
+
+    def config_states_sizes(self, config: Any) -> bool:
+        """Whether ``config``'s own fields build its width and head size (False where a
+        cut width cannot be stated: :meth:`build_hidden_size` differs)."""
+        return self.build_hidden_size(config) == config.hidden_size
 
     def qkv_sources(self, layer: Any) -> tuple[Any, Any, Any]:
         """The modules whose outputs are one layer's queries, keys and values as attention
@@ -382,6 +444,14 @@ class Family:
         """Refresh size attributes an architecture caches on its attention module."""
 
 
+def _find(model: Any, path: str) -> Any:
+    """The submodule of ``model`` at the dotted ``path``, or ``None``."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
+
+
 def _hidden_states(args: tuple, kwargs: dict) -> Any:
     return args[0] if args else kwargs["hidden_states"]
 
@@ -408,6 +478,14 @@ class BertFamily(Family):
     o_path = "attention.output.dense"
     ffn_in_paths = ("intermediate.dense",)
     ffn_out_path = "output.dense"
+    pruned_axes = (HEADS, NEURONS, HIDDEN, LAYERS)
+    embedding_path = "embeddings.word_embeddings"
+    extra_embedding_paths = ("embeddings.position_embeddings", "embeddings.token_type_embeddings")
+    first_norm_path = "embeddings.LayerNorm"
+    norm_paths = ("attention.output.LayerNorm", "output.LayerNorm")
+    output_head_names = ("classifier", "classifier.out_proj", "qa_outputs")
+    square_head_paths = ("pooler.dense", "classifier.dense")
+    hidden_read_at_norms = True
 
     def geometry(self, config: Any) -> Geometry:
         if getattr(config, "add_cross_attention", False):
@@ -420,7 +498,7 @@ class BertFamily(Family):
             hidden_size=h,
             num_heads=config.num_attention_heads,
             num_kv_heads=config.num_attention_heads,
-            head_dim=h // config.num_attention_heads,
+            head_dim=_bert_head_dim(config),
             intermediate_size=config.intermediate_size,
             gated_ffn=False,
             qkv_bias=True,
@@ -439,9 +517,19 @@ class BertFamily(Family):
 
     def write_uniform_sizes(self, config: Any, spec: SubnetSpec) -> bool:
         # BertConfig ties head size to hidden/num_attention_heads, so a uniform head count
-        # below the full one cannot be expressed; the FFN width can.
+        # below the full one cannot be expressed, nor a cut width; the FFN width can.
         config.intermediate_size = spec.neurons[0]
-        return spec.heads[0] == config.num_attention_heads
+        return spec.heads[0] == config.num_attention_heads and self.config_states_sizes(config)
+
+    def write_hidden_size(self, config: Any, hidden: int) -> None:
+        # BertConfig derives the head size from the width: state it apart first
+        # (``head_dim``, read by geometry and build_hidden_size).
+        config.head_dim = _bert_head_dim(config)
+        config.hidden_size = hidden
+
+    def build_hidden_size(self, config: Any) -> int:
+        # BertSelfAttention takes its head size from hidden_size / num_attention_heads
+        return config.num_attention_heads * _bert_head_dim(config)
 
     def set_sizes(
         self, config: Any, *, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int
@@ -461,6 +549,12 @@ class BertFamily(Family):
         attn = layer.get_submodule(self.attention_path)
         attn.num_attention_heads = heads
         attn.all_head_size = heads * geometry.head_dim
+
+
+def _bert_head_dim(config: Any) -> int:
+    """A BERT-family config's head size: its ``head_dim`` where a cut width wrote one
+    (:meth:`BertFamily.write_hidden_size`), else ``hidden_size / num_attention_heads``."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 class LlamaFamily(Family):

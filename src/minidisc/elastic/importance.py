@@ -13,7 +13,7 @@ Only the axes the architecture family prunes (:attr:`Family.pruned_axes
 <minidisc.elastic.families.Family.pruned_axes>`) are scored; an axis it keeps whole gets
 no mask and scores of 0 (its order is left as it is).
 
-Decoders can also score, on request (``hidden=True`` / ``layers=True``, as
+Every family can also score, on request (``hidden=True`` / ``layers=True``, as
 :func:`minidisc.elastic.estimators.estimate_importance` asks), the same way:
 
 * residual-stream channels: one all-ones ``hidden_mask[d]`` multiplies channel ``c`` of
@@ -23,7 +23,10 @@ Decoders can also score, on request (``hidden=True`` / ``layers=True``, as
   stream only through those norms, so zeroing channel ``c`` at every read removes it from
   the model except for the norms' root-mean-square, which still counts it; ``|∂L/∂m_c|``
   is the first-order estimate of that removal. (Masking the embedding output instead
-  would leave the channel written by every layer and read by all of them.)
+  would leave the channel written by every layer and read by all of them.) A post-norm
+  encoder (BERT) carries its stream as the outputs of its LayerNorms (the embedding
+  LayerNorm and two per layer), so there the mask multiplies every LayerNorm's output:
+  channel ``c`` then reaches no projection, residual sum or head.
 * whole layers: ``layer_mask[l]`` scales layer ``l``'s residual update, output
   ``= input + m_l·(output − input)`` (so ``m_l = 0`` skips the layer); ``|∂L/∂m_l|``
   is the first-order estimate of dropping it.
@@ -217,7 +220,9 @@ def residual_mask_hooks(
 
     Args:
         hidden_mask: ``(hidden_size,)``; applied to the inputs of every layer's Q, K, V and
-            FFN input projections and to the base model's last hidden state.
+            FFN input projections and to the base model's last hidden state, or, for a
+            family whose stream is read at its norms (:attr:`Family.hidden_read_at_norms`,
+            post-norm encoders), to the output of every norm of the residual stream.
         layer_mask: ``(num_layers,)``; layer ``l`` outputs
             ``output + (m_l − 1)·(output − input)``, the update detached in the added
             term, so that the forward values and every other gradient are unchanged.
@@ -243,14 +248,20 @@ def residual_mask_hooks(
 
         return hook
 
+    def norm_hook(_module: Any, _args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output * hidden_mask.to(output.dtype)
+
+    at_norms = family.hidden_read_at_norms
     try:
         for idx, layer in enumerate(family.layers(model)):
-            if hidden_mask is not None:
+            if hidden_mask is not None and not at_norms:
                 for path in (family.q_path, family.k_path, family.v_path, *family.ffn_in_paths):
                     handles.append(layer.get_submodule(path).register_forward_pre_hook(read_hook))
             if layer_mask is not None:
                 handles.append(layer.register_forward_hook(layer_hook(idx), with_kwargs=True))
-        if hidden_mask is not None:
+        if hidden_mask is not None and at_norms:
+            handles.extend(norm.register_forward_hook(norm_hook) for norm in family.hidden_norms(model))
+        elif hidden_mask is not None:
             handles.append(model.base_model.register_forward_hook(final_hook))
         yield
     finally:

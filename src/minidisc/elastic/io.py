@@ -13,8 +13,9 @@ own size fields describe it (the family writes them:
 the same sizes and:
 
 * BERT / RoBERTa: every layer keeps **all** heads (``BertConfig`` ties the head size to
-  ``hidden_size / num_attention_heads``, so fewer heads cannot be expressed) and the
-  same number of FFN units (written to ``intermediate_size``);
+  ``hidden_size / num_attention_heads``, so fewer heads cannot be expressed, nor a cut
+  width: such a student records ``head_dim``) and the same number of FFN units (written
+  to ``intermediate_size``); removed layers are fine (``num_hidden_layers``);
 * LLaMA-like families (LLaMA, Mistral, Qwen2, Qwen3): every layer keeps the same number
   (> 0) of KV groups and of FFN units (written to ``num_attention_heads``,
   ``num_key_value_heads``, explicit ``head_dim`` and ``intermediate_size``), at any kept
@@ -63,7 +64,8 @@ def save_student(
             :class:`~minidisc.elastic.model.ElasticModel`, from which ``spec`` (default:
             its active spec) is extracted first.
         spec: the student's per-layer sizes; default: read from its weights. For an
-            already-extracted model it must equal the weights' sizes.
+            already-extracted model it must equal the weights' sizes (less the layers
+            ``spec.dropped``, which extraction removed).
         tokenizer: saved beside the weights when given.
         card: renders the model card (``README.md``, written beside the weights in the
             same atomic folder) from the extracted student, whose config then holds its
@@ -83,6 +85,8 @@ def save_student(
         model = model.extract(spec)
     family = family_for(model)
     sizes = physical_spec(model, family)
+    if spec is not None and spec.dropped and sizes.num_layers == spec.num_layers - len(spec.dropped):
+        spec = spec.without_layers(spec.dropped)  # extraction removed the dropped layers
     width = model.config.hidden_size
     if spec is None:
         recorded_hidden = _recorded(model.config, "hidden")
@@ -118,7 +122,7 @@ def loads_with_plain_transformers(config: Any) -> bool:
         return True
     uniform = len(set(recorded["heads"])) <= 1 and len(set(recorded["neurons"])) <= 1
     full_heads = all(h == config.num_attention_heads for h in recorded["heads"])
-    return uniform and full_heads
+    return uniform and full_heads and family_for(config).config_states_sizes(config)
 
 
 def _recorded(config: Any, key: str) -> Any:
@@ -162,9 +166,9 @@ def load_student(path: str | os.PathLike[str], task_head: bool = True) -> nn.Mod
             raise ModelError(
                 f"unknown architecture {config.architectures[0]!r} in {path / 'config.json'}"
             )
-        model = cls(config)
+        model = _build(config, cls)
     else:
-        model = AutoModel.from_config(config)
+        model = _build(config, AutoModel.from_config)
         prefix = model.base_model_prefix + "."
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -202,10 +206,23 @@ def load_student_for_task(
         raise ModelError(f"{path} is not a saved model: config.json is missing")
     state = _read_safetensors(path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=False, **labels)
-    model = auto_class.from_config(config)
+    model = _build(config, auto_class.from_config)
     _shrink_to_saved(model, config, state)
     missing, resized = _load_strict(model, state, path, may_initialise=lambda key: is_head_key(model, key))
     return model.eval(), missing, resized
+
+
+def _build(config: Any, make: Callable[[Any], nn.Module]) -> nn.Module:
+    """``make(config)`` at the width the family builds its heads at
+    (:meth:`~minidisc.elastic.families.Family.build_hidden_size`: a BERT student with a cut
+    width keeps its teacher's head size), then the config says its own width again (the
+    model holds that config object; :func:`_shrink_to_saved` cuts the width)."""
+    width = config.hidden_size
+    config.hidden_size = family_for(config).build_hidden_size(config)
+    try:
+        return make(config)
+    finally:
+        config.hidden_size = width
 
 
 def _shrink_to_saved(model: nn.Module, config: Any, state: dict[str, torch.Tensor]) -> None:

@@ -33,6 +33,7 @@ from minidisc.elastic.families import Family, Geometry, family_for
 from minidisc.elastic.importance import Importance, LossFn, compute_importance
 from minidisc.elastic.modules import (
     ElasticLinear,
+    make_droppable,
     make_elastic_embedding,
     make_elastic_linear,
     make_elastic_norm,
@@ -45,7 +46,8 @@ from minidisc.elastic.sparsity_map import (
     default_layer_shapes,
     sparsity_map,
 )
-from minidisc.elastic.spec import HEADS, HIDDEN, SubnetSpec
+from minidisc.elastic.spec import HEADS, HIDDEN, LAYERS, SubnetSpec
+from minidisc.errors import ConfigError
 
 
 class ElasticModel:
@@ -70,16 +72,21 @@ class ElasticModel:
         self.model = model
         self.family: Family = family_for(model)
         self.geometry: Geometry = self.family.geometry(model.config)
+        # a layer removed whole is skipped where keeping nothing is not the identity
+        self._droppable = LAYERS in self.family.pruned_axes and not self.geometry.empty_layer_is_identity
         for layer in self.family.layers(model):
             for path in self.family.linears(layer):
                 make_elastic_linear(layer.get_submodule(path))
             if HEADS in self.family.pruned_axes:  # a layer may keep no heads
                 make_skippable(layer.get_submodule(self.family.attention_path), self.family)
+            if self._droppable:
+                make_droppable(layer, self.family)
         if HIDDEN in self.family.pruned_axes:  # the residual stream may be cut
-            make_elastic_embedding(self.family.embedding(model))
+            for embedding in self.family.hidden_embeddings(model):
+                make_elastic_embedding(embedding)
             for norm in self.family.hidden_norms(model):
                 make_elastic_norm(norm)
-            for head in self.family.output_heads(model):
+            for head in (*self.family.output_heads(model), *self.family.square_heads(model)):
                 make_elastic_linear(head)
         self._full = physical_spec(model, self.family)
         self._spec = self._full
@@ -106,18 +113,34 @@ class ElasticModel:
         spec = self._full if spec is None else spec
         check_spec(spec, self._full, self.family, self.geometry)
         fam = self.family
-        for layer, heads, units in zip(fam.layers(self.model), spec.heads, spec.neurons):
+        if spec.hidden is not None and self._unsliced_lm_head():
+            raise ConfigError(
+                f"cutting the hidden width of a {fam.name} language model is not supported (its LM head "
+                "is not sliced); keep hidden unset or use the model with a task head"
+            )
+        for index, (layer, heads, units) in enumerate(zip(fam.layers(self.model), spec.heads, spec.neurons)):
             for path, (out, inp) in fam.projection_sizes(heads, units, self.geometry, spec.hidden).items():
                 self._linear(layer, path).set_active(out=out, inp=inp)
             if HEADS in fam.pruned_axes:
                 layer.get_submodule(fam.attention_path).minidisc_skip = heads == 0
+            if self._droppable:
+                layer.minidisc_drop = index in spec.dropped
         if HIDDEN in fam.pruned_axes:
-            fam.embedding(self.model).set_active(spec.hidden)
+            for embedding in fam.hidden_embeddings(self.model):
+                embedding.set_active(spec.hidden)
             for norm in fam.hidden_norms(self.model):
                 norm.set_active(spec.hidden)
             for head in fam.output_heads(self.model):
                 head.set_active(inp=spec.hidden)
+            for head in fam.square_heads(self.model):
+                head.set_active(out=spec.hidden, inp=spec.hidden)
         self._spec = spec
+
+    def _unsliced_lm_head(self) -> bool:
+        """Whether the model has an LM head that is not among the sliced output heads."""
+        sliced = {id(m) for m in self.family.output_heads(self.model)}
+        heads = [getattr(self.model, n, None) for n in self.family.lm_head_names]
+        return any(h is not None and id(h) not in sliced for h in heads)
 
     @contextmanager
     def active(self, spec: SubnetSpec | None) -> Iterator[ElasticModel]:
@@ -142,10 +165,13 @@ class ElasticModel:
         max_batches: int | None = None,
         normalize: bool = True,
         progress: bool = True,
+        hidden: bool = False,
+        layers: bool = False,
     ) -> Importance:
         """Head/neuron importance of the full model; see
         :func:`minidisc.elastic.importance.compute_importance`. The active spec is
-        restored afterwards; the model must be full-size (not an extracted student)."""
+        restored afterwards; the model must be full-size (not an extracted student).
+        ``hidden`` / ``layers``: also score residual-stream channels / whole layers."""
         with self.active(None):
             return compute_importance(
                 self.model,
@@ -155,6 +181,8 @@ class ElasticModel:
                 max_batches=max_batches,
                 normalize=normalize,
                 progress=progress,
+                hidden=hidden,
+                layers=layers,
             )
 
     def reorder(self, importance: Importance) -> Importance:
@@ -174,6 +202,7 @@ class ElasticModel:
         grid: Iterable[float] = DEFAULT_GRID,
         layer_shapes: LayerShapes | None = None,
         drop_layers: int = 0,
+        align: int = 1,
     ) -> dict[float, SubnetSpec]:
         """``{sparsity: SubnetSpec}`` for ``grid``; see :func:`minidisc.elastic.sparsity_map.sparsity_map`.
 
@@ -182,7 +211,9 @@ class ElasticModel:
         family's default (:attr:`Family.default_layer_shapes`: uniform for decoders,
         global for encoders), global for an importance without hidden-channel scores
         (:func:`minidisc.elastic.sparsity_map.default_layer_shapes`). ``drop_layers``: whole
-        layers of least block importance removed at every level above 0 (uniform shapes)."""
+        layers of least block importance removed at every level above 0 (uniform shapes).
+        ``align``: kept sizes rounded down to multiples of this, for GPU matrix shapes
+        (:mod:`minidisc.elastic.align`; 1: none)."""
         return sparsity_map(
             importance,
             grid,
@@ -191,6 +222,7 @@ class ElasticModel:
             layer_shapes=layer_shapes or default_layer_shapes(self.family, importance),
             config=self.model.config,
             drop_layers=drop_layers,
+            align=align,
         )
 
     # ---- export ----------------------------------------------------------------------

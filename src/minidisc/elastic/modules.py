@@ -1,5 +1,6 @@
 """Building blocks of elastic sub-networks: sliced linear layers, skippable attention,
-and (for a cut residual stream) sliced embeddings and RMSNorms.
+skippable whole layers, and (for a cut residual stream) sliced embeddings, RMSNorms and
+LayerNorms.
 
 All are installed by *changing the class of existing modules in place* (a subclass of
 the original class), so parameters keep their objects and names: state dicts,
@@ -150,18 +151,46 @@ class _ElasticNorm:
         self.active_dim = None if dim is None or dim == full else int(dim)
 
 
+class ElasticLayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the last dimension that normalises the first ``active_dim``
+    channels: input ``(..., h)``, mean and variance over those ``h`` channels, scaled by
+    ``weight[:h]`` and shifted by ``bias[:h]`` (Ba et al. 2016, eq. 15-16, on the kept
+    channels), i.e. the LayerNorm of a model of width ``h``. ``None``: the full width."""
+
+    active_dim: int | None = None
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        h = self.active_dim
+        if h is None:
+            return super().forward(input)
+        weight = None if self.weight is None else self.weight[:h]
+        bias = None if self.bias is None else self.bias[:h]
+        return F.layer_norm(input, (h,), weight, bias, self.eps)
+
+    def set_active(self, dim: int | None) -> None:
+        """Normalise the first ``dim`` channels; ``None`` (or the full width) means full."""
+        self.active_dim = None if dim is None or dim == self.normalized_shape[0] else int(dim)
+
+
 _NORM_CLASSES: dict[type, type] = {}
 
 
 def make_elastic_norm(norm: nn.Module) -> nn.Module:
-    """Give ``norm`` (an RMSNorm with ``weight`` and ``variance_epsilon``, e.g.
-    ``LlamaRMSNorm``, ``Qwen3RMSNorm``) a cut width, in place.
+    """Give ``norm`` (a plain ``nn.LayerNorm`` over the last dimension, or an RMSNorm with
+    ``weight`` and ``variance_epsilon``, e.g. ``LlamaRMSNorm``, ``Qwen3RMSNorm``) a cut
+    width, in place.
 
     Raises:
-        TypeError: ``norm`` has no ``weight`` vector or no ``variance_epsilon``.
+        TypeError: ``norm`` is neither.
     """
     cls = type(norm)
-    if issubclass(cls, _ElasticNorm):
+    if issubclass(cls, (_ElasticNorm, ElasticLayerNorm)):
+        norm.active_dim = None
+        return norm
+    if cls is nn.LayerNorm:
+        if len(norm.normalized_shape) != 1:
+            raise TypeError(f"expected a LayerNorm over the last dimension, got shape {norm.normalized_shape}")
+        norm.__class__ = ElasticLayerNorm
         norm.active_dim = None
         return norm
     weight = getattr(norm, "weight", None)
@@ -180,6 +209,9 @@ def make_elastic_norm(norm: nn.Module) -> nn.Module:
 
 def restore_norm(norm: nn.Module) -> nn.Module:
     """Undo :func:`make_elastic_norm` (an instance of its original class, same object)."""
+    if isinstance(norm, ElasticLayerNorm):
+        norm.__dict__.pop("active_dim", None)
+        norm.__class__ = nn.LayerNorm
     if isinstance(norm, _ElasticNorm):
         norm.__dict__.pop("active_dim", None)
         norm.__class__ = type(norm)._minidisc_base
@@ -249,3 +281,46 @@ def restore_class(module: nn.Module) -> nn.Module:
 
 def is_skippable(module: nn.Module) -> bool:
     return isinstance(module, _SkippableAttention)
+
+
+class _SkippableLayer:
+    """Mixin: when ``minidisc_drop`` is set, the whole transformer layer is skipped and
+    the family's ``skip_layer`` output (its input hidden states) is returned."""
+
+    minidisc_drop: bool = False
+    _minidisc_family: Any = None  # set on the generated subclass
+    _minidisc_base: type = object  # the original class
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.minidisc_drop:
+            return self._minidisc_family.skip_layer(args, kwargs)
+        return super().forward(*args, **kwargs)  # type: ignore[misc]
+
+
+_LAYER_CLASSES: dict[tuple[type, str], type] = {}
+
+
+def make_droppable(layer: nn.Module, family: Any) -> nn.Module:
+    """Give the transformer ``layer`` the ability to be skipped whole, in place."""
+    cls = type(layer)
+    if issubclass(cls, _SkippableLayer):
+        return layer
+    key = (cls, family.name)
+    if key not in _LAYER_CLASSES:
+        _LAYER_CLASSES[key] = type(
+            f"Droppable{cls.__name__}",
+            (_SkippableLayer, cls),
+            {"_minidisc_family": family, "_minidisc_base": cls, "__module__": __name__},
+        )
+        globals()[_LAYER_CLASSES[key].__name__] = _LAYER_CLASSES[key]
+    layer.__class__ = _LAYER_CLASSES[key]
+    layer.minidisc_drop = False
+    return layer
+
+
+def restore_layer(layer: nn.Module) -> nn.Module:
+    """Undo :func:`make_droppable` (an instance of its original class, same object)."""
+    if isinstance(layer, _SkippableLayer):
+        layer.__dict__.pop("minidisc_drop", None)
+        layer.__class__ = type(layer)._minidisc_base
+    return layer

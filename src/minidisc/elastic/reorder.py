@@ -12,12 +12,14 @@ scores), descending; within a group, query heads are sorted descending. Query he
 
 Hidden channels (families that prune the width, with ``Importance.hidden``): one
 permutation ``P`` of the residual stream, applied everywhere it is read or written: the
-embedding's columns, every RMSNorm weight, the input columns of Q/K/V, of the FFN inputs
-and of the output head, and the output rows (and biases) of the attention output and the
-FFN output. The residual stream of the reordered model is the old one permuted by ``P``;
-RMSNorm is permutation-equivariant (the mean square does not depend on the order), so
-the logits are unchanged. A head tied to the embedding shares its tensor and is permuted
-once.
+embeddings' columns (BERT: word, position and token-type), every norm's weight (and
+LayerNorm bias), the input columns of Q/K/V, of the FFN inputs and of the output head,
+and the output rows (and biases) of the attention output and the FFN output; a square
+head (BERT's pooler) has its rows and columns permuted, and the classifier that reads it
+its columns. The residual stream of the reordered model is the old one permuted by ``P``;
+RMSNorm and LayerNorm are permutation-equivariant (mean, variance and mean square do not
+depend on the order), so the logits are unchanged. A head tied to the embedding shares
+its tensor and is permuted once.
 """
 
 from __future__ import annotations
@@ -74,8 +76,7 @@ def reorder_model(model: nn.Module, family: Family, importance: Importance) -> I
     Args:
         model: full-size model of ``family``.
         importance: scores, ``heads (L, H)`` and ``neurons (L, I)``; ``hidden (d,)``
-            reorders the residual stream where the family prunes it (an encoder's hidden
-            scores are kept as they are, unused).
+            reorders the residual stream where the family prunes it.
 
     Returns:
         The importance permuted alongside the weights (row ``l`` now describes the
@@ -132,16 +133,22 @@ def reorder_model(model: nn.Module, family: Family, importance: Importance) -> I
 @torch.no_grad()
 def _permute_hidden(model: nn.Module, family: Family, order: torch.Tensor) -> None:
     """Reorder the residual-stream channels: new channel ``c`` is old channel ``order[c]``."""
-    embedding = family.embedding(model)
-    done = {id(embedding.weight)}  # a tied head shares this tensor: permute it once
-    _permute_cols(embedding, order)
+    embeddings = family.hidden_embeddings(model)
+    done = {id(embeddings[0].weight)}  # a tied head shares this tensor: permute it once
+    for embedding in embeddings:
+        _permute_cols(embedding, order)
     for norm in family.hidden_norms(model):
-        norm.weight.copy_(norm.weight[order.to(norm.weight.device)])
+        for value in (norm.weight, getattr(norm, "bias", None)):
+            if value is not None:
+                value.copy_(value[order.to(value.device)])
     for layer in family.layers(model):
         for path in (family.q_path, family.k_path, family.v_path, *family.ffn_in_paths):
             _permute_cols(layer.get_submodule(path), order)
         for path in (family.o_path, family.ffn_out_path):
             _permute_rows(layer.get_submodule(path), order)
+    for head in family.square_heads(model):  # reads the stream, writes what the classifier reads
+        _permute_cols(head, order)
+        _permute_rows(head, order)
     for head in family.output_heads(model):
         if id(head.weight) not in done:
             done.add(id(head.weight))

@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 import torch
 
+from minidisc.elastic.align import align_spec, check_align
 from minidisc.elastic.families import family_for
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import check_levels
@@ -98,6 +99,7 @@ def sparsity_map(
     layer_shapes: LayerShapes = "global",
     config: Any = None,
     drop_layers: int = 0,
+    align: int = 1,
 ) -> dict[float, SubnetSpec]:
     """Per-layer sizes of the sub-network at every sparsity in ``grid``.
 
@@ -117,6 +119,8 @@ def sparsity_map(
             group size), unused by ``"global"``.
         drop_layers: whole layers removed at every level above 0 (``"uniform"`` only:
             :func:`~minidisc.elastic.uniform_map.uniform_sparsity_map`).
+        align: kept heads, units and width rounded down to multiples of this
+            (:func:`~minidisc.elastic.align.align_spec`; needs ``config``); 1: none.
 
     Returns:
         ``{sparsity: SubnetSpec}`` in ascending sparsity (keys are levels:
@@ -125,9 +129,13 @@ def sparsity_map(
 
     Raises:
         ConfigError: a level outside [0, 1), heads not divisible into groups, an
-            unknown axis or layer shape, ``"uniform"`` without a config, a level
-            the uniform map cannot reach, or ``drop_layers`` with ``"global"``.
+            unknown axis or layer shape, ``"uniform"`` (or ``align`` above 1) without a
+            config, a level the uniform map cannot reach, ``drop_layers`` with
+            ``"global"``, or ``align`` below 1.
     """
+    align = check_align(align)
+    if align > 1 and config is None:
+        raise ConfigError("aligning a sparsity map needs the model's config (its head size)")
     axes = set(axes)
     if axes - set(PRUNABLE_AXES):
         raise ConfigError(
@@ -137,7 +145,8 @@ def sparsity_map(
         if config is None:
             raise ConfigError("the uniform sparsity map needs the model's config (its parameter counts)")
         return uniform_sparsity_map(
-            config, importance, grid, axes=axes, neuron_multiple=neuron_multiple, drop_layers=drop_layers
+            config, importance, grid, axes=axes, neuron_multiple=neuron_multiple, drop_layers=drop_layers,
+            align=align,
         )
     if layer_shapes != "global":
         raise ConfigError(f"unknown layer shapes {layer_shapes!r}; use one of {', '.join(LAYER_SHAPES)}")
@@ -164,6 +173,11 @@ def sparsity_map(
         kept_units = (units - pruned_units).tolist()
         neurons = [(n // neuron_multiple) * neuron_multiple if n < units else n for n in kept_units]
         result[s] = SubnetSpec(tuple(heads), tuple(neurons), sparsity=s)
+    if align > 1:
+        geo = family_for(config).geometry(config)
+        result = {s: align_spec(spec, align, full_heads=geo.num_heads, full_neurons=geo.intermediate_size,
+                                full_hidden=geo.hidden_size, head_dim=geo.head_dim, group_size=group_size)
+                  for s, spec in result.items()}
     return result
 
 
@@ -225,6 +239,9 @@ def model_sparsity_map(
     importance: Importance,
     grid: Iterable[float] = DEFAULT_GRID,
     layer_shapes: LayerShapes | None = None,
+    *,
+    drop_layers: int = 0,
+    align: int = 1,
 ) -> dict[float, SubnetSpec]:
     """:func:`sparsity_map` of a model with ``config``: its family's pruned axes, key/value
     group size and, unless ``layer_shapes`` is given, default layer shapes
@@ -242,4 +259,6 @@ def model_sparsity_map(
         axes=family.pruned_axes,
         layer_shapes=layer_shapes or default_layer_shapes(family, importance),
         config=config,
+        drop_layers=drop_layers,
+        align=align,
     )

@@ -13,10 +13,13 @@ the identity (a pre-norm residual block without output biases,
 :attr:`minidisc.elastic.families.Geometry.empty_layer_is_identity`) it is a dropped layer:
 it costs nothing in the sandwich, counts as removed in the sparsity, and is taken out of
 an exported student, which then has fewer layers. So nesting, masking and slicing need
-nothing new for depth. An architecture
+nothing new for depth there. Where an empty layer is *not* the identity (post-norm
+encoders: BERT's LayerNorms still act on it), a spec names its removed layers
+(:attr:`SubnetSpec.dropped`): the elastic model skips them whole (output = input) and
+extraction removes them. An architecture
 family says which of them it can cut (:attr:`minidisc.elastic.families.Family.pruned_axes`,
-a subset of :data:`PRUNABLE_AXES`): BERT-like encoders cut heads and neurons, the
-LLaMA-like decoders also the hidden width.
+a subset of :data:`PRUNABLE_AXES`): every registered family cuts heads, neurons, the
+hidden width and whole layers.
 """
 
 from __future__ import annotations
@@ -64,13 +67,18 @@ class SubnetSpec:
         sparsity: the sparsity level (a fraction in [0, 1)) this spec was built for,
             or ``None`` for a hand-made spec.
         hidden: kept residual-stream channels (a prefix of the reordered channels), the
-            same in every layer; ``None``: the model's full width (every encoder spec).
+            same in every layer; ``None``: the model's full width.
+        dropped: layers removed whole (0-based, ascending), each keeping 0 heads and 0
+            units: the elastic model skips them (output = input) and extraction removes
+            them. Empty (the default) where the family's empty layers are the identity
+            (decoders): there :meth:`empty_layers` are the removed ones.
     """
 
     heads: tuple[int, ...]
     neurons: tuple[int, ...]
     sparsity: float | None = None
     hidden: int | None = None
+    dropped: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
@@ -86,6 +94,13 @@ class SubnetSpec:
             if int(self.hidden) < 1:
                 raise ConfigError(f"a sub-network keeps at least one hidden channel, got hidden={self.hidden}")
             object.__setattr__(self, "hidden", int(self.hidden))
+        object.__setattr__(self, "dropped", tuple(sorted({int(i) for i in self.dropped})))
+        bad = [i for i in self.dropped if not 0 <= i < len(self.heads) or self.heads[i] or self.neurons[i]]
+        if bad:
+            raise ConfigError(
+                f"dropped layers {bad} are not layers of the spec that keep 0 heads and 0 neurons; "
+                f"heads {list(self.heads)}, neurons {list(self.neurons)}"
+            )
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"sparsity must be a fraction in [0, 1), got {self.sparsity}")
 
@@ -116,13 +131,19 @@ class SubnetSpec:
         (and ``hidden`` residual-stream channels; ``None``: the full width)."""
         return cls((heads,) * num_layers, (neurons,) * num_layers, sparsity, hidden)
 
+    def with_sparsity(self, sparsity: float | None) -> SubnetSpec:
+        """The same sizes, labelled with ``sparsity``."""
+        return SubnetSpec(self.heads, self.neurons, sparsity, self.hidden, self.dropped)
+
     def fits_in(self, other: SubnetSpec) -> bool:
         """True when this sub-network is a (per-layer prefix) sub-network of ``other``
-        (a ``hidden`` of ``None`` is the full width, which every width fits in)."""
+        (a ``hidden`` of ``None`` is the full width, which every width fits in) that drops
+        at least ``other``'s dropped layers."""
         hidden_fits = other.hidden is None or (self.hidden is not None and self.hidden <= other.hidden)
         return (
             self.num_layers == other.num_layers
             and hidden_fits
+            and set(other.dropped) <= set(self.dropped)
             and all(a <= b for a, b in zip(self.heads, other.heads))
             and all(a <= b for a, b in zip(self.neurons, other.neurons))
         )
@@ -146,19 +167,23 @@ class SubnetSpec:
         if any(not 0 <= i < self.num_layers for i in drop):
             raise ConfigError(f"layers {sorted(drop)} are not all among the spec's {self.num_layers} layers")
         keep = [i for i in range(self.num_layers) if i not in set(drop)]
+        still = [keep.index(i) for i in self.dropped if i in keep]
         return SubnetSpec(tuple(self.heads[i] for i in keep), tuple(self.neurons[i] for i in keep),
-                          self.sparsity, self.hidden)
+                          self.sparsity, self.hidden, tuple(still))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"heads": list(self.heads), "neurons": list(self.neurons), "sparsity": self.sparsity}
         if self.hidden is not None:  # written only when cut, so encoder records are unchanged
             out["hidden"] = self.hidden
+        if self.dropped:  # likewise written only when layers are removed
+            out["dropped"] = list(self.dropped)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubnetSpec:
         try:
-            return cls(tuple(data["heads"]), tuple(data["neurons"]), data.get("sparsity"), data.get("hidden"))
+            return cls(tuple(data["heads"]), tuple(data["neurons"]), data.get("sparsity"), data.get("hidden"),
+                       tuple(data.get("dropped", ())))
         except (KeyError, TypeError) as err:
             raise ConfigError(
                 f"malformed sub-network spec {data!r}: needs 'heads' and 'neurons' lists"

@@ -55,7 +55,9 @@ importance (:meth:`Importance.weakest_layers`) keep nothing at every level above
 teacher's level keeps them all), so the path starts with one step that removes those
 layers whole; the width and FFN then shrink in the layers that stay. A level the depth
 cut alone already passes gets that shape. The exported student has ``L − N`` layers of
-one size: still an ordinary config (:mod:`minidisc.elastic.spec`, empty layers).
+one size: still an ordinary config (:mod:`minidisc.elastic.spec`, empty layers). For a
+family whose empty layer is not the identity (BERT) the specs name the removed layers
+(:attr:`SubnetSpec.dropped`), so the sub-network skips them whole.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
+from minidisc.elastic.align import align_spec, head_multiple
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import at_or_above, check_levels
 from minidisc.elastic.spec import AXES, HEADS, HIDDEN, LAYERS, NEURONS, SubnetSpec
@@ -96,6 +99,7 @@ def uniform_shape(
     neuron_multiple: int = 8,
     max_hidden: int | None = None,
     dropped: tuple[int, ...] = (),
+    align: int = 1,
 ) -> SubnetSpec:
     """The uniform sub-network of keep fraction ``keep`` (see the module doc).
 
@@ -106,6 +110,7 @@ def uniform_shape(
         cut_hidden: whether the width is cut (needs ``HIDDEN`` in ``axes`` too).
         max_hidden: the width is at most this (the previous shape's along the path).
         dropped: layers that keep nothing (0 heads, 0 units).
+        align: sizes rounded down to multiples of this (:mod:`minidisc.elastic.align`).
     """
     from minidisc.elastic.families import family_for
 
@@ -119,8 +124,20 @@ def uniform_shape(
         bound = min(keep * geo.hidden_size, geo.hidden_size if max_hidden is None else max_hidden)
         hidden = max(heads, math.floor(bound / heads) * heads)
     kept = [i not in dropped for i in range(geo.num_layers)]
-    return SubnetSpec(tuple(heads * k for k in kept), tuple(neurons * k for k in kept),
-                      hidden=None if hidden == geo.hidden_size else hidden)
+    spec = SubnetSpec(tuple(heads * k for k in kept), tuple(neurons * k for k in kept),
+                      hidden=None if hidden == geo.hidden_size else hidden,
+                      dropped=() if geo.empty_layer_is_identity else dropped)
+    return align_spec(spec, align, full_heads=geo.num_heads, full_neurons=geo.intermediate_size,
+                      full_hidden=geo.hidden_size, head_dim=geo.head_dim, group_size=geo.group_size,
+                      hidden_multiple=max(_aligned_heads(heads, geo, align), 1))
+
+
+def _aligned_heads(heads: int, geo: Any, align: int) -> int:
+    """The query heads ``heads`` keeps after alignment (the width is a multiple of them)."""
+    if align == 1 or heads >= geo.num_heads:
+        return heads
+    step = head_multiple(align, geo.head_dim, geo.group_size)
+    return heads // step * step
 
 
 def _one_axis_at_a_time(before: SubnetSpec, after: SubnetSpec) -> list[SubnetSpec]:
@@ -128,8 +145,8 @@ def _one_axis_at_a_time(before: SubnetSpec, after: SubnetSpec) -> list[SubnetSpe
     of ``r`` changes several sizes at once (e.g. ``r = 2/3`` cuts 8 channels and 8
     units): FFN first, then width, then heads, so the path takes one smaller step at a
     time (finer sparsities, still nested)."""
-    ffn_first = SubnetSpec(before.heads, after.neurons, hidden=before.hidden)
-    then_width = SubnetSpec(before.heads, after.neurons, hidden=after.hidden)
+    ffn_first = SubnetSpec(before.heads, after.neurons, hidden=before.hidden, dropped=after.dropped)
+    then_width = SubnetSpec(before.heads, after.neurons, hidden=after.hidden, dropped=after.dropped)
     steps = [ffn_first, then_width, after]
     return [spec for i, spec in enumerate(steps) if spec != before and (i == 0 or spec != steps[i - 1])]
 
@@ -141,6 +158,7 @@ def uniform_path(
     cut_hidden: bool = True,
     neuron_multiple: int = 8,
     dropped: tuple[int, ...] = (),
+    align: int = 1,
 ) -> list[tuple[SubnetSpec, float]]:
     """Every uniform shape of the policy, from the full model to the smallest, each with
     its non-embedding sparsity: ``[(spec, sparsity), …]`` with ``r`` decreasing, each
@@ -153,6 +171,8 @@ def uniform_path(
         cut_hidden: whether the width is cut (needs ``HIDDEN`` in ``axes`` too).
         neuron_multiple: rounding of the FFN units.
         dropped: layers removed whole after the first shape (the full model).
+        align: every shape's sizes rounded down to multiples of this before its sparsity
+            is counted (:mod:`minidisc.elastic.align`).
     """
     from minidisc.compute.flops import non_embedding_params
     from minidisc.elastic.families import family_for
@@ -173,7 +193,7 @@ def uniform_path(
         previous = None if not shapes or shapes[-1].hidden is None else shapes[-1].hidden
         spec = uniform_shape(
             config, r, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, max_hidden=previous,
-            dropped=dropped,
+            dropped=dropped, align=align,
         )
         if not shapes or shapes[-1] != spec:
             shapes.extend(_one_axis_at_a_time(shapes[-1], spec) if shapes else [spec])
@@ -191,6 +211,7 @@ def uniform_sparsity_map(
     axes: Iterable[str] = AXES,
     neuron_multiple: int = 8,
     drop_layers: int = 0,
+    align: int = 1,
 ) -> dict[float, SubnetSpec]:
     """``{level: SubnetSpec}``: per level of ``grid``, the first shape of
     :func:`uniform_path` (the largest) whose non-embedding sparsity is at or above the
@@ -205,6 +226,8 @@ def uniform_sparsity_map(
         neuron_multiple: rounding of the FFN units.
         drop_layers: layers removed whole at every level above 0: the ones of lowest
             block importance (``importance.layers``).
+        align: sizes rounded down to multiples of this (:mod:`minidisc.elastic.align`);
+            the levels then pick among the aligned shapes, by their counted sparsity.
 
     Returns:
         Levels ascending; ``spec.sparsity`` is the level, nested across levels.
@@ -219,7 +242,8 @@ def uniform_sparsity_map(
     axes = tuple(axes)
     cut_hidden = importance.hidden is not None and HIDDEN in axes
     dropped = _dropped(config, importance, axes, drop_layers)
-    path = uniform_path(config, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, dropped=dropped)
+    path = uniform_path(config, axes=axes, cut_hidden=cut_hidden, neuron_multiple=neuron_multiple, dropped=dropped,
+                        align=align)
     result: dict[float, SubnetSpec] = {}
     for s in levels:
         spec = next((spec for spec, sparsity in path if at_or_above(sparsity, s)), None)
@@ -230,7 +254,7 @@ def uniform_sparsity_map(
                 f"no uniform sub-network reaches sparsity {s:g}{how}: the sparsest keeps "
                 f"{1 - reach:.1%} of the non-embedding parameters (sparsity {reach:.4f})"
             )
-        result[s] = SubnetSpec(spec.heads, spec.neurons, sparsity=s, hidden=spec.hidden)
+        result[s] = spec.with_sparsity(s)
     return result
 
 
@@ -241,9 +265,6 @@ def _dropped(config: Any, importance: Importance, axes: tuple[str, ...], n: int)
     if not n:
         return ()
     family = family_for(config)
-    if LAYERS not in axes or not family.geometry(config).empty_layer_is_identity:
-        raise ConfigError(
-            f"the {family.name} family cannot drop whole layers (an empty layer of it is not the identity); "
-            "leave --drop-layers at 0"
-        )
+    if LAYERS not in axes:
+        raise ConfigError(f"the {family.name} family cannot drop whole layers; leave --drop-layers at 0")
     return importance.weakest_layers(n)

@@ -38,7 +38,10 @@ class MiniDiscObjective(Objective):
     Student and teacher sub-networks have equal depth and width, so the pairs are
     ``(i, i)`` and no projection exists; a shallower (layer-dropped) student is paired
     by :func:`~minidisc.objectives.layers.minidisc_layer_pairs`, a narrower one gets a
-    projection. At student = teacher the loss equals ``T²·H(teacher)/2`` (its minimum)
+    projection when configs are given. Without configs a narrower student is a
+    sub-network that keeps the first ``d_S`` channels of its teacher's reordered residual
+    stream (``SubnetSpec.hidden``, issue 15), so it is compared with the teacher's first
+    ``d_S`` channels. At student = teacher the loss equals ``T²·H(teacher)/2`` (its minimum)
     for soft-CE tasks and 0 for regression.
 
     Args:
@@ -73,6 +76,9 @@ class MiniDiscObjective(Objective):
         per_layer = []
         for s_index, t_index in minidisc_layer_pairs(len(s_hidden) - 1, len(t_hidden) - 1):
             target = t_hidden[t_index].detach()
+            width = s_hidden[s_index].shape[-1]
+            if self.projection is None and width < target.shape[-1]:  # a width-cut sub-network
+                target = target[..., :width]
             per_layer.append(
                 fn.masked_mse(
                     project(self.projection, s_hidden[s_index], target, self.name), target, mask

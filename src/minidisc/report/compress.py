@@ -56,6 +56,10 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
         "assistants": assistants,
         "student": {**size(cfg["target_sparsity"]), "dev": student.dev,
                     "loads_with_plain_transformers": student.plain_hf_loadable} if student else None,
+        # measured teacher and student inference time on the run's device (the speed stage)
+        "inference": _inference(stages.get("speed")),
+        "cost_term": cfg.get("cost", "flops"),
+        "latency": {k: stages["latency"][k] for k in ("setting", "teacher_ms", "levels")} if "latency" in stages else None,
         # each iteration's entry as recorded, less the manifest's record of the files it wrote
         "iterations": [{k: v for k, v in stages[name].items() if k != "outputs"} for name in iteration_names(stages)],
         "lambda": cfg["lam"],
@@ -66,6 +70,30 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
         "runtime": stage_runtimes(stages),
         "compute": {name: st.get("compute") for name, st in stages.items() if st.get("compute")},
     }
+
+
+def _inference(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``speed`` stage's measurement, less its stage bookkeeping."""
+    if not entry:
+        return None
+    keys = ("setting", "teacher_ms", "student_ms", "speedup", "flops_ratio")
+    return {k: entry[k] for k in keys}
+
+
+def inference_lines(inference: dict[str, Any] | None) -> list[str]:
+    """The report's lines on the measured inference time (none before the speed stage)."""
+    if not inference:
+        return []
+    st = inference["setting"]
+    return [
+        "## Inference speed", "",
+        (f"Measured on {st['device']} in {st['precision']}, batch {st['batch']} × {st['tokens']} tokens "
+        f"(median of {st['repeats']} forwards after a warm-up):"), "",
+        "| model | ms per batch | speed-up | FLOPs ratio |", "|---|---|---|---|",
+        f"| teacher | {inference['teacher_ms']:.2f} | 1.00× | 1.00× |",
+        f"| student | {inference['student_ms']:.2f} | {inference['speedup']:.2f}× | {inference['flops_ratio']:.2f}× |",
+        "",
+    ]
 
 
 def finished_stages(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +162,10 @@ def render_markdown(r: dict[str, Any]) -> str:
             mark = "**←**" if same_level(c["sparsity"], it["selected"]) else ""
             lines.append(f"| {pct(c['sparsity'])} | {pct(c['best_metric'])} | {pct(c['tradeoff'])} | {mark} |")
         lines.append("")
+    lines += inference_lines(r.get("inference"))
+    if r.get("latency"):
+        lines += [(f"The λ-tradeoff weighed measured time saved (--cost latency, {r['latency']['setting']['device']}, "
+                  f"{r['latency']['setting']['precision']}), not sparsity."), ""]
     lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "", "| stage | wall time (s) | train FLOPs | tokens |", "|---|---|---|---|"]
     for name, secs in r["wall_time_s"].items():
         comp = r["compute"].get(name) or {}

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
+from minidisc.errors import ConfigError
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
 from minidisc.models import check_head_labels, resolve_model
 from minidisc.report.card import CardFacts, model_card
@@ -46,7 +47,14 @@ from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.runtime import configure
 from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 from minidisc.schedules.memo import memo_stage, stage_key
-from minidisc.schedules.stages import export_stage, level_specs, prepare_teacher, task_inputs
+from minidisc.schedules.speed import latency_costs, latency_stage, speed_stage
+from minidisc.schedules.stages import (
+    MapShape,
+    export_stage,
+    level_specs,
+    prepare_teacher,
+    task_inputs,
+)
 from minidisc.tasks.custom import check_custom_data
 from minidisc.training.data import prepare_task_data
 from minidisc.training.distill import Distiller
@@ -97,14 +105,30 @@ def run_compress(
         source, tokenizer = task_inputs(cfg.teacher, teacher_run)
         data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
 
-    prepare_teacher(run, teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels())
+    shape = MapShape(cfg.layer_shapes, cfg.drop_layers, cfg.align)
+    prepare_teacher(run, teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels(), shape)
+    linked = MapShape.of_entry(run.record("sparsified"))
+    if linked != shape:  # a --teacher-run map of other shapes would silently win
+        raise ConfigError(
+            f"the sparsity map of {teacher_run} was made with {linked}, this run asks for {shape}; "
+            "give the same --layer-shapes, --drop-layers and --align, or drop --teacher-run"
+        )
     # every level this run trains or reports (grid ∪ target), as the baseline schedules look them up
     spec_map = level_specs(run.path / "sparsified", cfg.levels())
+    reordered, tokens = run.path / "sparsified" / "model", cfg.data.max_length
 
-    ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo)
+    costs = None
+    if cfg.cost == "latency":  # each candidate timed once, before any selection
+        levels = [level_key(spec_map, s) for s in cfg.candidate_levels(0.0)]
+        entry = run.stage("latency", lambda tmp: latency_stage(reordered, spec_map, levels, tokens=tokens),
+                          folder=False, main_only=True)
+        costs = latency_costs(entry)
+    ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo, costs=costs)
     teacher_dir = run_iterations(run, ctx)
     target = spec_map[level_key(spec_map, cfg.target_sparsity)]
     run.stage("student", lambda tmp: _export_stage(run, teacher_dir, target, data, tmp))
+    run.stage("speed", lambda tmp: speed_stage(reordered, run.path / "student", tokens=tokens),
+              folder=False, main_only=True)
     run.set("cost", _cost(run, cfg, spec_map))
     run.stage("report", lambda root: _report_stage(run, data), folder=False, main_only=True, outputs=REPORT_FILES)
     run.finish()
@@ -151,6 +175,7 @@ class IterationContext:
     objective_options: Mapping[str, Any] = field(default_factory=dict)
     stage_data: Callable[[bool], TaskData] | None = None
     stage_train: Callable[[bool], TrainConfig] | None = None
+    costs: dict[float, float] | None = None
 
     def distiller(self, final: bool) -> Distiller:
         """The engine of one iteration (the final one: ``final``)."""
@@ -179,7 +204,7 @@ def _iteration(
     })
 
     def reselect(folder: Path, original: dict[str, Any], tmp: Path) -> dict[str, Any]:
-        return _reselect(cfg, folder, original, run.path / name, tmp)
+        return _reselect(cfg, folder, original, run.path / name, tmp, ctx.costs)
 
     return IterationRecord.from_dict(memo_stage(run, name, key, ctx.memo, work, reuse=reselect))
 
@@ -196,7 +221,7 @@ def _iteration_stage(
     target = level_key(spec_map, cfg.target_sparsity)
     levels = [target] if final else [level_key(spec_map, s) for s in cfg.candidate_levels(teacher_level)]
     if any(same_level(s, target) for s in levels):
-        tracker = CandidateTracker(levels, cfg.lam, target, final=final)
+        tracker = CandidateTracker(levels, cfg.lam, target, final=final, costs=ctx.costs)
     else:  # a fixed assistant (``--task lm`` with ``assistant``, TAKD): plain distillation into it
         tracker = CandidateTracker.single(levels[0])
     compute = distiller.run(teacher, student, {s: spec_map[s] for s in levels}, tracker, out, stage=f"iter{k}")
@@ -209,12 +234,15 @@ def _iteration_stage(
     return _record(k, final, teacher_level, summary, compute).to_dict()
 
 
-def _reselect(cfg: CompressConfig, folder: Path, original: dict[str, Any], final_path: Path, out: Path) -> dict[str, Any]:
+def _reselect(
+    cfg: CompressConfig, folder: Path, original: dict[str, Any], final_path: Path, out: Path,
+    costs: dict[float, float] | None = None,
+) -> dict[str, Any]:
     """Iteration 1 from an identical earlier run: replay its evaluations through a
     tracker with this run's target and λ, and take the snapshot it selects."""
     saved = CandidatesRecord.from_dict(read_json(folder / "candidates.json"))
     levels = [c.sparsity for c in saved.candidates]
-    tracker = CandidateTracker(levels, cfg.lam, level_key(levels, cfg.target_sparsity), final=False)
+    tracker = CandidateTracker(levels, cfg.lam, level_key(levels, cfg.target_sparsity), final=False, costs=costs)
     for evaluation in saved.history:
         metrics = {level_key(levels, s): m for s, m in evaluation.metrics.items()}
         tracker.update(evaluation.step, metrics, lambda s: s)

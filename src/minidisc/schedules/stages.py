@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,12 +109,45 @@ def teacher_stage(
             "head_initialised": loaded.head_initialised}
 
 
+@dataclass(frozen=True)
+class MapShape:
+    """How a sparsified stage shapes its map (``--layer-shapes``, ``--drop-layers``,
+    ``--align``; :meth:`minidisc.elastic.ElasticModel.sparsity_map`).
+
+    Attributes:
+        layer_shapes: ``"global"`` or ``"uniform"``; ``None``: the family's default.
+        drop_layers: whole layers removed at every level above 0 (uniform shapes).
+        align: kept sizes rounded down to multiples of this (1: none).
+    """
+
+    layer_shapes: str | None = None
+    drop_layers: int = 0
+    align: int = 1
+
+    @classmethod
+    def of_entry(cls, entry: dict[str, Any]) -> MapShape:
+        """The shape a ``sparsified`` stage's manifest entry records (the default when none)."""
+        return cls(**entry.get("shape", {}))
+
+    @property
+    def scores_hidden(self) -> bool:
+        """Whether the map cuts the width, so the gradient importance scores channels."""
+        return self.layer_shapes == "uniform"
+
+    @property
+    def scores_layers(self) -> bool:
+        """Whether the map drops layers, so the gradient importance scores them."""
+        return self.drop_layers > 0
+
+
 def sparsify_stage(
     teacher_dir: Path | ModelSource, data: TaskData, levels: Iterable[float], batch_size: int, out: Path,
     *, seed: int, allow_untrained_head: bool = False, importance: str = "gradient",
+    shape: MapShape | None = None,
 ) -> dict[str, Any]:
     """Importance (default |∂ label loss / ∂ mask| on ``data.importance``), reorder,
-    sparsity map.
+    sparsity map (of ``shape``: layer shapes, dropped layers, alignment; default: the
+    family's map, as always).
 
     Writes ``model/`` (the reordered teacher, same outputs), ``importance.safetensors``
     and ``sparsity_map.json`` into ``out``. The entry's ``compute`` counts the importance
@@ -138,6 +172,7 @@ def sparsify_stage(
 
     from torch.utils.data import DataLoader
 
+    shape = shape or MapShape()
     seed_everything(seed)
     source = teacher_dir if isinstance(teacher_dir, ModelSource) else ModelSource(str(teacher_dir))
     loaded = load_task_model(source, data.task)
@@ -163,8 +198,8 @@ def sparsify_stage(
             totals.tokens += int(batch["attention_mask"].sum())
             totals.sequences += b
         started = time.perf_counter()
-        with autocast():
-            scores = elastic.importance(loader)
+        with autocast():  # channels and layers scored only where the map cuts them
+            scores = elastic.importance(loader, hidden=shape.scores_hidden, layers=shape.scores_layers)
         cost = ImportanceCost(
             GRADIENT, batches=len(loader), sequences=totals.sequences,
             tokens=totals.tokens, positions=positions,
@@ -179,13 +214,17 @@ def sparsify_stage(
         totals.sequences += cost.sequences
     importance_scores = elastic.reorder(scores)
     levels = list(check_levels(levels))
-    spec_map = elastic.sparsity_map(importance_scores, levels)
+    spec_map = elastic.sparsity_map(importance_scores, levels, layer_shapes=shape.layer_shapes,  # type: ignore[arg-type]
+                                    drop_layers=shape.drop_layers, align=shape.align)
     elastic.model.save_pretrained(out / "model")
     data.tokenizer.save_pretrained(out / "model")
     importance_scores.save(out / "importance.safetensors")
     save_sparsity_map(out, spec_map)
-    return {"levels": levels, "compute": totals.to_dict(), "untrained_head": untrained,
-            "importance": cost.to_dict()}
+    entry = {"levels": levels, "compute": totals.to_dict(), "untrained_head": untrained,
+             "importance": cost.to_dict()}
+    if shape != MapShape():  # recorded only when asked, so earlier entries read as the default
+        entry["shape"] = asdict(shape)
+    return entry
 
 
 def level_specs(sparsified_dir: Path, levels: Iterable[float]) -> dict[float, SubnetSpec]:
@@ -227,6 +266,7 @@ def prepare_teacher(
     finetune: TrainConfig,
     teacher_finetuned: bool,
     levels: Iterable[float],
+    shape: MapShape | None = None,
 ) -> None:
     """Run the ``teacher`` stage (fine-tune the teacher at ``source`` with ``finetune``, or
     only evaluate it when ``teacher_finetuned``) and the ``sparsified`` stage (its sparsity
@@ -240,7 +280,8 @@ def prepare_teacher(
         run.stage("teacher", lambda tmp: teacher_stage(source, data, finetune, teacher_finetuned, tmp))
         run.stage(  # no training: one process
             "sparsified",
-            lambda tmp: sparsify_stage(run.path / "teacher", data, levels, finetune.eval_batch_size, tmp, seed=finetune.seed),
+            lambda tmp: sparsify_stage(run.path / "teacher", data, levels, finetune.eval_batch_size, tmp,
+                                       seed=finetune.seed, shape=shape),
             main_only=True,
         )
         return

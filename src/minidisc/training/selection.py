@@ -8,6 +8,12 @@ where ``m(s)`` is the assistant's dev metric (a fraction) and ``s`` its sparsity
 the teacher (a fraction in [0, 1), i.e. ``1 − scale``). The assistant is the candidate
 with the largest ``t``; a choice beyond the target sparsity is clipped to the target.
 
+The cost term is the sparsity by default (``--cost flops``: the fraction of non-embedding
+parameters, hence of FLOPs, removed). With ``--cost latency`` it is the fraction of the
+teacher's measured inference time a candidate saves, ``1 − 1/speed-up`` on the run's
+device (:func:`minidisc.compute.latency.latency_cost`), measured once per candidate; where
+time follows FLOPs the two agree, so λ keeps its meaning.
+
 Unlike the reference implementation, λ is a real number, sparsities are compared as
 levels (:mod:`minidisc.elastic.levels`), and a clipped choice keeps its λ bonus
 (``t(target) = m(target) + λ·target``), so every score compared is of the same form.
@@ -40,14 +46,20 @@ class Selection:
     tradeoffs: dict[float, float]
 
 
+#: What the λ-tradeoff weighs (``--cost``): ``flops`` (the sparsity) or ``latency``.
+COSTS: tuple[str, ...] = ("flops", "latency")
+
+
 def tradeoff(metric: float, sparsity: float, lam: float) -> float:
-    """λ-tradeoff ``t = m + λ·s`` (metric and sparsity both fractions), the one place it is
-    computed: the selection, the iteration records and the reports' correlations."""
+    """λ-tradeoff ``t = m + λ·s`` (metric and sparsity -- or, with ``--cost latency``, the
+    time saved -- both fractions), the one place it is computed: the selection, the
+    iteration records and the reports' correlations."""
     return metric + lam * sparsity
 
 
 def select_assistant(
-    best_metrics: Mapping[float, float], lam: float, target: float, *, final: bool = False
+    best_metrics: Mapping[float, float], lam: float, target: float, *, final: bool = False,
+    costs: Mapping[float, float] | None = None,
 ) -> Selection:
     """Pick the teacher assistant from the candidates' best dev metrics.
 
@@ -56,16 +68,20 @@ def select_assistant(
         lam: λ ≥ 0, the weight of sparsity in the tradeoff.
         target: the target sparsity; it must be one of the candidates.
         final: in the final iteration the choice is the target itself.
+        costs: the cost term of every candidate (``--cost latency``: the time it saves,
+            a fraction); ``None``: its sparsity.
 
     Raises:
-        ConfigError: no candidates, λ negative or not finite, or the target missing.
+        ConfigError: no candidates, λ negative or not finite, the target missing, or a
+            candidate without a cost.
     """
     if not best_metrics:
         raise ConfigError("no candidate sub-networks to select from")
     if not math.isfinite(lam) or lam < 0:
         raise ConfigError(f"λ must be a finite number >= 0, got {lam}")
     target_key = _find(best_metrics, target)
-    scores = {s: tradeoff(m, s, lam) for s, m in best_metrics.items()}
+    cost = {s: s for s in best_metrics} if costs is None else {s: _cost(costs, s) for s in best_metrics}
+    scores = {s: tradeoff(m, cost[s], lam) for s, m in best_metrics.items()}
     if final:
         return Selection(target_key, scores[target_key], False, scores)
     best = max(scores, key=lambda s: (scores[s], -s))  # ties go to the denser candidate
@@ -79,3 +95,10 @@ def _find(candidates: Mapping[float, float], sparsity: float) -> float:
     if key is None:
         raise ConfigError(f"the target sparsity {sparsity} is not among the candidates {sorted(candidates)}")
     return key
+
+
+def _cost(costs: Mapping[float, float], sparsity: float) -> float:
+    key = find_level(costs, sparsity)
+    if key is None:
+        raise ConfigError(f"no measured cost for the candidate at sparsity {sparsity}; measured: {sorted(costs)}")
+    return costs[key]

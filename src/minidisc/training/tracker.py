@@ -30,12 +30,15 @@ class CandidateTracker:
         lam: λ of the tradeoff.
         target: the target sparsity (one of ``levels``).
         final: final iteration: the selection is the target itself.
+        costs: the λ-tradeoff's cost term per candidate (``--cost latency``); ``None``:
+            the sparsity (:func:`minidisc.training.selection.select_assistant`).
     """
 
     levels: Sequence[float]
     lam: float
     target: float
     final: bool = False
+    costs: dict[float, float] | None = None
     best: dict[float, float] = field(default_factory=dict)
     best_step: dict[float, int] = field(default_factory=dict)
     snapshots: dict[float, Any] = field(default_factory=dict)
@@ -66,7 +69,7 @@ class CandidateTracker:
                 self.best[s], self.best_step[s] = m, step
                 self.snapshots[s] = snapshot(s)
         previous = self.selection.score if self.selection else -math.inf
-        self.selection = select_assistant(self.best, self.lam, self.target, final=self.final)
+        self.selection = select_assistant(self.best, self.lam, self.target, final=self.final, costs=self.costs)
         self.history.append(EvaluationRecord(step, dict(metrics), self.selection.sparsity))
         return self.selection.score > previous
 
