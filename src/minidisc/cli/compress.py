@@ -10,23 +10,17 @@ import typer
 from minidisc.cli.options import (
     ConfigFile,
     DataDir,
-    LabelColumn,
+    DataFileOptions,
     MaxEval,
     MaxLength,
     MaxTrain,
-    Metric,
     Output,
     Overwrite,
     Precision,
-    TaskType,
     Teacher,
     TeacherFinetuned,
-    TextColumn,
-    TrainFile,
-    ValidationFile,
-    ValidationFraction,
     build_compress_config,
-    file_data_options,
+    data_command,
     help_text,
     parse_grid,
 )
@@ -44,6 +38,7 @@ def register(app: typer.Typer) -> None:
     app.command("compress", help=help_text(compress.__doc__))(compress)
 
 
+@data_command
 def compress(
     output: Output = Path("runs/compress"),
     teacher: Teacher = None,
@@ -55,13 +50,6 @@ def compress(
     grid: Annotated[str | None, typer.Option(help="Candidate sparsities, comma-separated (default 0,.1,…,.9,.85,.95).")] = None,
     teacher_finetuned: TeacherFinetuned = False,
     data_dir: DataDir = None,
-    train_file: TrainFile = None,
-    validation_file: ValidationFile = None,
-    text_column: TextColumn = None,
-    label_column: LabelColumn = None,
-    task_type: TaskType = None,
-    metric: Metric = None,
-    validation_fraction: ValidationFraction = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
     max_length: MaxLength = None,
@@ -94,6 +82,8 @@ def compress(
     precision: Precision = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
+    *,
+    files: DataFileOptions,
 ) -> Path:
     """Compress a teacher with MiniDisc to a target sparsity.
 
@@ -101,7 +91,8 @@ def compress(
     one sandwich run, distils the target student and exports it with a report.
 
     Your own labelled data instead of a GLUE task: --train-file (CSV, TSV, JSON lines,
-    JSON, Parquet) with --text-column and --label-column; see docs/your-data.md.
+    JSON, Parquet) or --dataset (datasets.load_dataset) with --text-column and
+    --label-column, and an optional --test-file; see docs/your-data.md.
 
     With --task lm a LLaMA-family decoder (e.g. --teacher smollm2) is compressed on plain
     text (--corpus): no fine-tuning, token budgets instead of epochs (--budget-tokens),
@@ -120,10 +111,8 @@ def compress(
         "--teacher-cache": teacher_cache, "--cache-top-k": cache_top_k, "--cache-dir": cache_dir,
     }
     if task == "lm" or (task is None and config is not None and _yaml_task(config) == "lm"):
-        glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir, "--train-file": train_file,
-                     "--validation-file": validation_file, "--text-column": text_column or None,
-                     "--label-column": label_column, "--task-type": task_type, "--metric": metric,
-                     "--validation-fraction": validation_fraction,
+        glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir,
+                     **dict.fromkeys(files.given(), True),
                      "--max-train-samples": max_train_samples, "--max-eval-samples": max_eval_samples,
                      "--max-length": max_length, "--epochs": epochs}
         given = [k for k, v in glue_only.items() if v is not None]
@@ -158,8 +147,7 @@ def compress(
         "teacher_finetuned": teacher_finetuned or None,
         "data": {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
                  "max_eval_samples": max_eval_samples, "max_length": max_length,
-                 **file_data_options(task, train_file, validation_file, text_column, label_column, task_type, metric,
-                                     validation_fraction)},
+                 **files.data_fields(task)},
         "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
         "grid": parse_grid(grid), "save_candidates": save_candidates or None,
         "finetune": stage, "sandwich": stage, "final": stage, "precision": precision,

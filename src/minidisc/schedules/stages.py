@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.compute.flops import forward_flops
 from minidisc.compute.meter import ComputeTotals
-from minidisc.config import TrainConfig
+from minidisc.config import DataConfig, TrainConfig
 from minidisc.elastic.estimators import GRADIENT, ImportanceCost, estimate_importance
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
@@ -40,6 +40,7 @@ from minidisc.errors import ConfigError, ModelError
 from minidisc.fileio import is_main_process, read_json
 from minidisc.models import (
     ModelSource,
+    check_head_labels,
     head_looks_untrained,
     load_task_model,
     load_tokenizer,
@@ -62,6 +63,40 @@ if TYPE_CHECKING:
     from minidisc.training.data import TaskData
 
 SHARED_STAGES = ("teacher", "sparsified")
+
+
+# --- the data, checked before anything is written ------------------------------------
+
+
+def check_run_data(
+    data_cfg: DataConfig, teacher: str | None, *, teacher_finetuned: bool, teacher_run: str | Path | None,
+    seed: int, batch_size: int,
+) -> str:
+    """Check the run's data before anything is written and return the task type.
+
+    A named task is only looked up (its data are checked when loaded); your own data
+    (``train_file``/``dataset``) are read and checked whole
+    (:func:`~minidisc.tasks.custom.check_custom_data`), and a teacher given as already
+    fine-tuned must agree with their label names (a head without names: a warning).
+
+    Raises:
+        ConfigError: an unknown task. DataError: bad own data (file, row and column
+            named), or fewer training rows than ``batch_size``. ModelError: a fine-tuned
+            teacher whose label names differ.
+    """
+    import warnings
+
+    from minidisc.tasks import get_task
+    from minidisc.tasks.custom import check_custom_data
+
+    custom = check_custom_data(data_cfg, seed=seed, batch_size=batch_size)
+    if custom is None:
+        return get_task(data_cfg.task).task_type
+    if teacher_finetuned and teacher_run is None and custom.spec.label_names:
+        note = check_head_labels(resolve_model(teacher), custom.spec.label_names)
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=3)
+    return custom.spec.task_type
 
 
 # --- the teacher and its sparsification ----------------------------------------------
