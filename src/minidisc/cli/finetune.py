@@ -118,6 +118,8 @@ def finetune(
 
         typer.echo(f"data: {describe_record(result['data']['custom'])}")
     typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result['dev'].items())}")
+    if result.get("test"):
+        typer.echo(f"test {', '.join(f'{k} {100 * v:.2f}' for k, v in result['test'].items())}")
     typer.echo(f"model: {output}")
     return output
 
@@ -148,7 +150,7 @@ def run_finetune_task(
 
     entry = run.stage("finetune", work, at_root=True)
     run.finish()
-    return {k: v for k, v in entry.items() if k in ("model", "task", "dev", "data", "compute", "head_initialised")}
+    return {k: v for k, v in entry.items() if k in ("model", "task", "dev", "test", "data", "compute", "head_initialised")}
 
 
 def finetune_one(
@@ -179,12 +181,17 @@ def finetune_one(
         loaded.model, tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch",
         stage=stage, log_dir=output / "logs",
     )
+    test = None
+    if data.test is not None:  # held out: evaluated once, after training
+        from minidisc.training.finetune import evaluate_model
+
+        test = evaluate_model(result.model, data, train_cfg, output / "scratch", split="test")[0]
     shutil.rmtree(output / "scratch", ignore_errors=True)
     if save_model:
         result.model.save_pretrained(output)
         tokenizer.save_pretrained(output)
     summary = {"model": source.label, "task": data.task.name, "dev": result.dev_metrics,
-               "data": data.sizes, "compute": result.compute.to_dict(), "head_initialised": loaded.head_initialised}
+               **({"test": test} if test is not None else {}), "data": data.sizes, "compute": result.compute.to_dict(), "head_initialised": loaded.head_initialised}
     write_json(output / "finetune.json", summary)
     return summary
 

@@ -109,8 +109,9 @@ def teacher_stage(
     (with the training logs in ``out/logs``). Seeded with ``finetune_cfg.seed`` before the
     new task head is drawn.
 
-    Returns the manifest entry: dev metrics, fine-tuning compute, source, data sizes and
-    ``head_initialised`` (why the task head was newly initialised, or None).
+    Returns the manifest entry: dev metrics (and ``test`` metrics with held-out test
+    data), fine-tuning compute, source, data sizes and ``head_initialised`` (why the task
+    head was newly initialised, or None).
 
     Raises:
         DivergenceError: fine-tuning diverged (non-finite loss, gradient norm or weight).
@@ -135,11 +136,12 @@ def teacher_stage(
             stage="teacher", log_dir=out / "logs",
         )
         model, dev, compute = result.model, result.dev_metrics, result.compute.to_dict()
+    test = evaluate_model(model, data, finetune_cfg, out / "scratch", split="test")[0] if data.test is not None else None
     if is_main_process():  # every process trained the same weights; one writes them
         shutil.rmtree(out / "scratch", ignore_errors=True)
         model.save_pretrained(out)
         data.tokenizer.save_pretrained(out)
-    return {"dev": dev, "compute": compute, "source": source.label, "data": data.sizes,
+    return {"dev": dev, **({"test": test} if test is not None else {}), "compute": compute, "source": source.label, "data": data.sizes,
             "head_initialised": loaded.head_initialised}
 
 
@@ -331,8 +333,9 @@ def export_stage(
     model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | None = None, card: CardFacts | None = None,
     source: str | None = None,
 ) -> dict[str, Any]:
-    """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy; return
-    the stage's entry (a :class:`~minidisc.training.records.StudentRecord`).
+    """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy (on the
+    dev split, and on the held-out test data if there are some); return the stage's entry
+    (a :class:`~minidisc.training.records.StudentRecord`).
 
     Args:
         spec: the student's per-layer sizes (default: as recorded in its config).
@@ -346,11 +349,13 @@ def export_stage(
     save_student(model, out, spec, tokenizer=data.tokenizer, card=model_card)
     exported = load_student(out)  # the numbers reported are those of the exported files
     dev, _ = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval")
+    test = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval", split="test")[0] \
+        if data.test is not None else None
     if is_main_process():
         shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
         if card is not None:  # `out` is the stage's staging folder: the card lands with the weights
             write_model_card(out, exported, card, dev)
-    return StudentRecord(dev, loads_with_plain_transformers(exported.config), source).to_dict()
+    return StudentRecord(dev, loads_with_plain_transformers(exported.config), source, test).to_dict()
 
 
 def _remove(path: Path) -> None:

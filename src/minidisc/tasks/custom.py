@@ -210,7 +210,7 @@ def load_dataset_splits(name: str, config: str | None) -> dict[str, Any]:
     disable_progress_bar()
     folder = Path(name).expanduser()
     if looks_local(name) and not folder.exists():  # never sent to the hub
-        raise DataError(f"--dataset {name}: no such folder; check the path, or give a hub id org/name")
+        raise DataError(f"--dataset {name}: the folder does not exist; check the path, or give a hub id org/name")
     saved = folder.is_dir() and ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file())
     if saved and config is not None:
         raise ConfigError(f"--dataset {name} is a save_to_disk folder, which has no configurations: "
