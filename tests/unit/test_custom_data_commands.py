@@ -255,7 +255,7 @@ def test_bad_tags_are_named(tmp_path):
         "metric": (DataConfig(train_file=str(tmp_path / "train.jsonl"), metric="accuracy"),
                    "metric accuracy does not suit token_classification"),
     }
-    for name, (cfg, pattern) in cases.items():
+    for cfg, pattern in cases.values():
         with pytest.raises((DataError, ConfigError), match=pattern):
             load_custom(cfg, seed=1)
     plain = jsonl(tmp_path / "plain.jsonl", records())

@@ -103,13 +103,15 @@ def _splits(dataset: Any, roles: str | None) -> dict[str, tuple[str, Any]]:
     if type(dataset).__name__ != "DatasetDict":
         raise ConfigError(f"dataset takes a hub id, a data set folder or a datasets.DatasetDict, got a "
                           f"{type(dataset).__name__}; give a DataFrame or Dataset as train_file")
+    import typer
+
     from minidisc.cli.options import parse_split_names
     from minidisc.tasks.custom import VALIDATION_SPLITS
 
     try:
         named = parse_split_names(roles) or {}
-    except Exception as err:  # typer.BadParameter: the command line's message
-        raise ConfigError(str(getattr(err, "message", err))) from None
+    except typer.BadParameter as err:  # the command line's message
+        raise ConfigError(err.message) from None
     picks = {"train": named.get("train", "train")}
     validation = named.get("validation") or next((s for s in VALIDATION_SPLITS if s in dataset), None)
     if validation is not None:

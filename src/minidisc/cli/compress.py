@@ -167,6 +167,8 @@ def summarize(path: Path) -> None:
         f"dev {100 * student['dev']['main']:.2f} | FLOPs/128 tok {teacher['flops_per_128_tokens'] / 1e9:.2f}G → "
         f"{student['flops_per_128_tokens'] / 1e9:.3f}G"
     )
+    if student.get("test"):
+        typer.echo(f"held-out test: teacher {100 * teacher['test']['main']:.2f} | student {100 * student['test']['main']:.2f}")
     typer.echo(f"student: {path / 'student'}  (load with minidisc.load_student)")
     typer.echo(f"report:  {path / 'report.md'}")
 

@@ -17,7 +17,17 @@ from typing import Annotated, Any
 import typer
 from pydantic import ConfigDict
 
-from minidisc.cli.options import DataDir, DataFileOptions, MaxTrain, Overwrite, Precision, Task, data_command, merge, parse_grid
+from minidisc.cli.options import (
+    DataDir,
+    DataFileOptions,
+    MaxTrain,
+    Overwrite,
+    Precision,
+    Task,
+    data_command,
+    merge,
+    parse_grid,
+)
 from minidisc.config import DataConfig, WithPrecision, parse_config
 from minidisc.elastic.levels import check_levels
 from minidisc.elastic.spec import DEFAULT_GRID

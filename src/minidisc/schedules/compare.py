@@ -33,7 +33,13 @@ from minidisc.schedules.baselines import largest_batch, run_distill, run_maxidis
 from minidisc.schedules.config import CompareConfig
 from minidisc.schedules.memo import StageMemo
 from minidisc.schedules.minidisc import run_compress
-from minidisc.schedules.stages import check_run_data, level_specs, prepare_teacher, root_run, task_inputs
+from minidisc.schedules.stages import (
+    check_run_data,
+    level_specs,
+    prepare_teacher,
+    root_run,
+    task_inputs,
+)
 from minidisc.training.data import prepare_task_data
 from minidisc.training.records import StudentRecord
 from minidisc.training.teacher_cache import MiB, TeacherCacheStore

@@ -44,7 +44,13 @@ from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.runtime import configure
 from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
 from minidisc.schedules.memo import memo_stage, stage_key
-from minidisc.schedules.stages import check_run_data, export_stage, level_specs, prepare_teacher, task_inputs
+from minidisc.schedules.stages import (
+    check_run_data,
+    export_stage,
+    level_specs,
+    prepare_teacher,
+    task_inputs,
+)
 from minidisc.training.data import prepare_task_data
 from minidisc.training.distill import Distiller
 from minidisc.training.records import CandidatesRecord, IterationRecord, iteration_names
