@@ -72,10 +72,19 @@ class DataConfig(_Strict):
     train_file: str | None = Field(None, description="CSV, TSV, JSON lines, JSON or Parquet file (or the key of a "
                                    "data set given in memory from Python, minidisc.tasks.memory): task 'custom'")
     validation_file: str | None = Field(None, description="None: a seeded stratified split of train_file")
-    text_columns: tuple[str, ...] | None = Field(None, description="one column (single texts) or two (pairs); None: text")
-    label_column: str | None = Field(None, description="None: label")
-    task_type: Literal["classification", "regression"] | None = Field(None, description="None: inferred from the labels")
-    metric: str | None = Field(None, description="accuracy, macro_f1, mcc or pearson_spearman; None: accuracy / pearson_spearman")
+    test_file: str | None = Field(None, description="held-out file evaluated once at the end (teacher and student)")
+    dataset: str | None = Field(None, description="instead of train_file: a data set read with datasets.load_dataset "
+                                "(hub id or local folder): task 'custom'")
+    dataset_config: str | None = Field(None, description="the configuration (subset) of dataset")
+    split_names: dict[str, str] | None = Field(None, description="dataset's split of each role: train, validation, "
+                                               "test; None: train, validation/dev/valid/val if present, no test")
+    text_columns: tuple[str, ...] | None = Field(None, description="one column (single texts) or two (pairs); "
+                                                 "None: text (token classification: tokens)")
+    label_column: str | None = Field(None, description="None: label (token classification: tags)")
+    task_type: Literal["classification", "regression", "token_classification"] | None = Field(
+        None, description="None: inferred from the labels")
+    metric: str | None = Field(None, description="accuracy, macro_f1, mcc, pearson_spearman or entity_f1; "
+                               "None: accuracy / pearson_spearman / entity_f1")
     validation_fraction: float | None = Field(None, gt=0, lt=1, description="share held out without validation_file; None: 0.1")
 
     @model_serializer(mode="wrap")
@@ -88,28 +97,46 @@ class DataConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _files_mean_custom(cls, data: Any) -> Any:
-        # a train_file without a task is the custom task (a YAML need not say it)
-        if isinstance(data, dict) and data.get("train_file") and data.get("task") is None:
+        # a train_file or dataset without a task is the custom task (a YAML need not say it)
+        if isinstance(data, dict) and (data.get("train_file") or data.get("dataset")) and data.get("task") is None:
             return {**data, "task": "custom"}
         return data
 
+    @property
+    def own_data(self) -> bool:
+        """Whether the data are the user's (``train_file`` or ``dataset``: task ``custom``)."""
+        return self.train_file is not None or self.dataset is not None
+
     @model_validator(mode="after")
     def _custom_options(self) -> DataConfig:
-        if self.train_file is None:
+        if not self.own_data:
             if self.task == "custom":
-                raise ValueError("task custom needs train_file (--train-file)")
+                raise ValueError("task custom needs train_file (--train-file) or dataset (--dataset)")
             given = [n for n in _CUSTOM_ONLY if getattr(self, n) is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} apply only to your own files: add train_file (--train-file)")
+                raise ValueError(f"{', '.join(given)} apply only to your own data: add train_file (--train-file) "
+                                 "or dataset (--dataset)")
             return self
+        if self.train_file is not None and self.dataset is not None:
+            raise ValueError("train_file and dataset exclude each other (--train-file, --dataset): give the data once")
+        if self.dataset is None:
+            given = [n for n in ("dataset_config", "split_names") if getattr(self, n) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply only to dataset (--dataset)")
+        elif self.split_names is not None:
+            unknown = sorted(set(self.split_names) - {"train", "validation", "test"})
+            if unknown:
+                raise ValueError(f"split_names: unknown role {unknown[0]!r}; use train, validation, test")
         if self.task != "custom":
-            raise ValueError(f"task {self.task} and train_file exclude each other: drop one (files make task custom)")
+            raise ValueError(f"task {self.task} and your own data exclude each other: drop one "
+                             "(files or a data set make the task custom)")
         if self.data_dir is not None:
-            raise ValueError("data_dir and train_file exclude each other: drop one")
+            raise ValueError("data_dir and your own data (train_file, dataset) exclude each other: drop one")
         if self.text_columns is not None and len(self.text_columns) not in (1, 2):
             raise ValueError("text_columns: give one column (single texts) or two (pairs)")
-        if self.validation_file is not None and self.validation_fraction is not None:
-            raise ValueError("validation_fraction applies only without validation_file: drop one")
+        if self.validation_fraction is not None and (
+                self.validation_file is not None or (self.split_names or {}).get("validation")):
+            raise ValueError("validation_fraction applies only without validation data: drop one")
         if self.metric is not None:
             from minidisc.tasks.custom import metric_key
 
@@ -120,9 +147,10 @@ class DataConfig(_Strict):
         return self
 
 
-#: DataConfig fields that only files (train_file) use.
-_CUSTOM_ONLY = ("validation_file", "text_columns", "label_column", "task_type", "metric", "validation_fraction")
-_FILE_FIELDS = ("train_file", *_CUSTOM_ONLY)
+#: DataConfig fields that only your own data (train_file, dataset) use.
+_CUSTOM_ONLY = ("validation_file", "test_file", "dataset_config", "split_names", "text_columns", "label_column",
+                "task_type", "metric", "validation_fraction")
+_FILE_FIELDS = ("train_file", "dataset", *_CUSTOM_ONLY)
 
 
 class TrainConfig(_Strict):

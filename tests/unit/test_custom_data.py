@@ -172,7 +172,7 @@ def test_every_bad_input_is_named_before_anything_is_written(tmp_path, teacher):
 def test_options_that_do_not_fit_together():
     with pytest.raises(ValueError, match="exclude each other"):
         DataConfig(task="sst2", train_file="x.csv")
-    with pytest.raises(ValueError, match="apply only to your own files"):
+    with pytest.raises(ValueError, match="apply only to your own data"):
         DataConfig(label_column="intent")
     with pytest.raises(ValueError, match="one column .* or two"):
         DataConfig(train_file="x.csv", text_columns=("a", "b", "c"))

@@ -7,12 +7,13 @@ repeatable option takes a list or one value; ``config`` takes a YAML path or its
 as a dict), validated, defaulted and resumed the same way, because each function calls the
 command's own code. Python adds:
 
-* data in memory: ``train_file`` / ``validation_file`` as a pandas ``DataFrame`` or a
-  ``datasets.Dataset``; ``dataset`` as a ``DatasetDict`` (its ``train`` and
-  ``validation`` splits), a hub id or a local data set folder (``dataset_config``: the
-  hub configuration). They get a file's checks and errors; the run records a content
-  fingerprint, so the same data resume a run and other data are refused without
-  ``overwrite=True``.
+* data in memory: ``train_file`` / ``validation_file`` / ``test_file`` as a pandas
+  ``DataFrame`` or a ``datasets.Dataset``; ``dataset`` as a ``DatasetDict`` (its
+  ``train`` split, ``validation``/``dev``/``valid``/``val`` if there is one, or the splits
+  ``split_names`` names, a dict or ``"train=..,validation=..,test=.."``). They get a
+  file's checks and errors; the run records a content fingerprint, so the same data
+  resume a run and other data are refused without ``overwrite=True``. A hub id or a
+  local data set folder as ``dataset`` is the command line's ``--dataset``.
 * a loaded model: ``teacher`` (``model`` for finetune) as a ``PreTrainedModel`` with
   ``tokenizer=``, saved as safetensors into ``<output>/inputs/`` and used from there.
 
@@ -106,10 +107,10 @@ def _signature(command: str) -> inspect.Signature:
     params = inspect.signature(command_function(command), eval_str=True).parameters
     wider = {"train_file": "str | Path | DataFrame | Dataset | None",
              "validation_file": "str | Path | DataFrame | Dataset | None",
+             "test_file": "str | Path | DataFrame | Dataset | None",
+             "dataset": "str | Path | DatasetDict | None", "split_names": "str | dict[str, str] | None",
              "teacher": "str | Path | PreTrainedModel | None", "model": "str | Path | PreTrainedModel | None"}
     extra = {"tokenizer": ("PreTrainedTokenizerBase | None", None)}
-    if "train_file" in params:
-        extra |= {"dataset": ("str | DatasetDict | None", None), "dataset_config": ("str | None", None)}
     out = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=p.default,
                              annotation=wider.get(name, _plain(p.annotation)))
            for name, p in params.items()]

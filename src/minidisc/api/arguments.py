@@ -21,10 +21,9 @@ from typing import Any
 from minidisc.errors import ConfigError, DataError
 from minidisc.tasks import memory
 
-#: API-only keywords: the data set as a whole, and the tokenizer of a loaded model.
+#: Keywords Python gives more to: the data set (a DatasetDict besides --dataset's hub id or
+#: folder) and its configuration, and the tokenizer of a loaded model (API-only).
 DATASET, DATASET_CONFIG, TOKENIZER = "dataset", "dataset_config", "tokenizer"
-#: Split names read as validation, in order of preference (``datasets``' and GLUE's).
-VALIDATION_SPLITS = ("validation", "dev", "valid", "val")
 
 
 @dataclass
@@ -42,21 +41,15 @@ def prepare(command: str, func: Any, options: dict[str, Any]) -> Prepared:
 
     Raises:
         TypeError: an option the command does not have (the closest is suggested).
-        ConfigError: own data for a command that does not read it yet (the command
-            line's error), a loaded model without ``tokenizer``, data given twice.
-        DataError: a hub data set that cannot be loaded, or without a train split.
+        ConfigError: a loaded model without ``tokenizer``, data given twice.
+        DataError: a DatasetDict without the splits asked for.
         RunExistsError: a loaded model for an output folder the run may not use.
     """
     params = inspect.signature(func, eval_str=True).parameters
     options = dict(options)
     if command == "finetune" and "teacher" in options:  # --teacher is an alias of --model there
         options["model"] = options.pop("teacher")
-    if "train_file" not in params and any(k in options for k in ("train_file", "validation_file", DATASET)):
-        from minidisc.tasks import get_task
-        from minidisc.tasks.custom import CUSTOM_TASK
-
-        get_task(CUSTOM_TASK)  # raises the command line's own error for commands without files
-    known = set(params) | ({DATASET, DATASET_CONFIG} if "train_file" in params else set()) | {TOKENIZER}
+    known = set(params) | {TOKENIZER}
     for name in options:
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
@@ -70,19 +63,26 @@ def prepare(command: str, func: Any, options: dict[str, Any]) -> Prepared:
 
 
 def _data(options: dict[str, Any], prepared: Prepared) -> None:
-    """In-memory data (``train_file``/``validation_file`` as a DataFrame or Dataset,
-    ``dataset`` as a DatasetDict, a hub id or a local data set folder) → keys."""
-    dataset, config = options.pop(DATASET, None), options.pop(DATASET_CONFIG, None)
-    if dataset is not None:
+    """In-memory data (``train_file``/``validation_file``/``test_file`` as a DataFrame or
+    Dataset, ``dataset`` as a DatasetDict) → keys; ``split_names`` as a dict → the
+    command line's text. A hub id or folder as ``dataset`` stays the ``--dataset`` option."""
+    roles = options.get("split_names")
+    if isinstance(roles, dict):
+        options["split_names"] = roles = ",".join(f"{k}={v}" for k, v in roles.items())
+    dataset = options.get(DATASET)
+    if isinstance(dataset, os.PathLike):
+        options[DATASET] = dataset = os.fspath(dataset)
+    if dataset is not None and not isinstance(dataset, (str, os.PathLike)):
         if options.get("train_file") is not None:
             raise ConfigError("dataset and train_file exclude each other: give the data once")
-        train, validation = _splits(dataset, config)
-        options["train_file"] = train
-        if options.get("validation_file") is None and validation is not None:
-            options["validation_file"] = validation
-    elif config is not None:
-        raise ConfigError("dataset_config applies only with dataset (a hub data set)")
-    for name in ("train_file", "validation_file"):
+        if options.get(DATASET_CONFIG) is not None:
+            raise ConfigError("dataset_config applies only to a hub id or a data set folder as dataset")
+        del options[DATASET]
+        options.pop("split_names", None)
+        for role, key_table in _splits(dataset, roles).items():
+            if options.get(f"{role}_file") is None:
+                options[f"{role}_file"] = key_table
+    for name in ("train_file", "validation_file", "test_file"):
         value = options.get(name)
         if isinstance(value, tuple):  # (key, table) of a DatasetDict split
             options[name], prepared.tables[value[0]] = value
@@ -91,34 +91,41 @@ def _data(options: dict[str, Any], prepared: Prepared) -> None:
             options[name], prepared.tables[key] = key, value
 
 
-def _splits(dataset: Any, config: str | None) -> tuple[tuple[str, Any], tuple[str, Any] | None]:
-    """The ``(key, Dataset)`` of the train and (if there is one) validation split."""
-    if isinstance(dataset, (str, os.PathLike)):
-        from datasets import load_dataset
-        from datasets.exceptions import DatasetsError
+def _splits(dataset: Any, roles: str | None) -> dict[str, tuple[str, Any]]:
+    """The ``(key, Dataset)`` of each role (``train``, ``validation``, ``test``) of a
+    ``DatasetDict``: the splits ``roles`` names (``"train=a,test=b"``), by default
+    ``train`` and the first of ``validation``, ``dev``, ``valid``, ``val`` present.
 
-        from minidisc.models import looks_local
-
-        name = str(dataset)
-        if looks_local(name) and not Path(name).expanduser().exists():  # never sent to the hub
-            raise DataError(f"data set folder {name} does not exist; check the path, or give a hub id org/name")
-        try:
-            splits = load_dataset(name, config)
-        except (DatasetsError, OSError, ValueError) as err:  # not found, offline, unreadable files
-            raise DataError(f"dataset {name}: cannot load it ({str(err).splitlines()[0][:200]}); give a hub id, "
-                            "a local data set folder, or train_file") from None
-        what = f"hub dataset {name}" + (f" ({config})" if config else "")
-    elif type(dataset).__name__ == "DatasetDict":
-        splits, what = dataset, "in-memory DatasetDict"
-    else:
+    Raises:
+        ConfigError: not a DatasetDict, or a malformed ``roles``.
+        DataError: a named (or the train) split is absent.
+    """
+    if type(dataset).__name__ != "DatasetDict":
         raise ConfigError(f"dataset takes a hub id, a data set folder or a datasets.DatasetDict, got a "
                           f"{type(dataset).__name__}; give a DataFrame or Dataset as train_file")
-    if "train" not in splits:
-        raise DataError(f"{what}: no train split (it has {', '.join(splits) or 'none'})")
-    validation = next((s for s in VALIDATION_SPLITS if s in splits), None)
-    pick = [("train", splits["train"])] + ([(validation, splits[validation])] if validation else [])
-    keys = [(memory.key_for(table, f"{what}, split {split}"), table) for split, table in pick]
-    return keys[0], keys[1] if validation else None
+    import typer
+
+    from minidisc.cli.options import parse_split_names
+    from minidisc.tasks.custom import VALIDATION_SPLITS
+
+    try:
+        named = parse_split_names(roles) or {}
+    except typer.BadParameter as err:  # the command line's message
+        raise ConfigError(err.message) from None
+    picks = {"train": named.get("train", "train")}
+    validation = named.get("validation") or next((s for s in VALIDATION_SPLITS if s in dataset), None)
+    if validation is not None:
+        picks["validation"] = validation
+    if "test" in named:
+        picks["test"] = named["test"]
+    out = {}
+    for role, split in picks.items():
+        if split not in dataset:
+            raise DataError(f"in-memory DatasetDict: no split {split!r} for {role} (it has "
+                            f"{', '.join(dataset) or 'none'}); set split_names={{'{role}': NAME}}")
+        table = dataset[split]
+        out[role] = (memory.key_for(table, f"in-memory DatasetDict, split {split}"), table)
+    return out
 
 
 def _model(command: str, params: Any, options: dict[str, Any], prepared: Prepared) -> None:

@@ -27,23 +27,17 @@ from minidisc.cli.lm_options import (
 from minidisc.cli.options import (
     ConfigFile,
     DataDir,
-    LabelColumn,
+    DataFileOptions,
     MaxEval,
     MaxLength,
     MaxTrain,
-    Metric,
     Output,
     Overwrite,
     Precision,
-    TaskType,
     Teacher,
     TeacherFinetuned,
-    TextColumn,
-    TrainFile,
-    ValidationFile,
-    ValidationFraction,
     build_compress_config,
-    file_data_options,
+    data_command,
     help_text,
     parse_grid,
 )
@@ -60,6 +54,7 @@ def register(app: typer.Typer) -> None:
     app.command("compress", help=help_text(compress.__doc__))(compress)
 
 
+@data_command
 def compress(
     output: Output = Path("runs/compress"),
     teacher: Teacher = None,
@@ -71,13 +66,6 @@ def compress(
     grid: Annotated[str | None, typer.Option(help="Candidate sparsities, comma-separated (default 0,.1,…,.9,.85,.95).")] = None,
     teacher_finetuned: TeacherFinetuned = False,
     data_dir: DataDir = None,
-    train_file: TrainFile = None,
-    validation_file: ValidationFile = None,
-    text_column: TextColumn = None,
-    label_column: LabelColumn = None,
-    task_type: TaskType = None,
-    metric: Metric = None,
-    validation_fraction: ValidationFraction = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
     max_length: MaxLength = None,
@@ -112,6 +100,8 @@ def compress(
     precision: Precision = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
+    *,
+    files: DataFileOptions,
 ) -> Path:
     """Compress a teacher with MiniDisc to a target sparsity.
 
@@ -119,7 +109,8 @@ def compress(
     one sandwich run, distils the target student and exports it with a report.
 
     Your own labelled data instead of a GLUE task: --train-file (CSV, TSV, JSON lines,
-    JSON, Parquet) with --text-column and --label-column; see docs/your-data.md.
+    JSON, Parquet) or --dataset (datasets.load_dataset) with --text-column and
+    --label-column, and an optional --test-file; see docs/your-data.md.
 
     With --task lm a LLaMA-family decoder (e.g. --teacher smollm2) is compressed on plain
     text (--corpus): no fine-tuning, token budgets instead of epochs (--budget-tokens),
@@ -138,10 +129,8 @@ def compress(
         "--teacher-cache": teacher_cache, "--cache-top-k": cache_top_k, "--cache-dir": cache_dir,
     }
     if task == "lm" or (task is None and config is not None and _yaml_task(config) == "lm"):
-        glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir, "--train-file": train_file,
-                     "--validation-file": validation_file, "--text-column": text_column or None,
-                     "--label-column": label_column, "--task-type": task_type, "--metric": metric,
-                     "--validation-fraction": validation_fraction,
+        glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir,
+                     **dict.fromkeys(files.given(), True),
                      "--max-train-samples": max_train_samples, "--max-eval-samples": max_eval_samples,
                      "--max-length": max_length, "--epochs": epochs, "--align": align, "--cost": cost}
         given = [k for k, v in glue_only.items() if v is not None]
@@ -175,8 +164,7 @@ def compress(
         "teacher_finetuned": teacher_finetuned or None,
         "data": {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
                  "max_eval_samples": max_eval_samples, "max_length": max_length,
-                 **file_data_options(task, train_file, validation_file, text_column, label_column, task_type, metric,
-                                     validation_fraction)},
+                 **files.data_fields(task)},
         "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
         "grid": parse_grid(grid), "save_candidates": save_candidates or None,
         "finetune": stage, "sandwich": stage, "final": stage, "precision": precision,
@@ -197,6 +185,8 @@ def summarize(path: Path) -> None:
         f"dev {100 * student['dev']['main']:.2f} | FLOPs/128 tok {teacher['flops_per_128_tokens'] / 1e9:.2f}G → "
         f"{student['flops_per_128_tokens'] / 1e9:.3f}G"
     )
+    if student.get("test"):
+        typer.echo(f"held-out test: teacher {100 * teacher['test']['main']:.2f} | student {100 * student['test']['main']:.2f}")
     typer.echo(f"student: {path / 'student'}  (load with minidisc.load_student)")
     typer.echo(f"report:  {path / 'report.md'}")
 

@@ -12,7 +12,12 @@ import typer
 
 from minidisc.cli.compress import summarize
 from minidisc.cli.options import DataDir, Overwrite, Precision, build_compress_config, help_text
-from minidisc.tasks.demo_data import DEMO_TASK_FOLDER, DEMO_TRAIN_SAMPLES, PACKAGED_LM, packaged_demo_dir
+from minidisc.tasks.demo_data import (
+    DEMO_TASK_FOLDER,
+    DEMO_TRAIN_SAMPLES,
+    PACKAGED_LM,
+    packaged_demo_dir,
+)
 
 if TYPE_CHECKING:
     from minidisc.config import CompressConfig

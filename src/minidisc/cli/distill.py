@@ -26,6 +26,9 @@ def summarize(path: Path) -> None:
         f"| cost {cost.get('total', {}).get('train_flops', 0):.3e} FLOPs"
         + (f" = {multiple:.2f}× direct KD" if multiple is not None else "")
     )
+    teacher, student = report["teacher"], report["student"]
+    if student.get("test"):
+        typer.echo(f"held-out test: teacher {100 * teacher['test']['main']:.2f} | student {100 * student['test']['main']:.2f}")
     typer.echo(f"student: {path / 'student'}")
     typer.echo(f"report:  {path / 'report.md'}")
 

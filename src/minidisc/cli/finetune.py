@@ -16,20 +16,14 @@ from pydantic import ConfigDict
 
 from minidisc.cli.options import (
     DataDir,
-    LabelColumn,
+    DataFileOptions,
     MaxEval,
     MaxTrain,
-    Metric,
     Output,
     Overwrite,
     Precision,
     Task,
-    TaskType,
-    TextColumn,
-    TrainFile,
-    ValidationFile,
-    ValidationFraction,
-    file_data_options,
+    data_command,
     merge,
 )
 from minidisc.config import DataConfig, TrainConfig, WithPrecision, parse_config
@@ -72,6 +66,7 @@ def register(app: typer.Typer) -> None:
     app.command("finetune")(finetune)
 
 
+@data_command
 def finetune(
     model: Annotated[str | None, typer.Option("--model", "--teacher", help="Hub id, folder (incl. minidisc students) or .gguf; default: the packaged all-MiniLM-L6-v2.")] = None,
     task: Task = None,
@@ -79,13 +74,6 @@ def finetune(
     glue_suite: Annotated[str | None, typer.Option("--glue-suite", help="Comma-separated tasks, e.g. sst2,mrpc,cola: fine-tune on each (into OUTPUT/<task>/, resumable) and write glue_suite.md/.json; replaces --task.")] = None,
     save_model: Annotated[bool, typer.Option("--save-model/--no-save-model", help="Keep the fine-tuned weights (--glue-suite: one model per task).")] = True,
     data_dir: DataDir = None,
-    train_file: TrainFile = None,
-    validation_file: ValidationFile = None,
-    text_column: TextColumn = None,
-    label_column: LabelColumn = None,
-    task_type: TaskType = None,
-    metric: Metric = None,
-    validation_fraction: ValidationFraction = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
     max_length: Annotated[int, typer.Option(help="Maximum tokens per example.")] = 128,
@@ -97,29 +85,30 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 776,
     precision: Precision = None,
     overwrite: Overwrite = False,
+    *,
+    files: DataFileOptions,
 ) -> Path:
     """Fine-tune a model on one task or a suite of GLUE tasks.
 
     One task (GLUE or CoNLL-2003, default sst2; or your own labelled files with
-    --train-file, see docs/your-data.md): keeps the best dev checkpoint; the output folder
+    --train-file or --dataset, see docs/your-data.md): keeps the best dev checkpoint; the output folder
     is the model folder (and a run directory: rerunning resumes). --glue-suite: one
     resumable fine-tuning per task and a table of the dev metrics.
     """
-    files = file_data_options(task, train_file, validation_file, text_column, label_column, task_type, metric,
-                              validation_fraction)
+    own = files.data_fields(task)
     data = {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
             "max_eval_samples": max_eval_samples, "max_length": max_length}
     train_cfg = parse_config(TrainConfig, {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                              "eval_steps": eval_steps, "patience": patience, "seed": seed}, "the command line")
     check_output(output, overwrite)  # before any model is loaded
     if glue_suite is not None:
-        if train_file is not None:
-            raise typer.BadParameter("--glue-suite and --train-file exclude each other", param_hint="--glue-suite")
+        if files.given():
+            raise typer.BadParameter(f"--glue-suite and {files.given()[0]} exclude each other", param_hint="--glue-suite")
         tasks = parse_suite(glue_suite)
         run_glue_suite(model, tasks, output, data, train_cfg, save_model=save_model, overwrite=overwrite,
                        precision=precision or "auto")
         return output
-    data_cfg = parse_config(DataConfig, merge({}, {**data, **files}), "the command line")
+    data_cfg = parse_config(DataConfig, merge({}, {**data, **own}), "the command line")
     result = run_finetune_task(model, data_cfg, train_cfg, output, save_model=save_model, overwrite=overwrite,
                                precision=precision or "auto")
     if result.get("head_initialised"):
@@ -129,6 +118,8 @@ def finetune(
 
         typer.echo(f"data: {describe_record(result['data']['custom'])}")
     typer.echo(f"dev {', '.join(f'{k} {100 * v:.2f}' for k, v in result['dev'].items())}")
+    if result.get("test"):
+        typer.echo(f"test {', '.join(f'{k} {100 * v:.2f}' for k, v in result['test'].items())}")
     typer.echo(f"model: {output}")
     return output
 
@@ -159,7 +150,7 @@ def run_finetune_task(
 
     entry = run.stage("finetune", work, at_root=True)
     run.finish()
-    return {k: v for k, v in entry.items() if k in ("model", "task", "dev", "data", "compute", "head_initialised")}
+    return {k: v for k, v in entry.items() if k in ("model", "task", "dev", "test", "data", "compute", "head_initialised")}
 
 
 def finetune_one(
@@ -190,12 +181,17 @@ def finetune_one(
         loaded.model, tokenizer, data.task, data.train, data.dev, train_cfg, output / "scratch",
         stage=stage, log_dir=output / "logs",
     )
+    test = None
+    if data.test is not None:  # held out: evaluated once, after training
+        from minidisc.training.finetune import evaluate_model
+
+        test = evaluate_model(result.model, data, train_cfg, output / "scratch", split="test")[0]
     shutil.rmtree(output / "scratch", ignore_errors=True)
     if save_model:
         result.model.save_pretrained(output)
         tokenizer.save_pretrained(output)
     summary = {"model": source.label, "task": data.task.name, "dev": result.dev_metrics,
-               "data": data.sizes, "compute": result.compute.to_dict(), "head_initialised": loaded.head_initialised}
+               **({"test": test} if test is not None else {}), "data": data.sizes, "compute": result.compute.to_dict(), "head_initialised": loaded.head_initialised}
     write_json(output / "finetune.json", summary)
     return summary
 

@@ -23,7 +23,7 @@ Teacher = Annotated[
 ]
 Task = Annotated[
     str | None,
-    typer.Option("--task", help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, conll2003."),
+    typer.Option("--task", help="cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli, conll2003; or your own data: --train-file or --dataset."),
 ]
 DataDir = Annotated[
     Path | None,
@@ -34,10 +34,14 @@ MaxEval = Annotated[int | None, typer.Option("--max-eval-samples", help="Seeded 
 DATA_PANEL = "Your own data (instead of --task)"
 TrainFile = Annotated[Path | None, typer.Option("--train-file", help="Your labelled training data: .csv, .tsv, .jsonl, .json or .parquet (task 'custom'; see docs/your-data.md).", rich_help_panel=DATA_PANEL)]
 ValidationFile = Annotated[Path | None, typer.Option("--validation-file", help="Validation data in the same columns; default: a seeded stratified split of --train-file.", rich_help_panel=DATA_PANEL)]
-TextColumn = Annotated[list[str] | None, typer.Option("--text-column", help="Text column (default text); give it twice for sentence pairs.", rich_help_panel=DATA_PANEL)]
-LabelColumn = Annotated[str | None, typer.Option("--label-column", help="Label column (default label).", rich_help_panel=DATA_PANEL)]
-TaskType = Annotated[str | None, typer.Option("--task-type", help="classification or regression (default: inferred: texts or a few integers are classes, floats scores).", rich_help_panel=DATA_PANEL)]
-Metric = Annotated[str | None, typer.Option("--metric", help="Main metric: accuracy (default), macro-f1, mcc; regression: pearson-spearman (their mean).", rich_help_panel=DATA_PANEL)]
+TestFile = Annotated[Path | None, typer.Option("--test-file", help="Held-out test data in the same columns: teacher and student are evaluated on it once, at the end (reported as test; never used for selection).", rich_help_panel=DATA_PANEL)]
+DatasetOption = Annotated[str | None, typer.Option("--dataset", help="A data set read with datasets.load_dataset instead of --train-file: a hub id (org/name) or a local folder of data files or of Dataset.save_to_disk output.", rich_help_panel=DATA_PANEL)]
+DatasetConfigOption = Annotated[str | None, typer.Option("--dataset-config", help="--dataset: its configuration (subset) name.", rich_help_panel=DATA_PANEL)]
+SplitNames = Annotated[str | None, typer.Option("--split-names", help="--dataset: which splits to use, e.g. train=train,validation=dev,test=test (default: train; validation, dev, valid or val if there is one; no test).", rich_help_panel=DATA_PANEL)]
+TextColumn = Annotated[list[str] | None, typer.Option("--text-column", help="Text column (default text); give it twice for sentence pairs; token classification: the column of token lists (default tokens).", rich_help_panel=DATA_PANEL)]
+LabelColumn = Annotated[str | None, typer.Option("--label-column", help="Label column (default label; token classification: the column of tag lists, default tags).", rich_help_panel=DATA_PANEL)]
+TaskType = Annotated[str | None, typer.Option("--task-type", help="classification, regression or token-classification (default: inferred: texts or a few integers are classes, floats scores, lists of tags token classification).", rich_help_panel=DATA_PANEL)]
+Metric = Annotated[str | None, typer.Option("--metric", help="Main metric: accuracy (default), macro-f1, mcc; regression: pearson-spearman (their mean); token classification: entity-f1 (seqeval, the default).", rich_help_panel=DATA_PANEL)]
 ValidationFraction = Annotated[float | None, typer.Option("--validation-fraction", help="Share of --train-file held out when no --validation-file (default 0.1).", rich_help_panel=DATA_PANEL)]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML config; command-line options override it.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --output.")]
@@ -72,8 +76,121 @@ CacheMemoryMb = Annotated[int, typer.Option(help="Memory budget of the teacher c
 
 
 @dataclass(frozen=True)
-class ScheduleOptions:
-    """The command-line options every schedule command shares, declared once.
+class DataFileOptions:
+    """The own-data options (``--train-file``, ``--dataset`` ...) of every command that
+    takes ``--task``, declared once; :func:`data_command` adds them to a command.
+
+    The same names, without dashes, are the ``data:`` keys of the YAML config
+    (``text_column`` → ``text_columns``, ``split_names`` a mapping there).
+    """
+
+    train_file: TrainFile = None
+    validation_file: ValidationFile = None
+    test_file: TestFile = None
+    dataset: DatasetOption = None
+    dataset_config: DatasetConfigOption = None
+    split_names: SplitNames = None
+    text_column: TextColumn = None
+    label_column: LabelColumn = None
+    task_type: TaskType = None
+    metric: Metric = None
+    validation_fraction: ValidationFraction = None
+
+    def given(self) -> list[str]:
+        """The flags set on the command line (``["--train-file", ...]``), e.g. to refuse
+        them where they do not apply."""
+        return [f"--{f.name.replace('_', '-')}" for f in fields(DataFileOptions)
+                if getattr(self, f.name) not in (None, [], ())]
+
+    @property
+    def own_data(self) -> bool:
+        """Whether the data are the user's (a file or a data set), not a named task."""
+        return self.train_file is not None or self.dataset is not None
+
+    def data_fields(self, task: str | None) -> dict[str, Any]:
+        """The ``data`` config fields these options set, ``task`` included (``custom``
+        with a file or a data set; None: keep the YAML's or the default).
+
+        Raises:
+            typer.BadParameter: ``--task`` with ``--train-file``/``--dataset``, or a
+                malformed ``--split-names``.
+        """
+        if self.own_data and task is not None and task.strip().lower() != "custom":
+            flag = "--train-file" if self.train_file is not None else "--dataset"
+            raise typer.BadParameter(f"--task {task} and {flag} exclude each other: your data are the task",
+                                     param_hint="--task")
+        return {
+            "task": "custom" if self.own_data else task,
+            "train_file": _text(self.train_file), "validation_file": _text(self.validation_file),
+            "test_file": _text(self.test_file), "dataset": self.dataset, "dataset_config": self.dataset_config,
+            "split_names": parse_split_names(self.split_names),
+            "text_columns": list(self.text_column) if self.text_column else None,
+            "label_column": self.label_column,
+            "task_type": self.task_type.strip().lower().replace("-", "_") if self.task_type else None,
+            "metric": self.metric, "validation_fraction": self.validation_fraction,
+        }
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def parse_split_names(text: str | None) -> dict[str, str] | None:
+    """``"train=train,validation=dev"`` → ``{"train": "train", "validation": "dev"}``.
+
+    Raises:
+        typer.BadParameter: an item without ``=``, or a role other than train,
+            validation, test.
+    """
+    if text is None:
+        return None
+    roles = ("train", "validation", "test")
+    out: dict[str, str] = {}
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        role, sep, split = (part.strip() for part in item.partition("="))
+        if not sep or not split or role not in roles:
+            raise typer.BadParameter(f"--split-names expects role=split with roles {', '.join(roles)}, "
+                                     f"e.g. train=train,validation=dev; got {item!r}", param_hint="--split-names")
+        out[role] = split
+    return out or None
+
+
+def with_options(options: type, keyword: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator that gives a command every field of the dataclass ``options`` as a
+    flag, after its own options, and hands them to it as one ``keyword`` argument.
+
+    The decorated function declares its own options and a keyword-only ``keyword``; the
+    command has both (what Typer reads from its signature) and calls
+    ``func(..., keyword=options(...))``.
+    """
+    hints = get_type_hints(options, include_extras=True)
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        own = inspect.signature(func, eval_str=True)
+        shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+                  for f in fields(options)]
+        params = [p for p in own.parameters.values() if p.name != keyword] + shared
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            bundle = options(**{f.name: kwargs.pop(f.name) for f in fields(options)})
+            return func(**kwargs, **{keyword: bundle})
+
+        command.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+#: Gives a command the own-data options as ``files: DataFileOptions`` (compress, finetune, sparsify).
+data_command = with_options(DataFileOptions, "files")
+
+
+@dataclass(frozen=True)
+class ScheduleOptions(DataFileOptions):
+    """The command-line options every schedule command shares, declared once (the
+    own-data options of :class:`DataFileOptions` first).
 
     :func:`schedule_command` adds them to a command's signature (so each is a
     ``--flag`` of it) and hands them to the command as one ``opts`` argument.
@@ -116,7 +233,7 @@ class ScheduleOptions:
             "teacher": self.teacher,
             "teacher_finetuned": self.teacher_finetuned or None,
             "teacher_run": str(self.teacher_run.resolve()) if self.teacher_run else None,
-            "data": {"task": self.task, "data_dir": str(self.data_dir) if self.data_dir else None,
+            "data": {**self.data_fields(self.task), "data_dir": str(self.data_dir) if self.data_dir else None,
                      "max_train_samples": self.max_train_samples, "max_eval_samples": self.max_eval_samples,
                      "max_length": self.max_length, "importance_samples": self.importance_samples},
             "grid": parse_grid(self.grid),
@@ -158,29 +275,8 @@ class ScheduleOptions:
         return open_cache(self.cache_options(), cache_root(output, teacher_run))
 
 
-def schedule_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command every :class:`ScheduleOptions` flag after its own options.
-
-    ``func`` declares its own options and a keyword ``opts``; the returned command has
-    ``func``'s options plus the shared ones (what Typer reads from its signature) and
-    calls ``func(..., opts=ScheduleOptions(...))``.
-    """
-    own = inspect.signature(func, eval_str=True)
-    hints = get_type_hints(ScheduleOptions, include_extras=True)
-    shared = [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
-        for f in fields(ScheduleOptions)
-    ]
-    params = [p for p in own.parameters.values() if p.name != "opts"] + shared
-
-    @functools.wraps(func)
-    def command(**kwargs: Any) -> Any:
-        opts = ScheduleOptions(**{f.name: kwargs.pop(f.name) for f in fields(ScheduleOptions)})
-        return func(**kwargs, opts=opts)
-
-    command.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    return command
+#: Gives a schedule command (distill, takd, maxidisc, compare) every :class:`ScheduleOptions` flag as ``opts``.
+schedule_command = with_options(ScheduleOptions, "opts")
 
 
 def help_text(doc: str | None) -> str:
@@ -241,26 +337,3 @@ def _scalar(text: str) -> Any:
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def file_data_options(
-    task: str | None, train_file: Path | None, validation_file: Path | None, text_column: list[str] | None,
-    label_column: str | None, task_type: str | None, metric: str | None, validation_fraction: float | None,
-) -> dict[str, Any]:
-    """The ``data`` config fields of the own-data options (``--train-file`` ...); with a
-    training file the task is ``custom``.
-
-    Raises:
-        typer.BadParameter: ``--task`` together with ``--train-file``.
-    """
-    if train_file is not None and task is not None and task.strip().lower() != "custom":
-        raise typer.BadParameter(f"--task {task} and --train-file exclude each other: your files are the task",
-                                 param_hint="--task")
-    return {
-        "task": "custom" if train_file is not None else task,
-        "train_file": str(train_file) if train_file else None,
-        "validation_file": str(validation_file) if validation_file else None,
-        "text_columns": list(text_column) if text_column else None,
-        "label_column": label_column, "task_type": task_type.strip().lower() if task_type else None,
-        "metric": metric, "validation_fraction": validation_fraction,
-    }

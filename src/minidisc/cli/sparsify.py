@@ -17,7 +17,17 @@ from typing import Annotated, Any, ClassVar
 import typer
 from pydantic import ConfigDict
 
-from minidisc.cli.options import DataDir, MaxTrain, Overwrite, Precision, Task, merge, parse_grid
+from minidisc.cli.options import (
+    DataDir,
+    DataFileOptions,
+    MaxTrain,
+    Overwrite,
+    Precision,
+    Task,
+    data_command,
+    merge,
+    parse_grid,
+)
 from minidisc.config import DataConfig, WithPrecision, parse_config
 from minidisc.elastic.levels import check_levels
 from minidisc.elastic.spec import DEFAULT_GRID
@@ -26,6 +36,7 @@ from minidisc.fileio import read_json, write_json
 from minidisc.models import load_tokenizer, resolve_model
 from minidisc.runfolder.run import RunDir, check_output
 from minidisc.runtime import configure
+from minidisc.tasks.custom import check_custom_data
 from minidisc.training.data import prepare_task_data
 
 MAP_FILE = "sparsity_map.json"
@@ -63,10 +74,11 @@ def register(app: typer.Typer) -> None:
     app.command("sparsify")(sparsify)
 
 
+@data_command
 def sparsify(
     teacher: FinetunedTeacher,
     output: SparsifyOutput = Path("runs/sparsify"),
-    task: Task = "sst2",
+    task: Task = None,
     grid: Annotated[str | None, typer.Option(help="Sparsity levels of the map, comma-separated (default 0,.1,…,.9,.85,.95).")] = None,
     target_sparsity: Annotated[float | None, typer.Option(help="A level added to the grid, e.g. 0.93.")] = None,
     data_dir: DataDir = None,
@@ -90,15 +102,19 @@ def sparsify(
     align: Annotated[int, typer.Option(help="Round kept heads (× head size), FFN units and width down to multiples of N for GPU tensor cores (8 or 64); 1: none.")] = 1,
     precision: Precision = None,
     overwrite: Overwrite = False,
+    *,
+    files: DataFileOptions,
 ) -> Path:
     """Score, reorder and map the heads/neurons of a teacher already fine-tuned on the task.
 
     Writes the reordered model, importance.safetensors and sparsity_map.json into --output.
+    The task is --task (default sst2) or your own data (--train-file or --dataset; the
+    teacher fine-tuned on them, e.g. by minidisc finetune --train-file; see docs/your-data.md).
     """
     check_importance(importance)
     check_output(output, overwrite)  # before any model is loaded
     data_cfg = parse_config(DataConfig, merge({}, {
-        "task": task, "data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
+        **files.data_fields(task), "data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
         "max_length": max_length, "importance_samples": importance_samples,
     }), "the command line")
     levels = _levels(parse_grid(grid), target_sparsity)
@@ -162,6 +178,7 @@ def run_sparsify(
             f"sparsify needs a fine-tuned teacher folder, not the GGUF file {source.label}; "
             "fine-tune it first (minidisc finetune --model ... --output DIR) and pass --teacher DIR"
         )
+    check_custom_data(data_cfg, seed=seed, batch_size=1)  # your own data: checked before anything is written
     configure(precision)  # an impossible precision stops here, before anything is written
     cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed,
                          allow_untrained_head=allow_untrained_head, importance=importance, precision=precision,

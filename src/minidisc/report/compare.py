@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.compute.flops import non_embedding_params, paper_flops
 from minidisc.elastic.levels import same_level
 from minidisc.fileio import atomic_path, read_json, write_json, write_text
+from minidisc.tasks.custom import describe_record
 from minidisc.training.records import HopRecord, IterationRecord, StudentRecord, iterations
 from minidisc.training.selection import tradeoff
 
@@ -40,6 +41,12 @@ def model_size(model_dir: Path) -> dict[str, Any]:
 # --- one schedule --------------------------------------------------------------------------
 
 
+def test_entry(metrics: dict[str, float] | None) -> dict[str, Any]:
+    """``{"test": metrics}`` with held-out test metrics (``--test-file``), else nothing
+    (reports without test data read as before)."""
+    return {"test": metrics} if metrics else {}
+
+
 def build_schedule_report(run: RunDir) -> dict[str, Any]:
     """The numbers of a direct / TAKD / MaxiDisc run, from its manifest and files."""
     manifest = run.manifest
@@ -59,8 +66,8 @@ def build_schedule_report(run: RunDir) -> dict[str, Any]:
         "task": cfg["data"]["task"],
         "objective": {"name": cfg["objective"], "options": cfg["objective_options"]},
         "teacher": {**model_size(run.path / "teacher"), "source": stages["teacher"].get("source"),
-                    "dev": stages["teacher"]["dev"]},
-        "student": {**model_size(run.path / "student"), "dev": student.dev, "from": student.source,
+                    "dev": stages["teacher"]["dev"], **test_entry(stages["teacher"].get("test"))},
+        "student": {**model_size(run.path / "student"), "dev": student.dev, **test_entry(student.test), "from": student.source,
                     "loads_with_plain_transformers": student.plain_hf_loadable},
         "hops": hops,
         "paths": paths,
@@ -98,11 +105,17 @@ def render_schedule_markdown(r: dict[str, Any]) -> str:
     lines += [
         f"- teacher: {r['teacher']['source']} (dev main {pct(r['teacher']['dev']['main'])} %)",
         f"- objective: {r['objective']['name']} {r['objective']['options'] or ''}".rstrip(),
-        f"- data: {d.get('train_examples')} training / {d.get('dev_examples')} dev examples"
+        f"- data: {d.get('train_examples')} training / {d.get('dev_examples')} dev"
+        + (f" / {d['test_examples']} test" if d.get("test_examples") is not None else "") + " examples"
         + (" (subsampled)" if d.get("subsampled") else ""),
+        *([f"- your data: {describe_record(d['custom'])}"] if d.get("custom") else []),
         (f"- student: {_describe_size(r['student'])}, dev main **{pct(r['student']['dev']['main'])} %** "
          f"(from {r['student']['from']})"),
     ]
+    for name in ("teacher", "student"):
+        if r[name].get("test"):
+            lines.append(f"- {name} test main (held-out test data, evaluated once at the end): "
+                         f"{pct(r[name]['test']['main'])} %")
     if r.get("note"):
         lines.append(f"- note: {r['note']}")
     lines += ["", "## Paths", "", "| path | final dev main % |", "|---|---|"]
@@ -195,6 +208,7 @@ def schedule_row(name: str, run_path: Path) -> dict[str, Any]:
         "student": model_size(run_path / "student"),
         "dev": student.dev,
         "dev_main": student.dev["main"],
+        **({"test_main": student.test["main"]} if student.test else {}),
         "cost_train_flops": cost["total"]["train_flops"],
         "spent_train_flops": cost["spent"]["train_flops"],
         "cost_wall_time_s": cost["total"]["wall_time_s"],
@@ -256,6 +270,10 @@ def render_compare_markdown(r: dict[str, Any]) -> str:
             f"| {pct(row['dev_main'])} | {row['cost_train_flops']:.3e} | {multiple} | {row['training_runs']} "
             f"| {row['spent_train_flops']:.3e} |"
         )
+    tested = [row for row in r["rows"] if row.get("test_main") is not None]
+    if tested:  # held-out test data: evaluated once per student, after selection on dev
+        lines += ["", f"Held-out test {r['metric']} % (evaluated once at the end, never used for selection): "
+                  + ", ".join(f"{SCHEDULE_TITLES[row['schedule']]} {pct(row['test_main'])}" for row in tested)]
     lines += [
         "",
         ("Cost = student training + teacher forward FLOPs of the schedule's distillation stages (nominal: "

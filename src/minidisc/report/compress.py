@@ -8,7 +8,7 @@ from minidisc.compute.flops import non_embedding_params, paper_flops
 from minidisc.elastic.levels import find_level, same_level
 from minidisc.elastic.sparsity_map import load_sparsity_map
 from minidisc.fileio import write_json, write_text
-from minidisc.report.compare import cost_markdown
+from minidisc.report.compare import cost_markdown, test_entry
 from minidisc.report.plots import plot_tradeoff
 from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.tasks.custom import describe_record
@@ -52,9 +52,10 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     return {
         "task": cfg["data"]["task"],
         "teacher": {**size(0.0), "source": stages["teacher"]["source"], "dev": stages["teacher"]["dev"],
+                    **test_entry(stages["teacher"].get("test")),
                     "head_initialised": stages["teacher"].get("head_initialised")},
         "assistants": assistants,
-        "student": {**size(cfg["target_sparsity"]), "dev": student.dev,
+        "student": {**size(cfg["target_sparsity"]), "dev": student.dev, **test_entry(student.test),
                     "loads_with_plain_transformers": student.plain_hf_loadable} if student else None,
         # measured teacher and student inference time on the run's device (the speed stage)
         "inference": _inference(stages.get("speed")),
@@ -96,6 +97,15 @@ def inference_lines(inference: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def test_lines(teacher: dict[str, Any], student: dict[str, Any] | None) -> list[str]:
+    """Markdown lines of the held-out test metrics (``--test-file``), if there are some."""
+    lines = []
+    for name, model in (("Teacher", teacher), ("Student", student)):
+        if model is not None and model.get("test"):
+            lines += [f"{name} test metrics (held-out test data, evaluated once at the end): {_metrics(model['test'])}", ""]
+    return lines
+
+
 def finished_stages(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest entries of the finished stages a report shows (the ``report`` stage
     itself excluded, so a rebuilt report equals the one the run wrote)."""
@@ -129,7 +139,9 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += [
         f"- teacher: {r['teacher']['source']}",
         *([f"- classifier head initialised: {r['teacher']['head_initialised']}"] if r["teacher"].get("head_initialised") else []),
-        f"- data: {d['train_examples']} training / {d['dev_examples']} dev examples from {d['data_source']}"
+        f"- data: {d['train_examples']} training / {d['dev_examples']} dev"
+        + (f" / {d['test_examples']} test" if d.get("test_examples") is not None else "")
+        + f" examples from {d['data_source']}"
         + (" (**subsampled**: numbers are not comparable to full-data results)" if d["subsampled"] else ""),
         *([f"- your data: {describe_record(d['custom'])}"] if d.get("custom") else []),
         f"- target sparsity {pct(r['target_sparsity'])} %, λ = {r['lambda']:g}",
@@ -155,6 +167,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += ["", "Teacher dev metrics: " + _metrics(r["teacher"]["dev"]), ""]
     if r["student"] is not None:
         lines += ["Student dev metrics: " + _metrics(r["student"]["dev"]), ""]
+    lines += test_lines(r["teacher"], r["student"])
     for it in r["iterations"]:
         lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), "",
                   "| candidate sparsity % | best dev main % | λ-tradeoff % | chosen |", "|---|---|---|---|"]

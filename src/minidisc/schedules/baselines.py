@@ -36,6 +36,7 @@ from minidisc.schedules.paths import (
     stage_name,
 )
 from minidisc.schedules.stages import (
+    check_run_data,
     export_stage,
     level_specs,
     prepare_teacher,
@@ -43,7 +44,6 @@ from minidisc.schedules.stages import (
     task_inputs,
 )
 from minidisc.schedules.students import check_layers, teacher_depth
-from minidisc.tasks import get_task
 from minidisc.training.data import prepare_task_data
 from minidisc.training.records import HopRecord, Level
 
@@ -107,7 +107,9 @@ def run_schedule(
         ConfigError, DataError, ModelError: invalid options, data or teacher.
     """
     configure(cfg.precision)  # an impossible precision stops here, before anything is written
-    build_objective(cfg.objective, task_type=get_task(cfg.data.task).task_type, **cfg.objective_options)  # fail early
+    task_type = check_run_data(cfg.data, cfg.teacher, teacher_finetuned=cfg.teacher_finetuned,
+                               teacher_run=cfg.teacher_run, seed=cfg.finetune.seed, batch_size=largest_batch(cfg))
+    build_objective(cfg.objective, task_type=task_type, **cfg.objective_options)  # fail early
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
     _check_layer_levels(paths, source)
     run = RunDir(output, cfg, command, overwrite=overwrite)
@@ -134,6 +136,11 @@ def run_schedule(
     run.stage("report", report, folder=False, outputs=REPORT_FILES)
     run.finish()
     return run
+
+
+def largest_batch(cfg: ScheduleConfig) -> int:
+    """The largest training batch of the run (the own-data check needs one batch of rows)."""
+    return max([cfg.train.batch_size] + ([] if cfg.teacher_finetuned or cfg.teacher_run else [cfg.finetune.batch_size]))
 
 
 def _check_layer_levels(paths: Sequence[Path_], source: ModelSource) -> None:

@@ -29,12 +29,17 @@ from minidisc.report.compare import (
 )
 from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.runtime import configure
-from minidisc.schedules.baselines import run_distill, run_maxidisc, run_takd
+from minidisc.schedules.baselines import largest_batch, run_distill, run_maxidisc, run_takd
 from minidisc.schedules.config import CompareConfig
 from minidisc.schedules.memo import StageMemo
 from minidisc.schedules.minidisc import run_compress
-from minidisc.schedules.stages import level_specs, prepare_teacher, root_run, task_inputs
-from minidisc.tasks import get_task
+from minidisc.schedules.stages import (
+    check_run_data,
+    level_specs,
+    prepare_teacher,
+    root_run,
+    task_inputs,
+)
 from minidisc.training.data import prepare_task_data
 from minidisc.training.records import StudentRecord
 from minidisc.training.teacher_cache import MiB, TeacherCacheStore
@@ -92,7 +97,9 @@ def run_compare(
     """
     configure(cfg.precision)  # an impossible precision stops here, before anything is written
     cfg.schedule_configs("")  # validation only: the shared teacher folder is known below
-    _check_objective(cfg)
+    task_type = check_run_data(cfg.data, cfg.teacher, teacher_finetuned=cfg.teacher_finetuned,
+                               teacher_run=cfg.teacher_run, seed=cfg.finetune.seed, batch_size=largest_batch(cfg))
+    _check_objective(cfg, task_type)
     run = RunDir(output, cfg, "compare", overwrite=overwrite)
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
     data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
@@ -126,10 +133,10 @@ def compare_report(cfg: CompareConfig, run: RunDir, task: TaskSpec, sizes: dict[
     return {"rows": [{k: r[k] for k in ("schedule", "dev_main", "cost_train_flops", "cost_multiple")} for r in written["rows"]]}
 
 
-def _check_objective(cfg: CompareConfig) -> None:
+def _check_objective(cfg: CompareConfig, task_type: str) -> None:
     """Build the baselines' objective once, so unknown options fail before training."""
     if set(cfg.schedules) - {"minidisc"}:
-        build_objective(cfg.objective, task_type=get_task(cfg.data.task).task_type, **cfg.objective_options)
+        build_objective(cfg.objective, task_type=task_type, **cfg.objective_options)
 
 
 def _run_schedule(cfg: CompareConfig, name: str, shared: str, out: Path, store: Any) -> dict[str, Any]:

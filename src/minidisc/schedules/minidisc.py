@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,6 @@ from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.errors import ConfigError
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
-from minidisc.models import check_head_labels, resolve_model
 from minidisc.report.card import CardFacts, model_card
 from minidisc.report.compress import write_compress_report
 from minidisc.runfolder.run import REPORT_FILES, RunDir
@@ -50,12 +48,12 @@ from minidisc.schedules.memo import memo_stage, stage_key
 from minidisc.schedules.speed import latency_costs, latency_stage, speed_stage
 from minidisc.schedules.stages import (
     MapShape,
+    check_run_data,
     export_stage,
     level_specs,
     prepare_teacher,
     task_inputs,
 )
-from minidisc.tasks.custom import check_custom_data
 from minidisc.training.data import prepare_task_data
 from minidisc.training.distill import Distiller
 from minidisc.training.records import CandidatesRecord, IterationRecord, iteration_names
@@ -95,11 +93,8 @@ def run_compress(
     """
     configure(cfg.precision)  # an impossible precision stops here, before anything is written
     train_batches = [cfg.sandwich.batch_size, cfg.final.batch_size] + ([] if cfg.teacher_finetuned else [cfg.finetune.batch_size])
-    custom = check_custom_data(cfg.data, seed=cfg.finetune.seed, batch_size=max(train_batches))  # before any write
-    if custom is not None and cfg.teacher_finetuned and teacher_run is None and custom.spec.label_names:
-        note = check_head_labels(resolve_model(cfg.teacher), custom.spec.label_names)
-        if note:
-            warnings.warn(note, UserWarning, stacklevel=2)
+    check_run_data(cfg.data, cfg.teacher, teacher_finetuned=cfg.teacher_finetuned, teacher_run=teacher_run,
+                   seed=cfg.finetune.seed, batch_size=max(train_batches))  # before anything is written
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
     with process_state().main_process_first():  # hub downloads and dataset caches: filled once
         source, tokenizer = task_inputs(cfg.teacher, teacher_run)

@@ -22,7 +22,8 @@ from minidisc.report.compress_lm import write_lm_report
 from minidisc.runfolder.run import MANIFEST, is_run_dir
 from minidisc.schedules.compare import compare_report
 from minidisc.schedules.config import CompareConfig
-from minidisc.tasks import get_task
+from minidisc.tasks import TaskSpec, get_task
+from minidisc.tasks.custom import spec_from_record
 
 #: The commands whose runs have a report.
 REPORTED = ("compress", "distill", "takd", "maxidisc", "compare")
@@ -106,6 +107,14 @@ def _write(run: SavedRun, command: str) -> None:
         write_lm_compare_report(run)  # type: ignore[arg-type]
     elif command == "compare":
         cfg = parse_config(CompareConfig, run.manifest["config"], str(run.path / "manifest.json"))
-        compare_report(cfg, run, get_task(cfg.data.task))  # type: ignore[arg-type]
+        compare_report(cfg, run, run_task(cfg.data.task, run.manifest))  # type: ignore[arg-type]
     else:
         write_schedule_report(run)  # type: ignore[arg-type]
+
+
+def run_task(task: str, manifest: dict[str, Any]) -> TaskSpec:
+    """The task of a finished run: a named task's spec, or (task ``custom``) the spec of
+    the data its teacher stage recorded."""
+    if task == "custom":
+        return spec_from_record(manifest["stages"]["teacher"]["data"]["custom"])
+    return get_task(task)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.compute.flops import forward_flops
 from minidisc.compute.meter import ComputeTotals
-from minidisc.config import TrainConfig
+from minidisc.config import DataConfig, TrainConfig
 from minidisc.elastic.estimators import GRADIENT, ImportanceCost, estimate_importance
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
@@ -41,6 +41,7 @@ from minidisc.errors import ConfigError, ModelError
 from minidisc.fileio import is_main_process, read_json
 from minidisc.models import (
     ModelSource,
+    check_head_labels,
     head_looks_untrained,
     load_task_model,
     load_tokenizer,
@@ -65,6 +66,40 @@ if TYPE_CHECKING:
 SHARED_STAGES = ("teacher", "sparsified")
 
 
+# --- the data, checked before anything is written ------------------------------------
+
+
+def check_run_data(
+    data_cfg: DataConfig, teacher: str | None, *, teacher_finetuned: bool, teacher_run: str | Path | None,
+    seed: int, batch_size: int,
+) -> str:
+    """Check the run's data before anything is written and return the task type.
+
+    A named task is only looked up (its data are checked when loaded); your own data
+    (``train_file``/``dataset``) are read and checked whole
+    (:func:`~minidisc.tasks.custom.check_custom_data`), and a teacher given as already
+    fine-tuned must agree with their label names (a head without names: a warning).
+
+    Raises:
+        ConfigError: an unknown task. DataError: bad own data (file, row and column
+            named), or fewer training rows than ``batch_size``. ModelError: a fine-tuned
+            teacher whose label names differ.
+    """
+    import warnings
+
+    from minidisc.tasks import get_task
+    from minidisc.tasks.custom import check_custom_data
+
+    custom = check_custom_data(data_cfg, seed=seed, batch_size=batch_size)
+    if custom is None:
+        return get_task(data_cfg.task).task_type
+    if teacher_finetuned and teacher_run is None and custom.spec.label_names:
+        note = check_head_labels(resolve_model(teacher), custom.spec.label_names)
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=3)
+    return custom.spec.task_type
+
+
 # --- the teacher and its sparsification ----------------------------------------------
 
 
@@ -75,8 +110,9 @@ def teacher_stage(
     (with the training logs in ``out/logs``). Seeded with ``finetune_cfg.seed`` before the
     new task head is drawn.
 
-    Returns the manifest entry: dev metrics, fine-tuning compute, source, data sizes and
-    ``head_initialised`` (why the task head was newly initialised, or None).
+    Returns the manifest entry: dev metrics (and ``test`` metrics with held-out test
+    data), fine-tuning compute, source, data sizes and ``head_initialised`` (why the task
+    head was newly initialised, or None).
 
     Raises:
         DivergenceError: fine-tuning diverged (non-finite loss, gradient norm or weight).
@@ -101,11 +137,12 @@ def teacher_stage(
             stage="teacher", log_dir=out / "logs",
         )
         model, dev, compute = result.model, result.dev_metrics, result.compute.to_dict()
+    test = evaluate_model(model, data, finetune_cfg, out / "scratch", split="test")[0] if data.test is not None else None
     if is_main_process():  # every process trained the same weights; one writes them
         shutil.rmtree(out / "scratch", ignore_errors=True)
         model.save_pretrained(out)
         data.tokenizer.save_pretrained(out)
-    return {"dev": dev, "compute": compute, "source": source.label, "data": data.sizes,
+    return {"dev": dev, **({"test": test} if test is not None else {}), "compute": compute, "source": source.label, "data": data.sizes,
             "head_initialised": loaded.head_initialised}
 
 
@@ -337,8 +374,9 @@ def export_stage(
     model_dir: Path, data: TaskData, out: Path, spec: SubnetSpec | None = None, card: CardFacts | None = None,
     source: str | None = None,
 ) -> dict[str, Any]:
-    """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy; return
-    the stage's entry (a :class:`~minidisc.training.records.StudentRecord`).
+    """Save the student in ``model_dir`` to ``out`` and re-evaluate the saved copy (on the
+    dev split, and on the held-out test data if there are some); return the stage's entry
+    (a :class:`~minidisc.training.records.StudentRecord`).
 
     Args:
         spec: the student's per-layer sizes (default: as recorded in its config).
@@ -352,11 +390,13 @@ def export_stage(
     save_student(model, out, spec, tokenizer=data.tokenizer, card=model_card)
     exported = load_student(out)  # the numbers reported are those of the exported files
     dev, _ = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval")
+    test = evaluate_model(exported, data, TrainConfig(), out.parent / ".export-eval", split="test")[0] \
+        if data.test is not None else None
     if is_main_process():
         shutil.rmtree(out.parent / ".export-eval", ignore_errors=True)
         if card is not None:  # `out` is the stage's staging folder: the card lands with the weights
             write_model_card(out, exported, card, dev)
-    return StudentRecord(dev, loads_with_plain_transformers(exported.config), source).to_dict()
+    return StudentRecord(dev, loads_with_plain_transformers(exported.config), source, test).to_dict()
 
 
 def _remove(path: Path) -> None:

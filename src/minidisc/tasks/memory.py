@@ -115,7 +115,7 @@ def table(key: str) -> Table:
     if data is None:
         raise ConfigError(f"{key} was given from Python (minidisc.compress(train_file=...) and the like) and only "
                           "exists in that call: pass the data again from Python, or save it to a file for --train-file")
-    return _dataset_table(key, data) if type(data).__name__ == "Dataset" else _frame_table(key, data)
+    return dataset_table(key, data) if type(data).__name__ == "Dataset" else _frame_table(key, data)
 
 
 def _frame_table(key: str, frame: Any) -> Table:
@@ -142,17 +142,29 @@ def _missing_as_none(value: Any) -> Any:
     return value
 
 
-def _dataset_table(key: str, data: Any) -> Table:
+def dataset_table(key: str, data: Any) -> Table:
+    """The columns of a ``datasets.Dataset`` (named ``key`` in errors) as a file's:
+    class ids of a ``ClassLabel`` column (or of a list of them: tags) as their names.
+
+    Raises:
+        DataError: the data set has no rows.
+    """
     from datasets import ClassLabel
 
     if len(data) == 0:
         raise DataError(f"{key}: no rows")
 
+    def name_of(feature: Any, value: Any) -> Any:
+        return feature.int2str(value) if value is not None and value >= 0 else None
+
     def column(name: str) -> list[Any]:
         values = data[name]
         feature = data.features.get(name)
         if isinstance(feature, ClassLabel):  # class ids → their names, as a file would hold them
-            return [feature.int2str(v) if v is not None and v >= 0 else None for v in values]
+            return [name_of(feature, v) for v in values]
+        inner = getattr(feature, "feature", None)
+        if isinstance(inner, ClassLabel):  # tag ids (a list of ClassLabel) → tag names
+            return [None if v is None else [name_of(inner, t) for t in v] for v in values]
         return list(values)
 
     return Table(list(data.column_names), len(data), column)

@@ -196,8 +196,7 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key == "custom":
-        raise ConfigError("task custom is your own files (--train-file); finetune and compress read them, "
-                          "this command does not yet")
+        raise ConfigError("task custom is your own data: give --train-file or --dataset (see docs/your-data.md)")
     if key not in _TASKS:
         known = ", ".join(TASK_NAMES)
         raise ConfigError(

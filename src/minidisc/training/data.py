@@ -31,7 +31,9 @@ class TaskData:
     neurons (the dev set stays the selection set). For a causal LM
     (:class:`~minidisc.tasks.lm.LMTask`, built by :mod:`minidisc.schedules.lm_data`) the
     splits are packed blocks: ``train`` the training stream, ``dev`` the selection slice
-    held out of the training corpus, ``importance`` the calibration blocks.
+    held out of the training corpus, ``importance`` the calibration blocks. ``test`` is the
+    held-out test data of your own data (``--test-file``), evaluated once at the end and
+    never used for selection; None without them.
     """
 
     task: TaskSpec | LMTask
@@ -40,6 +42,7 @@ class TaskData:
     dev: Dataset
     importance: Dataset
     sizes: dict[str, Any]
+    test: Dataset | None = None
 
 
 def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> TaskData:
@@ -50,7 +53,7 @@ def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed:
     Raises:
         DataError / ConfigError: from :mod:`minidisc.tasks` on bad data or names.
     """
-    custom = load_custom(cfg, seed) if cfg.train_file else None
+    custom = load_custom(cfg, seed) if cfg.own_data else None
     if custom is not None:
         task, data_dir, train_raw, dev_raw = custom.spec, None, custom.train, custom.dev
     else:
@@ -70,9 +73,13 @@ def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed:
         "subsampled": cfg.max_train_samples is not None or cfg.max_eval_samples is not None,
         "data_source": data_source(task, data_dir) if custom is None else custom.record["train_file"],
     }
+    test = None
     if custom is not None:  # the label set and where validation came from, in reports and the manifest
         sizes["custom"] = custom.record
-    return TaskData(task, tokenizer, train, dev, importance, sizes)
+        if custom.test is not None:
+            test = tokenize_split(custom.test, tokenizer, task, max_length=cfg.max_length)
+            sizes["test_examples"] = len(test)
+    return TaskData(task, tokenizer, train, dev, importance, sizes, test)
 
 
 def data_source(task: TaskSpec, data_dir: Path | None) -> str:

@@ -95,13 +95,14 @@ def finetune(
 
 
 def evaluate_model(
-    model: PreTrainedModel, data: TaskData, cfg: TrainConfig, workdir: str | Path
+    model: PreTrainedModel, data: TaskData, cfg: TrainConfig, workdir: str | Path, split: str = "dev"
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Dev metrics (fractions, ``main`` included) of ``model`` and the evaluation's cost."""
+    """Metrics (fractions, ``main`` included) of ``model`` on ``data``'s dev split (or
+    ``split="test"``: the held-out test data, which must exist) and the evaluation's cost."""
     trainer = MeteredTrainer(
         model=model,
         args=training_arguments(cfg, workdir, keep_best_checkpoint=False),
-        eval_dataset=data.dev,
+        eval_dataset=data.test if split == "test" else data.dev,
         data_collator=collator_for(data.task, data.tokenizer),
         processing_class=data.tokenizer,
         compute_metrics=metrics_fn(data.task),

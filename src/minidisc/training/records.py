@@ -267,16 +267,21 @@ class StudentRecord:
         plain_hf_loadable: whether plain ``transformers`` loads it (uniform layers).
         source: the stage the student comes from (baseline schedules: the best final
             hop; ``"from"`` in JSON); None for MiniDisc.
+        test: the exported copy's metrics on the held-out test data (``--test-file``),
+            None without them.
     """
 
     dev: dict[str, float]
     plain_hf_loadable: bool
     source: str | None = None
+    test: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"dev": self.dev, "plain_hf_loadable": self.plain_hf_loadable}
-        return d | ({"from": self.source} if self.source is not None else {})
+        d |= {"from": self.source} if self.source is not None else {}
+        return d | ({"test": self.test} if self.test is not None else {})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StudentRecord:
-        return cls(dict(d["dev"]), bool(d["plain_hf_loadable"]), d.get("from"))
+        test = d.get("test")
+        return cls(dict(d["dev"]), bool(d["plain_hf_loadable"]), d.get("from"), dict(test) if test else None)
