@@ -170,11 +170,27 @@ class CompressConfig(_Strict, WithPrecision):
     final: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
     save_candidates: bool = Field(False, description="also save every candidate's best sub-network")
     note: str | None = Field(None, description="free text shown in the report (e.g. subsampling)")
+    # --- how candidates are chosen (docs/minidisc.md, "Selection") ---
+    select_on: Literal["slice", "dev"] = Field(
+        "slice", description="slice: a seeded (stratified) selection slice held out of the training data, so dev "
+        "stays a clean report; dev: the dev set (the paper's protocol)")
+    selection_examples: int | None = Field(
+        None, gt=0, description="training examples held out as the selection slice; None: 10 % of them, at most 1000")
+    candidate_score: Literal["last_mean", "best"] = Field(
+        "last_mean", description="a candidate's selection metric: the mean of its last score_window evaluations "
+        "(weights kept: the latest), or best: its running maximum (the paper's; weights kept: the best)")
+    score_window: int = Field(3, ge=1, description="evaluations averaged by candidate_score last_mean")
 
     @field_validator("grid")
     @classmethod
     def _grid_fractions(cls, grid: tuple[float, ...]) -> tuple[float, ...]:
         return check_grid(grid)
+
+    @model_validator(mode="after")
+    def _slice_options(self) -> CompressConfig:
+        if self.select_on == "dev" and self.selection_examples is not None:
+            raise ValueError("selection_examples sizes the selection slice: drop it, or select_on slice")
+        return self
 
     def levels(self) -> set[float]:
         """Every sparsity level the run trains or reports: the grid and the target."""

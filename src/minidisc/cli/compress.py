@@ -72,6 +72,10 @@ def compress(
     patience: Annotated[int | None, typer.Option(help="Evaluations without improvement before stopping.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stage (default 776).")] = None,
     save_candidates: Annotated[bool, typer.Option("--save-candidates", help="Also save each candidate's best sub-network.")] = False,
+    select_on: Annotated[str | None, typer.Option(help="Where checkpoints and the assistant are chosen: slice (default: a seeded, stratified selection slice held out of the training data, so dev stays a clean report) or dev (the paper's protocol).")] = None,
+    selection_examples: Annotated[int | None, typer.Option(help="Training examples held out as the selection slice (default 10 % of them, at most 1000).")] = None,
+    candidate_score: Annotated[str | None, typer.Option(help="A candidate's selection metric: last_mean (default: mean of its last --score-window evaluations, its latest weights kept) or best (running maximum, the paper's).")] = None,
+    score_window: Annotated[int | None, typer.Option(help="Evaluations averaged by --candidate-score last_mean (default 3).")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="--task lm: training text file or folder of .txt files (repeatable), or one hub dataset name.", rich_help_panel=LM_PANEL)] = None,
     eval_corpus: Annotated[list[str] | None, typer.Option("--eval-corpus", help="--task lm: held-out text file or folder (repeatable), for the report only (perplexity, bits per byte).", rich_help_panel=LM_PANEL)] = None,
     corpus_config: Annotated[str | None, typer.Option(help="--task lm: hub dataset configuration of --corpus, e.g. wikitext-103-raw-v1.", rich_help_panel=LM_PANEL)] = None,
@@ -125,7 +129,9 @@ def compress(
                      "--label-column": label_column, "--task-type": task_type, "--metric": metric,
                      "--validation-fraction": validation_fraction,
                      "--max-train-samples": max_train_samples, "--max-eval-samples": max_eval_samples,
-                     "--max-length": max_length, "--epochs": epochs}
+                     "--max-length": max_length, "--epochs": epochs, "--select-on": select_on,
+                     "--selection-examples": selection_examples, "--candidate-score": candidate_score,
+                     "--score-window": score_window}
         given = [k for k, v in glue_only.items() if v is not None]
         if given:
             raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (a decoder compressed on text with token budgets)")
@@ -163,6 +169,8 @@ def compress(
         "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
         "grid": parse_grid(grid), "save_candidates": save_candidates or None,
         "finetune": stage, "sandwich": stage, "final": stage, "precision": precision,
+        "select_on": select_on, "selection_examples": selection_examples, "candidate_score": candidate_score,
+        "score_window": score_window,
     }
     cfg = build_compress_config(config, overrides)
     run = run_compress(cfg, output, overwrite=overwrite)
