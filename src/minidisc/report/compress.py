@@ -51,7 +51,7 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
             "flops_per_128_tokens": paper_flops(config, spec, seq_len=SEQ_LEN),
         }
 
-    selection = selection_facts(cfg, stages["teacher"]["data"])
+    selection = selection_facts(cfg, run.manifest.get("selection_slice") or {})
     # "dev_main": the assistant's selection metric, measured on dev only when dev selected
     assistants = [
         {**size(it.selected), "iteration": it.iteration, "selection_main": it.selected_metric,
@@ -83,13 +83,14 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
     }
 
 
-def selection_facts(cfg: dict[str, Any], sizes: dict[str, Any]) -> dict[str, Any]:
+def selection_facts(cfg: dict[str, Any], slice_record: dict[str, Any]) -> dict[str, Any]:
     """Which set selected and by which rule, from the run's config (runs from before the
-    options existed selected on dev by the running best) and its data sizes."""
+    options existed selected on dev by the running best) and its ``selection_slice``
+    manifest record (``examples``: the slice's size)."""
     rule = cfg.get("candidate_score", "best")
     return {
         "select_on": cfg.get("select_on", "dev"),
-        "selection_examples": sizes.get("selection_examples"),
+        "selection_examples": slice_record.get("examples"),
         "candidate_score": rule,
         "score_window": cfg.get("score_window") if rule == "last_mean" else None,
     }
@@ -167,7 +168,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     ]
     if r.get("note"):
         lines.append(f"- note: {r['note']}")
-    sel = r.get("selection") or selection_facts({}, d)
+    sel = r.get("selection") or selection_facts({}, {})
     lines.append(f"- selected on: {_describe_selection(sel)}")
     lines += _collapse_warnings(r)
     lines += ["", "## Models", "", "| model | sparsity % | dev main % | non-emb. params | FLOPs / 128 tok |", "|---|---|---|---|---|"]

@@ -257,6 +257,8 @@ def _constant_scores(run: RunDir, data: TaskData) -> None:
     on_dev = constant_prediction(data.task, train_labels, data.dev["labels"])
     on_selection = on_dev if data.selection is None else constant_prediction(data.task, train_labels, data.selection["labels"])
     run.set("constant_prediction", {"dev": on_dev, "selection": on_selection})
+    if data.selection is not None:  # the slice's size, also when the teacher entry is linked
+        run.set("selection_slice", {"examples": len(data.selection), "train_examples": len(data.train)})
     teacher = run.record("teacher")["dev"]["main"]
     if at_constant_score(teacher, on_dev["main"], teacher):
         warnings.warn(teacher_collapse_warning(teacher, on_dev), UserWarning, stacklevel=3)
