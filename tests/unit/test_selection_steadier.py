@@ -55,6 +55,14 @@ def test_a_lucky_spike_wins_under_best_but_not_under_last_mean():
     assert summary.candidates[1].score == pytest.approx((0.78 + 0.62 + 0.63) / 3)
 
 
+def test_patience_counts_from_the_best_score_not_the_previous_one():
+    """A mean of recent evaluations falls and recovers: recovering is not improving."""
+    tracker = CandidateTracker([0.5], 0.0, 0.5, final=True, score="last_mean", window=2)
+    improved = [tracker.update(step, {0.5: m}, lambda s: s) for step, m in enumerate([0.8, 0.6, 0.7, 0.8, 0.9])]
+    # means .8, .7, .65, .75 (above the previous .65, not the best .8), .85
+    assert improved == [True, False, False, False, True]
+
+
 # --- the selection slice ----------------------------------------------------------------
 
 

@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
+from minidisc.evaluation.constant import at_constant_score, constant_prediction
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
 from minidisc.models import check_head_labels, resolve_model
 from minidisc.report.card import CardFacts, model_card
-from minidisc.evaluation.constant import at_constant_score, constant_prediction
 from minidisc.report.compress import teacher_collapse_warning, write_compress_report
 from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.runtime import configure

@@ -29,7 +29,6 @@ from typing import Literal
 from minidisc.elastic.levels import find_level
 from minidisc.errors import ConfigError
 
-
 #: The scoring rules of :func:`candidate_metric` (``--candidate-score``).
 LAST_MEAN, BEST = "last_mean", "best"
 ScoreRule = Literal["last_mean", "best"]

@@ -65,6 +65,7 @@ class CandidateTracker:
     snapshots: dict[float, Any] = field(default_factory=dict)
     history: list[EvaluationRecord] = field(default_factory=list)
     selection: Selection | None = None
+    top_score: float = -math.inf  # the best selection score so far: patience counts from it
 
     def __post_init__(self) -> None:
         candidate_metric([], self.score, self.window)  # an unknown rule or window fails here
@@ -90,7 +91,7 @@ class CandidateTracker:
             snapshot: returns a copy of the sub-network at a sparsity (its weights now).
 
         Returns:
-            True when the selection score improved (the patience counter resets).
+            True when the selection score beat its best so far (the patience counter resets).
         """
         for s, m in metrics.items():
             self.evaluations[s].append(m)
@@ -99,10 +100,11 @@ class CandidateTracker:
                 self.best[s], self.best_step[s] = m, step
             if improved or self.score == LAST_MEAN:
                 self.snapshots[s] = snapshot(s)
-        previous = self.selection.score if self.selection else -math.inf
         self.selection = select_assistant(self.metrics(), self.lam, self.target, final=self.final)
         self.history.append(EvaluationRecord(step, dict(metrics), self.selection.sparsity))
-        return self.selection.score > previous
+        # against the best so far: a mean of recent evaluations may fall and come back
+        improved, self.top_score = self.selection.score > self.top_score, max(self.top_score, self.selection.score)
+        return improved
 
     def chosen(self) -> Any:
         """The snapshot of the selected candidate the rule keeps (at its best, or latest, evaluation)."""
