@@ -52,16 +52,16 @@ def candidate_metric(evaluations: Sequence[float], rule: ScoreRule, window: int 
     Raises:
         ConfigError: an unknown rule or a window below 1.
     """
+    if rule not in (LAST_MEAN, BEST):
+        raise ConfigError(f"unknown candidate score {rule!r}; choose {LAST_MEAN} or {BEST}")
     if window < 1:
         raise ConfigError(f"the score window must be at least 1 evaluation, got {window}")
     if not evaluations:
         return -math.inf
     if rule == BEST:
         return max(evaluations)
-    if rule == LAST_MEAN:
-        recent = evaluations[-window:]
-        return sum(recent) / len(recent)
-    raise ConfigError(f"unknown candidate score {rule!r}; choose {LAST_MEAN} or {BEST}")
+    recent = evaluations[-window:]
+    return sum(recent) / len(recent)
 
 
 @dataclass(frozen=True)
