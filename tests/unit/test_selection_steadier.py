@@ -181,3 +181,33 @@ def test_report_warns_when_the_teacher_sits_at_the_constant_score(tmp_path):
     text = render_markdown(report)
     assert "**warning**: the fine-tuned teacher scores 50.00 on dev, the score of a constant prediction" in text
     assert "the dev set (the paper's protocol" in text
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def test_compress_options_reach_the_config_and_are_refused_for_lm(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import minidisc.schedules.minidisc as md
+    from minidisc.cli import app
+
+    seen = {}
+
+    def capture(cfg, output, **kwargs):
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt  # the config is all this test needs
+
+    monkeypatch.setattr(md, "run_compress", capture)
+    CliRunner().invoke(app, ["compress", "--task", "sst2", "--output", str(tmp_path / "run"), "--select-on", "dev",
+                             "--candidate-score", "best", "--score-window", "5"])
+    cfg = seen["cfg"]
+    assert (cfg.select_on, cfg.selection_examples, cfg.candidate_score, cfg.score_window) == ("dev", None, "best", 5)
+    CliRunner().invoke(app, ["compress", "--task", "sst2", "--output", str(tmp_path / "run"),
+                             "--selection-examples", "200"])
+    assert (seen["cfg"].select_on, seen["cfg"].selection_examples) == ("slice", 200)
+
+    refused = CliRunner().invoke(app, ["compress", "--task", "lm", "--corpus", str(tmp_path), "--output",
+                                       str(tmp_path / "lm"), "--select-on", "dev"])
+    text = " ".join(refused.output.replace("│", " ").split())  # Rich may wrap the message in a box
+    assert refused.exit_code != 0 and "--select-on do not apply to --task lm" in text
