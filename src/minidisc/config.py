@@ -198,6 +198,18 @@ class CompressConfig(_Strict, WithPrecision):
     final: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
     save_candidates: bool = Field(False, description="also save every candidate's best sub-network")
     note: str | None = Field(None, description="free text shown in the report (e.g. subsampling)")
+    # --- how candidates are chosen (docs/minidisc.md, "Selection") ---
+    # The paper's protocol stays the default until the re-run study (issue 13 part 6) and
+    # every README number it touches are measured under the slice and last_mean.
+    select_on: Literal["slice", "dev"] = Field(
+        "dev", description="slice: a seeded (stratified) selection slice held out of the training data, so dev "
+        "stays a clean report; dev: the dev set (the paper's protocol)")
+    selection_examples: int | None = Field(
+        None, gt=0, description="training examples held out as the selection slice; None: 10 % of them, at most 1000")
+    candidate_score: Literal["last_mean", "best"] = Field(
+        "best", description="a candidate's selection metric: the mean of its last score_window evaluations "
+        "(weights kept: the latest), or best: its running maximum (the paper's; weights kept: the best)")
+    score_window: int = Field(3, ge=1, description="evaluations averaged by candidate_score last_mean")
     # --- students built for the hardware (issue 15); defaults left out of the dump ---
     layer_shapes: str | None = Field(None, description="uniform (one size for every layer, hidden width cut) or "
                                      "global (per-layer sizes); None: the family's default (global for encoders)")
@@ -209,6 +221,7 @@ class CompressConfig(_Strict, WithPrecision):
 
     omitted_in_dump: ClassVar[dict[str, Any]] = {
         **WithPrecision.omitted_in_dump, "layer_shapes": None, "drop_layers": 0, "align": 1, "cost": "flops",
+        "select_on": "dev", "selection_examples": None, "candidate_score": "best", "score_window": 3,
     }
 
     @field_validator("grid")
@@ -229,6 +242,12 @@ class CompressConfig(_Strict, WithPrecision):
         if value not in ("flops", "latency"):
             raise ValueError(f"unknown cost {value!r}; choose flops or latency")
         return value
+
+    @model_validator(mode="after")
+    def _slice_options(self) -> CompressConfig:
+        if self.select_on == "dev" and self.selection_examples is not None:
+            raise ValueError("selection_examples sizes the selection slice: drop it, or select_on slice")
+        return self
 
     def levels(self) -> set[float]:
         """Every sparsity level the run trains or reports: the grid and the target."""

@@ -80,7 +80,8 @@ def _from_report(command: str, run_dir: Path, r: dict[str, Any]) -> RunResult:
         assistants = tuple(m["sparsity"] for m in r["models"] if m["name"].startswith("assistant"))
     elif "assistants" in r:  # compress
         metrics = {"teacher": r["teacher"]["dev"],
-                   **{f"assistant (iter {a['iteration']})": {"main": a["dev_main"]} for a in r["assistants"]}}
+                   **{f"assistant (iter {a['iteration']})": {"main": a.get("selection_main", a["dev_main"])}
+                      for a in r["assistants"]}}
         metrics["student"] = r["student"]["dev"]
         assistants = tuple(a["sparsity"] for a in r["assistants"])
     else:  # distill, takd, maxidisc: the student's hops, e.g. hop-s0.5-s0.9

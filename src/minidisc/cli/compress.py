@@ -76,6 +76,10 @@ def compress(
     patience: Annotated[int | None, typer.Option(help="Evaluations without improvement before stopping.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every stage (default 776).")] = None,
     save_candidates: Annotated[bool, typer.Option("--save-candidates", help="Also save each candidate's best sub-network.")] = False,
+    select_on: Annotated[str | None, typer.Option(help="Where checkpoints and the assistant are chosen: dev (default: the paper's protocol) or slice (a seeded, stratified selection slice held out of the training data, so dev stays a clean report; see docs/minidisc.md).")] = None,
+    selection_examples: Annotated[int | None, typer.Option(help="Training examples held out as the selection slice (with --select-on slice; default 10 % of them, at most 1000).")] = None,
+    candidate_score: Annotated[str | None, typer.Option(help="A candidate's selection metric: best (default: its running maximum, the paper's) or last_mean (mean of its last --score-window evaluations, its latest weights kept; less biased by noise).")] = None,
+    score_window: Annotated[int | None, typer.Option(help="Evaluations averaged by --candidate-score last_mean (default 3).")] = None,
     corpus: Corpus = None,
     eval_corpus: EvalCorpus = None,
     corpus_config: CorpusHubConfig = None,
@@ -132,7 +136,9 @@ def compress(
         glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir,
                      **dict.fromkeys(files.given(), True),
                      "--max-train-samples": max_train_samples, "--max-eval-samples": max_eval_samples,
-                     "--max-length": max_length, "--epochs": epochs, "--align": align, "--cost": cost}
+                     "--max-length": max_length, "--epochs": epochs, "--align": align, "--cost": cost,
+                     "--select-on": select_on, "--selection-examples": selection_examples,
+                     "--candidate-score": candidate_score, "--score-window": score_window}
         given = [k for k, v in glue_only.items() if v is not None]
         if given:
             raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (a decoder compressed on text with token budgets)")
@@ -169,6 +175,8 @@ def compress(
         "grid": parse_grid(grid), "save_candidates": save_candidates or None,
         "finetune": stage, "sandwich": stage, "final": stage, "precision": precision,
         "layer_shapes": layer_shapes, "drop_layers": drop_layers, "align": align, "cost": cost,
+        "select_on": select_on, "selection_examples": selection_examples, "candidate_score": candidate_score,
+        "score_window": score_window,
     }
     cfg = build_compress_config(config, overrides)
     run = run_compress(cfg, output, overwrite=overwrite)

@@ -388,7 +388,7 @@ def correlation_summary(rows: list[dict[str, Any]], lam: float, minidisc_dir: Pa
         if entry:
             iter1 = IterationRecord.from_dict(entry)
             for r in rows:
-                m = next((c.best_metric for c in iter1.candidates if same_level(c.sparsity, r["sparsity"])), None)
+                m = next((c.selection_metric for c in iter1.candidates if same_level(c.sparsity, r["sparsity"])), None)
                 r["sandwich_metric"] = m
                 r["sandwich_tradeoff"] = None if m is None else tradeoff(m, r["sparsity"], lam)
             paired = [r for r in rows if r.get("sandwich_tradeoff") is not None]

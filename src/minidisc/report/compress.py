@@ -1,4 +1,11 @@
-"""report.json / report.md / tradeoff.png of a ``compress`` run, built from its manifest."""
+"""report.json / report.md / tradeoff.png of a ``compress`` run, built from its manifest.
+
+Besides the models, iterations and cost, the report says which set selected (the
+selection slice held out of the training data, or dev: the paper's protocol) and by which
+scoring rule, and flags every model at its constant-prediction score
+(:mod:`minidisc.evaluation.constant`): a candidate or student that collapsed to one
+output, and a teacher that learned nothing (compressing it is a wasted run).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.compute.flops import non_embedding_params, paper_flops
 from minidisc.elastic.levels import find_level, same_level
 from minidisc.elastic.sparsity_map import load_sparsity_map
+from minidisc.evaluation.constant import at_constant_score
 from minidisc.fileio import write_json, write_text
 from minidisc.report.compare import cost_markdown, test_entry
 from minidisc.report.plots import plot_tradeoff
@@ -43,12 +51,16 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
             "flops_per_128_tokens": paper_flops(config, spec, seq_len=SEQ_LEN),
         }
 
+    selection = selection_facts(cfg, run.manifest.get("selection_slice") or {})
+    # "dev_main": the assistant's selection metric, measured on dev only when dev selected
     assistants = [
-        {**size(it.selected), "iteration": it.iteration, "dev_main": it.selected_metric}
+        {**size(it.selected), "iteration": it.iteration, "selection_main": it.selected_metric,
+         "dev_main": it.selected_metric if selection["select_on"] == "dev" else None}
         for it in iterations(stages)
         if not it.final and not same_level(it.selected, cfg["target_sparsity"])
     ]
     student = StudentRecord.from_dict(stages["student"]) if "student" in stages else None
+    constant = run.manifest.get("constant_prediction")
     return {
         "task": cfg["data"]["task"],
         "teacher": {**size(0.0), "source": stages["teacher"]["source"], "dev": stages["teacher"]["dev"],
@@ -65,6 +77,9 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
         "iterations": [{k: v for k, v in stages[name].items() if k != "outputs"} for name in iteration_names(stages)],
         "lambda": cfg["lam"],
         "target_sparsity": cfg["target_sparsity"],
+        "selection": selection,
+        "constant_prediction": constant,
+        "collapse": collapse_flags(stages, constant, student.dev["main"] if student else None),
         "data": stages["teacher"]["data"],
         "note": cfg.get("note"),
         "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
@@ -104,6 +119,51 @@ def test_lines(teacher: dict[str, Any], student: dict[str, Any] | None) -> list[
         if model is not None and model.get("test"):
             lines += [f"{name} test metrics (held-out test data, evaluated once at the end): {_metrics(model['test'])}", ""]
     return lines
+
+
+def selection_facts(cfg: dict[str, Any], slice_record: dict[str, Any]) -> dict[str, Any]:
+    """Which set selected and by which rule, from the run's config (runs from before the
+    options existed selected on dev by the running best) and its ``selection_slice``
+    manifest record (``examples``: the slice's size)."""
+    rule = cfg.get("candidate_score", "best")
+    return {
+        "select_on": cfg.get("select_on", "dev"),
+        "selection_examples": slice_record.get("examples"),
+        "candidate_score": rule,
+        "score_window": cfg.get("score_window") if rule == "last_mean" else None,
+    }
+
+
+def collapse_flags(stages: dict[str, Any], constant: dict[str, Any] | None, student_dev: float | None) -> dict[str, Any] | None:
+    """The models at their constant-prediction score (:func:`~minidisc.evaluation.constant.at_constant_score`):
+    ``teacher`` (its dev score), ``student`` (its dev score, once exported) and
+    ``candidates`` (``{"iteration", "sparsity", "score"}`` per candidate whose selection
+    metric sits at the selection set's constant score). None when the run recorded no
+    constant scores (older runs, or a task without one)."""
+    if not constant:
+        return None
+    teacher = stages["teacher"]["dev"]["main"]
+    on_dev, on_selection = constant["dev"]["main"], constant["selection"]["main"]
+    candidates = [
+        {"iteration": it.iteration, "sparsity": c.sparsity, "score": c.selection_metric}
+        for it in iterations(stages) for c in it.candidates
+        if at_constant_score(c.selection_metric, on_selection, teacher)
+    ]
+    return {
+        "teacher": at_constant_score(teacher, on_dev, teacher),
+        "student": student_dev is not None and at_constant_score(student_dev, on_dev, teacher),
+        "candidates": candidates,
+    }
+
+
+def teacher_collapse_warning(teacher_dev: float, constant: dict[str, Any]) -> str:
+    """The warning of a teacher at its constant-prediction score (``constant``: on dev)."""
+    return (
+        f"the fine-tuned teacher scores {100 * teacher_dev:.2f} on dev, the score of a constant prediction "
+        f"({constant['predictor']}: {100 * constant['main']:.2f}): it learned nothing of the task, so its "
+        "students cannot either. Check the data and labels, fine-tune longer or with another learning rate "
+        "(--epochs, --learning-rate), or pass a teacher fine-tuned on this task"
+    )
 
 
 def finished_stages(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -148,15 +208,22 @@ def render_markdown(r: dict[str, Any]) -> str:
     ]
     if r.get("note"):
         lines.append(f"- note: {r['note']}")
+    sel = r.get("selection") or selection_facts({}, {})
+    lines.append(f"- selected on: {_describe_selection(sel)}")
+    lines += _collapse_warnings(r)
     lines += ["", "## Models", "", "| model | sparsity % | dev main % | non-emb. params | FLOPs / 128 tok |", "|---|---|---|---|---|"]
-    rows = [("teacher", r["teacher"], r["teacher"]["dev"]["main"])]
-    rows += [(f"assistant (iter {a['iteration']})", a, a["dev_main"]) for a in r["assistants"]]
+    on_slice = sel["select_on"] == "slice"
+    rows = [("teacher", r["teacher"], pct(r["teacher"]["dev"]["main"]))]
+    rows += [(f"assistant (iter {a['iteration']})", a, pct(a["selection_main"] if "selection_main" in a else a["dev_main"])
+              + (" †" if on_slice else "")) for a in r["assistants"]]
     if r["student"] is not None:
-        rows += [("student (exported)", r["student"], r["student"]["dev"]["main"])]
+        rows += [("student (exported)", r["student"], pct(r["student"]["dev"]["main"]))]
     for name, m, dev in rows:
         lines.append(
-            f"| {name} | {pct(m['sparsity'])} | {pct(dev)} | {m['non_embedding_params'] / 1e6:.2f}M | {m['flops_per_128_tokens'] / 1e9:.3f}G |"
+            f"| {name} | {pct(m['sparsity'])} | {dev} | {m['non_embedding_params'] / 1e6:.2f}M | {m['flops_per_128_tokens'] / 1e9:.3f}G |"
         )
+    if on_slice and r["assistants"]:
+        lines += ["", "† the assistant's selection metric on the selection slice, not a dev score."]
     if r["student"] is None:
         done = ", ".join(r["wall_time_s"])  # the finished stages
         lines += ["", (f"**Unfinished run**: the student is not exported yet (finished so far: {done}); rerun "
@@ -168,12 +235,19 @@ def render_markdown(r: dict[str, Any]) -> str:
     if r["student"] is not None:
         lines += ["Student dev metrics: " + _metrics(r["student"]["dev"]), ""]
     lines += test_lines(r["teacher"], r["student"])
+    split = "slice" if on_slice else "dev"
+    score = "best" if sel["candidate_score"] == "best" else f"mean of last {sel['score_window']}"
+    collapsed = {(f["iteration"], f["sparsity"]) for f in ((r.get("collapse") or {}).get("candidates") or [])}
     for it in r["iterations"]:
         lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), "",
-                  "| candidate sparsity % | best dev main % | λ-tradeoff % | chosen |", "|---|---|---|---|"]
+                  f"| candidate sparsity % | best {split} main % | {score} % | λ-tradeoff % | chosen |",
+                  "|---|---|---|---|---|"]
         for c in sorted(it["candidates"], key=lambda c: c["sparsity"]):
             mark = "**←**" if same_level(c["sparsity"], it["selected"]) else ""
-            lines.append(f"| {pct(c['sparsity'])} | {pct(c['best_metric'])} | {pct(c['tradeoff'])} | {mark} |")
+            flag = " ⚠ constant" if (it["iteration"], c["sparsity"]) in collapsed else ""
+            metric = c.get("score", c["best_metric"])
+            lines.append(f"| {pct(c['sparsity'])} | {pct(c['best_metric'])} | {pct(metric)}{flag} | "
+                         f"{pct(c['tradeoff'])} | {mark} |")
         lines.append("")
     lines += inference_lines(r.get("inference"))
     if r.get("latency"):
@@ -188,6 +262,37 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += ["", "![metric and λ-tradeoff against sparsity](tradeoff.png)"]
     lines += [""]
     return "\n".join(lines)
+
+
+def _describe_selection(sel: dict[str, Any]) -> str:
+    """Which set chose the checkpoints and the assistant, and by which rule."""
+    if sel["select_on"] == "slice":
+        where = (f"the selection slice ({sel['selection_examples']} training examples held out and never trained on; "
+                 "dev is for this report only)")
+    else:
+        where = "the dev set (the paper's protocol: the dev numbers also chose, so they are optimistic)"
+    rule = ("the running best of each candidate's evaluations (the paper's rule)" if sel["candidate_score"] == "best"
+            else f"the mean of each candidate's last {sel['score_window']} evaluations")
+    return f"{where}; candidates scored by {rule}"
+
+
+def _collapse_warnings(r: dict[str, Any]) -> list[str]:
+    """Report lines for the models at their constant-prediction score (none if none)."""
+    flags, constant = r.get("collapse"), r.get("constant_prediction")
+    if not flags or not constant:
+        return []
+    lines = []
+    if flags["teacher"]:
+        lines.append("- **warning**: " + teacher_collapse_warning(r["teacher"]["dev"]["main"], constant["dev"]) + ".")
+    for f in flags["candidates"]:
+        lines.append(
+            f"- **warning**: the {100 * f['sparsity']:g} % candidate of iteration {f['iteration']} ended at the "
+            f"constant-prediction score ({100 * f['score']:.2f} against {100 * constant['selection']['main']:.2f} "
+            f"for {constant['selection']['predictor']}): it collapsed to one output for every input.")
+    if flags["student"]:
+        lines.append(f"- **warning**: the student scores {100 * r['student']['dev']['main']:.2f} on dev, the "
+                     f"constant-prediction score ({100 * constant['dev']['main']:.2f}): it collapsed.")
+    return lines
 
 
 def _metrics(m: dict[str, float]) -> str:

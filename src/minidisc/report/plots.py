@@ -32,7 +32,7 @@ def plot_tradeoff(
     for ax, it in zip(axes[0], shown):
         cands = sorted(it.candidates, key=lambda c: c.sparsity)
         xs = [100 * c.sparsity for c in cands]
-        ax.plot(xs, [100 * c.best_metric for c in cands], "o-", label="dev metric (best)")
+        ax.plot(xs, [100 * c.selection_metric for c in cands], "o-", label="selection metric")
         ax.plot(xs, [100 * c.tradeoff for c in cands], "s--", label=f"λ-tradeoff (λ={lam:g})")  # type: ignore[operator]
         chosen = next(c for c in cands if same_level(c.sparsity, it.selected))
         ax.axvline(100 * chosen.sparsity, color="tab:red", alpha=0.4)

@@ -38,9 +38,10 @@ from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.errors import ConfigError
+from minidisc.evaluation.constant import at_constant_score, constant_prediction
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
 from minidisc.report.card import CardFacts, model_card
-from minidisc.report.compress import write_compress_report
+from minidisc.report.compress import teacher_collapse_warning, write_compress_report
 from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.runtime import configure
 from minidisc.schedules.cost import estimate_direct_kd, schedule_cost
@@ -54,9 +55,10 @@ from minidisc.schedules.stages import (
     prepare_teacher,
     task_inputs,
 )
-from minidisc.training.data import prepare_task_data
+from minidisc.training.data import carve_selection_slice, prepare_task_data
 from minidisc.training.distill import Distiller
 from minidisc.training.records import CandidatesRecord, IterationRecord, iteration_names
+from minidisc.training.selection import BEST, DEFAULT_SCORE_WINDOW, ScoreRule
 from minidisc.training.tracker import CandidateTracker
 
 if TYPE_CHECKING:
@@ -99,6 +101,8 @@ def run_compress(
     with process_state().main_process_first():  # hub downloads and dataset caches: filled once
         source, tokenizer = task_inputs(cfg.teacher, teacher_run)
         data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
+    if cfg.select_on == "slice":  # before the teacher: nothing of the run trains on the slice
+        data = carve_selection_slice(data, cfg.selection_examples, cfg.finetune.seed, cfg.data.importance_samples)
 
     shape = MapShape(cfg.layer_shapes, cfg.drop_layers, cfg.align)
     prepare_teacher(run, teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels(), shape)
@@ -108,6 +112,7 @@ def run_compress(
             f"the sparsity map of {teacher_run} was made with {linked}, this run asks for {shape}; "
             "give the same --layer-shapes, --drop-layers and --align, or drop --teacher-run"
         )
+    _constant_scores(run, data)
     # every level this run trains or reports (grid ∪ target), as the baseline schedules look them up
     spec_map = level_specs(run.path / "sparsified", cfg.levels())
     reordered, tokens = run.path / "sparsified" / "model", cfg.data.max_length
@@ -118,7 +123,8 @@ def run_compress(
         entry = run.stage("latency", lambda tmp: latency_stage(reordered, spec_map, levels, tokens=tokens),
                           folder=False, main_only=True)
         costs = latency_costs(entry)
-    ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo, costs=costs)
+    ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo, costs=costs,
+                           score=cfg.candidate_score, score_window=cfg.score_window)
     teacher_dir = run_iterations(run, ctx)
     target = spec_map[level_key(spec_map, cfg.target_sparsity)]
     run.stage("student", lambda tmp: _export_stage(run, teacher_dir, target, data, tmp))
@@ -159,6 +165,11 @@ class IterationContext:
     ``train`` is a stream of that stage's token budget) and ``stage_train(final)`` (the
     stage's training settings); unset, a stage trains on ``data`` with
     ``cfg.sandwich``/``cfg.final`` and the MiniDisc loss, as for GLUE.
+
+    ``score`` and ``score_window`` are the candidates' scoring rule
+    (:func:`~minidisc.training.selection.candidate_metric`): the GLUE path passes
+    ``--candidate-score``/``--score-window``; the text path keeps ``best`` (its metric is
+    measured on a held-out slice already, and its few evaluations per stage only improve).
     """
 
     cfg: CompressConfig | LMCompressConfig
@@ -171,6 +182,8 @@ class IterationContext:
     stage_data: Callable[[bool], TaskData] | None = None
     stage_train: Callable[[bool], TrainConfig] | None = None
     costs: dict[float, float] | None = None
+    score: ScoreRule = BEST
+    score_window: int = DEFAULT_SCORE_WINDOW
 
     def distiller(self, final: bool) -> Distiller:
         """The engine of one iteration (the final one: ``final``)."""
@@ -196,6 +209,9 @@ def _iteration(
         "stage": "minidisc-iteration-1", "candidates": cfg.candidate_levels(0.0),
         "sandwich": cfg.sandwich.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json"),
         "data_seed": cfg.finetune.seed,
+        # what is trained on and evaluated, and which snapshots were saved for reuse
+        "selection": {"select_on": cfg.select_on, "selection_examples": cfg.selection_examples,
+                      "candidate_score": cfg.candidate_score, "score_window": cfg.score_window},
     })
 
     def reselect(folder: Path, original: dict[str, Any], tmp: Path) -> dict[str, Any]:
@@ -216,7 +232,8 @@ def _iteration_stage(
     target = level_key(spec_map, cfg.target_sparsity)
     levels = [target] if final else [level_key(spec_map, s) for s in cfg.candidate_levels(teacher_level)]
     if any(same_level(s, target) for s in levels):
-        tracker = CandidateTracker(levels, cfg.lam, target, final=final, costs=ctx.costs)
+        tracker = CandidateTracker(levels, cfg.lam, target, final=final, costs=ctx.costs,
+                                   score=ctx.score, window=ctx.score_window)
     else:  # a fixed assistant (``--task lm`` with ``assistant``, TAKD): plain distillation into it
         tracker = CandidateTracker.single(levels[0])
     compute = distiller.run(teacher, student, {s: spec_map[s] for s in levels}, tracker, out, stage=f"iter{k}")
@@ -237,7 +254,8 @@ def _reselect(
     tracker with this run's target and λ, and take the snapshot it selects."""
     saved = CandidatesRecord.from_dict(read_json(folder / "candidates.json"))
     levels = [c.sparsity for c in saved.candidates]
-    tracker = CandidateTracker(levels, cfg.lam, level_key(levels, cfg.target_sparsity), final=False, costs=costs)
+    tracker = CandidateTracker(levels, cfg.lam, level_key(levels, cfg.target_sparsity), final=False, costs=costs,
+                               score=cfg.candidate_score, window=cfg.score_window)
     for evaluation in saved.history:
         metrics = {level_key(levels, s): m for s, m in evaluation.metrics.items()}
         tracker.update(evaluation.step, metrics, lambda s: s)
@@ -254,7 +272,23 @@ def _reselect(
 def _record(k: int, final: bool, teacher_level: float, summary: CandidatesRecord, compute: dict[str, Any]) -> IterationRecord:
     """The manifest entry of iteration ``k`` from its candidate run."""
     selected = next(c for c in summary.candidates if c.sparsity == summary.selected)
-    return IterationRecord(k, final, teacher_level, selected.sparsity, selected.best_metric, summary.candidates, compute)
+    return IterationRecord(k, final, teacher_level, selected.sparsity, selected.selection_metric, summary.candidates,
+                           compute)
+
+
+def _constant_scores(run: RunDir, data: TaskData) -> None:
+    """Store the constant-prediction scores (:mod:`minidisc.evaluation.constant`) on dev and
+    on the selection set in the manifest (``constant_prediction``), for the report's
+    collapse flags; warn when the teacher itself sits at the dev one."""
+    train_labels = data.train["labels"]
+    on_dev = constant_prediction(data.task, train_labels, data.dev["labels"])
+    on_selection = on_dev if data.selection is None else constant_prediction(data.task, train_labels, data.selection["labels"])
+    run.set("constant_prediction", {"dev": on_dev, "selection": on_selection})
+    if data.selection is not None:  # the slice's size, also when the teacher entry is linked
+        run.set("selection_slice", {"examples": len(data.selection), "train_examples": len(data.train)})
+    teacher = run.record("teacher")["dev"]["main"]
+    if at_constant_score(teacher, on_dev["main"], teacher):
+        warnings.warn(teacher_collapse_warning(teacher, on_dev), UserWarning, stacklevel=3)
 
 
 def _export_stage(run: RunDir, model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:

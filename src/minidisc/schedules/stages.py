@@ -108,7 +108,8 @@ def teacher_stage(
 ) -> dict[str, Any]:
     """Fine-tune (or, if ``already_finetuned``, evaluate) the teacher; save it to ``out``
     (with the training logs in ``out/logs``). Seeded with ``finetune_cfg.seed`` before the
-    new task head is drawn.
+    new task head is drawn. The best checkpoint is chosen on ``data.selection_set`` (the
+    selection slice when ``data`` holds one, then evaluated on dev for the report; else dev).
 
     Returns the manifest entry: dev metrics (and ``test`` metrics with held-out test
     data), fine-tuning compute, source, data sizes and ``head_initialised`` (why the task
@@ -133,10 +134,12 @@ def teacher_stage(
         dev, compute = evaluate_model(model, data, finetune_cfg, out / "scratch")[0], None
     else:
         result = finetune(
-            model, data.tokenizer, data.task, data.train, data.dev, finetune_cfg, out / "scratch",
+            model, data.tokenizer, data.task, data.train, data.selection_set, finetune_cfg, out / "scratch",
             stage="teacher", log_dir=out / "logs",
         )
         model, dev, compute = result.model, result.dev_metrics, result.compute.to_dict()
+        if data.selection is not None:  # the checkpoint was chosen on the selection slice: report dev
+            dev = evaluate_model(model, data, finetune_cfg, out / "scratch")[0]
     test = evaluate_model(model, data, finetune_cfg, out / "scratch", split="test")[0] if data.test is not None else None
     if is_main_process():  # every process trained the same weights; one writes them
         shutil.rmtree(out / "scratch", ignore_errors=True)

@@ -28,7 +28,9 @@ class TaskData:
     """Tokenized train/dev splits of one task (labels included) and their sizes.
 
     ``importance`` is the training subset whose label-loss gradients score heads and
-    neurons (the dev set stays the selection set). For a causal LM
+    neurons. ``selection`` is the selection slice held out of the training data
+    (:func:`carve_selection_slice`), on which checkpoints and candidates are chosen; None:
+    they are chosen on ``dev`` (:attr:`selection_set`). For a causal LM
     (:class:`~minidisc.tasks.lm.LMTask`, built by :mod:`minidisc.schedules.lm_data`) the
     splits are packed blocks: ``train`` the training stream, ``dev`` the selection slice
     held out of the training corpus, ``importance`` the calibration blocks. ``test`` is the
@@ -43,6 +45,58 @@ class TaskData:
     importance: Dataset
     sizes: dict[str, Any]
     test: Dataset | None = None
+    selection: Dataset | None = None
+
+    @property
+    def selection_set(self) -> Dataset:
+        """The set that selects (checkpoints, candidates): the selection slice, else dev."""
+        return self.dev if self.selection is None else self.selection
+
+
+#: The selection slice's default share of the training examples, and its default cap.
+SELECTION_FRACTION, SELECTION_MAX_EXAMPLES = 0.1, 1000
+
+
+def carve_selection_slice(data: TaskData, examples: int | None, seed: int, importance_samples: int) -> TaskData:
+    """Hold a **selection slice** out of ``data.train``: the examples candidates (and the
+    teacher's checkpoints) are scored on, never trained on, so ``dev`` stays a clean report
+    (the ``--task lm`` path holds its selection slice out of the training text the same way).
+
+    The slice is a seeded draw (``seed``), stratified by class for classification
+    (:func:`minidisc.tasks.custom.stratified_split`, a class of one is never held out);
+    regression and token tagging draw from all rows. ``importance`` is redrawn from the
+    remaining training rows (``importance_samples`` of them).
+
+    Args:
+        examples: slice size; None: 10 % of the training examples, at most 1000.
+
+    Returns:
+        A copy of ``data`` with ``train`` reduced, ``selection`` set and ``sizes``
+        recording ``selection_examples`` and ``train_examples`` after the cut.
+
+    Raises:
+        DataError: the slice would be empty, or would leave no training example.
+    """
+    from minidisc.errors import DataError
+    from minidisc.tasks.custom import stratified_split
+
+    n = len(data.train)
+    wanted = examples if examples is not None else min(round(SELECTION_FRACTION * n), SELECTION_MAX_EXAMPLES)
+    if wanted >= n:
+        raise DataError(f"--selection-examples {wanted} would hold out all {n} training examples; lower it, "
+                        "or --select-on dev to select on the dev set")
+    by_class = data.task.task_type == "classification"
+    labels = data.train["labels"] if by_class else [0] * n
+    keep, held = stratified_split(labels, wanted / n, seed, by_class=by_class)
+    if len(held) == 0:
+        raise DataError(f"{n} training examples leave no selection slice; pass --selection-examples, "
+                        "or --select-on dev to select on the dev set")
+    train = data.train.select(keep)
+    importance = train.shuffle(seed=seed).select(range(min(importance_samples, len(train))))
+    sizes = {**data.sizes, "train_examples": len(train), "selection_examples": len(held),
+             "importance_examples": len(importance)}
+    return TaskData(data.task, data.tokenizer, train, data.dev, importance, sizes, test=data.test,
+                    selection=data.train.select(held))
 
 
 def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> TaskData:

@@ -49,7 +49,8 @@ class Distiller:
     """Distillation with fixed task data, training settings and objective.
 
     Attributes:
-        data: the task's tokenized splits (train: training, dev: evaluation and selection).
+        data: the task's tokenized splits (train: training; evaluations and selection on
+            ``data.selection_set``: the selection slice when one is held out, else dev).
         cfg: the stage's training settings (seed, optimisation, evaluation, patience).
         objective: the distillation objective's name (:mod:`minidisc.objectives`);
             default: the MiniDisc loss.
@@ -103,7 +104,7 @@ class Distiller:
             model=elastic.model,
             args=training_arguments(self.cfg, out / "scratch", keep_best_checkpoint=False),
             train_dataset=self.data.train,
-            eval_dataset=self.data.dev,
+            eval_dataset=self.data.selection_set,
             data_collator=collator_for(self.data.task, self.data.tokenizer),
             processing_class=self.data.tokenizer,
             compute_metrics=metrics_fn(self.data.task),
@@ -132,8 +133,8 @@ class Distiller:
         """Distil ``teacher`` into the ``candidates`` (sparsity → spec) of an elastic copy of
         ``student``, as one stage writing into ``out``; return the stage's compute totals.
 
-        Every evaluation scores each candidate on dev and updates ``tracker`` (which keeps
-        each candidate's snapshot at its best); training ends after ``cfg.patience``
+        Every evaluation scores each candidate on ``data.selection_set`` and updates
+        ``tracker`` (which keeps the snapshot of each candidate its scoring rule keeps); training ends after ``cfg.patience``
         evaluations without a better selection score. The selected candidate at its best
         evaluation is saved to ``out/model`` (safetensors, config, tokenizer, model card), the training
         logs to ``out/logs`` (:mod:`minidisc.training.logs`); the Trainer's scratch files

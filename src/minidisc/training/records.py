@@ -38,24 +38,36 @@ class CandidateRecord:
 
     Attributes:
         sparsity: its level.
-        best_metric: its best dev metric (−inf when never evaluated).
+        best_metric: its best metric on the selection set (−inf when never evaluated).
         best_step: the optimiser step of that best (None: never improved).
-        tradeoff: its λ-tradeoff ``best_metric + λ·sparsity``
+        tradeoff: its λ-tradeoff ``score + λ·sparsity``
             (:func:`minidisc.training.selection.tradeoff`); None before any selection.
+        score: its selection metric under the run's scoring rule
+            (:func:`minidisc.training.selection.candidate_metric`); None in records
+            written before the rule existed (the rule was then ``best``: ``best_metric``).
     """
 
     sparsity: float
     best_metric: float
     best_step: int | None = None
     tradeoff: float | None = None
+    score: float | None = None
+
+    @property
+    def selection_metric(self) -> float:
+        """The metric the λ-tradeoff used: ``score``, or ``best_metric`` in older records."""
+        return self.best_metric if self.score is None else self.score
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sparsity": self.sparsity, "best_metric": self.best_metric, "best_step": self.best_step,
-                "tradeoff": self.tradeoff}
+        d = {"sparsity": self.sparsity, "best_metric": self.best_metric, "best_step": self.best_step,
+             "tradeoff": self.tradeoff}
+        return d | ({"score": self.score} if self.score is not None else {})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidateRecord:
-        return cls(float(d["sparsity"]), float(d["best_metric"]), d.get("best_step"), d.get("tradeoff"))
+        score = d.get("score")
+        return cls(float(d["sparsity"]), float(d["best_metric"]), d.get("best_step"), d.get("tradeoff"),
+                   float(score) if score is not None else None)
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,8 @@ class CandidatesRecord:
         selected_score: its tradeoff.
         clipped_to_target: whether the unclipped choice lay beyond the target.
         history: every evaluation, in order.
+        score_rule: the scoring rule (``best`` or ``last_mean``); None in older records (``best``).
+        score_window: the evaluations ``last_mean`` averaged (None for ``best``).
     """
 
     candidates: tuple[CandidateRecord, ...]
@@ -102,6 +116,8 @@ class CandidatesRecord:
     selected_score: float | None
     clipped_to_target: bool | None
     history: tuple[EvaluationRecord, ...] = ()
+    score_rule: str | None = None
+    score_window: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,7 +128,7 @@ class CandidatesRecord:
             "selected_score": self.selected_score,
             "clipped_to_target": self.clipped_to_target,
             "history": [h.to_dict() for h in self.history],
-        }
+        } | {k: v for k, v in (("score_rule", self.score_rule), ("score_window", self.score_window)) if v is not None}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidatesRecord:
@@ -124,6 +140,8 @@ class CandidatesRecord:
             selected_score=d.get("selected_score"),
             clipped_to_target=d.get("clipped_to_target"),
             history=tuple(EvaluationRecord.from_dict(h) for h in d.get("history", ())),
+            score_rule=d.get("score_rule"),
+            score_window=d.get("score_window"),
         )
 
 
@@ -136,7 +154,8 @@ class IterationRecord:
         final: the final iteration (the target trained alone).
         teacher_level: the sparsity of this iteration's teacher (0 for the first).
         selected: the selected sparsity (the assistant, or the target).
-        selected_metric: its best dev metric.
+        selected_metric: its selection metric (:attr:`CandidateRecord.selection_metric`, on
+            the set that selected: the selection slice or dev).
         candidates: every candidate trained.
         compute: the stage's compute totals.
     """

@@ -17,16 +17,57 @@ time follows FLOPs the two agree, so λ keeps its meaning.
 Unlike the reference implementation, λ is a real number, sparsities are compared as
 levels (:mod:`minidisc.elastic.levels`), and a clipped choice keeps its λ bonus
 (``t(target) = m(target) + λ·target``), so every score compared is of the same form.
+
+The metric ``m(s)`` of a candidate comes from its evaluations by a *scoring rule*
+(:func:`candidate_metric`): the paper's running maximum (``best``), or by default the
+mean of its last ``k`` evaluations (``last_mean``). The running maximum of many noisy
+evaluations is biased upwards, the more so the noisier the candidate, and the same
+demo command chose different assistants in two runs because of it (issue 13).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from minidisc.elastic.levels import find_level
 from minidisc.errors import ConfigError
+
+#: The scoring rules of :func:`candidate_metric` (``--candidate-score``).
+LAST_MEAN, BEST = "last_mean", "best"
+ScoreRule = Literal["last_mean", "best"]
+#: Evaluations ``last_mean`` averages by default (``--score-window``).
+DEFAULT_SCORE_WINDOW = 3
+
+
+def candidate_metric(evaluations: Sequence[float], rule: ScoreRule, window: int = DEFAULT_SCORE_WINDOW) -> float:
+    """A candidate's selection metric ``m(s)`` from its evaluations so far (fractions, in order).
+
+    * ``best``: the running maximum (the paper's and the reference code's rule). Its
+      expectation exceeds the candidate's true quality by the noise of the evaluations
+      it maximises over, so noisier candidates are favoured.
+    * ``last_mean``: the mean of the last ``window`` evaluations (all of them while there
+      are fewer): an estimate of the candidate at the end of training, the weights the
+      tracker keeps under this rule, averaged over ``window`` evaluations of noise.
+
+    Returns:
+        the metric; −inf with no evaluation.
+
+    Raises:
+        ConfigError: an unknown rule or a window below 1.
+    """
+    if rule not in (LAST_MEAN, BEST):
+        raise ConfigError(f"unknown candidate score {rule!r}; choose {LAST_MEAN} or {BEST}")
+    if window < 1:
+        raise ConfigError(f"the score window must be at least 1 evaluation, got {window}")
+    if not evaluations:
+        return -math.inf
+    if rule == BEST:
+        return max(evaluations)
+    recent = evaluations[-window:]
+    return sum(recent) / len(recent)
 
 
 @dataclass(frozen=True)
@@ -61,10 +102,11 @@ def select_assistant(
     best_metrics: Mapping[float, float], lam: float, target: float, *, final: bool = False,
     costs: Mapping[float, float] | None = None,
 ) -> Selection:
-    """Pick the teacher assistant from the candidates' best dev metrics.
+    """Pick the teacher assistant from the candidates' selection metrics.
 
     Args:
-        best_metrics: best dev metric so far (a fraction) per candidate sparsity.
+        best_metrics: selection metric so far (a fraction; :func:`candidate_metric`) per
+            candidate sparsity.
         lam: λ ≥ 0, the weight of sparsity in the tradeoff.
         target: the target sparsity; it must be one of the candidates.
         final: in the final iteration the choice is the target itself.
