@@ -105,7 +105,7 @@ def test_selection_slice_errors_say_what_to_change(tiny_data):
     with pytest.raises(ConfigError, match="selection_examples"):
         parse_config(CompressConfig, {"select_on": "dev", "selection_examples": 100}, "test")
     cfg = CompressConfig()
-    assert (cfg.select_on, cfg.candidate_score, cfg.score_window) == ("slice", "last_mean", 3)
+    assert (cfg.select_on, cfg.candidate_score, cfg.score_window) == ("dev", "best", 3)  # the paper's, for now
 
 
 # --- the constant-prediction score --------------------------------------------------------
@@ -204,7 +204,7 @@ def test_compress_options_reach_the_config_and_are_refused_for_lm(tmp_path, monk
     cfg = seen["cfg"]
     assert (cfg.select_on, cfg.selection_examples, cfg.candidate_score, cfg.score_window) == ("dev", None, "best", 5)
     CliRunner().invoke(app, ["compress", "--task", "sst2", "--output", str(tmp_path / "run"),
-                             "--selection-examples", "200"])
+                             "--select-on", "slice", "--selection-examples", "200"])
     assert (seen["cfg"].select_on, seen["cfg"].selection_examples) == ("slice", 200)
 
     refused = CliRunner().invoke(app, ["compress", "--task", "lm", "--corpus", str(tmp_path), "--output",
