@@ -91,3 +91,14 @@ def test_sparsify_command_cuts_width_and_layers_aligned(tmp_path):
     assert specs[0.0].dropped == () and len(specs[0.8].dropped) == 1 and specs[0.8].hidden % 8 == 0
     assert all(n % 8 == 0 for n in specs[0.8].neurons)
     assert read_json(tmp_path / "out" / "sparsify.json")["levels"] == [0.0, 0.5, 0.8]
+
+
+def test_inference_timing_caps_tokens_at_the_position_limit(tmp_path):
+    # a run's --max-length (default 128) may exceed a small model's 64 positions: time at 64
+    from transformers import AutoModelForSequenceClassification
+
+    from minidisc.compute.latency import measure
+
+    model = AutoModelForSequenceClassification.from_pretrained(write_tiny_bert(tmp_path / "teacher"))
+    ms, setting = measure({"teacher": model}, batch=2, tokens=128, repeats=1)
+    assert setting.tokens == model.config.max_position_embeddings == 64 and ms["teacher"] > 0

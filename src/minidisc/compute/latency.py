@@ -88,6 +88,15 @@ def random_inputs(vocab_size: int, batch: int, tokens: int, device: torch.device
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
 
 
+def max_positions(config: Any) -> int:
+    """The longest input ``config``'s position embeddings take (RoBERTa-style position ids
+    start after the padding index); a very large number for models without a limit."""
+    limit = getattr(config, "max_position_embeddings", None) or 1 << 30
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta"):
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return limit
+
+
 def measure(
     models: Mapping[Hashable, torch.nn.Module],
     *,
@@ -100,7 +109,8 @@ def measure(
 
     Args:
         models: label → model; all share a vocabulary (the first model's is used).
-        batch, tokens: the input shape. repeats: timed rounds (≥ 1).
+        batch, tokens: the input shape (``tokens`` capped at the shortest position limit
+            of the models, :func:`max_positions`; the setting records what ran). repeats: timed rounds (≥ 1).
 
     Returns:
         ``({label: ms}, setting)``.
@@ -113,6 +123,7 @@ def measure(
     if not models or min(batch, tokens, repeats) < 1:
         raise ValueError(f"measure needs models and batch, tokens, repeats >= 1; got {len(models)} models, "
                          f"batch {batch}, tokens {tokens}, repeats {repeats}")
+    tokens = min(tokens, *(max_positions(model.config) for model in models.values()))
     rt = current()
     placed = {key: rt.place(model.eval()) for key, model in models.items()}
     vocab = next(iter(placed.values())).config.vocab_size

@@ -74,6 +74,6 @@ def speed_stage(
 
     teacher, student = load_student(teacher_dir), load_student(student_dir)
     ms, setting = measure({TEACHER: teacher, "student": student}, batch=batch, tokens=tokens, repeats=repeats)
-    flops = forward_flops(teacher.config, None, tokens) / forward_flops(student.config, None, tokens)
+    flops = forward_flops(teacher.config, None, setting.tokens) / forward_flops(student.config, None, setting.tokens)
     return {"setting": setting.to_dict(), "teacher_ms": ms[TEACHER], "student_ms": ms["student"],
             "speedup": ms[TEACHER] / ms["student"], "flops_ratio": flops}
