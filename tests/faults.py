@@ -155,9 +155,14 @@ def _manifest(run_dir: Path) -> dict:
 _CLOCKS = {"created", "finished", "completed", "wall_time_s", "seconds", "wall_s", "time_s", "duration_s", "outputs"}
 
 
+# Measured inference times and their ratios (the speed stage): measurements of the machine.
+_TIMINGS = {"ms", "speedup"}
+
+
 def _timeless(obj: object) -> object:
     if isinstance(obj, dict):
-        return {k: _timeless(v) for k, v in obj.items() if k not in _CLOCKS and not k.endswith(("_time_s", "_seconds"))}
+        return {k: _timeless(v) for k, v in obj.items()
+                if k not in _CLOCKS | _TIMINGS and not k.endswith(("_time_s", "_seconds", "_ms"))}
     if isinstance(obj, list):
         return [_timeless(v) for v in obj]
     return obj

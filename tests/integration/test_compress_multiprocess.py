@@ -80,7 +80,7 @@ def test_compress_with_two_cpu_processes(tmp_path):
     assert manifest["config"] == cfg.model_dump(mode="json")
     stages = manifest["stages"]
     iterations = [n for n in stages if n.startswith("iter")]
-    assert list(stages) == ["teacher", "sparsified", *iterations, "student", "report"]
+    assert list(stages) == ["teacher", "sparsified", *iterations, "student", "speed", "report"]
     assert iterations in (["iter1"], ["iter1", "iter2"]) and all(s["status"] == "done" for s in stages.values())
     assert all((out / name).is_dir() for name in ["teacher", "sparsified", *iterations, "student"])
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left

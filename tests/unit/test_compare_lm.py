@@ -243,7 +243,7 @@ def test_maxidisc_checks_the_selection_through_every_candidate(tmp_path):
 
     import minidisc
     from minidisc.fileio import read_json
-    from minidisc.schedules.lm_compare import distillation_compute
+    from minidisc.training.records import distillation_compute
     from tests.pretrain_helpers import write_corpus, write_decoder_teacher
 
     write_decoder_teacher(tmp_path / "teacher", layers=2)

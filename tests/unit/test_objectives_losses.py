@@ -698,11 +698,18 @@ def test_mismatched_logits_raise_config_error() -> None:
         )
 
 
-def test_width_mismatch_without_configs_raises_config_error() -> None:
-    student = Signals(logits=torch.zeros(1, 2), hidden_states=(torch.zeros(1, 2, 4),) * 2)
-    teacher = Signals(logits=torch.zeros(1, 2), hidden_states=(torch.zeros(1, 2, 8),) * 2)
-    with pytest.raises(ConfigError, match="student_config"):
-        build_objective("minidisc")(student, teacher, {})
+def test_a_narrower_student_without_configs_is_compared_with_the_teachers_first_channels() -> None:
+    # a width-cut sub-network keeps the first d_S channels of the reordered residual stream
+    torch.manual_seed(0)
+    wide = tuple(torch.randn(1, 2, 8) for _ in range(2))
+    logits = torch.randn(1, 2)
+    teacher = Signals(logits=logits, hidden_states=wide)
+    cut = Signals(logits=logits, hidden_states=tuple(h[..., :4] for h in wide))
+    student = Signals(logits=logits, hidden_states=tuple(h[..., :4] + 0.5 for h in wide))
+    objective = build_objective("minidisc")
+    (loss, parts), (on_cut, cut_parts) = objective(student, teacher, {}), objective(student, cut, {})
+    assert torch.equal(loss, on_cut) and parts == cut_parts
+    assert parts["hidden_mse"] == pytest.approx(0.25) and objective(cut, teacher, {})[1]["hidden_mse"] == 0
 
 
 def test_missing_signals_raise_clear_errors() -> None:

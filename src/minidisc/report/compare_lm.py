@@ -27,10 +27,22 @@ from minidisc.report.compare import (
     plot_against_cost,
     plot_correlation,
 )
-from minidisc.schedules.lm_compare import distillation_compute
-from minidisc.schedules.lm_compare_config import LM_ARM_DESCRIPTIONS
-from minidisc.training.records import iteration_names
+from minidisc.training.records import distillation_compute, iteration_names
 from minidisc.training.selection import tradeoff
+
+#: One line per arm of ``compare --task lm`` (:data:`minidisc.schedules.lm_compare_config.LM_ARMS`).
+LM_ARM_DESCRIPTIONS: dict[str, str] = {
+    "direct": "prune the teacher to the target by importance, distil at the final stage's token budget",
+    "depth": "drop the layers of least block importance (no width pruning) to about the target's non-embedding "
+    "parameters, distil",
+    "random": "prune to the target by random importance, distil (the importance estimator's baseline)",
+    "takd": "TAKD through a fixed assistant: teacher → assistant (sandwich budget) → target (final budget)",
+    "minidisc": "compress --task lm: sandwich, λ-selected assistant, final distillation",
+    "maxidisc": "TAKD through every candidate assistant of MiniDisc's first iteration, the best student kept; "
+    "the selection check (Spearman correlation of λ-tradeoff and student)",
+    "pretrain": "the direct-KD student's shape, randomly initialised, trained on the corpus alone with as many "
+    "FLOPs as the direct-KD run (minidisc pretrain --strategy scratch)",
+}
 
 if TYPE_CHECKING:
     from minidisc.runfolder.run import RunDir

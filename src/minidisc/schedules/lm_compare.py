@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.fileio import read_json
 from minidisc.runfolder.run import REPORT_FILES, RunDir
 from minidisc.schedules.lm_compare_config import LMCompareConfig
+from minidisc.training.records import distillation_compute
 
 if TYPE_CHECKING:
     from minidisc.pretrain.config import PretrainConfig
@@ -181,18 +182,3 @@ def _task_data(cfg: LMCompareConfig, reference_loss: float) -> TaskData:
     tokenizer = load_tokenizer(resolve_model(cfg.base.teacher))
     data, _ = prepare_lm_data(cfg.base, tokenizer, seed=cfg.base.sandwich.seed)
     return with_reference_loss(data, reference_loss)
-
-
-def distillation_compute(stages: dict[str, Any]) -> dict[str, float]:
-    """Training FLOPs (student 3× forward + teacher forward), teacher FLOPs, tokens and
-    wall time of a ``compress --task lm`` run's distillation stages (``iter1..K``)."""
-    from minidisc.training.records import iteration_names
-
-    names = iteration_names(stages)
-    total = {"train_flops": 0.0, "teacher_forward_flops": 0.0, "tokens": 0.0, "wall_time_s": 0.0}
-    for name in names:
-        compute = stages[name].get("compute") or {}
-        for key in ("train_flops", "teacher_forward_flops", "tokens"):
-            total[key] += float(compute.get(key) or 0)
-        total["wall_time_s"] += float(stages[name].get("wall_time_s") or 0)
-    return total

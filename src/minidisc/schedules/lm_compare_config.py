@@ -24,18 +24,6 @@ LM_ARMS: tuple[str, ...] = ("direct", "depth", "random", "takd", "minidisc", "ma
 DEFAULT_LM_ARMS: tuple[str, ...] = tuple(a for a in LM_ARMS if a != "maxidisc")
 
 #: One line per arm, for ``--help``, the docs and the report.
-LM_ARM_DESCRIPTIONS: dict[str, str] = {
-    "direct": "prune the teacher to the target by importance, distil at the final stage's token budget",
-    "depth": "drop the layers of least block importance (no width pruning) to about the target's non-embedding "
-    "parameters, distil",
-    "random": "prune to the target by random importance, distil (the importance estimator's baseline)",
-    "takd": "TAKD through a fixed assistant: teacher → assistant (sandwich budget) → target (final budget)",
-    "minidisc": "compress --task lm: sandwich, λ-selected assistant, final distillation",
-    "maxidisc": "TAKD through every candidate assistant of MiniDisc's first iteration, the best student kept; "
-    "the selection check (Spearman correlation of λ-tradeoff and student)",
-    "pretrain": "the direct-KD student's shape, randomly initialised, trained on the corpus alone with as many "
-    "FLOPs as the direct-KD run (minidisc pretrain --strategy scratch)",
-}
 
 
 class LMCompareConfig(BaseModel):

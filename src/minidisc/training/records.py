@@ -304,3 +304,16 @@ class StudentRecord:
     def from_dict(cls, d: Mapping[str, Any]) -> StudentRecord:
         test = d.get("test")
         return cls(dict(d["dev"]), bool(d["plain_hf_loadable"]), d.get("from"), dict(test) if test else None)
+
+
+def distillation_compute(stages: dict[str, Any]) -> dict[str, float]:
+    """Training FLOPs (student 3× forward + teacher forward), teacher FLOPs, tokens and
+    wall time of a ``compress --task lm`` run's distillation stages (``iter1..K``)."""
+    names = iteration_names(stages)
+    total = {"train_flops": 0.0, "teacher_forward_flops": 0.0, "tokens": 0.0, "wall_time_s": 0.0}
+    for name in names:
+        compute = stages[name].get("compute") or {}
+        for key in ("train_flops", "teacher_forward_flops", "tokens"):
+            total[key] += float(compute.get(key) or 0)
+        total["wall_time_s"] += float(stages[name].get("wall_time_s") or 0)
+    return total
