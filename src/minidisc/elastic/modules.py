@@ -172,7 +172,23 @@ class ElasticLayerNorm(nn.LayerNorm):
         self.active_dim = None if dim is None or dim == self.normalized_shape[0] else int(dim)
 
 
-_NORM_CLASSES: dict[type, type] = {}
+_MIXED_CLASSES: dict[tuple[type, type, str | None], type] = {}
+
+
+def _mixed_class(mixin: type, cls: type, prefix: str, family: Any = None) -> type:
+    """The subclass ``(mixin, cls)`` named ``<prefix><cls name>``, made once per
+    ``(mixin, cls, family)``; it records ``cls`` as ``_minidisc_base`` (and ``family``
+    when given) so the swap can be undone."""
+    key = (mixin, cls, None if family is None else family.name)
+    if key not in _MIXED_CLASSES:
+        attrs = {"_minidisc_base": cls, "__module__": __name__}
+        if family is not None:
+            attrs["_minidisc_family"] = family
+        made = type(f"{prefix}{cls.__name__}", (mixin, cls), attrs)
+        # Module-level name, so pickle can find the class once it has been created.
+        globals()[made.__name__] = made
+        _MIXED_CLASSES[key] = made
+    return _MIXED_CLASSES[key]
 
 
 def make_elastic_norm(norm: nn.Module) -> nn.Module:
@@ -196,13 +212,7 @@ def make_elastic_norm(norm: nn.Module) -> nn.Module:
     weight = getattr(norm, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.dim() != 1 or not hasattr(norm, "variance_epsilon"):
         raise TypeError(f"expected an RMSNorm with a weight vector and variance_epsilon, got {cls.__name__}")
-    if cls not in _NORM_CLASSES:
-        _NORM_CLASSES[cls] = type(
-            f"Elastic{cls.__name__}", (_ElasticNorm, cls), {"_minidisc_base": cls, "__module__": __name__}
-        )
-        # Module-level name, so pickle can find the class once it has been created.
-        globals()[_NORM_CLASSES[cls].__name__] = _NORM_CLASSES[cls]
-    norm.__class__ = _NORM_CLASSES[cls]
+    norm.__class__ = _mixed_class(_ElasticNorm, cls, "Elastic")
     norm.active_dim = None
     return norm
 
@@ -249,24 +259,12 @@ class _SkippableAttention:
         return super().forward(*args, **kwargs)  # type: ignore[misc]
 
 
-_SKIPPABLE_CLASSES: dict[tuple[type, str], type] = {}
-
-
 def make_skippable(module: nn.Module, family: Any) -> nn.Module:
     """Give ``module`` (an attention module) the ability to be skipped, in place."""
     cls = type(module)
     if issubclass(cls, _SkippableAttention):
         return module
-    key = (cls, family.name)
-    if key not in _SKIPPABLE_CLASSES:
-        _SKIPPABLE_CLASSES[key] = type(
-            f"Skippable{cls.__name__}",
-            (_SkippableAttention, cls),
-            {"_minidisc_family": family, "_minidisc_base": cls, "__module__": __name__},
-        )
-        # Module-level name, so pickle can find the class once it has been created.
-        globals()[_SKIPPABLE_CLASSES[key].__name__] = _SKIPPABLE_CLASSES[key]
-    module.__class__ = _SKIPPABLE_CLASSES[key]
+    module.__class__ = _mixed_class(_SkippableAttention, cls, "Skippable", family)
     module.minidisc_skip = False
     return module
 
@@ -297,23 +295,12 @@ class _SkippableLayer:
         return super().forward(*args, **kwargs)  # type: ignore[misc]
 
 
-_LAYER_CLASSES: dict[tuple[type, str], type] = {}
-
-
 def make_droppable(layer: nn.Module, family: Any) -> nn.Module:
     """Give the transformer ``layer`` the ability to be skipped whole, in place."""
     cls = type(layer)
     if issubclass(cls, _SkippableLayer):
         return layer
-    key = (cls, family.name)
-    if key not in _LAYER_CLASSES:
-        _LAYER_CLASSES[key] = type(
-            f"Droppable{cls.__name__}",
-            (_SkippableLayer, cls),
-            {"_minidisc_family": family, "_minidisc_base": cls, "__module__": __name__},
-        )
-        globals()[_LAYER_CLASSES[key].__name__] = _LAYER_CLASSES[key]
-    layer.__class__ = _LAYER_CLASSES[key]
+    layer.__class__ = _mixed_class(_SkippableLayer, cls, "Droppable", family)
     layer.minidisc_drop = False
     return layer
 
