@@ -3,7 +3,7 @@ cached top-k + tail against online full-vocabulary distillation, at equal tokens
 
     PYTHONPATH=src python benchmarks/lm_teacher_cache.py [--teacher smollm2]
         [--corpus ../shared/data/gutenberg] [--max-blocks 2048] [--block-size 128] [--batch-size 8]
-        [--tokens 65536] [--heldout-blocks 32] [--top-k 16 64 256] [--dtype float16]
+        [--tokens 65536] [--heldout-blocks 32] [--top-k 16 64 256] [--tail-samples 0] [--dtype float16]
         [--objective forward_kl] [--sparsity 0.5] [--learning-rate 1e-4] [--threads 2] [--device auto]
     PYTHONPATH=src python benchmarks/lm_teacher_cache.py --tiny     # seconds: a tiny random LLaMA, random tokens
 
@@ -14,11 +14,12 @@ What it does:
 2. prunes the teacher to ``--sparsity`` of its non-embedding parameters (activation
    importance on 8 training blocks, the uniform map ``compress --task lm`` uses): the
    student every arm starts from;
-3. fills the cache (:mod:`minidisc.training.lm_teacher_cache`) for each ``--top-k`` over
-   the blocks the training reads: ``build_seconds``, disk bytes per token;
+3. fills the cache (:mod:`minidisc.training.lm_teacher_cache`) for each ``--top-k`` and
+   ``--tail-samples`` over the blocks the training reads: ``build_seconds``, disk bytes per token;
 4. trains one copy of the student per arm -- ``online`` (the teacher runs every step,
-   full-vocabulary ``--objective``) and ``cached k`` for each ``--top-k`` (the cache serves
-   every step, the same objective on top-k + tail) -- on the **same batches in the same
+   full-vocabulary ``--objective``) and ``cached k`` (``cached k m`` with ``m`` sampled tail
+   words) for each ``--top-k`` and ``--tail-samples`` (the cache serves every step, the same
+   objective on top-k + tail) -- on the **same batches in the same
    order, in lockstep** (step i of every arm before step i + 1 of any, so a busy machine
    slows them alike), AdamW, constant learning rate, gradient clipping 1.0;
 5. scores every student and the teacher on the held-out blocks (mean next-token NLL,
@@ -59,6 +60,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tokens", type=int, default=65_536, help="training tokens of every arm")
     p.add_argument("--heldout-blocks", type=int, default=32)
     p.add_argument("--top-k", nargs="+", type=int, default=[16, 64, 256], help="one cached arm per k")
+    p.add_argument("--tail-samples", nargs="+", type=int, default=[0],
+                   help="one cached arm per k and m: tail words sampled per position (0: one tail bucket)")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     p.add_argument("--objective", default="forward_kl")
     p.add_argument("--sparsity", type=float, default=0.5)
@@ -200,19 +203,21 @@ def main(argv: list[str]) -> dict:
 
     root = args.cache_dir or tempfile.mkdtemp(prefix="lm-teacher-cache-")
     arms, caches = [Arm("online", copy.deepcopy(student0), online, objective, args.learning_rate)], {}
-    for k in args.top_k:
-        store = LMTeacherCacheStore(root, teacher, tokenizer, block_size=args.block_size, top_k=k, dtype=args.dtype)
+    for k, m in [(k, m) for k in args.top_k for m in args.tail_samples]:
+        name = f"cached k={k}" + (f" m={m}" if m else "")
+        store = LMTeacherCacheStore(root, teacher, tokenizer, block_size=args.block_size, top_k=k, dtype=args.dtype,
+                                    tail_samples=m)
         view = store.view(teacher)
         t0 = time.perf_counter()
         for inputs in batches:  # the fill: the teacher once per block (stored blocks are read back)
             view.signals(inputs, online)
         view.flush()
         sync(device)
-        caches[k] = {"build_seconds": time.perf_counter() - t0, "fill": view.stats.to_dict(), **store.summary()}
+        caches[name] = {"build_seconds": time.perf_counter() - t0, "fill": view.stats.to_dict(), **store.summary()}
         read = store.view(teacher)
-        arms.append(Arm(f"cached k={k}", copy.deepcopy(student0), lambda x, v=read: v.signals(x, online), objective,
+        arms.append(Arm(name, copy.deepcopy(student0), lambda x, v=read: v.signals(x, online), objective,
                         args.learning_rate))
-        caches[k]["view"] = read
+        caches[name]["view"] = read
     for inputs in batches:
         for arm in arms:
             arm.step(inputs)
@@ -226,8 +231,7 @@ def main(argv: list[str]) -> dict:
         if base is None:
             base = entry
         else:
-            k = int(arm.name.split("=")[1])
-            cache = caches[k]
+            cache = caches[arm.name]
             served = cache.pop("view").stats
             saving = base["median_step_s"] - entry["median_step_s"]
             steps_per_pass = len(train) / args.batch_size

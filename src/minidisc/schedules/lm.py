@@ -302,7 +302,7 @@ def open_teacher_cache(
     with process_state().main_process_first():  # the main process creates the folder
         return LMTeacherCacheStore(
             cache_dir or run.path / "teacher-cache", teacher, data.tokenizer, block_size=cfg.corpus.block_size,
-            top_k=cfg.teacher_cache.top_k, dtype=cfg.teacher_cache.dtype,
+            top_k=cfg.teacher_cache.top_k, dtype=cfg.teacher_cache.dtype, tail_samples=cfg.teacher_cache.tail_samples,
             temperature=float(cfg.objective_options.get("temperature", 1.0)), overwrite=overwrite,
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from minidisc.config import TrainConfig, WithPrecision, check_grid
 from minidisc.elastic.levels import at_or_above, level
@@ -69,6 +69,14 @@ class LMTeacherCacheConfig(_Strict):
 
     top_k: int = Field(64, ge=1, description="words kept per position; the rest is one tail bucket")
     dtype: Literal["float16", "bfloat16", "float32"] = Field("float16", description="storage dtype of the log-probabilities")
+    tail_samples: int = Field(0, ge=0, description="tail words sampled per position: an unbiased forward KL "
+                              "(0: one tail bucket)")
+
+    @model_serializer(mode="wrap")
+    def _without_default_samples(self, handler: Any) -> dict[str, Any]:
+        # 0 is left out, so the configs of cached runs from before the option read as before
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (k == "tail_samples" and v == 0)}
 
 
 class LMCompressConfig(_Strict, WithPrecision):
@@ -151,6 +159,15 @@ class LMCompressConfig(_Strict, WithPrecision):
     def _depth_needs_uniform_shapes(self) -> LMCompressConfig:
         if self.drop_layers and self.layer_shapes != "uniform":
             raise ValueError("drop_layers needs layer_shapes uniform (one size for the layers that stay)")
+        return self
+
+    @model_validator(mode="after")
+    def _sampled_tail_needs_forward_kl(self) -> LMCompressConfig:
+        if self.teacher_cache is not None and self.teacher_cache.tail_samples and self.objective != "forward_kl":
+            raise ValueError(
+                f"a sampled tail (teacher_cache.tail_samples {self.teacher_cache.tail_samples}) estimates the forward "
+                f"KL only, not {self.objective!r}; use --objective forward_kl or --cache-tail-samples 0"
+            )
         return self
 
     @model_validator(mode="after")

@@ -7,16 +7,21 @@ What is stored
     log-probabilities (``logp``, float16 by default) and their vocabulary ids (``index``,
     uint16 when the vocabulary fits, else int32), the log of the remaining probability
     mass (``tail``, float32: one tail bucket) and the block's tokens (``tokens``, int32,
-    checked against every batch it serves). All at the temperature the cache was built at
+    checked against every batch it serves); with ``tail_samples = m > 0`` also ``m`` words
+    drawn from the teacher's tail per position (``sample_index``, same id dtype) and their
+    log-probabilities (``sample_logp``, the value dtype), which make the forward KL unbiased
+    (:mod:`minidisc.objectives.topk`); each block's draws are seeded by its key, so they do
+    not depend on the batch or run that computed them. All at the temperature the cache was built at
     (see :mod:`minidisc.objectives.topk` for the loss on top-k + tail and why the
     temperature is part of the key). Disk per token: ``k·(2 + 2) + 8`` bytes with float16
-    values and uint16 ids (264 B at ``k = 64``), against ``4·V`` for float32 logits.
+    values and uint16 ids (264 B at ``k = 64``), plus ``m·(2 + 2)`` with a sampled tail,
+    against ``4·V`` for float32 logits.
 
 Keys
     A cache folder ``<dir>/lm-topk-<key>`` is named by a hash of the teacher's weights
     (:func:`~minidisc.training.teacher_cache.teacher_fingerprint`), the tokenizer (class,
     vocabulary, special tokens), the block size, ``k``, the value dtype, the temperature
-    and the vocabulary size, all written in clear in its ``meta.json``. Inside, every
+    and the vocabulary size (and ``tail_samples`` when it is not 0), all written in clear in its ``meta.json``. Inside, every
     block is keyed by a hash of its exact tokens: a stream that reads the same blocks in
     another order, with another seed or another budget finds them; a block not seen
     before is computed and added. Partial rows (the cut last row of a token budget) are
@@ -110,22 +115,27 @@ class LMTeacherCacheStore:
         top_k: ``k``, the words kept per position.
         dtype: storage dtype of the log-probabilities (``float16``, ``bfloat16``, ``float32``).
         temperature: ``τ`` of the stored distributions (the loss must use the same).
+        tail_samples: ``m``, tail words drawn per position (0: one tail bucket).
         overwrite: replace a cache folder that is refused instead of stopping.
 
     Raises:
-        ConfigError: ``top_k`` outside ``[1, V]`` or an unknown dtype.
+        ConfigError: ``top_k`` outside ``[1, V]``, ``tail_samples < 0`` or an unknown dtype.
         ModelError: a refused cache folder (module doc), unless ``overwrite``.
     """
 
     def __init__(
         self, directory: str | Path, teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, *, block_size: int,
-        top_k: int = 64, dtype: str = "float16", temperature: float = 1.0, overwrite: bool = False,
+        top_k: int = 64, dtype: str = "float16", temperature: float = 1.0, tail_samples: int = 0,
+        overwrite: bool = False,
     ) -> None:
         vocab = int(teacher.get_output_embeddings().weight.shape[0])
         if not 1 <= top_k <= vocab:
             raise ConfigError(f"--cache-top-k must be between 1 and the vocabulary size {vocab}, got {top_k}")
         if dtype not in DTYPES:
             raise ConfigError(f"unknown cache dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        if tail_samples < 0:
+            raise ConfigError(f"--cache-tail-samples must be 0 (one tail bucket) or more, got {tail_samples}")
+        self.tail_samples = int(tail_samples) if top_k < vocab else 0
         self.top_k, self.dtype, self.temperature, self.vocab_size = int(top_k), dtype, float(temperature), vocab
         self.block_size = int(block_size)
         self.index_dtype = torch.uint16 if vocab <= 2**16 else torch.int32
@@ -134,6 +144,8 @@ class LMTeacherCacheStore:
             "format": FORMAT, "teacher": teacher_fingerprint(teacher), "tokenizer": tokenizer_fingerprint(tokenizer),
             "block_size": self.block_size, "top_k": self.top_k, "dtype": dtype, "temperature": self.temperature,
             "vocab_size": vocab,
+            # only when set: the keys of caches built before tail samples existed stay valid
+            **({"tail_samples": self.tail_samples} if self.tail_samples else {}),
         }
         key = hashlib.blake2b(json.dumps(self.meta, sort_keys=True).encode(), digest_size=8).hexdigest()
         self.folder = Path(directory) / f"lm-topk-{key}"
@@ -214,11 +226,12 @@ class LMTeacherCacheStore:
     # ---- the trainer's interface (as TeacherCacheStore's) ---------------------------
     def supports(self, objective: Objective) -> bool:
         """Whether ``objective`` can read top-k + tail: a next-token divergence at this
-        cache's temperature."""
+        cache's temperature (the forward KL only, with a sampled tail)."""
         from minidisc.objectives.causal import DivergenceObjective
 
         return (isinstance(objective, DivergenceObjective) and objective.task_type == "causal_lm"
-                and abs(objective.temperature - self.temperature) <= 1e-12)
+                and abs(objective.temperature - self.temperature) <= 1e-12
+                and (not self.tail_samples or objective.kind == "forward_kl"))
 
     def view(self, teacher: nn.Module) -> LMTeacherCache:
         """The cache as seen by a stage distilling from ``teacher`` (served only when it
@@ -228,17 +241,18 @@ class LMTeacherCacheStore:
     # ---- sizes ---------------------------------------------------------------------
     @property
     def bytes_per_token(self) -> int:
-        """Bytes stored per token: ``k`` values and ids, the tail and the token."""
+        """Bytes stored per token: ``k`` values and ids, the tail, ``m`` sampled ids and
+        values, and the token."""
         value = torch.empty((), dtype=DTYPES[self.dtype]).element_size()
         ids = torch.empty((), dtype=self.index_dtype).element_size()
-        return self.top_k * (value + ids) + 4 + 4
+        return (self.top_k + self.tail_samples) * (value + ids) + 4 + 4
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready facts for manifests and reports (sizes measured on disk)."""
         disk = sum(p.stat().st_size for p in self.folder.glob("shard-*.safetensors"))
         tokens = len(self.index) * self.block_size
         return {
-            "directory": str(self.folder), "top_k": self.top_k, "dtype": self.dtype,
+            "directory": str(self.folder), "top_k": self.top_k, "tail_samples": self.tail_samples, "dtype": self.dtype,
             "index_dtype": str(self.index_dtype).removeprefix("torch."), "temperature": self.temperature,
             "vocab_size": self.vocab_size, "blocks": len(self.index), "tokens": tokens, "disk_bytes": disk,
             "bytes_per_token": disk / tokens if tokens else None,
@@ -257,7 +271,7 @@ class LMTeacherCacheStore:
         Raises:
             ModelError: a shard that cannot be read, or tokens that differ (stale index).
         """
-        parts: dict[str, list[Tensor]] = {"tokens": [], "logp": [], "index": [], "tail": []}
+        parts: dict[str, list[Tensor]] = {name: [] for name in self._fields}
         for shard, row in places:
             handle = self._handle(shard)
             for name, rows in parts.items():
@@ -268,13 +282,22 @@ class LMTeacherCacheStore:
                 f"the teacher-logit cache {self.folder} is stale: a block stored under a batch's key holds other "
                 "tokens; " + FIX.format(folder=self.folder)
             )
-        return TopKTeacher(out["logp"], out["index"].long(), out["tail"], self.vocab_size, self.temperature)
+        samples = self.tail_samples > 0
+        return TopKTeacher(out["logp"], out["index"].long(), out["tail"], self.vocab_size, self.temperature,
+                           out["sample_index"].long() if samples else None, out["sample_logp"] if samples else None)
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        """The tensors stored per block."""
+        return ("tokens", "logp", "index", "tail") + (("sample_index", "sample_logp") if self.tail_samples else ())
 
     def stored_form(self, topk: TopKTeacher) -> TopKTeacher:
         """``topk`` as it reads back from disk (values rounded to the storage dtype), so a
         row's loss is the same whether the teacher just computed it or the cache served it."""
+        samples = topk.sample_logp is not None
         return TopKTeacher(topk.logp.to(DTYPES[self.dtype]), topk.index, topk.tail.float(), self.vocab_size,
-                           self.temperature)
+                           self.temperature, topk.sample_index,
+                           topk.sample_logp.to(DTYPES[self.dtype]) if samples else None)  # type: ignore[union-attr]
 
     def put(self, key: str, tokens: Tensor, topk: TopKTeacher, row: int) -> None:
         """Queue row ``row`` of ``topk`` (in :meth:`stored_form`) under ``key``; written
@@ -282,10 +305,12 @@ class LMTeacherCacheStore:
         if key in self.index or key in self._pending_keys:
             return
         self._pending_keys.add(key)
-        self._pending.append((key, {
-            "tokens": tokens.to(torch.int32).cpu(), "logp": topk.logp[row].cpu(),
-            "index": topk.index[row].to(self.index_dtype).cpu(), "tail": topk.tail[row].cpu(),
-        }))
+        entry = {"tokens": tokens.to(torch.int32).cpu(), "logp": topk.logp[row].cpu(),
+                 "index": topk.index[row].to(self.index_dtype).cpu(), "tail": topk.tail[row].cpu()}
+        if self.tail_samples:
+            entry["sample_index"] = topk.sample_index[row].to(self.index_dtype).cpu()  # type: ignore[index]
+            entry["sample_logp"] = topk.sample_logp[row].cpu()  # type: ignore[index]
+        self._pending.append((key, entry))
         if len(self._pending) >= self.shard_rows:
             self.flush()
 
@@ -297,7 +322,7 @@ class LMTeacherCacheStore:
 
         name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"  # unique: concurrent writers never collide
         stacked = {field: torch.stack([row[field] for _, row in self._pending]).contiguous()
-                   for field in ("tokens", "logp", "index", "tail")}
+                   for field in self._fields}
         with atomic_path(self.folder / name) as tmp:
             save_file(stacked, str(tmp))
         on_disk = read_json(self.folder / INDEX)["index"]  # merge what other writers added meanwhile
@@ -362,7 +387,9 @@ class LMTeacherCache:
             topk = self.store.read(places, ids)  # type: ignore[arg-type]
             return Signals(topk=topk.to(ids.device), is_causal=True)
         signals = compute(inputs)
-        topk = self.store.stored_form(teacher_topk(signals.logits, self.store.top_k, self.store.temperature))
+        seeds = [int(block_key(ids[r])[:15], 16) for r in range(batch)]  # a block's draws depend on it alone
+        topk = self.store.stored_form(teacher_topk(signals.logits, self.store.top_k, self.store.temperature,
+                                                   tail_samples=self.store.tail_samples, seeds=seeds))
         for r, key in enumerate(keys):
             if key is not None:
                 self.store.put(key, ids[r], topk, r)
