@@ -22,7 +22,7 @@ ARGS = ["compress", "--task", "lm", "--teacher", "teacher", "--corpus", "train.t
         "--selection-blocks", "4", "--calibration-blocks", "4", "--grid", "0,0.25,0.5,0.75", "--truncation", "0.25",
         "--target-sparsity", "0.5", "--lam", "0", "--budget-tokens", "128", "--final-budget-tokens", "64",
         "--batch-size", "4", "--eval-steps", "2", "--learning-rate", "1e-3", "--prompt", "the cat",
-        "--teacher-cache", "--cache-top-k", "8", "-o", "run"]
+        "--teacher-cache", "--cache-top-k", "8", "--cache-tail-samples", "4", "-o", "run"]
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +42,18 @@ def test_the_cache_serves_the_teachers_stages_and_is_reported(cached_run):
 
     run = cached_run / "run"
     manifest = read_json(run / "manifest.json")
-    assert manifest["config"]["teacher_cache"] == {"top_k": 8, "dtype": "float16"}
+    assert manifest["config"]["teacher_cache"] == {"top_k": 8, "dtype": "float16", "tail_samples": 4}
     iter1 = manifest["stages"]["iter1"]["compute"]["teacher_cache"]
     assert iter1["served"] and iter1["misses"] == 128 // 16 and iter1["hits"] == 0  # filled by iteration 1
     for name, stage in manifest["stages"].items():
         if name.startswith("iter") and name != "iter1":  # distils from the assistant: online, full vocabulary
             assert not stage["compute"]["teacher_cache"]["served"]
     cache = manifest["teacher_cache"]
-    assert cache["top_k"] == 8 and cache["blocks"] == 8 and cache["bytes_per_token"] >= 8 * 4 + 8
+    assert cache["top_k"] == 8 and cache["blocks"] == 8 and cache["bytes_per_token"] >= (8 + 4) * 4 + 8
     report = read_json(run / "report.json")
     assert report["teacher_cache"]["bytes_per_token"] == cache["bytes_per_token"]
-    assert "teacher-logit cache: top-8" in (run / "report.md").read_text()
+    assert "teacher-logit cache: top-8 float16 log-probabilities + 4 words sampled from the tail" in (
+        run / "report.md").read_text()
 
 
 def test_a_rerun_reads_the_cache_and_trains_the_same(cached_run):
@@ -89,6 +90,18 @@ def test_a_stale_cache_is_refused_and_overwrite_rebuilds(cached_run):
 def test_cache_options_apply_to_task_lm_only(tmp_path):
     p = run_minidisc("compress", "--task", "sst2", "--teacher-cache", "-o", "a", cwd=tmp_path)
     assert p.returncode != 0 and "--teacher-cache" in p.stderr and not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--no-teacher-cache", "--cache-tail-samples", "4"], "drop --no-teacher-cache"),
+    (["--cache-tail-samples", "4", "--objective", "jsd"], "forward KL only"),
+    (["--cache-tail-samples", "-1"], "tail_samples"),
+])
+def test_a_sampled_tail_is_checked_before_any_work(tmp_path, extra, message):
+    (tmp_path / "train.txt").write_text("some text\n")
+    p = run_minidisc("compress", "--task", "lm", "--teacher", "nowhere", "--corpus", "train.txt", *extra, "-o", "a",
+                     cwd=tmp_path)
+    assert p.returncode != 0 and message in p.stderr and not (tmp_path / "a").exists()
 
 
 def test_benchmark_tiny_prints_its_measurements():

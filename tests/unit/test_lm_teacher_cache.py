@@ -181,3 +181,27 @@ def test_other_keys_get_their_own_folder(setup):
 
     with pytest.raises(ConfigError, match="cache-top-k"):
         LMTeacherCacheStore(tmp_path / "cache", teacher, tokenizer, block_size=BLOCK, top_k=1000)
+
+
+def test_a_sampled_tail_is_stored_read_back_and_keyed(setup):
+    tmp_path, teacher, tokenizer, store, blocks = setup
+    sampled = LMTeacherCacheStore(tmp_path / "cache", teacher, tokenizer, block_size=BLOCK, top_k=5, tail_samples=3)
+    assert sampled.folder != store.folder
+    # the key of a cache without samples is the one it had before the option existed
+    assert "tail_samples" not in json.loads((store.folder / "meta.json").read_text())
+    assert json.loads((sampled.folder / "meta.json").read_text())["tail_samples"] == 3
+    view = sampled.view(teacher)
+    first = view.signals(batch_of(blocks[:3]), online(teacher))
+    view.flush()
+    again = LMTeacherCacheStore(tmp_path / "cache", teacher, tokenizer, block_size=BLOCK, top_k=5, tail_samples=3)
+    second = again.view(teacher).signals(batch_of(blocks[[2, 0]]), lambda b: pytest.fail("read, not computed"))
+    assert torch.equal(second.topk.sample_index, first.topk.sample_index[[2, 0]])
+    assert torch.equal(second.topk.sample_logp, first.topk.sample_logp[[2, 0]])
+    assert second.topk.sample_logp.dtype == torch.float16
+    # a block's draws are its own: computing it in another batch draws the same words
+    alone = sampled.view(teacher).signals(batch_of(blocks[[4, 2]]), online(teacher))
+    assert torch.equal(alone.topk.sample_index[1], first.topk.sample_index[2])
+    assert again.bytes_per_token == (5 + 3) * (2 + 2) + 8 and again.summary()["tail_samples"] == 3
+    assert again.supports(build_objective("forward_kl", task_type="causal_lm"))
+    assert not again.supports(build_objective("jsd", task_type="causal_lm"))
+    assert store.supports(build_objective("jsd", task_type="causal_lm"))

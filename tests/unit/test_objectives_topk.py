@@ -120,3 +120,67 @@ def test_refusals():
         topk_divergence(torch.randn(3, 8), teacher)
     with pytest.raises(ValueError, match="top-k"):
         teacher_topk(torch.randn(3, 7), k=8)
+
+
+# ---- the sampled tail (an unbiased forward KL) ---------------------------------------------
+
+
+def _full_and_sampled(draws: int, m: int, k: int = 3):
+    """Full-vocabulary forward KL and its gradient on 2 random rows (V = 12), and the
+    sampled-tail estimate and gradient for ``draws`` independent seeds of each row."""
+    g = torch.Generator().manual_seed(3)
+    t_logits = torch.randn(2, 12, generator=g, dtype=torch.float64) * 2
+    s_logits = torch.randn(2, 12, generator=g, dtype=torch.float64)
+    full_s = s_logits.clone().requires_grad_(True)
+    full = lm_divergence(full_s, t_logits, kind="forward_kl")
+    full.backward()
+    topk = teacher_topk(t_logits.expand(draws, 2, 12), k, tail_samples=m, seeds=range(draws))
+    sampled_s = s_logits.expand(draws, 2, 12).clone().requires_grad_(True)
+    estimate = topk_divergence(sampled_s, topk, kind="forward_kl")
+    estimate.backward()
+    bucket_s = s_logits.clone().requires_grad_(True)
+    bucket = topk_divergence(bucket_s, teacher_topk(t_logits, k), kind="forward_kl")
+    bucket.backward()
+    return (full, full_s.grad), (estimate, sampled_s.grad.sum(0)), (bucket, bucket_s.grad)
+
+
+def test_sampled_tail_is_unbiased_in_value_and_gradient():
+    (full, full_grad), (estimate, grad), (bucket, bucket_grad) = _full_and_sampled(draws=4000, m=4)
+    # the mean over independent draws converges to the full-vocabulary loss and gradient ...
+    assert estimate.item() == pytest.approx(full.item(), rel=0.02)
+    torch.testing.assert_close(grad, full_grad, rtol=0, atol=0.01)
+    # ... which the single tail bucket does not reach: its gradient on the tail is the student's own shape
+    assert bucket.item() < full.item() - 0.05
+    assert (bucket_grad - full_grad).abs().max() > 0.05
+
+
+def test_sampled_tail_draws_are_seeded_per_row_and_stay_in_the_tail():
+    logits = torch.randn(3, 5, 40, generator=torch.Generator().manual_seed(0))
+    a = teacher_topk(logits, 6, tail_samples=16, seeds=[7, 8, 9])
+    b = teacher_topk(logits[1:2], 6, tail_samples=16, seeds=[8])
+    assert a.sample_index.shape == (3, 5, 16) and a.tail_samples == 16
+    assert torch.equal(a.sample_index[1:2], b.sample_index)  # a row's draws do not depend on its batch
+    assert not torch.equal(a.sample_index[0], a.sample_index[2])
+    assert not (a.sample_index.unsqueeze(-1) == a.index.unsqueeze(-2)).any()  # never a top-k word
+    logp = torch.log_softmax(logits, -1)
+    torch.testing.assert_close(a.sample_logp, logp.gather(-1, a.sample_index))
+    with pytest.raises(ValueError, match="seeds"):
+        teacher_topk(logits, 6, tail_samples=4, seeds=[1])
+
+
+def test_sampled_tail_with_an_empty_tail_is_finite():
+    logits = torch.full((1, 2, 10), -200.0)
+    logits[..., :3] = 0.0  # the 7 tail words underflow to probability 0 in float32
+    topk = teacher_topk(logits, 3, tail_samples=5)
+    student = torch.randn(1, 2, 10, requires_grad=True)
+    loss = topk_divergence(student, topk)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
+    assert loss.item() == pytest.approx(lm_divergence(student.detach(), logits, kind="forward_kl").item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", [k for k in DIVERGENCES if k != "forward_kl"])
+def test_sampled_tail_refuses_other_divergences(kind):
+    topk = teacher_topk(torch.randn(1, 2, 10), 3, tail_samples=2)
+    with pytest.raises(ValueError, match="forward KL only"):
+        topk_divergence(torch.randn(1, 2, 10), topk, kind=kind)

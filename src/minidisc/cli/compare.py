@@ -11,6 +11,7 @@ from minidisc.cli.lm_options import (
     LM_PANEL,
     BlockSize,
     BudgetTokens,
+    CacheTailSamples,
     CacheTopK,
     CalibrationBlocks,
     Corpus,
@@ -24,6 +25,7 @@ from minidisc.cli.lm_options import (
     SandwichBudgetTokens,
     SelectionBlocks,
     corpus_overrides,
+    teacher_cache_setting,
 )
 from minidisc.cli.options import Output, ScheduleOptions, help_text, parse_grid, schedule_command
 from minidisc.fileio import read_json
@@ -61,6 +63,7 @@ def compare(
     prompt: Prompt = None,
     teacher_cache: Annotated[bool, typer.Option("--teacher-cache", help="--task lm: every arm distils from the teacher's top-k log-probabilities + a tail bucket, from one cache in the comparison (or --cache-dir); default off, see docs/lm.md.", rich_help_panel=LM_PANEL)] = False,
     cache_top_k: CacheTopK = None,
+    cache_tail_samples: CacheTailSamples = None,
     pretrain_learning_rate: Annotated[float | None, typer.Option(help="--task lm: peak learning rate of the from-scratch arm (default 5e-4).", rich_help_panel=LM_PANEL)] = None,
     output: Output = Path("runs/compare"),
     *,
@@ -83,7 +86,8 @@ def compare(
           "--final-budget-tokens": final_budget_tokens, "--selection-blocks": selection_blocks,
           "--calibration-blocks": calibration_blocks, "--eval-max-tokens": eval_max_tokens, "--importance": importance,
           "--layer-shapes": layer_shapes, "--prompt": prompt, "--teacher-cache": teacher_cache or None,
-          "--cache-top-k": cache_top_k, "--pretrain-learning-rate": pretrain_learning_rate}
+          "--cache-top-k": cache_top_k, "--cache-tail-samples": cache_tail_samples,
+          "--pretrain-learning-rate": pretrain_learning_rate}
     if opts.task == "lm":
         return _compare_lm(
             opts, target=target, schedules=schedules, takd_path=takd_path, truncation=truncation, lam=lam,
@@ -92,7 +96,7 @@ def compare(
                                     calibration_blocks, eval_max_tokens),
             budget_tokens=budget_tokens, sandwich_budget_tokens=sandwich_budget_tokens,
             final_budget_tokens=final_budget_tokens, importance=importance, layer_shapes=layer_shapes, prompt=prompt,
-            teacher_cache=teacher_cache, cache_top_k=cache_top_k, pretrain_learning_rate=pretrain_learning_rate,
+            cache=(teacher_cache or None, cache_top_k, cache_tail_samples), pretrain_learning_rate=pretrain_learning_rate,
         )
     given = [k for k, v in lm.items() if v is not None]
     if given:
@@ -119,8 +123,8 @@ def _names(text: str) -> list[str]:
 
 
 def _compare_lm(opts: ScheduleOptions, *, target: float | None, schedules: str | None, takd_path: str | None,
-                max_assistants: int | None, output: Path, corpus: dict[str, Any], teacher_cache: bool,
-                cache_top_k: int | None, pretrain_learning_rate: float | None, **fields: Any) -> Path:
+                max_assistants: int | None, output: Path, corpus: dict[str, Any],
+                cache: tuple[bool | None, int | None, int | None], pretrain_learning_rate: float | None, **fields: Any) -> Path:
     """``compare --task lm``: the shared ``compress --task lm`` config (``--config`` is
     its YAML) with these options over it, the arms, the run, the table's headline."""
     from minidisc.cli.options import merge
@@ -147,8 +151,7 @@ def _compare_lm(opts: ScheduleOptions, *, target: float | None, schedules: str |
         "sandwich": stage, "final": stage, "precision": opts.precision, **fields,
     }
     base = merge(load_yaml(opts.config, LMCompressConfig).model_dump(mode="json") if opts.config else {}, overrides)
-    if teacher_cache or cache_top_k is not None:
-        base["teacher_cache"] = {**(base.get("teacher_cache") or {}), **({"top_k": cache_top_k} if cache_top_k else {})}
+    base["teacher_cache"] = teacher_cache_setting(base.get("teacher_cache"), *cache)
     if not base.get("corpus", {}).get("train"):
         raise typer.BadParameter("--task lm needs training text: pass --corpus FILE_OR_FOLDER (repeatable)", param_hint="--corpus")
     path = parse_grid(takd_path) or []

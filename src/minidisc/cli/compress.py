@@ -11,6 +11,7 @@ from minidisc.cli.lm_options import (
     LM_PANEL,
     BlockSize,
     BudgetTokens,
+    CacheTailSamples,
     CacheTopK,
     CalibrationBlocks,
     Corpus,
@@ -23,6 +24,7 @@ from minidisc.cli.lm_options import (
     SandwichBudgetTokens,
     SelectionBlocks,
     corpus_overrides,
+    teacher_cache_setting,
 )
 from minidisc.cli.options import (
     ConfigFile,
@@ -100,6 +102,7 @@ def compress(
     prompt: Prompt = None,
     teacher_cache: Annotated[bool | None, typer.Option("--teacher-cache/--no-teacher-cache", help="--task lm: distil from the teacher's top-k log-probabilities + a tail bucket, computed once per training block and reused by every stage and run on the same teacher (default off; see docs/lm.md).", rich_help_panel=LM_PANEL)] = None,
     cache_top_k: CacheTopK = None,
+    cache_tail_samples: CacheTailSamples = None,
     cache_dir: Annotated[Path | None, typer.Option(help="--task lm: teacher-logit cache folder (default: teacher-cache/ in the run); runs on the same teacher may share one.", rich_help_panel=LM_PANEL)] = None,
     precision: Precision = None,
     config: ConfigFile = None,
@@ -130,7 +133,8 @@ def compress(
         "--final-budget-tokens": final_budget_tokens, "--selection-blocks": selection_blocks,
         "--calibration-blocks": calibration_blocks, "--eval-max-tokens": eval_max_tokens, "--objective": objective,
         "--temperature": temperature, "--importance": importance, "--prompt": prompt,
-        "--teacher-cache": teacher_cache, "--cache-top-k": cache_top_k, "--cache-dir": cache_dir,
+        "--teacher-cache": teacher_cache, "--cache-top-k": cache_top_k,
+        "--cache-tail-samples": cache_tail_samples, "--cache-dir": cache_dir,
     }
     if task == "lm" or (task is None and config is not None and _yaml_task(config) == "lm"):
         glue_only = {"--teacher-finetuned": teacher_finetuned or None, "--data-dir": data_dir,
@@ -156,9 +160,8 @@ def compress(
             "final_budget_tokens": final_budget_tokens, "prompt": prompt, "sandwich": stage, "final": stage,
             "precision": precision,
         }
-        if cache_top_k is not None and teacher_cache is False:
-            raise typer.BadParameter("--cache-top-k needs the teacher-logit cache: drop --no-teacher-cache")
-        return _compress_lm(config, overrides, output, overwrite, teacher_cache, cache_top_k, cache_dir)
+        cache = (teacher_cache, cache_top_k, cache_tail_samples)
+        return _compress_lm(config, overrides, output, overwrite, cache, cache_dir)
     given = [k for k, v in lm_options.items() if v is not None]
     if given:
         raise typer.BadParameter(f"{', '.join(given)} apply only to --task lm (compressing a decoder on text)")
@@ -213,12 +216,12 @@ def _yaml_task(path: Path | dict) -> str | None:
 
 
 def _compress_lm(
-    config: Path | None, overrides: dict, output: Path, overwrite: bool, teacher_cache: bool | None = None,
-    cache_top_k: int | None = None, cache_dir: Path | None = None,
+    config: Path | None, overrides: dict, output: Path, overwrite: bool,
+    cache: tuple[bool | None, int | None, int | None] = (None, None, None), cache_dir: Path | None = None,
 ) -> Path:
-    """``compress --task lm``: build the config, run, summarise. ``--teacher-cache`` (or a
-    ``--cache-top-k``) turns the cache on over the YAML's setting, ``--no-teacher-cache``
-    off."""
+    """``compress --task lm``: build the config, run, summarise. ``cache``: the
+    ``--teacher-cache``, ``--cache-top-k`` and ``--cache-tail-samples`` options
+    (:func:`~minidisc.cli.lm_options.teacher_cache_setting`) over the YAML's setting."""
     from minidisc.cli.options import merge
     from minidisc.config import load_yaml, parse_config
     from minidisc.schedules.lm import run_compress_lm
@@ -226,11 +229,7 @@ def _compress_lm(
 
     base = load_yaml(config, LMCompressConfig).model_dump(mode="json") if config else {}
     merged = merge(base, overrides)
-    if teacher_cache is False:
-        merged["teacher_cache"] = None
-    elif teacher_cache or cache_top_k is not None:
-        merged["teacher_cache"] = {**(merged.get("teacher_cache") or {}),
-                                   **({"top_k": cache_top_k} if cache_top_k is not None else {})}
+    merged["teacher_cache"] = teacher_cache_setting(merged.get("teacher_cache"), *cache)
     if not merged.get("corpus", {}).get("train"):
         raise typer.BadParameter("--task lm needs training text: pass --corpus FILE_OR_FOLDER (repeatable)", param_hint="--corpus")
     cfg = parse_config(LMCompressConfig, merged, "the command line")

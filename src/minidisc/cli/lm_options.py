@@ -23,6 +23,28 @@ Importance = Annotated[str | None, typer.Option(help="--task lm: importance esti
 LayerShapes = Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig) or global (per-layer sizes, loaded with minidisc.load_student).", rich_help_panel=LM_PANEL)]
 Prompt = Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)]
 CacheTopK = Annotated[int | None, typer.Option(help="--task lm: words kept per position by --teacher-cache (default 64).", rich_help_panel=LM_PANEL)]
+CacheTailSamples = Annotated[int | None, typer.Option(help="--task lm: words drawn from the teacher's tail per position by --teacher-cache, which makes the cached forward KL unbiased (default 0: the tail is one bucket; see docs/lm.md).", rich_help_panel=LM_PANEL)]
+
+
+def teacher_cache_setting(
+    current: dict[str, Any] | None, on: bool | None, top_k: int | None, tail_samples: int | None,
+) -> dict[str, Any] | None:
+    """The config's ``teacher_cache`` after ``--teacher-cache/--no-teacher-cache``,
+    ``--cache-top-k`` and ``--cache-tail-samples`` (either of the last two turns the
+    cache on) over ``current`` (the YAML's; None: off).
+
+    Raises:
+        typer.BadParameter: ``--cache-top-k``/``--cache-tail-samples`` with ``--no-teacher-cache``.
+    """
+    given = {k: v for k, v in {"top_k": top_k, "tail_samples": tail_samples}.items() if v is not None}
+    if on is False:
+        if given:
+            raise typer.BadParameter("--cache-top-k and --cache-tail-samples need the teacher-logit cache: drop "
+                                     "--no-teacher-cache")
+        return None
+    if on or given:
+        return {**(current or {}), **given}
+    return current
 
 
 def corpus_overrides(

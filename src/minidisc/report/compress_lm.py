@@ -146,7 +146,9 @@ def _cache_line(c: dict[str, Any], iterations: list[dict[str, Any]]) -> str:
     served = [f"iter{it['iteration']}" for it in iterations
               if ((it.get("compute") or {}).get("teacher_cache") or {}).get("served")]
     per_token = f"{c['bytes_per_token']:.0f} bytes per token" if c.get("bytes_per_token") else "empty"
-    return (f"- teacher-logit cache: top-{c['top_k']} {c['dtype']} log-probabilities + 1 tail bucket at temperature "
+    samples = c.get("tail_samples") or 0
+    tail = f"{samples} words sampled from the tail" if samples else "1 tail bucket"
+    return (f"- teacher-logit cache: top-{c['top_k']} {c['dtype']} log-probabilities + {tail} at temperature "
             f"{c['temperature']:g}; {c['blocks']} blocks ({c['tokens']} tokens), {c['disk_bytes'] / 2**20:.1f} MiB on "
             f"disk = {per_token} (full float32 logits: {c['full_logits_bytes_per_token']} bytes per token); "
             f"read by: {', '.join(served) or 'no stage'} (stages distilling from an assistant run it online)")
