@@ -23,7 +23,7 @@ Importance = Annotated[str | None, typer.Option(help="--task lm: importance esti
 LayerShapes = Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig) or global (per-layer sizes, loaded with minidisc.load_student).", rich_help_panel=LM_PANEL)]
 Prompt = Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)]
 CacheTopK = Annotated[int | None, typer.Option(help="--task lm: words kept per position by --teacher-cache (default 64).", rich_help_panel=LM_PANEL)]
-CacheTailSamples = Annotated[int | None, typer.Option(help="--task lm: words drawn from the teacher's tail per position by --teacher-cache, which makes the cached forward KL unbiased (default 0: the tail is one bucket; see docs/lm.md).", rich_help_panel=LM_PANEL)]
+CacheTailSamples = Annotated[int | None, typer.Option(help="--task lm: words drawn from the teacher's tail per position by --teacher-cache, which makes the cached forward KL unbiased (default 64; 0: the tail is one bucket, needed by objectives other than forward_kl; see docs/lm.md).", rich_help_panel=LM_PANEL)]
 
 
 def teacher_cache_setting(
