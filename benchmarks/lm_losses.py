@@ -147,7 +147,10 @@ def main(argv: list[str]) -> dict:
     heldout, train = blocks[np.sort(order[: args.heldout_blocks])], blocks[np.sort(order[args.heldout_blocks:])]
     scored = {"heldout": heldout} | {os.path.basename(p): eval_blocks(p, tokenizer, args.block_size, args.eval_tokens)
                                       for p in args.eval_corpus}
-    per_seed = {seed: run_seed(seed, args, teacher, train, scored, device) for seed in args.seeds}
+    per_seed = {}
+    for seed in args.seeds:  # each seed's result on stderr as it finishes: a cut-off study keeps them
+        per_seed[seed] = run_seed(seed, args, teacher, train, scored, device)
+        print(json.dumps({"seed": seed, "arms": per_seed[seed]}), file=sys.stderr, flush=True)
     steps = -(-args.tokens // (args.batch_size * args.block_size))
     return {
         "benchmark": "lm_losses", "teacher": "tiny random LLaMA" if args.tiny else args.teacher,
