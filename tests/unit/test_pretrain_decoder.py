@@ -344,3 +344,21 @@ def test_log_runs_records_decoder_arms(files):
     assert dist.teacher_loss == pytest.approx(k["teacher"]["heldout_loss"])
     assert dist.teacher_params == 4 * (32 * 8 * 8 + 32 * 32 + 3 * 32 * 64 + 64) + 32
     assert k["student"]["kv_heads"] == 1
+
+
+def test_a_padding_token_that_is_also_eos_trains_like_any_word(files):
+    """Packed text writes EOS between documents and SmolLM2 pads with EOS: a zero, frozen
+    padding row gave a block starting with it a zero residual stream and, 30 layers deep,
+    NaN gradients at the second step of a from-scratch run."""
+    import torch
+
+    t = load_teacher(resolve_model(str(files[1])), seed=0).model.config
+    t.pad_token_id = t.eos_token_id = 1
+    student, _ = build_student(t, StudentConfig(layers=30), seed=0)
+    embedding = student.get_input_embeddings()
+    assert embedding.padding_idx is None and embedding.weight[1].abs().sum() > 0
+    ids = torch.tensor([[1, 5, 6, 7, 8, 9, 10, 11]])
+    student(input_ids=ids, labels=ids).loss.backward()
+    grads = [p.grad for p in student.parameters() if p.grad is not None]
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert embedding.weight.grad[1].abs().sum() > 0

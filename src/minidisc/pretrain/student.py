@@ -253,6 +253,8 @@ def build_student(
     config, layers_from = student_config(teacher_config, spec)
     torch.manual_seed(seed)
     model = lm_type_of(config).model_class().from_config(config)
+    if lm_type_of(config).causal:
+        train_padding_row(model, config.initializer_range)  # before a teacher's row is copied over it
     if layers_from is not None:
         if teacher is None:
             raise ConfigError("init_from_teacher needs the teacher's weights")
@@ -260,6 +262,33 @@ def build_student(
     if spec.freeze_encoder:
         model.base_model.requires_grad_(False)
     return model.train(), layers_from
+
+
+def train_padding_row(model: PreTrainedModel, std: float) -> None:
+    """Make a decoder's padding embedding an ordinary, trained word vector.
+
+    Packed causal-LM text writes the EOS token between documents, and many decoders use
+    EOS as their padding token (SmolLM2: both are id 2). ``nn.Embedding(padding_idx=…)``
+    initialises that row to zeros and never updates it; a block that *starts* with it then
+    carries an exactly zero residual stream through every layer, and RMSNorm's gradient at
+    zero (``1/sqrt(eps)`` ≈ 316 per norm) overflows float32 within a few dozen norms: a NaN
+    gradient at the second step of a 30-layer SmolLM2-shaped student trained from scratch.
+    A random row (drawn like the others, ``N(0, std)``) that trains removes both; called
+    before teacher weights are copied, so a copied row is kept (and trains too).
+
+    Args:
+        model: a causal LM; its input embedding is changed in place.
+        std: the standard deviation of a fresh row (the config's ``initializer_range``).
+    """
+    import torch
+
+    embedding = model.get_input_embeddings()
+    row = getattr(embedding, "padding_idx", None)
+    if row is None:
+        return
+    embedding.padding_idx = None
+    with torch.no_grad():
+        embedding.weight[row].normal_(0.0, std)
 
 
 def _layer_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
