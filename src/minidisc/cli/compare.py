@@ -61,7 +61,7 @@ def compare(
     importance: Importance = None,
     layer_shapes: LayerShapes = None,
     prompt: Prompt = None,
-    teacher_cache: Annotated[bool, typer.Option("--teacher-cache", help="--task lm: every arm distils from the teacher's top-k log-probabilities + a tail bucket, from one cache in the comparison (or --cache-dir); default off, see docs/lm.md.", rich_help_panel=LM_PANEL)] = False,
+    teacher_cache: Annotated[bool, typer.Option("--teacher-cache", help="--task lm: every arm distils from the teacher's top-k log-probabilities + sampled tail words (--cache-tail-samples), from one cache in the comparison (or --cache-dir); default off, see docs/lm.md.", rich_help_panel=LM_PANEL)] = False,
     cache_top_k: CacheTopK = None,
     cache_tail_samples: CacheTailSamples = None,
     pretrain_learning_rate: Annotated[float | None, typer.Option(help="--task lm: peak learning rate of the from-scratch arm (default 5e-4).", rich_help_panel=LM_PANEL)] = None,

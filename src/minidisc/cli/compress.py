@@ -100,7 +100,7 @@ def compress(
     align: Annotated[int | None, typer.Option(help="Round every layer's kept heads (as heads × head size), FFN units and the kept width down to multiples of N, so GPU matrix shapes stay tensor-core friendly: 8 (fp16/bf16 minimum) or 64 (full tiles). Default 1: no rounding. The report counts the rounded sizes.")] = None,
     cost: Annotated[str | None, typer.Option(help="What the λ-tradeoff weighs against quality: flops (default: the sparsity) or latency (each candidate's measured time saved vs the teacher on this device, batch 32 × --max-length tokens, the run's precision; measured once per candidate). Not for --task lm.")] = None,
     prompt: Prompt = None,
-    teacher_cache: Annotated[bool | None, typer.Option("--teacher-cache/--no-teacher-cache", help="--task lm: distil from the teacher's top-k log-probabilities + a tail bucket, computed once per training block and reused by every stage and run on the same teacher (default off; see docs/lm.md).", rich_help_panel=LM_PANEL)] = None,
+    teacher_cache: Annotated[bool | None, typer.Option("--teacher-cache/--no-teacher-cache", help="--task lm: distil from the teacher's top-k log-probabilities + sampled tail words (--cache-tail-samples), computed once per training block and reused by every stage and run on the same teacher (default off; see docs/lm.md).", rich_help_panel=LM_PANEL)] = None,
     cache_top_k: CacheTopK = None,
     cache_tail_samples: CacheTailSamples = None,
     cache_dir: Annotated[Path | None, typer.Option(help="--task lm: teacher-logit cache folder (default: teacher-cache/ in the run); runs on the same teacher may share one.", rich_help_panel=LM_PANEL)] = None,
