@@ -113,3 +113,26 @@ def random_batch(
     if labels is not None:
         out["labels"] = labels
     return out
+
+
+def mask_heads_and_units(model: Any, family: Any, spec: Any, head_dim: int) -> list[Any]:
+    """Reference masking on the full model, written independently of minidisc's hooks:
+    every layer's pruned heads (context channels ``heads * head_dim:`` entering the
+    output projection) and pruned FFN units (``units:`` entering the down projection)
+    are zeroed. Returns the hook handles; the caller removes them."""
+    handles = []
+    for layer, heads, units in zip(family.layers(model), spec.heads, spec.neurons):
+
+        def head_hook(_m: Any, args: tuple, heads: int = heads) -> tuple:
+            x = args[0].clone()
+            x[..., heads * head_dim :] = 0
+            return (x,)
+
+        def unit_hook(_m: Any, args: tuple, units: int = units) -> tuple:
+            x = args[0].clone()
+            x[..., units:] = 0
+            return (x,)
+
+        handles.append(layer.get_submodule(family.o_path).register_forward_pre_hook(head_hook))
+        handles.append(layer.get_submodule(family.ffn_out_path).register_forward_pre_hook(unit_hook))
+    return handles

@@ -18,7 +18,14 @@ from minidisc.elastic.modules import rms_norm
 from minidisc.elastic.sparsity_map import default_layer_shapes, model_sparsity_map, sparsity_map
 from minidisc.elastic.uniform_map import uniform_path, uniform_sparsity_map
 from minidisc.errors import ConfigError
-from tests.elastic_helpers import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
+from tests.elastic_helpers import (
+    DECODERS,
+    mask_heads_and_units,
+    random_batch,
+    randomize_,
+    tiny_bert,
+    tiny_decoder,
+)
 
 # tiny decoders: 3 layers, width 32, 4 query heads of 8 in 2 KV groups, FFN 40
 SPECS = [
@@ -72,22 +79,10 @@ def _masked(model, family, spec, head_dim):
     handles.append(family.embedding(model).register_forward_hook(zero_cut))
     for norm in family.hidden_norms(model):
         handles.append(norm.register_forward_hook(norm_over_kept))
-    for layer, heads, units in zip(family.layers(model), spec.heads, spec.neurons):
-
-        def head_hook(_m, args, heads=heads):
-            x = args[0].clone()
-            x[..., heads * head_dim :] = 0
-            return (x,)
-
-        def unit_hook(_m, args, units=units):
-            x = args[0].clone()
-            x[..., units:] = 0
-            return (x,)
-
-        for path, pre in ((family.o_path, head_hook), (family.ffn_out_path, unit_hook)):
-            module = layer.get_submodule(path)
-            handles.append(module.register_forward_pre_hook(pre))
-            handles.append(module.register_forward_hook(zero_cut))
+    handles.extend(mask_heads_and_units(model, family, spec, head_dim))
+    for layer in family.layers(model):
+        for path in (family.o_path, family.ffn_out_path):
+            handles.append(layer.get_submodule(path).register_forward_hook(zero_cut))
     try:
         yield
     finally:

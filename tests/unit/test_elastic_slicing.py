@@ -9,7 +9,14 @@ import torch
 
 from minidisc.elastic import ElasticLinear, Importance, SubnetSpec, make_elastic
 from minidisc.errors import ConfigError
-from tests.elastic_helpers import DECODERS, random_batch, randomize_, tiny_bert, tiny_decoder
+from tests.elastic_helpers import (
+    DECODERS,
+    mask_heads_and_units,
+    random_batch,
+    randomize_,
+    tiny_bert,
+    tiny_decoder,
+)
 
 # Per-kind specs (3 layers): a 0-head layer, a 0-neuron layer, and a partial one.
 # BERT: 4 heads, 48 units. LLaMA: 4 query heads in 2 KV groups, 40 units.
@@ -37,25 +44,8 @@ def _model(kind, **kw):
 
 @contextmanager
 def _masked(model, family, spec, head_dim):
-    """Reference: zero the pruned heads' context and pruned units' activations of the
-    full model (written here, independently of minidisc's importance hooks)."""
-    handles = []
-    for layer, heads, units in zip(family.layers(model), spec.heads, spec.neurons):
-
-        def head_hook(_m, args, heads=heads):
-            x = args[0].clone()
-            x[..., heads * head_dim :] = 0
-            return (x,)
-
-        def unit_hook(_m, args, units=units):
-            x = args[0].clone()
-            x[..., units:] = 0
-            return (x,)
-
-        handles.append(layer.get_submodule(family.o_path).register_forward_pre_hook(head_hook))
-        handles.append(
-            layer.get_submodule(family.ffn_out_path).register_forward_pre_hook(unit_hook)
-        )
+    """Reference: the pruned heads' context and units' activations of the full model zeroed."""
+    handles = mask_heads_and_units(model, family, spec, head_dim)
     try:
         yield
     finally:
