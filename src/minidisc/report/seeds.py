@@ -152,8 +152,8 @@ def render_seeds_markdown(summary: dict[str, Any], titles: dict[str, str] | None
         for metric, d in per_metric.items():
             lines.append(f"| {titles.get(arm, arm)} | {metric} | {d['mean']:+.4g} ± {d['std']:.3g} | "
                          f"{d['reference_better_in']}/{d['seeds']} seeds | {'yes' if d['beyond_spread'] else 'no'} |")
-    lines += ["", "Beyond the seed spread: the same sign in every seed and |mean| > the standard deviation of the "
-              "paired differences.", ""]
+    lines += ["", ("Beyond the seed spread: the same sign in every seed and |mean| > the standard deviation of the "
+                   "paired differences."), ""]
     return "\n".join(lines)
 
 
