@@ -79,3 +79,19 @@ def test_iterations_are_read_in_numeric_order():
               "iterate": {}, "iter1": OLD_ITERATION}
     assert iteration_names(stages) == ["iter1", "iter2", "iter10"]
     assert [it.iteration for it in iterations(stages)] == [1, 2, 10]
+
+
+def test_lm_distillation_cost_counts_teacher_forwards_served_by_the_cache():
+    """Nominal cost: an arm that reads another arm's teacher-logit cache costs what it
+    would have cost computing them (a cached step is cheaper to run, not to account)."""
+    from minidisc.training.records import distillation_compute
+
+    def stage(teacher, saved):
+        cache = {"hits": 4, "misses": 0, "flops_saved": saved, "served": True}
+        return {"wall_time_s": 2.0, "compute": {"train_flops": 10.0 + teacher, "teacher_forward_flops": teacher,
+                                                "tokens": 64, "teacher_cache": cache}}
+
+    built = distillation_compute({"iter1": stage(teacher=5.0, saved=0.0)})
+    read = distillation_compute({"iter1": stage(teacher=0.0, saved=5.0), "iter2": stage(teacher=3.0, saved=0.0)})
+    assert built == {"train_flops": 15.0, "teacher_forward_flops": 5.0, "tokens": 64, "wall_time_s": 2.0}
+    assert read == {"train_flops": 28.0, "teacher_forward_flops": 8.0, "tokens": 128, "wall_time_s": 4.0}

@@ -44,16 +44,23 @@ def attach_flop_hook(
             count as evaluation) or ``"teacher"`` (always 1× forward FLOPs).
         spec_fn: returns the active sub-network (None: the model's own full size).
 
+    A model with an output embedding (a causal or masked LM) is counted with its
+    vocabulary projection (``2·h·V`` per token at the kept width ``h``); a classifier's
+    head is left out, as in the paper's FLOPs.
+
     Returns: the hook handle (``.remove()`` detaches it).
     """
     config = model.config
+    # a language model's vocabulary projection runs at every position and is a large
+    # share of a small decoder's forward (SmolLM2-135M: 20 %); classifier heads are not counted
+    lm_head = model.get_output_embeddings() is not None
 
     def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         shape = batch_shape(kwargs, args)
         if shape is None:
             return
         spec = spec_fn() if spec_fn else None
-        flops = forward_flops(config, spec, seq_len=shape[1], batch=shape[0])
+        flops = forward_flops(config, spec, seq_len=shape[1], batch=shape[0], lm_head=lm_head)
         if role == "teacher":
             meter.record_teacher_forward(flops)
         elif module.training:

@@ -308,12 +308,17 @@ class StudentRecord:
 
 def distillation_compute(stages: dict[str, Any]) -> dict[str, float]:
     """Training FLOPs (student 3× forward + teacher forward), teacher FLOPs, tokens and
-    wall time of a ``compress --task lm`` run's distillation stages (``iter1..K``)."""
+    wall time of a ``compress --task lm`` run's distillation stages (``iter1..K``).
+
+    Nominal, as the GLUE comparison counts: teacher forwards served from a teacher-logit
+    cache (``compute.teacher_cache.flops_saved``) are counted as computed, so an arm
+    costs the same whether or not another arm built the cache before it."""
     names = iteration_names(stages)
     total = {"train_flops": 0.0, "teacher_forward_flops": 0.0, "tokens": 0.0, "wall_time_s": 0.0}
     for name in names:
         compute = stages[name].get("compute") or {}
+        saved = float((compute.get("teacher_cache") or {}).get("flops_saved") or 0)
         for key in ("train_flops", "teacher_forward_flops", "tokens"):
-            total[key] += float(compute.get(key) or 0)
+            total[key] += float(compute.get(key) or 0) + (saved if key != "tokens" else 0)
         total["wall_time_s"] += float(stages[name].get("wall_time_s") or 0)
     return total
