@@ -150,16 +150,21 @@ def render_seeds_markdown(summary: dict[str, Any], titles: dict[str, str] | None
               "| arm | metric | difference | reference better in | beyond the seed spread |", "|---|---|---|---|---|"]
     for arm, per_metric in summary["differences"].items():
         for metric, d in per_metric.items():
-            lines.append(f"| {titles.get(arm, arm)} | {metric} | {d['mean']:+.4g} ± {d['std']:.3g} | "
+            lines.append(f"| {titles.get(arm, arm)} | {metric} | {'+' if d['mean'] >= 0 else '−'}{_num(abs(d['mean']))} ± {_num(d['std'], 3)} | "
                          f"{d['reference_better_in']}/{d['seeds']} seeds | {'yes' if d['beyond_spread'] else 'no'} |")
     lines += ["", ("Beyond the seed spread: the same sign in every seed and |mean| > the standard deviation of the "
                    "paired differences."), ""]
     return "\n".join(lines)
 
 
+def _num(x: float, digits: int = 4) -> str:
+    """Plain digits (no exponent) for the perplexities of badly pruned students."""
+    return f"{x:,.0f}" if abs(x) >= 10 ** digits else f"{x:.{digits}g}"
+
+
 def _cell(s: dict[str, Any]) -> str:
-    each = " / ".join(f"{v:.4g}" for v in s["values"])
-    return f"{s['mean']:.4g} ± {s['std']:.2g} ({each})"
+    each = " / ".join(_num(v) for v in s["values"])
+    return f"{_num(s['mean'])} ± {_num(s['std'], 2)} ({each})"
 
 
 def write_seeds_summary(runs: list[Path], output: Path, reference: str | None = None,
