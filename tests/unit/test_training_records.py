@@ -88,8 +88,8 @@ def test_lm_distillation_cost_counts_teacher_forwards_served_by_the_cache():
 
     def stage(teacher, saved):
         cache = {"hits": 4, "misses": 0, "flops_saved": saved, "served": True}
-        return {"wall_time_s": 2.0, "compute": {"train_flops": 10.0 + teacher, "teacher_forward_flops": teacher,
-                                                "tokens": 64, "teacher_cache": cache}}
+        return {"wall_time_s": 2.0, "compute": {"student_train_flops": 10.0, "teacher_forward_flops": teacher,
+                                                "train_flops": 10.0 + teacher, "tokens": 64, "teacher_cache": cache}}
 
     built = distillation_compute({"iter1": stage(teacher=5.0, saved=0.0)})
     read = distillation_compute({"iter1": stage(teacher=0.0, saved=5.0), "iter2": stage(teacher=3.0, saved=0.0)})

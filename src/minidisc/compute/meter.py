@@ -43,6 +43,15 @@ class ComputeTotals:
     def from_dict(cls, data: dict[str, Any]) -> ComputeTotals:
         return cls(**{k: data[k] for k in asdict(cls()) if k in data})
 
+    @classmethod
+    def nominal(cls, data: dict[str, Any]) -> ComputeTotals:
+        """A stage's recorded compute with the teacher forwards a teacher-output cache
+        served (``teacher_cache.flops_saved``) counted as computed: what the stage costs
+        whether or not another stage filled the cache before it."""
+        totals = cls.from_dict(data)
+        totals.teacher_forward_flops += float((data.get("teacher_cache") or {}).get("flops_saved") or 0.0)
+        return totals
+
     def across_processes(self) -> ComputeTotals:
         """The totals of a data-parallel stage over all its processes: FLOPs, tokens and
         sequences add up, times are the slowest process's, steps are shared (every

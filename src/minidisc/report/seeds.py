@@ -13,8 +13,8 @@ significance, test.
 
 Quality metrics: the perplexity on the selection slice and on every ``--eval-corpus``
 file (``--task lm``; lower is better), or the main dev metric (GLUE and your own data;
-higher is better; and the test metric with ``--test-file``). The cost multiple of one direct-KD run and the wall time are
-summarised beside them.
+higher is better; and the test metric with ``--test-file``). The cost multiple of one
+direct-KD run and the wall time are summarised beside them.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def read_comparisons(runs: list[Path]) -> list[dict[str, Any]]:
 
 
 def _seed(report: dict[str, Any]) -> Any:
-    return report.get("seed", report.get("config", {}).get("seed"))
+    return report.get("seed")  # both comparison reports (GLUE and --task lm) carry it
 
 
 def quality_metrics(report: dict[str, Any], row: dict[str, Any]) -> dict[str, float]:

@@ -40,10 +40,7 @@ if TYPE_CHECKING:
 
 def nominal_compute(entry: dict[str, Any]) -> ComputeTotals:
     """A stage's nominal compute: measured, plus teacher FLOPs the cache saved."""
-    compute = entry.get("compute") or {}
-    totals = ComputeTotals.from_dict(compute)
-    totals.teacher_forward_flops += float((compute.get("teacher_cache") or {}).get("flops_saved", 0.0))
-    return totals
+    return ComputeTotals.nominal(entry.get("compute") or {})
 
 
 def spent_compute(entry: dict[str, Any]) -> ComputeTotals:

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from minidisc.compute.meter import ComputeTotals
+
 _ITERATION = re.compile(r"iter(\d+)")
 
 
@@ -316,9 +318,9 @@ def distillation_compute(stages: dict[str, Any]) -> dict[str, float]:
     names = iteration_names(stages)
     total = {"train_flops": 0.0, "teacher_forward_flops": 0.0, "tokens": 0.0, "wall_time_s": 0.0}
     for name in names:
-        compute = stages[name].get("compute") or {}
-        saved = float((compute.get("teacher_cache") or {}).get("flops_saved") or 0)
-        for key in ("train_flops", "teacher_forward_flops", "tokens"):
-            total[key] += float(compute.get(key) or 0) + (saved if key != "tokens" else 0)
+        compute = ComputeTotals.nominal(stages[name].get("compute") or {})
+        total["train_flops"] += compute.train_flops
+        total["teacher_forward_flops"] += compute.teacher_forward_flops
+        total["tokens"] += compute.tokens
         total["wall_time_s"] += float(stages[name].get("wall_time_s") or 0)
     return total
