@@ -155,8 +155,8 @@ def _manifest(run_dir: Path) -> dict:
 _CLOCKS = {"created", "finished", "completed", "wall_time_s", "seconds", "wall_s", "time_s", "duration_s", "outputs"}
 
 
-# Measured inference times and their ratios (the speed stage): measurements of the machine.
-_TIMINGS = {"ms", "speedup"}
+# Measured inference times and their ratios (the speed stage) and peak memory: measurements of the machine.
+_TIMINGS = {"ms", "speedup", "peak_rss_mb"}
 
 
 def _timeless(obj: object) -> object:

@@ -210,6 +210,10 @@ class CompressConfig(_Strict, WithPrecision):
         "best", description="a candidate's selection metric: the mean of its last score_window evaluations "
         "(weights kept: the latest), or best: its running maximum (the paper's; weights kept: the best)")
     score_window: int = Field(3, ge=1, description="evaluations averaged by candidate_score last_mean")
+    # --- how much a sandwich step trains (issue 13, part 1) ---
+    sandwich_samples: int | None = Field(
+        None, ge=0, description="train the least and the most sparse candidate and this many others drawn at random "
+        "per sandwich step (the sandwich rule, Yu & Huang 2019); None: every candidate every step (the reference code)")
     # --- students built for the hardware (issue 15); defaults left out of the dump ---
     layer_shapes: str | None = Field(None, description="uniform (one size for every layer, hidden width cut) or "
                                      "global (per-layer sizes); None: the family's default (global for encoders)")
@@ -222,6 +226,7 @@ class CompressConfig(_Strict, WithPrecision):
     omitted_in_dump: ClassVar[dict[str, Any]] = {
         **WithPrecision.omitted_in_dump, "layer_shapes": None, "drop_layers": 0, "align": 1, "cost": "flops",
         "select_on": "dev", "selection_examples": None, "candidate_score": "best", "score_window": 3,
+        "sandwich_samples": None,
     }
 
     @field_validator("grid")

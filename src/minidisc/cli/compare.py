@@ -48,6 +48,7 @@ def compare(
     iterations: Annotated[int | None, typer.Option(help="MiniDisc sandwich iterations (default 2 = one assistant).")] = None,
     max_assistants: Annotated[int | None, typer.Option(help="MaxiDisc paths through up to this many assistants (default 1).")] = None,
     note: Annotated[str | None, typer.Option(help="Free text shown in the reports.")] = None,
+    sandwich_samples: Annotated[int | None, typer.Option(min=0, help="MiniDisc's sandwich rule: each sandwich step trains the least and the most sparse candidate and K others drawn at random (default: every candidate; see compress --help).")] = None,
     corpus: Corpus = None,
     eval_corpus: EvalCorpus = None,
     corpus_config: CorpusHubConfig = None,
@@ -89,6 +90,8 @@ def compare(
           "--cache-top-k": cache_top_k, "--cache-tail-samples": cache_tail_samples,
           "--pretrain-learning-rate": pretrain_learning_rate}
     if opts.task == "lm":
+        if sandwich_samples is not None:
+            raise typer.BadParameter("--sandwich-samples does not apply to --task lm (its sandwich trains every candidate)")
         return _compare_lm(
             opts, target=target, schedules=schedules, takd_path=takd_path, truncation=truncation, lam=lam,
             iterations=iterations, max_assistants=max_assistants, note=note, output=output,
@@ -107,7 +110,7 @@ def compare(
     cfg = opts.build(
         CompareConfig, target_sparsity=target, schedules=_names(schedules or GLUE_SCHEDULES),
         takd_path=parse_grid(takd_path), truncation=truncation, lam=lam, iterations=iterations,
-        max_assistants=max_assistants, note=note,
+        max_assistants=max_assistants, note=note, sandwich_samples=sandwich_samples,
     )
     run = run_compare(cfg, output, overwrite=opts.overwrite, cache=opts.cache_options())
     report = read_json(run.path / "report.json")

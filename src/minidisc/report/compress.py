@@ -78,11 +78,14 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
         "lambda": cfg["lam"],
         "target_sparsity": cfg["target_sparsity"],
         "selection": selection,
+        # the sandwich rule's random candidates per step (None: every candidate every step)
+        "sandwich_samples": cfg.get("sandwich_samples"),
         "constant_prediction": constant,
         "collapse": collapse_flags(stages, constant, student.dev["main"] if student else None),
         "data": stages["teacher"]["data"],
         "note": cfg.get("note"),
         "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
+        "peak_rss_mb": {name: st.get("peak_rss_mb") for name, st in stages.items()},
         "runtime": stage_runtimes(stages),
         "compute": {name: st.get("compute") for name, st in stages.items() if st.get("compute")},
     }
@@ -239,8 +242,10 @@ def render_markdown(r: dict[str, Any]) -> str:
     score = "best" if sel["candidate_score"] == "best" else f"mean of last {sel['score_window']}"
     collapsed = {(f["iteration"], f["sparsity"]) for f in ((r.get("collapse") or {}).get("candidates") or [])}
     for it in r["iterations"]:
-        lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), "",
-                  f"| candidate sparsity % | best {split} main % | {score} % | λ-tradeoff % | chosen |",
+        lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), ""]
+        if not it["final"] and len(it["candidates"]) > 1:
+            lines += [_sandwich_rule(r.get("sandwich_samples"), len(it["candidates"])), ""]
+        lines += [f"| candidate sparsity % | best {split} main % | {score} % | λ-tradeoff % | chosen |",
                   "|---|---|---|---|---|"]
         for c in sorted(it["candidates"], key=lambda c: c["sparsity"]):
             mark = "**←**" if same_level(c["sparsity"], it["selected"]) else ""
@@ -253,15 +258,29 @@ def render_markdown(r: dict[str, Any]) -> str:
     if r.get("latency"):
         lines += [(f"The λ-tradeoff weighed measured time saved (--cost latency, {r['latency']['setting']['device']}, "
                   f"{r['latency']['setting']['precision']}), not sparsity."), ""]
-    lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "", "| stage | wall time (s) | train FLOPs | tokens |", "|---|---|---|---|"]
+    lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "", "| stage | wall time (s) | peak RSS (MB) | train FLOPs | tokens |", "|---|---|---|---|---|"]
     for name, secs in r["wall_time_s"].items():
         comp = r["compute"].get(name) or {}
         flops = f"{comp['train_flops']:.3e}" if comp else "–"
-        lines.append(f"| {name} | {secs:.1f} | {flops} | {comp.get('tokens', '–')} |")
+        lines.append(f"| {name} | {secs:.1f} | {rss_cell(r, name)} | {flops} | {comp.get('tokens', '–')} |")
     if r["iterations"]:
         lines += ["", "![metric and λ-tradeoff against sparsity](tradeoff.png)"]
     lines += [""]
     return "\n".join(lines)
+
+
+def _sandwich_rule(samples: int | None, n_candidates: int) -> str:
+    """The report's line on how many candidates a sandwich step trained."""
+    if samples is None or n_candidates <= samples + 2:
+        return "Every sandwich step trained every candidate."
+    return (f"Sandwich rule: every step trained the least and the most sparse candidate and {samples} of the "
+            f"other {n_candidates - 2} drawn at random (--sandwich-samples {samples}).")
+
+
+def rss_cell(r: dict[str, Any], stage: str) -> str:
+    """A stage's peak RSS in MB for a report table ("–" for runs recorded before it was measured)."""
+    mb = (r.get("peak_rss_mb") or {}).get(stage)
+    return "–" if mb is None else f"{mb:,.0f}"
 
 
 def _describe_selection(sel: dict[str, Any]) -> str:

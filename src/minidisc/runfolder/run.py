@@ -1,7 +1,8 @@
 """A run directory: resolved config, a manifest of finished stages, stage outputs.
 
 Every stage writes into a temporary folder that is renamed into place only when the
-stage succeeds, then the manifest records it (status, wall time, the device and precision
+stage succeeds, then the manifest records it (status, wall time, peak memory
+(:mod:`minidisc.compute.memory`), the device and precision
 it computed in (``runtime``: :mod:`minidisc.runtime`), metrics, compute, and the files it
 wrote with their checksums: :mod:`minidisc.runfolder.outputs`). Rerunning
 the same command skips finished stages, so an interrupted run resumes after its last
@@ -36,6 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from minidisc import __version__
+from minidisc.compute.memory import peak_memory
 from minidisc.config import save_yaml
 from minidisc.errors import RunExistsError
 from minidisc.fileio import (
@@ -228,8 +230,9 @@ class RunDir:
             return self.record(name)
         started = time.perf_counter()
         if not main_only or self._state.is_main_process:
-            result, written = self._run(name, work, folder, at_root, collective=not main_only)
-            self._enter(name, started, result, written if folder else list(outputs))
+            with peak_memory() as memory:
+                result, written = self._run(name, work, folder, at_root, collective=not main_only)
+            self._enter(name, started, result | memory.to_dict(), written if folder else list(outputs))
         self._commit()
         return self.record(name)
 

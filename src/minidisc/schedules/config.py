@@ -10,7 +10,7 @@ last one being the student.
 from __future__ import annotations
 
 from itertools import combinations, pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -193,6 +193,9 @@ class CompareConfig(_Strict, WithPrecision):
     objective: str = "minidisc"
     objective_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
     note: str | None = None
+    sandwich_samples: int | None = Field(None, ge=0, description="MiniDisc's sandwich rule (CompressConfig)")
+
+    omitted_in_dump: ClassVar[dict[str, Any]] = {**WithPrecision.omitted_in_dump, "sandwich_samples": None}
 
     @field_validator("schedules")
     @classmethod
@@ -248,7 +251,7 @@ class CompareConfig(_Strict, WithPrecision):
             teacher=self.teacher, teacher_finetuned=self.teacher_finetuned, data=self.data,
             target_sparsity=self.target_sparsity, lam=self.lam, iterations=self.iterations,
             truncation=self.truncation, grid=self.grid, finetune=self.finetune, sandwich=self.train,
-            final=self.train, note=self.note, precision=self.precision,
+            final=self.train, note=self.note, precision=self.precision, sandwich_samples=self.sandwich_samples,
         )
 
     def levels(self) -> list[float]:

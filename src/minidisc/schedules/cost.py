@@ -102,7 +102,8 @@ def schedule_cost(
 
 
 def estimate_direct_kd(
-    first_stage: dict[str, Any], teacher_config: Any, target: SubnetSpec, first_students: Iterable[SubnetSpec]
+    first_stage: dict[str, Any], teacher_config: Any, target: SubnetSpec, first_students: Iterable[SubnetSpec],
+    shares: Iterable[float] | None = None,
 ) -> dict[str, Any]:
     """Estimate direct KD's ``train_flops`` from a stage that distilled the same teacher.
 
@@ -111,10 +112,14 @@ def estimate_direct_kd(
         teacher_config: HF config of the (sparsified) teacher.
         target: the target student's spec.
         first_students: the specs trained in that stage (one per candidate).
+        shares: the fraction of steps that trained each of them (the sandwich rule's
+            inclusion probabilities, :mod:`minidisc.training.sandwich`); None: every step.
     """
     nominal = nominal_compute(first_stage)
     seq = max(1, round(nominal.tokens / max(nominal.sequences, 1)))
-    trained = sum(forward_flops(teacher_config, s, seq_len=seq) for s in first_students)
+    students = list(first_students)
+    weights = [1.0] * len(students) if shares is None else list(shares)
+    trained = sum(w * forward_flops(teacher_config, s, seq_len=seq) for s, w in zip(students, weights, strict=True))
     ratio = forward_flops(teacher_config, target, seq_len=seq) / trained if trained else 0.0
     flops = nominal.teacher_forward_flops + nominal.student_train_flops * ratio
     return {

@@ -59,6 +59,7 @@ from minidisc.schedules.stages import (
 from minidisc.training.data import carve_selection_slice, prepare_task_data
 from minidisc.training.distill import Distiller
 from minidisc.training.records import CandidatesRecord, IterationRecord, iteration_names
+from minidisc.training.sandwich import inclusion_probabilities
 from minidisc.training.selection import BEST, DEFAULT_SCORE_WINDOW, ScoreRule
 from minidisc.training.tracker import CandidateTracker
 
@@ -125,7 +126,8 @@ def run_compress(
                           folder=False, main_only=True)
         costs = latency_costs(entry)
     ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo, costs=costs,
-                           score=cfg.candidate_score, score_window=cfg.score_window)
+                           score=cfg.candidate_score, score_window=cfg.score_window,
+                           sandwich_samples=cfg.sandwich_samples)
     teacher_dir = run_iterations(run, ctx)
     target = spec_map[level_key(spec_map, cfg.target_sparsity)]
     run.stage("student", lambda tmp: _export_stage(run, teacher_dir, target, data, tmp))
@@ -167,6 +169,10 @@ class IterationContext:
     stage's training settings); unset, a stage trains on ``data`` with
     ``cfg.sandwich``/``cfg.final`` and the MiniDisc loss, as for GLUE.
 
+    ``sandwich_samples``: the sandwich rule's random candidates per step
+    (:mod:`minidisc.training.sandwich`; the GLUE path passes ``--sandwich-samples``);
+    None: every candidate every step.
+
     ``score`` and ``score_window`` are the candidates' scoring rule
     (:func:`~minidisc.training.selection.candidate_metric`): the GLUE path passes
     ``--candidate-score``/``--score-window``; the text path keeps ``best`` (its metric is
@@ -185,13 +191,15 @@ class IterationContext:
     costs: dict[float, float] | None = None
     score: ScoreRule = BEST
     score_window: int = DEFAULT_SCORE_WINDOW
+    sandwich_samples: int | None = None
 
     def distiller(self, final: bool) -> Distiller:
-        """The engine of one iteration (the final one: ``final``)."""
+        """The engine of one iteration (the final one: ``final``, which trains the target alone)."""
         data = self.stage_data(final) if self.stage_data else self.data
         train = self.stage_train(final) if self.stage_train else (self.cfg.final if final else self.cfg.sandwich)
         return Distiller(data, train, objective=self.objective, objective_options=dict(self.objective_options),
-                         teacher_cache=self.teacher_cache, card=model_card)
+                         teacher_cache=self.teacher_cache, card=model_card,
+                         sandwich_samples=None if final else self.sandwich_samples)
 
 
 def _iteration(
@@ -206,14 +214,17 @@ def _iteration(
     # Iteration 1's training is independent of target and λ only without early stopping.
     if ctx.memo is None or k != 1 or final or _may_stop_early(cfg.sandwich, len(ctx.data.train)):
         return IterationRecord.from_dict(run.stage(name, work))
-    key = stage_key(run, {
+    facts = {
         "stage": "minidisc-iteration-1", "candidates": cfg.candidate_levels(0.0),
         "sandwich": cfg.sandwich.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json"),
         "data_seed": cfg.finetune.seed,
         # what is trained on and evaluated, and which snapshots were saved for reuse
         "selection": {"select_on": cfg.select_on, "selection_examples": cfg.selection_examples,
                       "candidate_score": cfg.candidate_score, "score_window": cfg.score_window},
-    })
+    }
+    if cfg.sandwich_samples is not None:  # absent by default: earlier runs' keys stay valid
+        facts["sandwich_samples"] = cfg.sandwich_samples
+    key = stage_key(run, facts)
 
     def reselect(folder: Path, original: dict[str, Any], tmp: Path) -> dict[str, Any]:
         return _reselect(cfg, folder, original, run.path / name, tmp, ctx.costs)
@@ -309,9 +320,11 @@ def _cost(run: RunDir, cfg: CompressConfig, spec_map: dict[float, SubnetSpec]) -
     iterations = iteration_names(stages)
     first = IterationRecord.from_dict(stages[iterations[0]])
     teacher_config = AutoConfig.from_pretrained(run.path / "sparsified" / "model")
-    trained = [spec_map[level_key(spec_map, c.sparsity)] for c in first.candidates]
+    levels = sorted(c.sparsity for c in first.candidates)
+    trained = [spec_map[level_key(spec_map, s)] for s in levels]
+    shares = inclusion_probabilities(levels, cfg.sandwich_samples).values()
     target = spec_map[level_key(spec_map, cfg.target_sparsity)]
-    reference = estimate_direct_kd(stages[iterations[0]], teacher_config, target, trained)
+    reference = estimate_direct_kd(stages[iterations[0]], teacher_config, target, trained, shares)
     return schedule_cost(stages, iterations, reference)
 
 

@@ -59,6 +59,9 @@ class Distiller:
             :mod:`minidisc.training.teacher_cache`); None: the teacher runs every batch.
         card: renders the saved model's card (``out/model/README.md``) from the model,
             e.g. :func:`minidisc.report.card.model_card`; None: no card.
+        sandwich_samples: with several candidates, train the least and the most sparse
+            and this many others drawn at random per step (the sandwich rule:
+            :mod:`minidisc.training.sandwich`); None: every candidate every step.
     """
 
     data: TaskData
@@ -67,6 +70,7 @@ class Distiller:
     objective_options: Mapping[str, Any] = field(default_factory=dict)
     teacher_cache: TeacherCacheStore | None = None
     card: Callable[[Any], str] | None = None
+    sandwich_samples: int | None = None
 
     def load(self, teacher_dir: Path) -> tuple[PreTrainedModel, PreTrainedModel]:
         """Seed with ``cfg.seed``, then load the teacher saved in ``teacher_dir`` and a second
@@ -115,6 +119,7 @@ class Distiller:
             candidates=candidates,
             tracker=tracker,
             patience=self.cfg.patience,
+            samples=self.sandwich_samples,
             teacher_cache=self.teacher_cache,
             stage=stage,
             log_dir=out / "logs",

@@ -2,11 +2,12 @@
 
 With several candidates this is MiniDisc's sandwich training (§3.2); with one it is
 plain knowledge distillation into that sub-network (every hop of the baseline schedules).
-Every step runs the teacher once (no grad) and then, for each candidate sub-network,
-a student forward in train mode and a backward of ``loss_c / n_candidates``; the
-gradients of all candidates accumulate in the shared weights before one clipped AdamW
-step. (The reference implementation trains every candidate every step; the sampled
-"sandwich rule" variant is not used.)
+Every step runs the teacher once (no grad) and then, for each candidate sub-network the
+step trains, a student forward in train mode and a backward of ``loss_c / n_trained``;
+the gradients of those candidates accumulate in the shared weights before one clipped
+AdamW step. By default a step trains every candidate (as the reference implementation
+does); with ``samples`` it follows the sandwich rule, the least and the most sparse
+candidate plus ``samples`` drawn at random (:mod:`minidisc.training.sandwich`).
 
 Every evaluation scores each candidate on the dev set, keeps each candidate's running
 best and a snapshot of it at that best, and re-runs the λ-tradeoff selection; training
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from minidisc.training.sandwich import step_candidates
 from minidisc.training.trainers import DistillationTrainer
 
 if TYPE_CHECKING:
@@ -41,6 +43,9 @@ class SubnetTrainer(DistillationTrainer):
         tracker: receives every evaluation (running bests, snapshots, selection).
         patience: evaluations without a better selection score before stopping
             (None: never stop early).
+        samples: the sandwich rule's random candidates per step besides the least and
+            the most sparse (:func:`~minidisc.training.sandwich.step_candidates`); None:
+            every candidate every step.
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class SubnetTrainer(DistillationTrainer):
         candidates: dict[float, SubnetSpec],
         tracker: CandidateTracker,
         patience: int | None,
+        samples: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, spec_fn=lambda: elastic.spec, **kwargs)
@@ -57,6 +63,7 @@ class SubnetTrainer(DistillationTrainer):
         self.candidates = dict(sorted(candidates.items()))
         self.tracker = tracker
         self.patience = patience
+        self.samples = samples
         self._stale_evals = 0
 
     def compute_training_step(
@@ -65,10 +72,11 @@ class SubnetTrainer(DistillationTrainer):
         model.train()
         inputs = self._prepare_inputs(inputs)
         teacher = self.teacher_signals(inputs)
-        scale = len(self.candidates) * self.current_gradient_accumulation_steps
+        trained = step_candidates(list(self.candidates), self.samples, self.args.seed, self.state.global_step)
+        scale = len(trained) * self.current_gradient_accumulation_steps
         total = torch.zeros((), device=self.args.device)
-        for spec in self.candidates.values():
-            self.elastic.activate(spec)
+        for sparsity in trained:
+            self.elastic.activate(self.candidates[sparsity])
             with self.compute_loss_context_manager():
                 loss = self.distillation_loss(model, inputs, teacher) / scale
             self.accelerator.backward(loss)

@@ -1,0 +1,91 @@
+"""The sandwich rule (issue 13, part 1): a sandwich step trains the least and the most
+sparse candidate and K others drawn at random, reproducibly; the cost accounting follows."""
+
+from __future__ import annotations
+
+import pytest
+
+from minidisc.config import CompressConfig, TrainConfig
+from minidisc.training.sandwich import inclusion_probabilities, step_candidates
+from tests.helpers import run_minidisc, tiny_sst2_data, write_tiny_bert
+
+LEVELS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95]
+
+
+def test_every_candidate_by_default_and_when_k_covers_the_middle() -> None:
+    assert step_candidates(LEVELS, None, seed=1, step=3) == LEVELS
+    assert step_candidates(LEVELS, 5, seed=1, step=3) == LEVELS
+    assert inclusion_probabilities(LEVELS, None) == dict.fromkeys(LEVELS, 1.0)
+
+
+def test_the_extremes_every_step_and_k_distinct_others() -> None:
+    seen = set()
+    for step in range(200):
+        chosen = step_candidates(LEVELS, 2, seed=7, step=step)
+        assert chosen[0] == 0.5 and chosen[-1] == 0.95 and len(set(chosen)) == 4 == len(chosen)
+        assert chosen == sorted(chosen)
+        seen.update(chosen)
+    assert seen == set(LEVELS)  # every middle candidate gets its turns
+
+
+def test_the_draw_depends_on_seed_and_step_only() -> None:
+    draws = [step_candidates(LEVELS, 1, seed=7, step=s) for s in range(50)]
+    assert draws == [step_candidates(LEVELS, 1, seed=7, step=s) for s in range(50)]  # resumable
+    assert draws != [step_candidates(LEVELS, 1, seed=8, step=s) for s in range(50)]
+    assert len({tuple(d) for d in draws}) > 1
+
+
+def test_inclusion_probabilities_sum_to_the_candidates_per_step() -> None:
+    shares = inclusion_probabilities(LEVELS, 2)
+    assert shares[0.5] == shares[0.95] == 1.0
+    assert sum(shares.values()) == pytest.approx(4.0)
+
+
+def test_negative_samples_are_refused() -> None:
+    with pytest.raises(ValueError, match="≥ 0"):
+        step_candidates(LEVELS, -1, seed=0, step=0)
+
+
+STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, eval_steps=3, patience=None, seed=1)
+
+
+def test_a_sampled_sandwich_trains_less_and_estimates_the_same_direct_kd(tmp_path) -> None:
+    import minidisc.schedules.minidisc as md
+    from minidisc.fileio import read_json
+
+    teacher = write_tiny_bert(tmp_path / "teacher")
+    cfg = CompressConfig(
+        teacher=str(teacher), data=tiny_sst2_data(tmp_path / "glue"), target_sparsity=0.75, truncation=0.25,
+        grid=(0.0, 0.25, 0.5, 0.75), finetune=STAGE, sandwich=STAGE, final=STAGE,
+    )
+    md.run_compress(cfg, tmp_path / "all")
+    # K = 0: the 25 % and 75 % candidates every step, the 50 % one never (its share is exactly 0)
+    md.run_compress(cfg.model_copy(update={"sandwich_samples": 0}), tmp_path / "sampled", teacher_run=tmp_path / "all")
+
+    full, sampled = (read_json(tmp_path / name / "manifest.json") for name in ("all", "sampled"))
+    full_c, sampled_c = (m["stages"]["iter1"]["compute"] for m in (full, sampled))
+    assert sampled_c["teacher_forward_flops"] == full_c["teacher_forward_flops"]  # one teacher forward per step
+    assert sampled_c["student_train_flops"] < 0.8 * full_c["student_train_flops"]
+    # both runs estimate the same direct-KD run from what their sandwich measured
+    assert sampled["cost"]["direct_kd"]["train_flops"] == pytest.approx(full["cost"]["direct_kd"]["train_flops"], rel=1e-6)
+    assert sampled["cost"]["total"]["train_flops"] < full["cost"]["total"]["train_flops"]
+    report = (tmp_path / "sampled" / "report.md").read_text()
+    assert "the least and the most sparse candidate and 0 of the other 1 drawn at random" in report
+    assert "Every sandwich step trained every candidate." in (tmp_path / "all" / "report.md").read_text()
+    assert "sandwich_samples" not in (tmp_path / "all" / "config.yaml").read_text()  # old runs resume
+
+
+def test_the_cli_takes_the_option_and_refuses_it_for_text(tmp_path) -> None:
+    bad = run_minidisc("compress", "--task", "sst2", "--sandwich-samples", "-1", "-o", str(tmp_path / "r"), cwd=tmp_path)
+    assert bad.returncode != 0 and "--sandwich-samples" in bad.stderr
+    text = run_minidisc("compress", "--task", "lm", "--sandwich-samples", "1", "-o", str(tmp_path / "r"), cwd=tmp_path)
+    assert text.returncode != 0 and "--sandwich-samples do not apply to --task lm" in text.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_compare_passes_the_rule_to_its_minidisc_arm_only_when_asked() -> None:
+    from minidisc.schedules.config import CompareConfig
+
+    assert CompareConfig(sandwich_samples=1).minidisc().sandwich_samples == 1
+    assert "sandwich_samples" not in CompareConfig().model_dump()  # earlier comparisons resume
+    assert "sandwich_samples" not in CompressConfig().model_dump()
