@@ -89,6 +89,17 @@ def test_encoder_gradient_is_exactly_the_existing_estimator():
     assert ours.hidden is None and ours.layers is None and cost.batches == 2
 
 
+def test_gradient_importance_leaves_every_weight_as_trainable_as_it_found_it():
+    """The weights are frozen while the masks' gradients are taken (less memory held for
+    the backward); afterwards each one is as before, a weight frozen by the caller too."""
+    model = randomize_(tiny_bert())
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    before = {n: p.requires_grad for n, p in model.named_parameters()}
+    imp = compute_importance(model, family_for(model), _bert_batches(2), progress=False)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == before
+    assert imp.heads.abs().sum() > 0 and all(p.grad is None for p in model.parameters())
+
+
 # --- activation: hand-checkable cases ------------------------------------------------------
 
 

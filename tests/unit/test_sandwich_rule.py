@@ -72,6 +72,10 @@ def test_a_sampled_sandwich_trains_less_and_estimates_the_same_direct_kd(tmp_pat
     report = (tmp_path / "sampled" / "report.md").read_text()
     assert "the least and the most sparse candidate and 0 of the other 1 drawn at random" in report
     assert "Every sandwich step trained every candidate." in (tmp_path / "all" / "report.md").read_text()
+    # every stage's own peak memory, and the run's (issue 13, part 3)
+    peaks = {name: entry["peak_rss_mb"] for name, entry in sampled["stages"].items()}
+    assert all(mb > 0 for mb in peaks.values())
+    assert f"Peak memory of the run: {max(peaks.values()):,.0f} MiB resident" in report
     assert "sandwich_samples" not in (tmp_path / "all" / "config.yaml").read_text()  # old runs resume
 
 

@@ -9,6 +9,10 @@ restricted containers) the figure is the peak of the whole process so far
 (``getrusage``), recorded with ``scope="process"`` so that nobody reads it as the stage's.
 
 Only the calling process is measured (data-loader workers and other ranks are not).
+The reset also lowers what the kernel reports as the process's own peak afterwards
+(``getrusage``'s ``ru_maxrss``, GNU ``time -v``'s "Maximum resident set size": the peak
+since the last stage began); the run's peak is the largest stage peak, which the
+reports give.
 """
 
 from __future__ import annotations

@@ -350,6 +350,11 @@ def compute_importance(
 
     was_training = model.training
     model.eval()
+    # Only the masks' gradients are read: with the weights frozen, autograd keeps no
+    # activation that only a weight gradient would need (the mask gradients are the same).
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
     batches = 0
     bar = _progress_bar(dataloader, max_batches, progress)
     try:
@@ -387,6 +392,8 @@ def compute_importance(
     finally:
         bar.close()
         model.train(was_training)
+        for p in frozen:
+            p.requires_grad_(True)
     if batches == 0:
         raise DataError("importance estimation got no batches; give a non-empty dataloader")
     scored = dict(zip([n for n, m in (("hidden", hidden_mask), ("layers", layer_mask)) if m is not None], extra_acc))

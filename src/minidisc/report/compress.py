@@ -258,11 +258,12 @@ def render_markdown(r: dict[str, Any]) -> str:
     if r.get("latency"):
         lines += [(f"The λ-tradeoff weighed measured time saved (--cost latency, {r['latency']['setting']['device']}, "
                   f"{r['latency']['setting']['precision']}), not sparsity."), ""]
-    lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "", "| stage | wall time (s) | peak RSS (MB) | train FLOPs | tokens |", "|---|---|---|---|---|"]
+    lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "", "| stage | wall time (s) | peak RSS (MiB) | train FLOPs | tokens |", "|---|---|---|---|---|"]
     for name, secs in r["wall_time_s"].items():
         comp = r["compute"].get(name) or {}
         flops = f"{comp['train_flops']:.3e}" if comp else "–"
         lines.append(f"| {name} | {secs:.1f} | {rss_cell(r, name)} | {flops} | {comp.get('tokens', '–')} |")
+    lines += peak_lines(r)
     if r["iterations"]:
         lines += ["", "![metric and λ-tradeoff against sparsity](tradeoff.png)"]
     lines += [""]
@@ -278,9 +279,20 @@ def _sandwich_rule(samples: int | None, n_candidates: int) -> str:
 
 
 def rss_cell(r: dict[str, Any], stage: str) -> str:
-    """A stage's peak RSS in MB for a report table ("–" for runs recorded before it was measured)."""
+    """A stage's peak RSS in MiB for a report table ("–" for runs recorded before it was measured)."""
     mb = (r.get("peak_rss_mb") or {}).get(stage)
     return "–" if mb is None else f"{mb:,.0f}"
+
+
+def peak_lines(r: dict[str, Any]) -> list[str]:
+    """The report's line on the run's peak memory: the largest stage peak (none for runs
+    recorded before peaks were measured). Each stage's peak is its own (the kernel's mark
+    is reset when a stage starts), so the largest of them is the run's."""
+    peaks = {k: v for k, v in (r.get("peak_rss_mb") or {}).items() if v is not None}
+    if not peaks:
+        return []
+    stage = max(peaks, key=peaks.__getitem__)
+    return ["", f"Peak memory of the run: {peaks[stage]:,.0f} MiB resident, in stage {stage}."]
 
 
 def _describe_selection(sel: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.elastic.levels import same_level
 from minidisc.fileio import write_json, write_text
-from minidisc.report.compress import rss_cell
+from minidisc.report.compress import peak_lines, rss_cell
 from minidisc.report.plots import plot_tradeoff
 from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.training.records import iteration_names
@@ -132,13 +132,14 @@ def render_lm_markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {pct(c['sparsity'])} | {c['best_metric']:.4f} | {c['tradeoff']:.4f} | {mark} |")
         lines.append("")
     lines += ["## Time and compute", "", f"Device and precision: {describe_runtimes(r['runtime'])}.", "",
-              "| stage | wall time (s) | peak RSS (MB) | train FLOPs (incl. teacher) | teacher FLOPs | eval FLOPs | tokens |",
+              "| stage | wall time (s) | peak RSS (MiB) | train FLOPs (incl. teacher) | teacher FLOPs | eval FLOPs | tokens |",
               "|---|---|---|---|---|---|---|"]
     for name, secs in r["wall_time_s"].items():
         c = r["compute"].get(name) or {}
         fmt = lambda k, c=c: f"{c[k]:.3e}" if k in c else "–"
         lines.append(f"| {name} | {secs:.1f} | {rss_cell(r, name)} | {fmt('train_flops')} | {fmt('teacher_forward_flops')} | "
                      f"{fmt('eval_flops')} | {c.get('tokens', '–')} |")
+    lines += peak_lines(r)
     if r["iterations"]:
         lines += ["", "![m and λ-tradeoff against sparsity](tradeoff.png)"]
     return "\n".join(lines + [""])
