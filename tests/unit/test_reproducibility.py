@@ -46,12 +46,14 @@ def _compress(root: Path, output: str) -> None:
 
 
 def _without_times(value: Any) -> Any:
-    """``value`` without wall times, timestamps and measured inference times (``*_ms``,
-    ``speedup``: the speed stage times the machine): the only things allowed to differ."""
+    """``value`` without wall times, timestamps, measured inference times (``*_ms``,
+    ``speedup``: the speed stage times the machine) and peak memory (``peak_rss_mb``: how
+    much the allocator holds is the machine's, not the run's): the only things allowed to differ."""
     if isinstance(value, dict):
         return {
             k: _without_times(v) for k, v in value.items()
-            if not k.endswith(("time_s", "_ms")) and k != "speedup" and not (k in TIMES and isinstance(v, str))
+            if not k.endswith(("time_s", "_ms")) and k not in ("speedup", "peak_rss_mb")
+            and not (k in TIMES and isinstance(v, str))
         }
     if isinstance(value, list):
         return [_without_times(v) for v in value]
