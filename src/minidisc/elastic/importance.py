@@ -350,13 +350,14 @@ def compute_importance(
 
     was_training = model.training
     model.eval()
+    batches = 0
+    bar = _progress_bar(dataloader, max_batches, progress)
     # Only the masks' gradients are read: with the weights frozen, autograd keeps no
     # activation that only a weight gradient would need (the mask gradients are the same).
+    # Frozen right before the try, so its finally always gives them back.
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
-    batches = 0
-    bar = _progress_bar(dataloader, max_batches, progress)
     try:
         with mask_hooks(
             model,

@@ -21,6 +21,7 @@ from minidisc.report.plots import plot_tradeoff
 from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.tasks.custom import describe_record
 from minidisc.training.records import StudentRecord, iteration_names, iterations
+from minidisc.training.sandwich import trains_every_candidate
 
 if TYPE_CHECKING:
     from minidisc.runfolder.run import RunDir
@@ -272,7 +273,7 @@ def render_markdown(r: dict[str, Any]) -> str:
 
 def _sandwich_rule(samples: int | None, n_candidates: int) -> str:
     """The report's line on how many candidates a sandwich step trained."""
-    if samples is None or n_candidates <= samples + 2:
+    if trains_every_candidate(n_candidates, samples):
         return "Every sandwich step trained every candidate."
     return (f"Sandwich rule: every step trained the least and the most sparse candidate and {samples} of the "
             f"other {n_candidates - 2} drawn at random (--sandwich-samples {samples}).")

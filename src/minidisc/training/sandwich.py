@@ -19,7 +19,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-__all__ = ["inclusion_probabilities", "step_candidates"]
+__all__ = ["inclusion_probabilities", "step_candidates", "trains_every_candidate"]
+
+
+def trains_every_candidate(n_candidates: int, samples: int | None) -> bool:
+    """Whether every step trains all ``n_candidates``: no sampling asked, or too few
+    candidates between the two extremes to leave any out."""
+    return samples is None or n_candidates <= 2 + samples
 
 
 def step_candidates(levels: Sequence[float], samples: int | None, seed: int, step: int) -> list[float]:
@@ -37,7 +43,7 @@ def step_candidates(levels: Sequence[float], samples: int | None, seed: int, ste
     """
     if samples is not None and samples < 0:
         raise ValueError(f"sandwich samples must be ≥ 0, got {samples}")
-    if samples is None or len(levels) <= 2 + samples:
+    if trains_every_candidate(len(levels), samples):
         return list(levels)
     middle = list(levels[1:-1])
     drawn = random.Random(f"minidisc-sandwich:{seed}:{step}").sample(middle, samples)  # str seed: stable across runs
@@ -49,7 +55,7 @@ def inclusion_probabilities(levels: Sequence[float], samples: int | None) -> dic
     for all, with ``samples`` None), ``samples / (n - 2)`` for the middle ones. Their sum
     is the expected number of candidates a step trains (used to scale cost estimates)."""
     n = len(levels)
-    if samples is None or n <= 2 + samples:
+    if trains_every_candidate(n, samples):
         return dict.fromkeys(levels, 1.0)
     share = samples / (n - 2)
     return {s: 1.0 if i in (0, n - 1) else share for i, s in enumerate(levels)}
