@@ -55,6 +55,8 @@ def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
 
     manifest = read_json(out / "manifest.json")
     iters = [k for k in manifest["stages"] if k.startswith("iter")]
+    for name in iters:  # the candidates' snapshots waited on disk and were removed with the stage's end
+        assert not (out / name / "snapshots").exists()
     first = manifest["stages"]["iter1"]
     assert [c["sparsity"] for c in first["candidates"]] == [0.25, 0.5, 0.75]
     for c in first["candidates"]:  # the tradeoff is metric + λ·sparsity

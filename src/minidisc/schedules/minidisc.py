@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.config import CompressConfig, TrainConfig
-from minidisc.elastic.io import save_student
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.errors import ConfigError
 from minidisc.evaluation.constant import at_constant_score, constant_prediction
@@ -238,7 +237,7 @@ def _iteration_stage(
     """Distil the model in ``teacher_dir`` into every candidate at once (the final
     iteration: the target alone); write ``out/model`` (the selection at its best),
     ``out/candidates.json`` and, when asked, ``out/candidates/``; return the manifest entry."""
-    cfg, spec_map, data = ctx.cfg, ctx.spec_map, ctx.data
+    cfg, spec_map = ctx.cfg, ctx.spec_map
     distiller = ctx.distiller(final)
     teacher, student = distiller.load(teacher_dir)
     target = level_key(spec_map, cfg.target_sparsity)
@@ -248,10 +247,9 @@ def _iteration_stage(
                                    score=ctx.score, window=ctx.score_window)
     else:  # a fixed assistant (``--task lm`` with ``assistant``, TAKD): plain distillation into it
         tracker = CandidateTracker.single(levels[0])
-    compute = distiller.run(teacher, student, {s: spec_map[s] for s in levels}, tracker, out, stage=f"iter{k}")
-    if cfg.save_candidates or ctx.memo is not None:  # with a registry: kept for a later run's reuse
-        for s, snapshot in tracker.snapshots.items():
-            save_student(snapshot, out / "candidates" / f"s{s:g}", spec_map[s], tokenizer=data.tokenizer, card=model_card)
+    keep = cfg.save_candidates or ctx.memo is not None  # with a registry: kept for a later run's reuse
+    compute = distiller.run(teacher, student, {s: spec_map[s] for s in levels}, tracker, out, stage=f"iter{k}",
+                            candidates_dir=out / "candidates" if keep else None)
     summary = tracker.summary()
     if is_main_process():  # every process holds the same tracker (metrics gathered across them)
         write_json(out / "candidates.json", summary.to_dict())

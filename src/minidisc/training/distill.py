@@ -13,7 +13,8 @@ One stage is
    :class:`~minidisc.training.subnets.SubnetTrainer`, every evaluation feeding the
    :class:`~minidisc.training.tracker.CandidateTracker` (running bests, snapshots, the
    λ-selection); then save the selected candidate's best snapshot to ``out/model``, with
-   the training logs in ``out/logs``.
+   the training logs in ``out/logs``. Snapshots wait on disk in ``out/snapshots``
+   (:mod:`minidisc.training.snapshots`), removed when the stage has saved what it keeps.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.elastic.io import save_student
 from minidisc.elastic.model import ElasticModel
-from minidisc.fileio import is_main_process
+from minidisc.fileio import is_main_process, process_state
 from minidisc.models import ModelSource, load_for_task
 from minidisc.objectives import build_objective
 from minidisc.seeding import seed_everything
 from minidisc.training.arguments import training_arguments
 from minidisc.training.data import collator_for, metrics_fn, preprocess_fn
+from minidisc.training.snapshots import SnapshotStore
 from minidisc.training.subnets import SubnetTrainer
 
 if TYPE_CHECKING:
@@ -96,7 +98,8 @@ class Distiller:
     ) -> SubnetTrainer:
         """The stage's Trainer, not yet trained: ``teacher`` distilled into the ``candidates``
         (sparsity → spec) of an elastic copy of ``student``, with ``out/scratch`` as its
-        scratch folder and ``out/logs`` for its logs. :meth:`run` trains it; the benchmarks
+        scratch folder, ``out/snapshots`` for the candidates' snapshots and ``out/logs``
+        for its logs. :meth:`run` trains it; the benchmarks
         time its steps (``benchmarks/steps.py``), so a benchmark's sandwich step is the
         stage's own."""
         elastic = ElasticModel(student)
@@ -120,6 +123,7 @@ class Distiller:
             tracker=tracker,
             patience=self.cfg.patience,
             samples=self.sandwich_samples,
+            snapshots=SnapshotStore(out / "snapshots", rank=process_state().process_index),
             teacher_cache=self.teacher_cache,
             stage=stage,
             log_dir=out / "logs",
@@ -134,6 +138,7 @@ class Distiller:
         out: Path,
         *,
         stage: str = "distillation",
+        candidates_dir: Path | None = None,
     ) -> dict[str, Any]:
         """Distil ``teacher`` into the ``candidates`` (sparsity → spec) of an elastic copy of
         ``student``, as one stage writing into ``out``; return the stage's compute totals.
@@ -145,21 +150,32 @@ class Distiller:
         logs to ``out/logs`` (:mod:`minidisc.training.logs`); the Trainer's scratch files
         in ``out/scratch`` are deleted. With a teacher cache the totals also hold
         ``teacher_cache`` statistics (hits, misses, teacher FLOPs saved), and the store is
-        flushed to disk. ``stage`` names the stage in errors.
+        flushed to disk. ``stage`` names the stage in errors. With ``candidates_dir``
+        every candidate's kept snapshot is saved too, as ``candidates_dir/s<sparsity>``.
 
         Raises:
             DivergenceError: a non-finite loss, gradient norm or weight during training.
         """
         trainer = self.trainer(teacher, student, candidates, tracker, out, stage=stage)
-        trainer.train()
-        if not tracker.history:  # training ended between evaluations: evaluate once
-            trainer.evaluate()
-        compute = trainer.meter.stop().to_dict()
-        if trainer.teacher_cache is not None:
-            compute["teacher_cache"] = trainer.teacher_cache.stats.to_dict()
-            trainer.teacher_cache.flush()
-        if is_main_process():
-            shutil.rmtree(out / "scratch", ignore_errors=True)
-        chosen = tracker.selection.sparsity  # type: ignore[union-attr]  # evaluated at least once
-        save_student(tracker.chosen(), out / "model", candidates[chosen], tokenizer=self.data.tokenizer, card=self.card)
+        try:
+            trainer.train()
+            if not tracker.history:  # training ended between evaluations: evaluate once
+                trainer.evaluate()
+            compute = trainer.meter.stop().to_dict()
+            if trainer.teacher_cache is not None:
+                compute["teacher_cache"] = trainer.teacher_cache.stats.to_dict()
+                trainer.teacher_cache.flush()
+            if is_main_process():
+                shutil.rmtree(out / "scratch", ignore_errors=True)
+            chosen = tracker.selection.sparsity  # type: ignore[union-attr]  # evaluated at least once
+            self._save(tracker.chosen(), out / "model", candidates[chosen])
+            if candidates_dir is not None:
+                for s, snapshot in tracker.snapshots.items():
+                    self._save(snapshot, candidates_dir / f"s{s:g}", candidates[s])
+        finally:
+            if trainer.snapshots is not None:
+                trainer.snapshots.clear()
         return compute
+
+    def _save(self, snapshot: Any, folder: Path, spec: SubnetSpec) -> None:
+        save_student(snapshot.load(), folder, spec, tokenizer=self.data.tokenizer, card=self.card)

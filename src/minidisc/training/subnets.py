@@ -10,7 +10,8 @@ does); with ``samples`` it follows the sandwich rule, the least and the most spa
 candidate plus ``samples`` drawn at random (:mod:`minidisc.training.sandwich`).
 
 Every evaluation scores each candidate on the dev set, keeps each candidate's running
-best and a snapshot of it at that best, and re-runs the λ-tradeoff selection; training
+best and a snapshot of it at that best (on disk when a snapshot store is given:
+:mod:`minidisc.training.snapshots`), and re-runs the λ-tradeoff selection; training
 stops after ``patience`` evaluations without a better selection score.
 
 Under DDP every process runs this evaluation: the Trainer's evaluation loop gathers the
@@ -26,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minidisc.training.sandwich import step_candidates
+from minidisc.training.snapshots import MemorySnapshot, Snapshot
 from minidisc.training.trainers import DistillationTrainer
 
 if TYPE_CHECKING:
     from minidisc.elastic.model import ElasticModel
     from minidisc.elastic.spec import SubnetSpec
+    from minidisc.training.snapshots import SnapshotStore
     from minidisc.training.tracker import CandidateTracker
 
 
@@ -46,6 +49,8 @@ class SubnetTrainer(DistillationTrainer):
         samples: the sandwich rule's random candidates per step besides the least and
             the most sparse (:func:`~minidisc.training.sandwich.step_candidates`); None:
             every candidate every step.
+        snapshots: where the candidates' snapshots go (freed from memory once written);
+            None: kept in memory.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class SubnetTrainer(DistillationTrainer):
         tracker: CandidateTracker,
         patience: int | None,
         samples: int | None = None,
+        snapshots: SnapshotStore | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, spec_fn=lambda: elastic.spec, **kwargs)
@@ -64,6 +70,7 @@ class SubnetTrainer(DistillationTrainer):
         self.tracker = tracker
         self.patience = patience
         self.samples = samples
+        self.snapshots = snapshots
         self._stale_evals = 0
 
     def compute_training_step(
@@ -124,6 +131,11 @@ class SubnetTrainer(DistillationTrainer):
         if any(other != seen[0] for other in seen[1:]):
             raise RuntimeError(f"processes disagree on the dev metrics of the candidates: {seen}")
 
-    def _snapshot(self, sparsity: float) -> Any:
-        """A standalone CPU copy of the candidate's sub-network as it is now."""
-        return self.elastic.extract(self.candidates[sparsity]).to("cpu")
+    def _snapshot(self, sparsity: float) -> Snapshot | MemorySnapshot:
+        """A standalone CPU copy of the candidate's sub-network as it is now (written to
+        the snapshot store when there is one; its shape is rebuilt from the same spec)."""
+        spec = self.candidates[sparsity]
+        model = self.elastic.extract(spec).to("cpu")
+        if self.snapshots is None:
+            return MemorySnapshot(model)
+        return self.snapshots.save(f"s{sparsity:g}", model, rebuild=lambda: self.elastic.extract(spec).to("cpu"))
