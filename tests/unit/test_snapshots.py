@@ -42,14 +42,18 @@ def test_snapshot_round_trip_is_bit_identical(kind, tmp_path):
         assert torch.equal(taken(**batch).logits, loaded(**batch).logits)
 
 
-def test_snapshot_of_another_shape_is_refused_and_clear_removes_the_files(tmp_path):
+def test_snapshot_of_another_shape_is_refused_and_each_process_clears_its_own(tmp_path):
     em = make_elastic(_model("bert"))
     store = SnapshotStore(tmp_path / "snapshots", rank=1)
     snapshot = store.save("s0.5", em.extract(SPECS["bert"]), rebuild=lambda: em.extract(SubnetSpec.uniform(3, 4, 48)))
     assert snapshot.path.name == "s0.5.rank1.safetensors"
     with pytest.raises(RuntimeError):
         snapshot.load()
-    store.clear()
+    other = SnapshotStore(tmp_path / "snapshots", rank=0)  # another process of the launch
+    other.save("s0.5", em.extract(SPECS["bert"]), rebuild=lambda: em.extract(SPECS["bert"]))
+    store.clear()  # its own file only: the other process may still be reading its own
+    assert [p.name for p in (tmp_path / "snapshots").iterdir()] == ["s0.5.rank0.safetensors"]
+    other.clear()  # the last one out removes the folder
     assert not (tmp_path / "snapshots").exists()
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from minidisc.config import TrainConfig
     from minidisc.elastic.spec import SubnetSpec
     from minidisc.training.data import TaskData
+    from minidisc.training.snapshots import MemorySnapshot, Snapshot
     from minidisc.training.teacher_cache import TeacherCacheStore
     from minidisc.training.tracker import CandidateTracker
 
@@ -177,5 +178,5 @@ class Distiller:
                 trainer.snapshots.clear()
         return compute
 
-    def _save(self, snapshot: Any, folder: Path, spec: SubnetSpec) -> None:
+    def _save(self, snapshot: Snapshot | MemorySnapshot, folder: Path, spec: SubnetSpec) -> None:
         save_student(snapshot.load(), folder, spec, tokenizer=self.data.tokenizer, card=self.card)

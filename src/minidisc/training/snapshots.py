@@ -48,9 +48,7 @@ class Snapshot:
         from safetensors.torch import load_model
 
         model = self.rebuild()
-        missing, unexpected = load_model(model, self.path, strict=True)
-        if missing or unexpected:  # strict raises first; kept for safetensors versions that only report
-            raise RuntimeError(f"snapshot {self.path} does not fit its model: missing {missing}, unexpected {unexpected}")
+        load_model(model, self.path, strict=True)
         return model
 
 
@@ -80,9 +78,8 @@ class SnapshotStore:
         """Write ``model``'s weights atomically as ``name`` and return its :class:`Snapshot`."""
         from safetensors.torch import save_model
 
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{name}.rank{self.rank}.safetensors"
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:  # makes the folder
             save_model(model, str(tmp))
         return Snapshot(path, rebuild)
 

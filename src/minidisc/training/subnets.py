@@ -135,7 +135,10 @@ class SubnetTrainer(DistillationTrainer):
         """A standalone CPU copy of the candidate's sub-network as it is now (written to
         the snapshot store when there is one; its shape is rebuilt from the same spec)."""
         spec = self.candidates[sparsity]
-        model = self.elastic.extract(spec).to("cpu")
+
+        def extract() -> Any:
+            return self.elastic.extract(spec).to("cpu")
+
         if self.snapshots is None:
-            return MemorySnapshot(model)
-        return self.snapshots.save(f"s{sparsity:g}", model, rebuild=lambda: self.elastic.extract(spec).to("cpu"))
+            return MemorySnapshot(extract())
+        return self.snapshots.save(f"s{sparsity:g}", extract(), rebuild=extract)
