@@ -210,6 +210,9 @@ class CompressConfig(_Strict, WithPrecision):
         "best", description="a candidate's selection metric: the mean of its last score_window evaluations "
         "(weights kept: the latest), or best: its running maximum (the paper's; weights kept: the best)")
     score_window: int = Field(3, ge=1, description="evaluations averaged by candidate_score last_mean")
+    skip_collapsed: bool = Field(
+        True, description="pass over candidates at the task's constant-prediction score in the λ-tradeoff (a "
+        "collapsed sub-network's metric says nothing; its sparsity bonus would still win); false: the paper's argmax")
     # --- how much a sandwich step trains (issue 13, part 1) ---
     sandwich_samples: int | None = Field(
         None, ge=0, description="train the least and the most sparse candidate and this many others drawn at random "
@@ -226,7 +229,7 @@ class CompressConfig(_Strict, WithPrecision):
     omitted_in_dump: ClassVar[dict[str, Any]] = {
         **WithPrecision.omitted_in_dump, "layer_shapes": None, "drop_layers": 0, "align": 1, "cost": "flops",
         "select_on": "dev", "selection_examples": None, "candidate_score": "best", "score_window": 3,
-        "sandwich_samples": None,
+        "sandwich_samples": None, "skip_collapsed": True,
     }
 
     @field_validator("grid")

@@ -116,6 +116,7 @@ def test_every_student_has_a_card_and_every_report_rebuilds_equal(compared, tmp_
 def test_minidisc_cost_and_reuse_of_iteration_one_at_another_target(compared, tmp_path):
     from minidisc.fileio import read_json
     from minidisc.schedules.compare import run_compare
+    from minidisc.evaluation.constant import collapse_floor
     from minidisc.training.selection import select_assistant
 
     cfg, run, _ = compared
@@ -134,7 +135,11 @@ def test_minidisc_cost_and_reuse_of_iteration_one_at_another_target(compared, tm
     assert reused["compute"] == first_iter["compute"]
     best = {c["sparsity"]: c["best_metric"] for c in reused["candidates"]}
     assert best == {c["sparsity"]: c["best_metric"] for c in first_iter["candidates"]}
-    assert reused["selected"] == select_assistant(best, cfg.lam, 0.5).sparsity  # re-selected for the new target
+    # re-selected for the new target, collapsed candidates passed over (the default)
+    floor = collapse_floor(mini["constant_prediction"]["selection"]["main"], mini["stages"]["teacher"]["dev"]["main"])
+    chosen = select_assistant(best, cfg.lam, 0.5, floor=floor)
+    assert reused["selected"] == chosen.sparsity
+    assert reused.get("passed_over", []) == list(chosen.passed_over)
 
 
 def test_assistant_student_correlation_from_manifests(tmp_path):

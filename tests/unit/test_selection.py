@@ -69,3 +69,53 @@ def test_tracker_keeps_running_best_and_snapshots_at_best():
     assert tracker.chosen() == "weights@0.9" and tracker.best_step[0.9] == 30
     summary = tracker.summary()
     assert summary.selected == 0.9 and len(summary.history) == 3
+
+
+# --- candidates at their constant-prediction score (a collapse floor) ---------------------
+
+# Seed 776 of the MRPC sandwich-rule check (docs/results.md): 80 % and sparser sat at the
+# constant "paraphrase" score 74.80; λ = 0.2 made the collapsed target win (92.80 > 92.11).
+MRPC_776 = {0.5: 0.7955, 0.6: 0.7971, 0.7: 0.7811, 0.8: 0.7532, 0.85: 0.7566, 0.9: 0.7480, 0.95: 0.7480}
+MRPC_FLOOR = 0.7480 + 0.01  # constant + one point (5 % of the teacher's 79.09 margin is less)
+
+
+def test_collapsed_candidates_are_passed_over_when_a_floor_is_given():
+    from minidisc.evaluation.constant import collapse_floor
+
+    assert collapse_floor(0.7480, 0.7909) == pytest.approx(MRPC_FLOOR)
+    assert select_assistant(MRPC_776, lam=0.2, target=0.9).sparsity == 0.9  # the paper's argmax
+    sel = select_assistant(MRPC_776, lam=0.2, target=0.9, floor=MRPC_FLOOR)
+    assert sel.sparsity == 0.7 and not sel.clipped
+    assert sel.score == pytest.approx(0.7811 + 0.2 * 0.7)
+    # those that would have won; the 80 % candidate (91.32 < 92.11) would not have
+    assert sel.passed_over == (0.85, 0.9, 0.95)
+    assert sel.tradeoffs[0.9] == pytest.approx(0.748 + 0.18)  # every tradeoff still reported
+
+
+def test_a_floor_below_every_candidate_changes_nothing():
+    plain = select_assistant(MRPC_776, lam=0.2, target=0.9)
+    assert select_assistant(MRPC_776, lam=0.2, target=0.9, floor=0.5) == plain
+
+
+def test_when_every_candidate_sits_at_the_floor_the_plain_argmax_stands():
+    collapsed = {0.5: 0.748, 0.7: 0.748, 0.9: 0.748}
+    sel = select_assistant(collapsed, lam=0.2, target=0.9, floor=MRPC_FLOOR)
+    assert sel.sparsity == 0.9 and sel.passed_over == ()
+
+
+def test_the_final_iteration_ignores_the_floor():
+    assert select_assistant(MRPC_776, lam=0.2, target=0.9, final=True, floor=MRPC_FLOOR).sparsity == 0.9
+
+
+def test_tracker_passes_over_collapsed_candidates_and_records_them():
+    from minidisc.training.records import CandidatesRecord
+
+    tracker = CandidateTracker(sorted(MRPC_776), lam=0.2, target=0.9, floor=MRPC_FLOOR)
+    tracker.update(10, MRPC_776, lambda s: f"weights@{s}")
+    assert tracker.selection.sparsity == 0.7 and tracker.chosen() == "weights@0.7"
+    record = tracker.summary()
+    assert record.selected == 0.7 and record.passed_over == (0.85, 0.9, 0.95)
+    assert CandidatesRecord.from_dict(record.to_dict()) == record
+    plain = CandidateTracker(sorted(MRPC_776), lam=0.2, target=0.9)
+    plain.update(10, MRPC_776, lambda s: s)
+    assert "passed_over" not in plain.summary().to_dict()  # older records keep their form

@@ -131,6 +131,14 @@ def test_at_constant_score_catches_a_noisy_collapse_but_not_a_weak_model():
     assert at_constant_score(0.509, 0.509, 0.509)  # a teacher that learned nothing
 
 
+def test_collapse_floor_is_the_highest_score_at_the_constant():
+    from minidisc.evaluation.constant import collapse_floor
+
+    assert collapse_floor(0.509, 0.91) == pytest.approx(0.509 + 0.05 * (0.91 - 0.509))
+    assert collapse_floor(0.0, 0.1) == pytest.approx(0.01)  # never tighter than one point
+    assert at_constant_score(collapse_floor(0.748, 0.79), 0.748, 0.79)
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -171,6 +179,17 @@ def test_report_flags_collapsed_candidates_and_says_where_it_selected(tmp_path):
     assert "the 90 % candidate of iteration 1 ended at the constant-prediction score" in text
     assert "| 90.00 | 51.50 | 50.50 ⚠ constant |" in text and "| 50.00 | 86.00 | 85.00 |" in text
     assert "fine-tuned teacher" not in text
+    assert "Passed over" not in text
+
+
+def test_report_names_the_candidates_the_selection_passed_over(tmp_path):
+    from minidisc.report.compress import build_compress_report, render_markdown
+
+    run = _fake_run(tmp_path, 0.9, {0.5: 0.85, 0.9: 0.505, 0.95: 0.5})
+    run.manifest["stages"]["iter1"] |= {"final": False, "selected": 0.5, "passed_over": [0.95, 0.9]}
+    text = render_markdown(build_compress_report(run))
+    assert ("Passed over at the constant-prediction score despite a higher λ-tradeoff: 90 %, 95 % "
+            "(--keep-collapsed keeps them in the argmax, as the paper does).") in text
 
 
 def test_report_warns_when_the_teacher_sits_at_the_constant_score(tmp_path):
@@ -206,8 +225,27 @@ def test_compress_options_reach_the_config_and_are_refused_for_lm(tmp_path, monk
     CliRunner().invoke(app, ["compress", "--task", "sst2", "--output", str(tmp_path / "run"),
                              "--select-on", "slice", "--selection-examples", "200"])
     assert (seen["cfg"].select_on, seen["cfg"].selection_examples) == ("slice", 200)
+    assert seen["cfg"].skip_collapsed  # the default
+    CliRunner().invoke(app, ["compress", "--task", "sst2", "--output", str(tmp_path / "run"), "--keep-collapsed"])
+    assert not seen["cfg"].skip_collapsed
 
     refused = CliRunner().invoke(app, ["compress", "--task", "lm", "--corpus", str(tmp_path), "--output",
                                        str(tmp_path / "lm"), "--select-on", "dev"])
     text = " ".join(refused.output.replace("│", " ").split())  # Rich may wrap the message in a box
     assert refused.exit_code != 0 and "--select-on do not apply to --task lm" in text
+    refused = CliRunner().invoke(app, ["compress", "--task", "lm", "--corpus", str(tmp_path), "--output",
+                                       str(tmp_path / "lm"), "--keep-collapsed"])
+    text = " ".join(refused.output.replace("│", " ").split())
+    assert refused.exit_code != 0 and "--skip-collapsed/--keep-collapsed do not apply to --task lm" in text
+
+
+
+def test_compare_passes_the_collapse_rule_to_its_minidisc_arm():
+    from minidisc.config import CompressConfig
+    from minidisc.schedules.config import CompareConfig
+
+    assert CompareConfig().minidisc().skip_collapsed
+    assert not CompareConfig(skip_collapsed=False).minidisc().skip_collapsed
+    # the default is left out of the dump: earlier runs' configs resume unchanged
+    assert "skip_collapsed" not in CompareConfig().model_dump() and "skip_collapsed" not in CompressConfig().model_dump()
+    assert CompressConfig(skip_collapsed=False).model_dump()["skip_collapsed"] is False

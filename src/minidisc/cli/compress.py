@@ -36,6 +36,7 @@ from minidisc.cli.options import (
     Output,
     Overwrite,
     Precision,
+    SkipCollapsed,
     Teacher,
     TeacherFinetuned,
     build_compress_config,
@@ -83,6 +84,7 @@ def compress(
     candidate_score: Annotated[str | None, typer.Option(help="A candidate's selection metric: best (default: its running maximum, the paper's) or last_mean (mean of its last --score-window evaluations, its latest weights kept; less biased by noise).")] = None,
     score_window: Annotated[int | None, typer.Option(help="Evaluations averaged by --candidate-score last_mean (default 3).")] = None,
     sandwich_samples: Annotated[int | None, typer.Option(min=0, help="Sandwich rule: each sandwich step trains the least and the most sparse candidate and K others drawn at random, instead of every candidate (default: every candidate, as the reference code). Cheaper per step; see docs/minidisc.md.")] = None,
+    skip_collapsed: SkipCollapsed = None,
     corpus: Corpus = None,
     eval_corpus: EvalCorpus = None,
     corpus_config: CorpusHubConfig = None,
@@ -144,7 +146,8 @@ def compress(
                      "--max-length": max_length, "--epochs": epochs, "--align": align, "--cost": cost,
                      "--select-on": select_on, "--selection-examples": selection_examples,
                      "--candidate-score": candidate_score, "--score-window": score_window,
-                     "--sandwich-samples": sandwich_samples}
+                     "--sandwich-samples": sandwich_samples,
+                     "--skip-collapsed/--keep-collapsed": skip_collapsed}
         given = [k for k, v in glue_only.items() if v is not None]
         if given:
             raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (a decoder compressed on text with token budgets)")
@@ -181,7 +184,7 @@ def compress(
         "finetune": stage, "sandwich": stage, "final": stage, "precision": precision,
         "layer_shapes": layer_shapes, "drop_layers": drop_layers, "align": align, "cost": cost,
         "select_on": select_on, "selection_examples": selection_examples, "candidate_score": candidate_score,
-        "score_window": score_window, "sandwich_samples": sandwich_samples,
+        "score_window": score_window, "sandwich_samples": sandwich_samples, "skip_collapsed": skip_collapsed,
     }
     cfg = build_compress_config(config, overrides)
     run = run_compress(cfg, output, overwrite=overwrite)

@@ -55,6 +55,7 @@ Precision = Annotated[
 
 # --- the options every schedule command (distill, takd, maxidisc, compare) shares ----------
 
+SkipCollapsed = Annotated[bool | None, typer.Option("--skip-collapsed/--keep-collapsed", help="MiniDisc's λ-tradeoff passes over candidates at the task's constant-prediction score (flagged ⚠ constant in the report; default), or keeps them in the argmax as the paper does. See docs/minidisc.md.")]
 TeacherRun = Annotated[Path | None, typer.Option("--teacher-run", help="Reuse teacher/ and sparsified/ of this finished run (e.g. an earlier compare).")]
 ImportanceSamples = Annotated[int | None, typer.Option(help="Training examples that score heads/neurons (default 2048).")]
 Grid = Annotated[str | None, typer.Option(help="Sparsity levels of the map, comma-separated (default 0,.1,…,.9,.85,.95).")]

@@ -78,12 +78,17 @@ def constant_prediction(task: TaskSpec, train_labels: Sequence[Any], labels: Seq
     return {"predictor": predictor, **compute_metrics(task, predictions, target)}
 
 
+def collapse_floor(constant: float, teacher: float) -> float:
+    """The highest score that still sits at the constant-prediction score ``constant``
+    (module doc): ``constant + max(COLLAPSE_FLOOR, COLLAPSE_SHARE · (teacher − constant))``.
+    Both are fractions of the same metric; ``teacher`` is the teacher's score."""
+    return constant + max(COLLAPSE_FLOOR, COLLAPSE_SHARE * (teacher - constant))
+
+
 def at_constant_score(score: float, constant: float, teacher: float) -> bool:
-    """Whether ``score`` sits at the constant-prediction score ``constant`` (module doc):
-    ``score − constant ≤ max(COLLAPSE_FLOOR, COLLAPSE_SHARE · (teacher − constant))``.
-    All three are fractions of the same metric; ``teacher`` is the teacher's score."""
-    tolerance = max(COLLAPSE_FLOOR, COLLAPSE_SHARE * (teacher - constant))
-    return score - constant <= tolerance
+    """Whether ``score`` sits at the constant-prediction score ``constant``: at or below
+    :func:`collapse_floor`."""
+    return score <= collapse_floor(constant, teacher)
 
 
 def _label_name(task: TaskSpec, value: int) -> str:

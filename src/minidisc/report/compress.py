@@ -255,6 +255,10 @@ def render_markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {pct(c['sparsity'])} | {pct(c['best_metric'])} | {pct(metric)}{flag} | "
                          f"{pct(c['tradeoff'])} | {mark} |")
         lines.append("")
+        if it.get("passed_over"):
+            skipped = ", ".join(f"{100 * s:g} %" for s in sorted(it["passed_over"]))
+            lines += [(f"Passed over at the constant-prediction score despite a higher λ-tradeoff: {skipped} "
+                       "(--keep-collapsed keeps them in the argmax, as the paper does)."), ""]
     lines += inference_lines(r.get("inference"))
     if r.get("latency"):
         lines += [(f"The λ-tradeoff weighed measured time saved (--cost latency, {r['latency']['setting']['device']}, "

@@ -194,8 +194,10 @@ class CompareConfig(_Strict, WithPrecision):
     objective_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
     note: str | None = None
     sandwich_samples: int | None = Field(None, ge=0, description="MiniDisc's sandwich rule (CompressConfig)")
+    skip_collapsed: bool = Field(True, description="MiniDisc's selection passes over collapsed candidates (CompressConfig)")
 
-    omitted_in_dump: ClassVar[dict[str, Any]] = {**WithPrecision.omitted_in_dump, "sandwich_samples": None}
+    omitted_in_dump: ClassVar[dict[str, Any]] = {
+        **WithPrecision.omitted_in_dump, "sandwich_samples": None, "skip_collapsed": True}
 
     @field_validator("schedules")
     @classmethod
@@ -252,6 +254,7 @@ class CompareConfig(_Strict, WithPrecision):
             target_sparsity=self.target_sparsity, lam=self.lam, iterations=self.iterations,
             truncation=self.truncation, grid=self.grid, finetune=self.finetune, sandwich=self.train,
             final=self.train, note=self.note, precision=self.precision, sandwich_samples=self.sandwich_samples,
+            skip_collapsed=self.skip_collapsed,
         )
 
     def levels(self) -> list[float]:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from minidisc.config import CompressConfig, TrainConfig
 from minidisc.elastic.levels import level_key, same_level
 from minidisc.errors import ConfigError
-from minidisc.evaluation.constant import at_constant_score, constant_prediction
+from minidisc.evaluation.constant import at_constant_score, collapse_floor, constant_prediction
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
 from minidisc.report.card import CardFacts, model_card
 from minidisc.report.compress import teacher_collapse_warning, write_compress_report
@@ -113,7 +113,7 @@ def run_compress(
             f"the sparsity map of {teacher_run} was made with {linked}, this run asks for {shape}; "
             "give the same --layer-shapes, --drop-layers and --align, or drop --teacher-run"
         )
-    _constant_scores(run, data)
+    floor = _constant_scores(run, data) if cfg.skip_collapsed else None
     # every level this run trains or reports (grid ∪ target), as the baseline schedules look them up
     spec_map = level_specs(run.path / "sparsified", cfg.levels())
     reordered, tokens = run.path / "sparsified" / "model", cfg.data.max_length
@@ -126,7 +126,7 @@ def run_compress(
         costs = latency_costs(entry)
     ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo, costs=costs,
                            score=cfg.candidate_score, score_window=cfg.score_window,
-                           sandwich_samples=cfg.sandwich_samples)
+                           sandwich_samples=cfg.sandwich_samples, floor=floor)
     teacher_dir = run_iterations(run, ctx)
     target = spec_map[level_key(spec_map, cfg.target_sparsity)]
     run.stage("student", lambda tmp: _export_stage(run, teacher_dir, target, data, tmp))
@@ -172,6 +172,10 @@ class IterationContext:
     (:mod:`minidisc.training.sandwich`; the GLUE path passes ``--sandwich-samples``);
     None: every candidate every step.
 
+    ``floor``: the collapse floor on the selection set
+    (:func:`~minidisc.evaluation.constant.collapse_floor`): candidates at or below it are
+    passed over by the λ-tradeoff; None (the text path, ``--keep-collapsed``): none is.
+
     ``score`` and ``score_window`` are the candidates' scoring rule
     (:func:`~minidisc.training.selection.candidate_metric`): the GLUE path passes
     ``--candidate-score``/``--score-window``; the text path keeps ``best`` (its metric is
@@ -191,6 +195,7 @@ class IterationContext:
     score: ScoreRule = BEST
     score_window: int = DEFAULT_SCORE_WINDOW
     sandwich_samples: int | None = None
+    floor: float | None = None
 
     def distiller(self, final: bool) -> Distiller:
         """The engine of one iteration (the final one: ``final``, which trains the target alone)."""
@@ -226,7 +231,7 @@ def _iteration(
     key = stage_key(run, facts)
 
     def reselect(folder: Path, original: dict[str, Any], tmp: Path) -> dict[str, Any]:
-        return _reselect(cfg, folder, original, run.path / name, tmp, ctx.costs)
+        return _reselect(cfg, folder, original, run.path / name, tmp, ctx.costs, ctx.floor)
 
     return IterationRecord.from_dict(memo_stage(run, name, key, ctx.memo, work, reuse=reselect))
 
@@ -244,7 +249,7 @@ def _iteration_stage(
     levels = [target] if final else [level_key(spec_map, s) for s in cfg.candidate_levels(teacher_level)]
     if any(same_level(s, target) for s in levels):
         tracker = CandidateTracker(levels, cfg.lam, target, final=final, costs=ctx.costs,
-                                   score=ctx.score, window=ctx.score_window)
+                                   score=ctx.score, window=ctx.score_window, floor=ctx.floor)
     else:  # a fixed assistant (``--task lm`` with ``assistant``, TAKD): plain distillation into it
         tracker = CandidateTracker.single(levels[0])
     keep = cfg.save_candidates or ctx.memo is not None  # with a registry: kept for a later run's reuse
@@ -258,14 +263,14 @@ def _iteration_stage(
 
 def _reselect(
     cfg: CompressConfig, folder: Path, original: dict[str, Any], final_path: Path, out: Path,
-    costs: dict[float, float] | None = None,
+    costs: dict[float, float] | None = None, floor: float | None = None,
 ) -> dict[str, Any]:
     """Iteration 1 from an identical earlier run: replay its evaluations through a
-    tracker with this run's target and λ, and take the snapshot it selects."""
+    tracker with this run's target, λ and collapse floor, and take the snapshot it selects."""
     saved = CandidatesRecord.from_dict(read_json(folder / "candidates.json"))
     levels = [c.sparsity for c in saved.candidates]
     tracker = CandidateTracker(levels, cfg.lam, level_key(levels, cfg.target_sparsity), final=False, costs=costs,
-                               score=cfg.candidate_score, window=cfg.score_window)
+                               score=cfg.candidate_score, window=cfg.score_window, floor=floor)
     for evaluation in saved.history:
         metrics = {level_key(levels, s): m for s, m in evaluation.metrics.items()}
         tracker.update(evaluation.step, metrics, lambda s: s)
@@ -283,13 +288,14 @@ def _record(k: int, final: bool, teacher_level: float, summary: CandidatesRecord
     """The manifest entry of iteration ``k`` from its candidate run."""
     selected = next(c for c in summary.candidates if c.sparsity == summary.selected)
     return IterationRecord(k, final, teacher_level, selected.sparsity, selected.selection_metric, summary.candidates,
-                           compute)
+                           compute, summary.passed_over)
 
 
-def _constant_scores(run: RunDir, data: TaskData) -> None:
+def _constant_scores(run: RunDir, data: TaskData) -> float:
     """Store the constant-prediction scores (:mod:`minidisc.evaluation.constant`) on dev and
     on the selection set in the manifest (``constant_prediction``), for the report's
-    collapse flags; warn when the teacher itself sits at the dev one."""
+    collapse flags; warn when the teacher itself sits at the dev one. Returns the collapse
+    floor on the selection set (the teacher's margin measured on dev, as the report's flags)."""
     train_labels = data.train["labels"]
     on_dev = constant_prediction(data.task, train_labels, data.dev["labels"])
     on_selection = on_dev if data.selection is None else constant_prediction(data.task, train_labels, data.selection["labels"])
@@ -299,6 +305,7 @@ def _constant_scores(run: RunDir, data: TaskData) -> None:
     teacher = run.record("teacher")["dev"]["main"]
     if at_constant_score(teacher, on_dev["main"], teacher):
         warnings.warn(teacher_collapse_warning(teacher, on_dev), UserWarning, stacklevel=3)
+    return collapse_floor(on_selection["main"], teacher)
 
 
 def _export_stage(run: RunDir, model_dir: Path, spec: SubnetSpec, data: TaskData, out: Path) -> dict[str, Any]:

@@ -109,6 +109,8 @@ class CandidatesRecord:
         history: every evaluation, in order.
         score_rule: the scoring rule (``best`` or ``last_mean``); None in older records (``best``).
         score_window: the evaluations ``last_mean`` averaged (None for ``best``).
+        passed_over: the candidates at their constant-prediction score the selection
+            skipped although their tradeoff was higher (absent in JSON when none).
     """
 
     candidates: tuple[CandidateRecord, ...]
@@ -120,6 +122,7 @@ class CandidatesRecord:
     history: tuple[EvaluationRecord, ...] = ()
     score_rule: str | None = None
     score_window: int | None = None
+    passed_over: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,7 +133,8 @@ class CandidatesRecord:
             "selected_score": self.selected_score,
             "clipped_to_target": self.clipped_to_target,
             "history": [h.to_dict() for h in self.history],
-        } | {k: v for k, v in (("score_rule", self.score_rule), ("score_window", self.score_window)) if v is not None}
+        } | {k: v for k, v in (("score_rule", self.score_rule), ("score_window", self.score_window)) if v is not None} | (
+            {"passed_over": list(self.passed_over)} if self.passed_over else {})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidatesRecord:
@@ -144,6 +148,7 @@ class CandidatesRecord:
             history=tuple(EvaluationRecord.from_dict(h) for h in d.get("history", ())),
             score_rule=d.get("score_rule"),
             score_window=d.get("score_window"),
+            passed_over=tuple(d.get("passed_over", ())),
         )
 
 
@@ -160,6 +165,8 @@ class IterationRecord:
             the set that selected: the selection slice or dev).
         candidates: every candidate trained.
         compute: the stage's compute totals.
+        passed_over: candidates at their constant-prediction score that the selection
+            skipped although their tradeoff was higher (absent in JSON when none).
     """
 
     iteration: int
@@ -169,6 +176,7 @@ class IterationRecord:
     selected_metric: float
     candidates: tuple[CandidateRecord, ...]
     compute: dict[str, Any] = field(default_factory=dict)
+    passed_over: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,7 +187,7 @@ class IterationRecord:
             "selected_metric": self.selected_metric,
             "candidates": [c.to_dict() for c in self.candidates],
             "compute": self.compute,
-        }
+        } | ({"passed_over": list(self.passed_over)} if self.passed_over else {})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> IterationRecord:
@@ -191,6 +199,7 @@ class IterationRecord:
             selected_metric=float(d["selected_metric"]),
             candidates=tuple(CandidateRecord.from_dict(c) for c in d["candidates"]),
             compute=dict(d.get("compute") or {}),
+            passed_over=tuple(d.get("passed_over", ())),
         )
 
 

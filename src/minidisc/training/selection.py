@@ -23,6 +23,14 @@ The metric ``m(s)`` of a candidate comes from its evaluations by a *scoring rule
 mean of its last ``k`` evaluations (``last_mean``). The running maximum of many noisy
 evaluations is biased upwards, the more so the noisier the candidate, and the same
 demo command chose different assistants in two runs because of it (issue 13).
+
+A candidate at its task's constant-prediction score (:mod:`minidisc.evaluation.constant`:
+a *collapsed* sub-network, one output for every input) is passed over when the run gives
+a ``floor``: its metric carries no information, only its sparsity bonus, which is largest
+for the sparsest (most often collapsed) candidates. On MRPC, λ = 0.2 otherwise ranks a
+target at the constant score (74.80 + 18) above a 70 % candidate at 78.11 (+ 14), and the
+student is the collapsed target (docs/results.md). When every candidate sits at the floor
+the rule has nothing to prefer and the plain argmax stands.
 """
 
 from __future__ import annotations
@@ -79,12 +87,14 @@ class Selection:
         score: its λ-tradeoff t(s*).
         clipped: True when the unclipped argmax lay beyond the target.
         tradeoffs: t(s) of every candidate, keyed by sparsity.
+        passed_over: the candidates at or below the collapse floor that the choice skipped.
     """
 
     sparsity: float
     score: float
     clipped: bool
     tradeoffs: dict[float, float]
+    passed_over: tuple[float, ...] = ()
 
 
 #: What the λ-tradeoff weighs (``--cost``): ``flops`` (the sparsity) or ``latency``.
@@ -100,7 +110,7 @@ def tradeoff(metric: float, sparsity: float, lam: float) -> float:
 
 def select_assistant(
     best_metrics: Mapping[float, float], lam: float, target: float, *, final: bool = False,
-    costs: Mapping[float, float] | None = None,
+    costs: Mapping[float, float] | None = None, floor: float | None = None,
 ) -> Selection:
     """Pick the teacher assistant from the candidates' selection metrics.
 
@@ -112,6 +122,9 @@ def select_assistant(
         final: in the final iteration the choice is the target itself.
         costs: the cost term of every candidate (``--cost latency``: the time it saves,
             a fraction); ``None``: its sparsity.
+        floor: the collapse floor (:func:`minidisc.evaluation.constant.collapse_floor`, a
+            fraction of the metric): candidates whose metric is at or below it are passed
+            over unless every candidate is; ``None``: none is.
 
     Raises:
         ConfigError: no candidates, λ negative or not finite, the target missing, or a
@@ -126,10 +139,13 @@ def select_assistant(
     scores = {s: tradeoff(m, cost[s], lam) for s, m in best_metrics.items()}
     if final:
         return Selection(target_key, scores[target_key], False, scores)
-    best = max(scores, key=lambda s: (scores[s], -s))  # ties go to the denser candidate
+    collapsed = () if floor is None else tuple(s for s, m in best_metrics.items() if m <= floor)
+    eligible = [s for s in scores if s not in collapsed] or list(scores)
+    best = max(eligible, key=lambda s: (scores[s], -s))  # ties go to the denser candidate
+    passed_over = tuple(s for s in collapsed if scores[s] > scores[best])  # only those that would have won
     if best > target_key:
-        return Selection(target_key, scores[target_key], True, scores)
-    return Selection(best, scores[best], False, scores)
+        return Selection(target_key, scores[target_key], True, scores, passed_over)
+    return Selection(best, scores[best], False, scores, passed_over)
 
 
 def _find(candidates: Mapping[float, float], sparsity: float) -> float:

@@ -50,6 +50,9 @@ class CandidateTracker:
         score: the scoring rule (``best``: running maximum, snapshot at the best;
             ``last_mean``: mean of the last ``window`` evaluations, snapshot at the latest).
         window: evaluations ``last_mean`` averages.
+        floor: the collapse floor: candidates whose selection metric is at or below it
+            (at the task's constant-prediction score) are passed over by the selection;
+            ``None``: none is (:func:`minidisc.training.selection.select_assistant`).
 
     Raises:
         ConfigError: an unknown rule or a window below 1.
@@ -62,6 +65,7 @@ class CandidateTracker:
     costs: dict[float, float] | None = None
     score: ScoreRule = BEST
     window: int = DEFAULT_SCORE_WINDOW
+    floor: float | None = None
     best: dict[float, float] = field(default_factory=dict)
     best_step: dict[float, int] = field(default_factory=dict)
     evaluations: dict[float, list[float]] = field(default_factory=dict)
@@ -103,7 +107,8 @@ class CandidateTracker:
                 self.best[s], self.best_step[s] = m, step
             if improved or self.score == LAST_MEAN:
                 self.snapshots[s] = snapshot(s)
-        self.selection = select_assistant(self.metrics(), self.lam, self.target, final=self.final, costs=self.costs)
+        self.selection = select_assistant(self.metrics(), self.lam, self.target, final=self.final, costs=self.costs,
+                                         floor=self.floor)
         self.history.append(EvaluationRecord(step, dict(metrics), self.selection.sparsity))
         # against the best so far: a mean of recent evaluations may fall and come back
         improved, self.top_score = self.selection.score > self.top_score, max(self.top_score, self.selection.score)
@@ -132,5 +137,6 @@ class CandidateTracker:
             selected=sel.sparsity if sel else None,
             selected_score=sel.score if sel else None,
             clipped_to_target=sel.clipped if sel else None,
+            passed_over=sel.passed_over if sel else (),
             history=tuple(self.history),
         )
