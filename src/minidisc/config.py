@@ -57,6 +57,29 @@ class WithPrecision(BaseModel):
         return {k: v for k, v in data.items() if not (k in omitted and v == omitted[k])}
 
 
+class WithSelectionSlice(BaseModel):
+    """Where checkpoints and candidates are chosen (``--select-on``, ``--selection-examples``),
+    defined once for every command that trains on a task: on a seeded selection slice held
+    out of the training data before anything trains (:func:`minidisc.training.data.carve_selection_slice`),
+    so dev stays a clean report, or on dev (the paper's protocol). A comparison passes the
+    same values to every schedule, so all arms train on the same examples."""
+
+    select_on: Literal["slice", "dev"] = Field(
+        "dev", description="slice: a seeded (stratified) selection slice held out of the training data, so dev "
+        "stays a clean report; dev: the dev set (the paper's protocol)")
+    selection_examples: int | None = Field(
+        None, gt=0, description="training examples held out as the selection slice; None: 10 % of them, at most 1000")
+
+    #: the keys' values before they existed (runs made then resume unchanged)
+    omitted_in_dump: ClassVar[dict[str, Any]] = {"select_on": "dev", "selection_examples": None}
+
+    @model_validator(mode="after")
+    def _slice_options(self) -> WithSelectionSlice:
+        if self.select_on == "dev" and self.selection_examples is not None:
+            raise ValueError("selection_examples sizes the selection slice: drop it, or select_on slice")
+        return self
+
+
 class DataConfig(_Strict):
     """Which task and how much of it."""
 
@@ -182,7 +205,7 @@ def check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
         raise ValueError(str(err)) from None
 
 
-class CompressConfig(_Strict, WithPrecision):
+class CompressConfig(_Strict, WithSelectionSlice, WithPrecision):
     """The whole MiniDisc pipeline (``minidisc compress``)."""
 
     teacher: str | None = Field(None, description="hub id or path; None: the packaged all-MiniLM-L6-v2")
@@ -198,14 +221,9 @@ class CompressConfig(_Strict, WithPrecision):
     final: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
     save_candidates: bool = Field(False, description="also save every candidate's best sub-network")
     note: str | None = Field(None, description="free text shown in the report (e.g. subsampling)")
-    # --- how candidates are chosen (docs/minidisc.md, "Selection") ---
+    # --- how candidates are chosen (docs/minidisc.md, "Selection"; where: WithSelectionSlice) ---
     # The paper's protocol stays the default until the re-run study (issue 13 part 6) and
     # every README number it touches are measured under the slice and last_mean.
-    select_on: Literal["slice", "dev"] = Field(
-        "dev", description="slice: a seeded (stratified) selection slice held out of the training data, so dev "
-        "stays a clean report; dev: the dev set (the paper's protocol)")
-    selection_examples: int | None = Field(
-        None, gt=0, description="training examples held out as the selection slice; None: 10 % of them, at most 1000")
     candidate_score: Literal["last_mean", "best"] = Field(
         "best", description="a candidate's selection metric: the mean of its last score_window evaluations "
         "(weights kept: the latest), or best: its running maximum (the paper's; weights kept: the best)")
@@ -227,8 +245,8 @@ class CompressConfig(_Strict, WithPrecision):
                       "time saved on this device)")
 
     omitted_in_dump: ClassVar[dict[str, Any]] = {
-        **WithPrecision.omitted_in_dump, "layer_shapes": None, "drop_layers": 0, "align": 1, "cost": "flops",
-        "select_on": "dev", "selection_examples": None, "candidate_score": "best", "score_window": 3,
+        **WithPrecision.omitted_in_dump, **WithSelectionSlice.omitted_in_dump, "layer_shapes": None,
+        "drop_layers": 0, "align": 1, "cost": "flops", "candidate_score": "best", "score_window": 3,
         "sandwich_samples": None, "skip_collapsed": True,
     }
 
@@ -250,12 +268,6 @@ class CompressConfig(_Strict, WithPrecision):
         if value not in ("flops", "latency"):
             raise ValueError(f"unknown cost {value!r}; choose flops or latency")
         return value
-
-    @model_validator(mode="after")
-    def _slice_options(self) -> CompressConfig:
-        if self.select_on == "dev" and self.selection_examples is not None:
-            raise ValueError("selection_examples sizes the selection slice: drop it, or select_on slice")
-        return self
 
     def levels(self) -> set[float]:
         """Every sparsity level the run trains or reports: the grid and the target."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from minidisc.config import CompressConfig, TrainConfig
-from minidisc.errors import RunExistsError
+from minidisc.errors import ConfigError, RunExistsError
 from tests.helpers import tiny_sst2_data, write_tiny_bert, write_tiny_sst2
 
 STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, eval_steps=3, patience=None, seed=1)
@@ -95,6 +95,10 @@ def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
     assert manifest["stages"]["teacher"]["data"]["train_examples"] == held["train_examples"]
     assert read_json(sliced / "iter1" / "candidates.json")["score_rule"] == "last_mean"
     assert "- selected on: the selection slice" in (sliced / "report.md").read_text()
+    # a slice the teacher of --teacher-run trained on is refused before anything is written
+    with pytest.raises(ConfigError, match="holds out training examples the teacher of"):
+        md.run_compress(cfg.model_copy(update={"select_on": "slice"}), tmp_path / "leaky", teacher_run=out)
+    assert not (tmp_path / "leaky").exists()
 
 
 

@@ -213,3 +213,26 @@ def test_compare_rejects_a_schedule_that_cannot_run_before_training(compared, tm
     with pytest.raises(ConfigError):
         run_compare(unknown, tmp_path / "bad-objective")
     assert not (tmp_path / "bad-objective").exists()
+
+
+def test_a_comparison_on_a_selection_slice_holds_it_out_of_every_arm(tmp_path):
+    """--select-on slice: carved once before the teacher trains; every arm trains on the
+    rest and chooses on the slice; the reports say so and dev stays a clean report."""
+    from minidisc.fileio import read_json
+    from minidisc.schedules.compare import run_compare
+
+    cfg = CompareConfig(
+        teacher=str(write_tiny_bert(tmp_path / "teacher")), data=tiny_sst2_data(tmp_path / "glue", n_train=40, n_dev=8),
+        grid=(0.0, 0.5, 0.75), truncation=0.5, target_sparsity=0.75, finetune=STAGE, train=STAGE,
+        schedules=("direct", "minidisc"), select_on="slice", selection_examples=8,
+    )
+    run = run_compare(cfg, tmp_path / "cmp")
+    teacher_data = run.manifest["stages"]["teacher"]["data"]
+    assert (teacher_data["train_examples"], teacher_data["selection_examples"]) == (32, 8)
+    for arm in ("direct", "minidisc"):
+        sub = read_json(run.path / arm / "manifest.json")
+        assert sub["config"]["select_on"] == "slice" and sub["config"]["selection_examples"] == 8
+    assert read_json(run.path / "minidisc" / "manifest.json")["selection_slice"] == {"examples": 8, "train_examples": 32}
+    direct = (run.path / "direct" / "report.md").read_text()
+    assert "chosen on the selection slice (8 training examples" in direct and "| stage | teacher | slice main % |" in direct
+    assert "every method chose on the selection slice (8 training examples" in (run.path / "report.md").read_text()

@@ -249,3 +249,25 @@ def test_compare_passes_the_collapse_rule_to_its_minidisc_arm():
     # the default is left out of the dump: earlier runs' configs resume unchanged
     assert "skip_collapsed" not in CompareConfig().model_dump() and "skip_collapsed" not in CompressConfig().model_dump()
     assert CompressConfig(skip_collapsed=False).model_dump()["skip_collapsed"] is False
+
+
+def test_schedule_commands_take_the_selection_slice_and_text_refuses_it(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import minidisc.schedules.baselines as baselines
+    from minidisc.cli import app
+
+    seen = {}
+
+    def capture(cfg, output, **kwargs):
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(baselines, "run_distill", capture)
+    CliRunner().invoke(app, ["distill", "--task", "sst2", "--sparsity", "0.9", "--output", str(tmp_path / "d"),
+                             "--select-on", "slice", "--selection-examples", "64"])
+    assert (seen["cfg"].select_on, seen["cfg"].selection_examples) == ("slice", 64)
+    refused = CliRunner().invoke(app, ["compare", "--task", "lm", "--corpus", str(tmp_path), "--output",
+                                       str(tmp_path / "lm"), "--select-on", "slice"])
+    text = " ".join(refused.output.replace("│", " ").split())
+    assert refused.exit_code != 0 and "--select-on do not apply to --task lm" in text

@@ -145,7 +145,8 @@ def _compare_lm(opts: ScheduleOptions, *, target: float | None, schedules: str |
                  "--max-eval-samples": opts.max_eval_samples, "--max-length": opts.max_length,
                  "--importance-samples": opts.importance_samples, "--epochs": opts.epochs,
                  "--finetune-epochs": opts.finetune_epochs, "--alpha": opts.alpha, "--beta": opts.beta,
-                 "--option": opts.option, "--max-assistants": max_assistants}
+                 "--option": opts.option, "--max-assistants": max_assistants, "--select-on": opts.select_on,
+                 "--selection-examples": opts.selection_examples}
     given = [k for k, v in glue_only.items() if v is not None]
     if given:
         raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (decoders compressed on text with token budgets)")

@@ -55,6 +55,8 @@ Precision = Annotated[
 
 # --- the options every schedule command (distill, takd, maxidisc, compare) shares ----------
 
+SelectOn = Annotated[str | None, typer.Option(help="Where checkpoints and the assistant are chosen: dev (default: the paper's protocol) or slice (a seeded, stratified selection slice held out of the training data before anything trains, so dev stays a clean report; see docs/minidisc.md).")]
+SelectionExamples = Annotated[int | None, typer.Option(help="Training examples held out as the selection slice (with --select-on slice; default 10 % of them, at most 1000).")]
 SkipCollapsed = Annotated[bool | None, typer.Option("--skip-collapsed/--keep-collapsed", help="MiniDisc's λ-tradeoff passes over candidates at the task's constant-prediction score (flagged ⚠ constant in the report; default), or keeps them in the argmax as the paper does. See docs/minidisc.md.")]
 TeacherRun = Annotated[Path | None, typer.Option("--teacher-run", help="Reuse teacher/ and sparsified/ of this finished run (e.g. an earlier compare).")]
 ImportanceSamples = Annotated[int | None, typer.Option(help="Training examples that score heads/neurons (default 2048).")]
@@ -214,6 +216,8 @@ class ScheduleOptions(DataFileOptions):
     eval_steps: EvalSteps = None
     patience: Patience = None
     seed: Seed = None
+    select_on: SelectOn = None
+    selection_examples: SelectionExamples = None
     objective: Objective = None
     alpha: Alpha = None
     temperature: Temperature = None
@@ -243,6 +247,8 @@ class ScheduleOptions(DataFileOptions):
             "objective": self.objective,
             "objective_options": parse_objective_options(self.alpha, self.temperature, self.beta, self.option),
             "precision": self.precision,
+            "select_on": self.select_on,
+            "selection_examples": self.selection_examples,
         }
 
     def build(self, model: type, **specific: Any) -> Any:

@@ -72,6 +72,8 @@ def build_schedule_report(run: RunDir) -> dict[str, Any]:
         "hops": hops,
         "paths": paths,
         "data": stages["teacher"].get("data"),
+        # hops' metrics are on the set that chose their checkpoints (runs from before: dev)
+        "select_on": cfg.get("select_on", "dev"),
         "train": cfg["train"],
         "cost": manifest.get("cost"),
         "note": cfg.get("note"),
@@ -118,11 +120,15 @@ def render_schedule_markdown(r: dict[str, Any]) -> str:
                          f"{pct(r[name]['test']['main'])} %")
     if r.get("note"):
         lines.append(f"- note: {r['note']}")
-    lines += ["", "## Paths", "", "| path | final dev main % |", "|---|---|"]
+    split = r.get("select_on", "dev")
+    if split == "slice":
+        lines.append(f"- checkpoints and the best path chosen on the selection slice ({d.get('selection_examples')} "
+                     "training examples held out before anything trained); the student's dev figure is measured after")
+    lines += ["", "## Paths", "", f"| path | final {split} main % |", "|---|---|"]
     for p in r["paths"]:
         chain = " → ".join(_level_label(lv) for lv in p["path"])
         lines.append(f"| teacher → {chain} | {pct(p['dev_main'])} |")
-    lines += ["", "## Hops", "", "| stage | teacher | dev main % | reused |", "|---|---|---|---|"]
+    lines += ["", "## Hops", "", f"| stage | teacher | {split} main % | reused |", "|---|---|---|---|"]
     for h in r["hops"]:
         lines.append(f"| {h['stage']} | {h['teacher']} | {pct(h['dev_main'])} | {'yes' if h['reused_from'] else ''} |")
     lines += ["", *cost_markdown(r["cost"])]
@@ -257,6 +263,9 @@ def render_compare_markdown(r: dict[str, Any]) -> str:
         f"- data: {r['data'].get('train_examples')} training / {r['data'].get('dev_examples')} dev examples"
         + (" (subsampled)" if r["data"].get("subsampled") else ""),
         f"- seed {r['seed']}; every distillation stage: {r['train_summary']}",
+        *([f"- every method chose on the selection slice ({r['data'].get('selection_examples')} training examples "
+           "held out before the teacher trained); the dev figures are a clean report"]
+          if r.get("select_on") == "slice" else []),
         f"- cost multiple reference: {r['cost_reference']}",
         "",
         f"| method | route (sparsities) | FLOPs/128 tok | dev {r['metric']} % | cost (train FLOPs) | cost multiple | training runs | spent here |",

@@ -44,7 +44,7 @@ from minidisc.schedules.stages import (
     task_inputs,
 )
 from minidisc.schedules.students import check_layers, teacher_depth
-from minidisc.training.data import prepare_task_data
+from minidisc.training.data import prepare_run_data
 from minidisc.training.records import HopRecord, Level
 
 if TYPE_CHECKING:
@@ -108,12 +108,13 @@ def run_schedule(
     """
     configure(cfg.precision)  # an impossible precision stops here, before anything is written
     task_type = check_run_data(cfg.data, cfg.teacher, teacher_finetuned=cfg.teacher_finetuned,
-                               teacher_run=cfg.teacher_run, seed=cfg.finetune.seed, batch_size=largest_batch(cfg))
+                               teacher_run=cfg.teacher_run, seed=cfg.finetune.seed, batch_size=largest_batch(cfg),
+                               selection=cfg)
     build_objective(cfg.objective, task_type=task_type, **cfg.objective_options)  # fail early
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
     _check_layer_levels(paths, source)
     run = RunDir(output, cfg, command, overwrite=overwrite)
-    data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
+    data = prepare_run_data(cfg.data, tokenizer, cfg.finetune.seed, cfg.select_on, cfg.selection_examples)
     prepare_teacher(run, cfg.teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels())
     needed = {lv.sparsity for p in paths for lv in p if lv.sparsity is not None}
     specs = level_specs(run.path / "sparsified", needed)

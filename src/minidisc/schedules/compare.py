@@ -40,7 +40,7 @@ from minidisc.schedules.stages import (
     root_run,
     task_inputs,
 )
-from minidisc.training.data import prepare_task_data
+from minidisc.training.data import prepare_run_data
 from minidisc.training.records import StudentRecord
 from minidisc.training.teacher_cache import MiB, TeacherCacheStore
 
@@ -98,11 +98,12 @@ def run_compare(
     configure(cfg.precision)  # an impossible precision stops here, before anything is written
     cfg.schedule_configs("")  # validation only: the shared teacher folder is known below
     task_type = check_run_data(cfg.data, cfg.teacher, teacher_finetuned=cfg.teacher_finetuned,
-                               teacher_run=cfg.teacher_run, seed=cfg.finetune.seed, batch_size=largest_batch(cfg))
+                               teacher_run=cfg.teacher_run, seed=cfg.finetune.seed, batch_size=largest_batch(cfg),
+                               selection=cfg)
     _check_objective(cfg, task_type)
     run = RunDir(output, cfg, "compare", overwrite=overwrite)
     source, tokenizer = task_inputs(cfg.teacher, cfg.teacher_run)
-    data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
+    data = prepare_run_data(cfg.data, tokenizer, cfg.finetune.seed, cfg.select_on, cfg.selection_examples)
     prepare_teacher(run, cfg.teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels())
     level_specs(run.path / "sparsified", cfg.levels())  # every schedule's levels; completes a shared map
     root = root_run(run.path)
@@ -167,6 +168,7 @@ def _info(cfg: CompareConfig, run: RunDir, task: TaskSpec, sizes: dict[str, Any]
         "teacher_flops_per_128_tokens": model_size(run.path / "teacher")["flops_per_128_tokens"],
         "data": teacher.get("data") or sizes,
         "seed": cfg.finetune.seed,
+        "select_on": cfg.select_on,
         "train_summary": f"{t.epochs:g} epoch(s), batch {t.batch_size}, lr {t.learning_rate:g}, seed {t.seed}, "
         f"objective {cfg.objective} (MiniDisc: its own loss)",
         "schedules": list(cfg.schedules),

@@ -20,6 +20,7 @@ from minidisc.config import (
     DataConfig,
     TrainConfig,
     WithPrecision,
+    WithSelectionSlice,
     check_grid,
 )
 from minidisc.elastic.levels import level, same_level
@@ -35,7 +36,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class ScheduleConfig(_Strict, WithPrecision):
+class ScheduleConfig(_Strict, WithSelectionSlice, WithPrecision):
     """What every schedule shares: teacher, data, sparsity grid, training of each hop.
 
     ``teacher_run`` names a run directory whose ``teacher/`` and ``sparsified/`` stages
@@ -53,6 +54,8 @@ class ScheduleConfig(_Strict, WithPrecision):
     objective: str = Field("minidisc", description="distillation objective of every hop")
     objective_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
     note: str | None = None
+
+    omitted_in_dump: ClassVar[dict[str, Any]] = {**WithPrecision.omitted_in_dump, **WithSelectionSlice.omitted_in_dump}
 
     @field_validator("grid")
     @classmethod
@@ -168,7 +171,7 @@ class MaxiDiscConfig(ScheduleConfig):
         return sorted(set(self.grid) | set(self.assistant_levels()) | {level(self.target_sparsity)})
 
 
-class CompareConfig(_Strict, WithPrecision):
+class CompareConfig(_Strict, WithSelectionSlice, WithPrecision):
     """All schedules to one target on one fine-tuned + sparsified teacher.
 
     Every schedule uses ``train`` for each of its distillation stages (MiniDisc for its
@@ -197,7 +200,8 @@ class CompareConfig(_Strict, WithPrecision):
     skip_collapsed: bool = Field(True, description="MiniDisc's selection passes over collapsed candidates (CompressConfig)")
 
     omitted_in_dump: ClassVar[dict[str, Any]] = {
-        **WithPrecision.omitted_in_dump, "sandwich_samples": None, "skip_collapsed": True}
+        **WithPrecision.omitted_in_dump, **WithSelectionSlice.omitted_in_dump, "sandwich_samples": None,
+        "skip_collapsed": True}
 
     @field_validator("schedules")
     @classmethod
@@ -226,7 +230,12 @@ class CompareConfig(_Strict, WithPrecision):
             "teacher": self.teacher, "teacher_finetuned": self.teacher_finetuned, "teacher_run": teacher_run,
             "data": self.data, "grid": self.grid, "finetune": self.finetune, "train": self.train,
             "objective": self.objective, "objective_options": self.objective_options, "precision": self.precision,
+            **self._selection(),
         }
+
+    def _selection(self) -> dict[str, Any]:
+        """Where every arm chooses: the same slice (or dev), so all train on the same examples."""
+        return {"select_on": self.select_on, "selection_examples": self.selection_examples}
 
     def direct(self, teacher_run: str) -> DistillConfig:
         return DistillConfig(**self._common(teacher_run), target_sparsity=self.target_sparsity)
@@ -254,7 +263,7 @@ class CompareConfig(_Strict, WithPrecision):
             target_sparsity=self.target_sparsity, lam=self.lam, iterations=self.iterations,
             truncation=self.truncation, grid=self.grid, finetune=self.finetune, sandwich=self.train,
             final=self.train, note=self.note, precision=self.precision, sandwich_samples=self.sandwich_samples,
-            skip_collapsed=self.skip_collapsed,
+            skip_collapsed=self.skip_collapsed, **self._selection(),
         )
 
     def levels(self) -> list[float]:

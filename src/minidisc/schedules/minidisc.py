@@ -55,7 +55,7 @@ from minidisc.schedules.stages import (
     prepare_teacher,
     task_inputs,
 )
-from minidisc.training.data import carve_selection_slice, prepare_task_data
+from minidisc.training.data import prepare_run_data
 from minidisc.training.distill import Distiller
 from minidisc.training.records import CandidatesRecord, IterationRecord, iteration_names
 from minidisc.training.sandwich import inclusion_probabilities
@@ -97,13 +97,11 @@ def run_compress(
     configure(cfg.precision)  # an impossible precision stops here, before anything is written
     train_batches = [cfg.sandwich.batch_size, cfg.final.batch_size] + ([] if cfg.teacher_finetuned else [cfg.finetune.batch_size])
     check_run_data(cfg.data, cfg.teacher, teacher_finetuned=cfg.teacher_finetuned, teacher_run=teacher_run,
-                   seed=cfg.finetune.seed, batch_size=max(train_batches))  # before anything is written
+                   seed=cfg.finetune.seed, batch_size=max(train_batches), selection=cfg)  # before anything is written
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
     with process_state().main_process_first():  # hub downloads and dataset caches: filled once
         source, tokenizer = task_inputs(cfg.teacher, teacher_run)
-        data = prepare_task_data(cfg.data, tokenizer, seed=cfg.finetune.seed)
-    if cfg.select_on == "slice":  # before the teacher: nothing of the run trains on the slice
-        data = carve_selection_slice(data, cfg.selection_examples, cfg.finetune.seed, cfg.data.importance_samples)
+        data = prepare_run_data(cfg.data, tokenizer, cfg.finetune.seed, cfg.select_on, cfg.selection_examples)
 
     shape = MapShape(cfg.layer_shapes, cfg.drop_layers, cfg.align)
     prepare_teacher(run, teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels(), shape)

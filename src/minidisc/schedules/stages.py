@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.compute.flops import forward_flops
 from minidisc.compute.meter import ComputeTotals
-from minidisc.config import DataConfig, TrainConfig
+from minidisc.config import DataConfig, TrainConfig, WithSelectionSlice
 from minidisc.elastic.estimators import GRADIENT, ImportanceCost, estimate_importance
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.io import load_student, loads_with_plain_transformers, save_student
@@ -71,7 +71,7 @@ SHARED_STAGES = ("teacher", "sparsified")
 
 def check_run_data(
     data_cfg: DataConfig, teacher: str | None, *, teacher_finetuned: bool, teacher_run: str | Path | None,
-    seed: int, batch_size: int,
+    seed: int, batch_size: int, selection: WithSelectionSlice | None = None,
 ) -> str:
     """Check the run's data before anything is written and return the task type.
 
@@ -80,16 +80,22 @@ def check_run_data(
     (:func:`~minidisc.tasks.custom.check_custom_data`), and a teacher given as already
     fine-tuned must agree with their label names (a head without names: a warning).
 
+    With ``selection`` (where the run chooses) set to a slice and a ``teacher_run``, that
+    run's teacher must have been fine-tuned with the same slice held out
+    (:func:`check_slice_unseen`).
+
     Raises:
-        ConfigError: an unknown task. DataError: bad own data (file, row and column
-            named), or fewer training rows than ``batch_size``. ModelError: a fine-tuned
-            teacher whose label names differ.
+        ConfigError: an unknown task; a selection slice the teacher run's teacher trained
+            on. DataError: bad own data (file, row and column named), or fewer training
+            rows than ``batch_size``. ModelError: a fine-tuned teacher whose label names differ.
     """
     import warnings
 
     from minidisc.tasks import get_task
     from minidisc.tasks.custom import check_custom_data
 
+    if selection is not None:
+        check_slice_unseen(teacher_run, selection, seed)
     custom = check_custom_data(data_cfg, seed=seed, batch_size=batch_size)
     if custom is None:
         return get_task(data_cfg.task).task_type
@@ -98,6 +104,31 @@ def check_run_data(
         if note:
             warnings.warn(note, UserWarning, stacklevel=3)
     return custom.spec.task_type
+
+
+def check_slice_unseen(teacher_run: str | Path | None, selection: WithSelectionSlice, seed: int) -> None:
+    """Refuse to select on a slice that the teacher of ``teacher_run`` was fine-tuned on.
+
+    A slice is clean only when it was held out before the teacher trained: the teacher
+    run must have selected on a slice of the same size with the same seed (hence the same
+    rows of the same data), or have taken its teacher as already fine-tuned.
+
+    Raises:
+        ConfigError: the teacher run fine-tuned its teacher on those examples.
+    """
+    if teacher_run is None or selection.select_on != "slice" or not (Path(teacher_run) / MANIFEST).is_file():
+        return  # a missing teacher run is named when its stages are linked
+    theirs = read_json(Path(teacher_run) / MANIFEST).get("config") or {}
+    if theirs.get("teacher_finetuned"):
+        return
+    same = (theirs.get("select_on", "dev") == "slice" and theirs.get("selection_examples") == selection.selection_examples
+            and (theirs.get("finetune") or {}).get("seed") == seed)
+    if not same:
+        raise ConfigError(
+            f"--select-on slice holds out training examples the teacher of {teacher_run} was fine-tuned on (that run "
+            "selected on dev, or on another slice): give --select-on dev, or a --teacher-run made with the same "
+            "--select-on slice, --selection-examples and --seed"
+        )
 
 
 # --- the teacher and its sparsification ----------------------------------------------

@@ -99,6 +99,24 @@ def carve_selection_slice(data: TaskData, examples: int | None, seed: int, impor
                     selection=data.train.select(held))
 
 
+def prepare_run_data(
+    cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int, select_on: str = "dev",
+    selection_examples: int | None = None,
+) -> TaskData:
+    """The task data of a run that trains: :func:`prepare_task_data`, then, with
+    ``select_on == "slice"``, the selection slice held out (:func:`carve_selection_slice`)
+    before anything trains, so the teacher never sees it. Every schedule of a comparison
+    calls this with the same values, so all of them train on the same examples.
+
+    Raises:
+        DataError: as :func:`prepare_task_data` and :func:`carve_selection_slice`.
+    """
+    data = prepare_task_data(cfg, tokenizer, seed=seed)
+    if select_on == "slice":
+        data = carve_selection_slice(data, selection_examples, seed, cfg.importance_samples)
+    return data
+
+
 def prepare_task_data(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> TaskData:
     """Load, subsample (seeded) and tokenize the task's train and dev splits: a named
     task's, or those of the user's files (``cfg.train_file``: task ``custom``, whose
