@@ -240,7 +240,7 @@ def test_compress_options_reach_the_config_and_are_refused_for_lm(tmp_path, monk
 
 
 
-def test_compare_passes_the_collapse_rule_to_its_minidisc_arm():
+def test_compare_passes_the_selection_rules_to_its_minidisc_arm():
     from minidisc.config import CompressConfig
     from minidisc.schedules.config import CompareConfig
 
@@ -249,6 +249,8 @@ def test_compare_passes_the_collapse_rule_to_its_minidisc_arm():
     # the default is left out of the dump: earlier runs' configs resume unchanged
     assert "skip_collapsed" not in CompareConfig().model_dump() and "skip_collapsed" not in CompressConfig().model_dump()
     assert CompressConfig(skip_collapsed=False).model_dump()["skip_collapsed"] is False
+    arm = CompareConfig(candidate_score="last_mean", score_window=5, select_on="slice").minidisc()
+    assert (arm.candidate_score, arm.score_window, arm.select_on) == ("last_mean", 5, "slice")
 
 
 def test_schedule_commands_take_the_selection_slice_and_text_refuses_it(tmp_path, monkeypatch):

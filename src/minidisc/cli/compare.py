@@ -27,7 +27,16 @@ from minidisc.cli.lm_options import (
     corpus_overrides,
     teacher_cache_setting,
 )
-from minidisc.cli.options import Output, ScheduleOptions, SkipCollapsed, help_text, parse_grid, schedule_command
+from minidisc.cli.options import (
+    CandidateScore,
+    Output,
+    ScheduleOptions,
+    ScoreWindow,
+    SkipCollapsed,
+    help_text,
+    parse_grid,
+    schedule_command,
+)
 from minidisc.fileio import read_json
 from minidisc.schedules.config import CompareConfig
 
@@ -49,6 +58,8 @@ def compare(
     max_assistants: Annotated[int | None, typer.Option(help="MaxiDisc paths through up to this many assistants (default 1).")] = None,
     note: Annotated[str | None, typer.Option(help="Free text shown in the reports.")] = None,
     sandwich_samples: Annotated[int | None, typer.Option(min=0, help="MiniDisc's sandwich rule: each sandwich step trains the least and the most sparse candidate and K others drawn at random (default: every candidate; see compress --help).")] = None,
+    candidate_score: CandidateScore = None,
+    score_window: ScoreWindow = None,
     skip_collapsed: SkipCollapsed = None,
     corpus: Corpus = None,
     eval_corpus: EvalCorpus = None,
@@ -93,8 +104,12 @@ def compare(
     if opts.task == "lm":
         if sandwich_samples is not None:
             raise typer.BadParameter("--sandwich-samples does not apply to --task lm (its sandwich trains every candidate)")
-        if skip_collapsed is not None:
-            raise typer.BadParameter("--skip-collapsed/--keep-collapsed do not apply to --task lm (text has no constant prediction)")
+        text_refuses = {"--skip-collapsed/--keep-collapsed": skip_collapsed, "--candidate-score": candidate_score,
+                        "--score-window": score_window}
+        given = [k for k, v in text_refuses.items() if v is not None]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (its candidates are scored on "
+                                     "held-out text by their best perplexity ratio)")
         return _compare_lm(
             opts, target=target, schedules=schedules, takd_path=takd_path, truncation=truncation, lam=lam,
             iterations=iterations, max_assistants=max_assistants, note=note, output=output,
@@ -114,7 +129,7 @@ def compare(
         CompareConfig, target_sparsity=target, schedules=_names(schedules or GLUE_SCHEDULES),
         takd_path=parse_grid(takd_path), truncation=truncation, lam=lam, iterations=iterations,
         max_assistants=max_assistants, note=note, sandwich_samples=sandwich_samples,
-        skip_collapsed=skip_collapsed,
+        skip_collapsed=skip_collapsed, candidate_score=candidate_score, score_window=score_window,
     )
     run = run_compare(cfg, output, overwrite=opts.overwrite, cache=opts.cache_options())
     report = read_json(run.path / "report.json")

@@ -27,6 +27,7 @@ from minidisc.cli.lm_options import (
     teacher_cache_setting,
 )
 from minidisc.cli.options import (
+    CandidateScore,
     ConfigFile,
     DataDir,
     DataFileOptions,
@@ -36,6 +37,7 @@ from minidisc.cli.options import (
     Output,
     Overwrite,
     Precision,
+    ScoreWindow,
     SelectionExamples,
     SelectOn,
     SkipCollapsed,
@@ -83,8 +85,8 @@ def compress(
     save_candidates: Annotated[bool, typer.Option("--save-candidates", help="Also save each candidate's best sub-network.")] = False,
     select_on: SelectOn = None,
     selection_examples: SelectionExamples = None,
-    candidate_score: Annotated[str | None, typer.Option(help="A candidate's selection metric: best (default: its running maximum, the paper's) or last_mean (mean of its last --score-window evaluations, its latest weights kept; less biased by noise).")] = None,
-    score_window: Annotated[int | None, typer.Option(help="Evaluations averaged by --candidate-score last_mean (default 3).")] = None,
+    candidate_score: CandidateScore = None,
+    score_window: ScoreWindow = None,
     sandwich_samples: Annotated[int | None, typer.Option(min=0, help="Sandwich rule: each sandwich step trains the least and the most sparse candidate and K others drawn at random, instead of every candidate (default: every candidate, as the reference code). Cheaper per step; see docs/minidisc.md.")] = None,
     skip_collapsed: SkipCollapsed = None,
     corpus: Corpus = None,

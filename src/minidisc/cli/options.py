@@ -57,6 +57,8 @@ Precision = Annotated[
 
 SelectOn = Annotated[str | None, typer.Option(help="Where checkpoints and the assistant are chosen: dev (default: the paper's protocol) or slice (a seeded, stratified selection slice held out of the training data before anything trains, so dev stays a clean report; see docs/minidisc.md).")]
 SelectionExamples = Annotated[int | None, typer.Option(help="Training examples held out as the selection slice (with --select-on slice; default 10 % of them, at most 1000).")]
+CandidateScore = Annotated[str | None, typer.Option(help="MiniDisc: a candidate's selection metric: best (default: its running maximum, the paper's) or last_mean (mean of its last --score-window evaluations, its latest weights kept; less biased by noise).")]
+ScoreWindow = Annotated[int | None, typer.Option(help="Evaluations averaged by --candidate-score last_mean (default 3).")]
 SkipCollapsed = Annotated[bool | None, typer.Option("--skip-collapsed/--keep-collapsed", help="MiniDisc's λ-tradeoff passes over candidates at the task's constant-prediction score (flagged ⚠ constant in the report; default), or keeps them in the argmax as the paper does. See docs/minidisc.md.")]
 TeacherRun = Annotated[Path | None, typer.Option("--teacher-run", help="Reuse teacher/ and sparsified/ of this finished run (e.g. an earlier compare).")]
 ImportanceSamples = Annotated[int | None, typer.Option(help="Training examples that score heads/neurons (default 2048).")]

@@ -10,7 +10,7 @@ last one being the student.
 from __future__ import annotations
 
 from itertools import combinations, pairwise
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -198,10 +198,12 @@ class CompareConfig(_Strict, WithSelectionSlice, WithPrecision):
     note: str | None = None
     sandwich_samples: int | None = Field(None, ge=0, description="MiniDisc's sandwich rule (CompressConfig)")
     skip_collapsed: bool = Field(True, description="MiniDisc's selection passes over collapsed candidates (CompressConfig)")
+    candidate_score: Literal["last_mean", "best"] = Field("best", description="MiniDisc's scoring rule (CompressConfig)")
+    score_window: int = Field(3, ge=1, description="evaluations averaged by candidate_score last_mean")
 
     omitted_in_dump: ClassVar[dict[str, Any]] = {
         **WithPrecision.omitted_in_dump, **WithSelectionSlice.omitted_in_dump, "sandwich_samples": None,
-        "skip_collapsed": True}
+        "skip_collapsed": True, "candidate_score": "best", "score_window": 3}
 
     @field_validator("schedules")
     @classmethod
@@ -263,7 +265,8 @@ class CompareConfig(_Strict, WithSelectionSlice, WithPrecision):
             target_sparsity=self.target_sparsity, lam=self.lam, iterations=self.iterations,
             truncation=self.truncation, grid=self.grid, finetune=self.finetune, sandwich=self.train,
             final=self.train, note=self.note, precision=self.precision, sandwich_samples=self.sandwich_samples,
-            skip_collapsed=self.skip_collapsed, **self._selection(),
+            skip_collapsed=self.skip_collapsed, candidate_score=self.candidate_score, score_window=self.score_window,
+            **self._selection(),
         )
 
     def levels(self) -> list[float]:
