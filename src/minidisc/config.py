@@ -59,18 +59,20 @@ class WithPrecision(BaseModel):
 
 class WithSelectionSlice(BaseModel):
     """Where checkpoints and candidates are chosen (``--select-on``, ``--selection-examples``),
-    defined once for every command that trains on a task: on a seeded selection slice held
-    out of the training data before anything trains (:func:`minidisc.training.data.carve_selection_slice`),
-    so dev stays a clean report, or on dev (the paper's protocol). A comparison passes the
-    same values to every schedule, so all arms train on the same examples."""
+    defined once for every command that trains on a task: by default on a seeded selection
+    slice held out of the training data before anything trains
+    (:func:`minidisc.training.data.carve_selection_slice`), so dev stays a clean report; or
+    on dev (the paper's protocol). A comparison passes the same values to every schedule,
+    so all arms train on the same examples."""
 
     select_on: Literal["slice", "dev"] = Field(
-        "dev", description="slice: a seeded (stratified) selection slice held out of the training data, so dev "
+        "slice", description="slice: a seeded (stratified) selection slice held out of the training data, so dev "
         "stays a clean report; dev: the dev set (the paper's protocol)")
     selection_examples: int | None = Field(
         None, gt=0, description="training examples held out as the selection slice; None: 10 % of them, at most 1000")
 
-    #: the keys' values before they existed (runs made then resume unchanged)
+    #: the keys' values before they existed: runs made then resume unchanged, and a run at
+    #: today's default (``slice``) names it in its dump
     omitted_in_dump: ClassVar[dict[str, Any]] = {"select_on": "dev", "selection_examples": None}
 
     @model_validator(mode="after")
@@ -205,7 +207,35 @@ def check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
         raise ValueError(str(err)) from None
 
 
-class CompressConfig(_Strict, WithSelectionSlice, WithPrecision):
+class MiniDiscRules(BaseModel):
+    """How MiniDisc's sandwich trains and scores its candidates (issue 13; docs/minidisc.md),
+    defined once for ``compress`` and ``compare``'s MiniDisc arm. The defaults are the
+    re-run study's (docs/results.md); the paper's protocol is ``candidate_score: best``,
+    ``skip_collapsed: false``, ``sandwich_samples: all`` (with ``select_on: dev``)."""
+
+    candidate_score: Literal["last_mean", "best"] = Field(
+        "last_mean", description="a candidate's selection metric: the mean of its last score_window evaluations "
+        "(weights kept: the latest), or best: its running maximum (the paper's; weights kept: the best)")
+    score_window: int = Field(3, ge=1, description="evaluations averaged by candidate_score last_mean")
+    skip_collapsed: bool = Field(
+        True, description="pass over candidates at the task's constant-prediction score in the λ-tradeoff (a "
+        "collapsed sub-network's metric says nothing; its sparsity bonus would still win); false: the paper's argmax")
+    sandwich_samples: int | None = Field(
+        0, ge=0, description="train the least and the most sparse candidate and this many others drawn at random "
+        "per sandwich step (the sandwich rule, Yu & Huang 2019); all (None): every candidate every step (the "
+        "reference code)")
+
+    #: the keys' values before they existed (runs made then resume unchanged)
+    omitted_in_dump: ClassVar[dict[str, Any]] = {
+        "candidate_score": "best", "score_window": 3, "skip_collapsed": False, "sandwich_samples": None}
+
+    @field_validator("sandwich_samples", mode="before")
+    @classmethod
+    def _all_candidates(cls, value: Any) -> Any:
+        return None if value == "all" else value
+
+
+class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     """The whole MiniDisc pipeline (``minidisc compress``)."""
 
     teacher: str | None = Field(None, description="hub id or path; None: the packaged all-MiniLM-L6-v2")
@@ -221,20 +251,6 @@ class CompressConfig(_Strict, WithSelectionSlice, WithPrecision):
     final: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
     save_candidates: bool = Field(False, description="also save every candidate's best sub-network")
     note: str | None = Field(None, description="free text shown in the report (e.g. subsampling)")
-    # --- how candidates are chosen (docs/minidisc.md, "Selection"; where: WithSelectionSlice) ---
-    # The paper's protocol stays the default until the re-run study (issue 13 part 6) and
-    # every README number it touches are measured under the slice and last_mean.
-    candidate_score: Literal["last_mean", "best"] = Field(
-        "best", description="a candidate's selection metric: the mean of its last score_window evaluations "
-        "(weights kept: the latest), or best: its running maximum (the paper's; weights kept: the best)")
-    score_window: int = Field(3, ge=1, description="evaluations averaged by candidate_score last_mean")
-    skip_collapsed: bool = Field(
-        True, description="pass over candidates at the task's constant-prediction score in the λ-tradeoff (a "
-        "collapsed sub-network's metric says nothing; its sparsity bonus would still win); false: the paper's argmax")
-    # --- how much a sandwich step trains (issue 13, part 1) ---
-    sandwich_samples: int | None = Field(
-        None, ge=0, description="train the least and the most sparse candidate and this many others drawn at random "
-        "per sandwich step (the sandwich rule, Yu & Huang 2019); None: every candidate every step (the reference code)")
     # --- students built for the hardware (issue 15); defaults left out of the dump ---
     layer_shapes: str | None = Field(None, description="uniform (one size for every layer, hidden width cut) or "
                                      "global (per-layer sizes); None: the family's default (global for encoders)")
@@ -245,9 +261,8 @@ class CompressConfig(_Strict, WithSelectionSlice, WithPrecision):
                       "time saved on this device)")
 
     omitted_in_dump: ClassVar[dict[str, Any]] = {
-        **WithPrecision.omitted_in_dump, **WithSelectionSlice.omitted_in_dump, "layer_shapes": None,
-        "drop_layers": 0, "align": 1, "cost": "flops", "candidate_score": "best", "score_window": 3,
-        "sandwich_samples": None, "skip_collapsed": True,
+        **WithPrecision.omitted_in_dump, **WithSelectionSlice.omitted_in_dump, **MiniDiscRules.omitted_in_dump,
+        "layer_shapes": None, "drop_layers": 0, "align": 1, "cost": "flops",
     }
 
     @field_validator("grid")

@@ -73,10 +73,12 @@ def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
     assert report["student"]["flops_per_128_tokens"] < report["teacher"]["flops_per_128_tokens"]
     assert 0.0 <= report["student"]["dev"]["main"] <= 1.0
     assert "| student (exported) | 75.00 |" in (out / "report.md").read_text()
-    # by default the paper's protocol selects: dev, by each candidate's running best
-    assert "selection_slice" not in manifest
-    assert read_json(out / "iter1" / "candidates.json")["score_rule"] == "best"
-    assert "- selected on: the dev set (the paper's protocol" in (out / "report.md").read_text()
+    # by default a selection slice of the training set selects, by the mean of the last evaluations
+    held = manifest["selection_slice"]
+    assert held["examples"] > 0 and held["examples"] + held["train_examples"] == 48
+    assert manifest["stages"]["teacher"]["data"]["train_examples"] == held["train_examples"]
+    assert read_json(out / "iter1" / "candidates.json")["score_rule"] == "last_mean"
+    assert "- selected on: the selection slice" in (out / "report.md").read_text()
     assert set(report["constant_prediction"]) == {"dev", "selection"} and "candidates" in report["collapse"]
     assert (out / "tradeoff.png").stat().st_size > 1000
 
@@ -86,18 +88,16 @@ def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
     with pytest.raises(RunExistsError):
         md.run_compress(cfg.model_copy(update={"lam": 0.5}), out)
 
-    # opt-in: a selection slice of the training set selects, by the mean of the last evaluations
-    sliced = tmp_path / "sliced"
-    md.run_compress(cfg.model_copy(update={"select_on": "slice", "candidate_score": "last_mean"}), sliced)
-    manifest = read_json(sliced / "manifest.json")
-    held = manifest["selection_slice"]
-    assert held["examples"] > 0 and held["examples"] + held["train_examples"] == 48
-    assert manifest["stages"]["teacher"]["data"]["train_examples"] == held["train_examples"]
-    assert read_json(sliced / "iter1" / "candidates.json")["score_rule"] == "last_mean"
-    assert "- selected on: the selection slice" in (sliced / "report.md").read_text()
+    # the paper's protocol: dev selects, by each candidate's running best
+    paper = tmp_path / "paper"
+    md.run_compress(cfg.model_copy(update={"select_on": "dev", "candidate_score": "best"}), paper)
+    manifest = read_json(paper / "manifest.json")
+    assert "selection_slice" not in manifest and manifest["stages"]["teacher"]["data"]["train_examples"] == 48
+    assert read_json(paper / "iter1" / "candidates.json")["score_rule"] == "best"
+    assert "- selected on: the dev set (the paper's protocol" in (paper / "report.md").read_text()
     # a slice the teacher of --teacher-run trained on is refused before anything is written
     with pytest.raises(ConfigError, match="holds out training examples the teacher of"):
-        md.run_compress(cfg.model_copy(update={"select_on": "slice"}), tmp_path / "leaky", teacher_run=out)
+        md.run_compress(cfg, tmp_path / "leaky", teacher_run=paper)
     assert not (tmp_path / "leaky").exists()
 
 

@@ -56,7 +56,11 @@ def test_direct_kd_stages_outputs_and_multiple_one(direct):
     hop = cost["per_stage"]["hop-s0.75"]
     assert hop["train_flops"] == pytest.approx(hop["student_train_flops"] + hop["teacher_forward_flops"])
     assert 0 < hop["student_train_flops"] < 3 * hop["teacher_forward_flops"]  # a 25 % student is cheaper
-    assert hop["tokens"] > 0 and hop["sequences"] == 24
+    # one epoch over the training examples left after the selection slice (the default)
+    sizes = stages["teacher"]["data"]
+    assert sizes["train_examples"] + sizes["selection_examples"] == 24 and sizes["selection_examples"] > 0
+    assert hop["tokens"] > 0 and hop["sequences"] == sizes["train_examples"]
+    assert "chosen on the selection slice" in (run.path / "report.md").read_text()
     report = (run.path / "report.md").read_text()
     assert "1.00×" in report and "minidisc" in report
 

@@ -104,8 +104,9 @@ def test_selection_slice_errors_say_what_to_change(tiny_data):
         carve_selection_slice(tiny_data, 40, seed=3, importance_samples=16)
     with pytest.raises(ConfigError, match="selection_examples"):
         parse_config(CompressConfig, {"select_on": "dev", "selection_examples": 100}, "test")
-    cfg = CompressConfig()
-    assert (cfg.select_on, cfg.candidate_score, cfg.score_window) == ("dev", "best", 3)  # the paper's, for now
+    cfg = CompressConfig()  # the re-run study's defaults (issue 13), not the paper's protocol
+    assert (cfg.select_on, cfg.candidate_score, cfg.score_window, cfg.sandwich_samples, cfg.skip_collapsed) == (
+        "slice", "last_mean", 3, 0, True)
 
 
 # --- the constant-prediction score --------------------------------------------------------
@@ -246,9 +247,13 @@ def test_compare_passes_the_selection_rules_to_its_minidisc_arm():
 
     assert CompareConfig().minidisc().skip_collapsed
     assert not CompareConfig(skip_collapsed=False).minidisc().skip_collapsed
-    # the default is left out of the dump: earlier runs' configs resume unchanged
-    assert "skip_collapsed" not in CompareConfig().model_dump() and "skip_collapsed" not in CompressConfig().model_dump()
-    assert CompressConfig(skip_collapsed=False).model_dump()["skip_collapsed"] is False
+    # the behaviour before the options existed is left out of the dump (earlier runs resume
+    # unchanged), and today's defaults are written
+    paper = {"select_on": "dev", "candidate_score": "best", "sandwich_samples": "all", "skip_collapsed": False}
+    for model in (CompareConfig, CompressConfig):
+        assert not set(paper) & set(model(**paper).model_dump())
+        assert {"select_on", "candidate_score", "sandwich_samples", "skip_collapsed"} <= set(model().model_dump())
+    assert CompareConfig(**paper).minidisc().sandwich_samples is None  # all: every candidate
     arm = CompareConfig(candidate_score="last_mean", score_window=5, select_on="slice").minidisc()
     assert (arm.candidate_score, arm.score_window, arm.select_on) == ("last_mean", 5, "slice")
 

@@ -30,6 +30,7 @@ from minidisc.cli.lm_options import (
 from minidisc.cli.options import (
     CandidateScore,
     Output,
+    SandwichSamples,
     ScheduleOptions,
     ScoreWindow,
     SkipCollapsed,
@@ -57,7 +58,7 @@ def compare(
     iterations: Annotated[int | None, typer.Option(help="MiniDisc sandwich iterations (default 2 = one assistant).")] = None,
     max_assistants: Annotated[int | None, typer.Option(help="MaxiDisc paths through up to this many assistants (default 1).")] = None,
     note: Annotated[str | None, typer.Option(help="Free text shown in the reports.")] = None,
-    sandwich_samples: Annotated[int | None, typer.Option(min=0, help="MiniDisc's sandwich rule: each sandwich step trains the least and the most sparse candidate and K others drawn at random (default: every candidate; see compress --help).")] = None,
+    sandwich_samples: SandwichSamples = None,
     candidate_score: CandidateScore = None,
     score_window: ScoreWindow = None,
     skip_collapsed: SkipCollapsed = None,

@@ -55,9 +55,23 @@ Precision = Annotated[
 
 # --- the options every schedule command (distill, takd, maxidisc, compare) shares ----------
 
-SelectOn = Annotated[str | None, typer.Option(help="Where checkpoints and the assistant are chosen: dev (default: the paper's protocol) or slice (a seeded, stratified selection slice held out of the training data before anything trains, so dev stays a clean report; see docs/minidisc.md).")]
+def parse_sandwich_samples(value: str | int) -> str | int:
+    """``--sandwich-samples``: ``all`` or a count ≥ 0 (a typer parser).
+
+    Raises:
+        typer.BadParameter: anything else.
+    """
+    if isinstance(value, int) or value == "all":
+        return value
+    if not value.isdigit():
+        raise typer.BadParameter(f"{value!r} is not a count of candidates: give an integer ≥ 0, or all")
+    return int(value)
+
+
+SandwichSamples = Annotated[str | None, typer.Option(parser=parse_sandwich_samples, metavar="K|all", help="MiniDisc's sandwich rule: each sandwich step trains the least and the most sparse candidate and K others drawn at random (default 0: the two extremes only, about half the cost of every candidate); all: every candidate every step, as the paper's code. See docs/minidisc.md.")]
+SelectOn = Annotated[str | None, typer.Option(help="Where checkpoints and the assistant are chosen: slice (default: a seeded, stratified selection slice held out of the training data before anything trains, so dev stays a clean report) or dev (the paper's protocol: dev chooses and reports). See docs/minidisc.md.")]
 SelectionExamples = Annotated[int | None, typer.Option(help="Training examples held out as the selection slice (with --select-on slice; default 10 % of them, at most 1000).")]
-CandidateScore = Annotated[str | None, typer.Option(help="MiniDisc: a candidate's selection metric: best (default: its running maximum, the paper's) or last_mean (mean of its last --score-window evaluations, its latest weights kept; less biased by noise).")]
+CandidateScore = Annotated[str | None, typer.Option(help="MiniDisc: a candidate's selection metric: last_mean (default: the mean of its last --score-window evaluations, its latest weights kept; less biased by noise) or best (its running maximum, the paper's).")]
 ScoreWindow = Annotated[int | None, typer.Option(help="Evaluations averaged by --candidate-score last_mean (default 3).")]
 SkipCollapsed = Annotated[bool | None, typer.Option("--skip-collapsed/--keep-collapsed", help="MiniDisc's λ-tradeoff passes over candidates at the task's constant-prediction score (flagged ⚠ constant in the report; default), or keeps them in the argmax as the paper does. See docs/minidisc.md.")]
 TeacherRun = Annotated[Path | None, typer.Option("--teacher-run", help="Reuse teacher/ and sparsified/ of this finished run (e.g. an earlier compare).")]

@@ -10,7 +10,7 @@ last one being the student.
 from __future__ import annotations
 
 from itertools import combinations, pairwise
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,6 +19,7 @@ from minidisc.config import (
     CompressConfig,
     DataConfig,
     TrainConfig,
+    MiniDiscRules,
     WithPrecision,
     WithSelectionSlice,
     check_grid,
@@ -171,7 +172,7 @@ class MaxiDiscConfig(ScheduleConfig):
         return sorted(set(self.grid) | set(self.assistant_levels()) | {level(self.target_sparsity)})
 
 
-class CompareConfig(_Strict, WithSelectionSlice, WithPrecision):
+class CompareConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     """All schedules to one target on one fine-tuned + sparsified teacher.
 
     Every schedule uses ``train`` for each of its distillation stages (MiniDisc for its
@@ -196,14 +197,9 @@ class CompareConfig(_Strict, WithSelectionSlice, WithPrecision):
     objective: str = "minidisc"
     objective_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
     note: str | None = None
-    sandwich_samples: int | None = Field(None, ge=0, description="MiniDisc's sandwich rule (CompressConfig)")
-    skip_collapsed: bool = Field(True, description="MiniDisc's selection passes over collapsed candidates (CompressConfig)")
-    candidate_score: Literal["last_mean", "best"] = Field("best", description="MiniDisc's scoring rule (CompressConfig)")
-    score_window: int = Field(3, ge=1, description="evaluations averaged by candidate_score last_mean")
 
     omitted_in_dump: ClassVar[dict[str, Any]] = {
-        **WithPrecision.omitted_in_dump, **WithSelectionSlice.omitted_in_dump, "sandwich_samples": None,
-        "skip_collapsed": True, "candidate_score": "best", "score_window": 3}
+        **WithPrecision.omitted_in_dump, **WithSelectionSlice.omitted_in_dump, **MiniDiscRules.omitted_in_dump}
 
     @field_validator("schedules")
     @classmethod
@@ -264,9 +260,8 @@ class CompareConfig(_Strict, WithSelectionSlice, WithPrecision):
             teacher=self.teacher, teacher_finetuned=self.teacher_finetuned, data=self.data,
             target_sparsity=self.target_sparsity, lam=self.lam, iterations=self.iterations,
             truncation=self.truncation, grid=self.grid, finetune=self.finetune, sandwich=self.train,
-            final=self.train, note=self.note, precision=self.precision, sandwich_samples=self.sandwich_samples,
-            skip_collapsed=self.skip_collapsed, candidate_score=self.candidate_score, score_window=self.score_window,
-            **self._selection(),
+            final=self.train, note=self.note, precision=self.precision, **self._selection(),
+            **{name: getattr(self, name) for name in MiniDiscRules.model_fields},
         )
 
     def levels(self) -> list[float]:
