@@ -114,9 +114,9 @@ def test_every_student_has_a_card_and_every_report_rebuilds_equal(compared, tmp_
 
 
 def test_minidisc_cost_and_reuse_of_iteration_one_at_another_target(compared, tmp_path):
+    from minidisc.evaluation.constant import collapse_floor
     from minidisc.fileio import read_json
     from minidisc.schedules.compare import run_compare
-    from minidisc.evaluation.constant import collapse_floor
     from minidisc.training.selection import select_assistant
 
     cfg, run, _ = compared

@@ -261,8 +261,8 @@ def test_compare_passes_the_selection_rules_to_its_minidisc_arm():
 def test_schedule_commands_take_the_selection_slice_and_text_refuses_it(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import minidisc.schedules.baselines as baselines
     from minidisc.cli import app
+    from minidisc.schedules import baselines
 
     seen = {}
 

@@ -263,8 +263,8 @@ def render_compare_markdown(r: dict[str, Any]) -> str:
         f"- data: {r['data'].get('train_examples')} training / {r['data'].get('dev_examples')} dev examples"
         + (" (subsampled)" if r["data"].get("subsampled") else ""),
         f"- seed {r['seed']}; every distillation stage: {r['train_summary']}",
-        *([f"- every method chose on the selection slice ({r['data'].get('selection_examples')} training examples "
-           "held out before the teacher trained); the dev figures are a clean report"]
+        *([(f"- every method chose on the selection slice ({r['data'].get('selection_examples')} training examples "
+            "held out before the teacher trained); the dev figures are a clean report")]
           if r.get("select_on") == "slice" else []),
         f"- cost multiple reference: {r['cost_reference']}",
         "",
