@@ -46,16 +46,30 @@ def _launch(config: Path, out: Path, cwd: Path) -> subprocess.CompletedProcess[s
     return subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=150)
 
 
-def _dev_metrics(model_dir: Path, cfg: CompressConfig, tmp: Path) -> dict[str, float]:
-    """The saved model's dev metrics, evaluated here in one process."""
+def _dev_metrics(model_dir: Path, cfg: CompressConfig, tmp: Path, on: str = "dev") -> dict[str, float]:
+    """The saved model's metrics on dev (or ``on="slice"``: the run's selection slice),
+    evaluated here in one process."""
+    import dataclasses
+
     from minidisc.elastic.io import load_student
     from minidisc.models import ModelSource, load_tokenizer
-    from minidisc.training.data import prepare_task_data
+    from minidisc.training.data import prepare_run_data
     from minidisc.training.finetune import evaluate_model
 
-    data = prepare_task_data(cfg.data, load_tokenizer(ModelSource(str(model_dir))), seed=cfg.finetune.seed)
+    tokenizer = load_tokenizer(ModelSource(str(model_dir)))
+    data = prepare_run_data(cfg.data, tokenizer, cfg.finetune.seed, cfg.select_on, cfg.selection_examples)
     assert len(data.dev) == N_DEV
+    if on == "slice":
+        data = dataclasses.replace(data, dev=data.selection)
     return evaluate_model(load_student(model_dir), data, TrainConfig(), tmp / "eval")[0]
+
+
+def _last_evaluation(out: Path, stage: str) -> float:
+    """The selected candidate's metric at the stage's last evaluation (``candidates.json``)."""
+    from minidisc.fileio import read_json
+
+    record = read_json(out / stage / "candidates.json")
+    return next(m for s, m in record["history"][-1]["metrics"].items() if float(s) == record["selected"])
 
 
 def test_compress_with_two_cpu_processes(tmp_path):
@@ -87,9 +101,14 @@ def test_compress_with_two_cpu_processes(tmp_path):
     assert {p.name for p in (out / "iter1" / "candidates").iterdir()} == {"s0.25", "s0.5", "s0.75"}
 
     # both processes trained: each took half of every batch of steps, and the reported
-    # cost is the whole stage's (every training example counted once per epoch)
-    assert stages["teacher"]["compute"]["steps"] == math.ceil(N_TRAIN / (BATCH * PROCESSES))
-    assert stages["teacher"]["compute"]["sequences"] == N_TRAIN
+    # cost is the whole stage's: every training example left after the selection slice
+    # (the default) once per epoch, and the examples the sampler repeats to fill the last
+    # step of both processes, which were computed too
+    trained = N_TRAIN - manifest["selection_slice"]["examples"]
+    assert manifest["selection_slice"]["train_examples"] == trained < N_TRAIN
+    steps = math.ceil(trained / (BATCH * PROCESSES))
+    assert stages["teacher"]["compute"]["steps"] == steps
+    assert stages["teacher"]["compute"]["sequences"] == steps * BATCH * PROCESSES >= trained
 
     # the exported student loads with its target sizes and its metrics are those the run reports
     student = load_student(out / "student")
@@ -101,9 +120,12 @@ def test_compress_with_two_cpu_processes(tmp_path):
     assert stages["student"]["dev"] == pytest.approx(here)
     assert report["teacher"]["dev"] == stages["teacher"]["dev"]
 
-    # the processes' common selection: the saved assistant is the snapshot whose metric was selected
+    # the processes' common selection: the saved assistant is the selected candidate's snapshot,
+    # its latest weights (the default score, the mean of the last evaluations, keeps those),
+    # which score on the selection slice what its last evaluation there measured
     first = stages["iter1"]
-    assert _dev_metrics(out / "iter1" / "model", cfg, tmp_path)["main"] == pytest.approx(first["selected_metric"])
     assert read_json(out / "iter1" / "candidates.json")["selected"] == first["selected"]
+    for name in iterations:
+        kept = out / name / "model"
+        assert _dev_metrics(kept, cfg, tmp_path, on="slice")["main"] == pytest.approx(_last_evaluation(out, name))
     assert [it["selected"] for it in report["iterations"]] == [stages[n]["selected"] for n in iterations]
-    assert here["main"] == pytest.approx(stages[iterations[-1]]["selected_metric"])
