@@ -22,6 +22,7 @@ from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.tasks.custom import describe_record
 from minidisc.training.records import StudentRecord, iteration_names, iterations
 from minidisc.training.sandwich import trains_every_candidate
+from minidisc.training.selection import DEFAULT_SCORE_WINDOW
 
 if TYPE_CHECKING:
     from minidisc.runfolder.run import RunDir
@@ -134,7 +135,8 @@ def selection_facts(cfg: dict[str, Any], slice_record: dict[str, Any]) -> dict[s
         "select_on": cfg.get("select_on", "dev"),
         "selection_examples": slice_record.get("examples"),
         "candidate_score": rule,
-        "score_window": cfg.get("score_window") if rule == "last_mean" else None,
+        # a dump leaves the window out at its default (3)
+        "score_window": cfg.get("score_window", DEFAULT_SCORE_WINDOW) if rule == "last_mean" else None,
     }
 
 
