@@ -56,7 +56,7 @@ def test_a_sampled_sandwich_trains_less_and_estimates_the_same_direct_kd(tmp_pat
     teacher = write_tiny_bert(tmp_path / "teacher")
     cfg = CompressConfig(
         teacher=str(teacher), data=tiny_sst2_data(tmp_path / "glue"), target_sparsity=0.75, truncation=0.25,
-        grid=(0.0, 0.25, 0.5, 0.75), finetune=STAGE, sandwich=STAGE, final=STAGE, sandwich_samples="all",
+        grid=(0.0, 0.25, 0.5, 0.75), finetune=STAGE, sandwich=STAGE, final=STAGE,
     )
     md.run_compress(cfg, tmp_path / "all")
     # K = 0: the 25 % and 75 % candidates every step, the 50 % one never (its share is exactly 0)
@@ -77,7 +77,7 @@ def test_a_sampled_sandwich_trains_less_and_estimates_the_same_direct_kd(tmp_pat
     assert all(mb > 0 for mb in peaks.values())
     assert f"Peak memory of the run: {max(peaks.values()):,.0f} MiB resident" in report
     assert "sandwich_samples" not in (tmp_path / "all" / "config.yaml").read_text()  # old runs resume
-    assert "sandwich_samples: 0" in (tmp_path / "sampled" / "config.yaml").read_text()  # today's default, written
+    assert "sandwich_samples: 0" in (tmp_path / "sampled" / "config.yaml").read_text()
 
 
 def test_the_cli_takes_the_option_and_refuses_it_for_text(tmp_path) -> None:
@@ -92,6 +92,7 @@ def test_compare_passes_the_rule_to_its_minidisc_arm() -> None:
     from minidisc.schedules.config import CompareConfig
 
     assert CompareConfig(sandwich_samples=1).minidisc().sandwich_samples == 1
-    assert CompareConfig().minidisc().sandwich_samples == 0  # the default: the two extremes
-    assert "sandwich_samples" not in CompareConfig(sandwich_samples="all").model_dump()  # earlier comparisons resume
+    assert CompareConfig().minidisc().sandwich_samples is None  # the default: every candidate
+    assert CompareConfig(sandwich_samples="all") == CompareConfig()
+    assert "sandwich_samples" not in CompareConfig().model_dump()  # earlier comparisons resume
     assert "sandwich_samples" not in CompressConfig(sandwich_samples="all").model_dump()

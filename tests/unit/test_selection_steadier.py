@@ -106,7 +106,7 @@ def test_selection_slice_errors_say_what_to_change(tiny_data):
         parse_config(CompressConfig, {"select_on": "dev", "selection_examples": 100}, "test")
     cfg = CompressConfig()  # the re-run study's defaults (issue 13), not the paper's protocol
     assert (cfg.select_on, cfg.candidate_score, cfg.score_window, cfg.sandwich_samples, cfg.skip_collapsed) == (
-        "slice", "last_mean", 3, 0, True)
+        "slice", "last_mean", 3, None, True)
 
 
 # --- the constant-prediction score --------------------------------------------------------
@@ -252,28 +252,22 @@ def test_compare_passes_the_selection_rules_to_its_minidisc_arm():
     paper = {"select_on": "dev", "candidate_score": "best", "sandwich_samples": "all", "skip_collapsed": False}
     for model in (CompareConfig, CompressConfig):
         assert not set(paper) & set(model(**paper).model_dump())
-        assert {"select_on", "candidate_score", "sandwich_samples", "skip_collapsed"} <= set(model().model_dump())
+        assert {"select_on", "candidate_score", "skip_collapsed"} <= set(model().model_dump())
     assert CompareConfig(**paper).minidisc().sandwich_samples is None  # all: every candidate
     arm = CompareConfig(candidate_score="last_mean", score_window=5, select_on="slice").minidisc()
     assert (arm.candidate_score, arm.score_window, arm.select_on) == ("last_mean", 5, "slice")
 
 
-def test_schedule_commands_take_the_selection_slice_and_text_refuses_it(tmp_path, monkeypatch):
+def test_schedule_commands_take_the_selection_slice_and_text_refuses_it(tmp_path):
     from typer.testing import CliRunner
 
     from minidisc.cli import app
-    from minidisc.schedules import baselines
 
-    seen = {}
-
-    def capture(cfg, output, **kwargs):
-        seen["cfg"] = cfg
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(baselines, "run_distill", capture)
-    CliRunner().invoke(app, ["distill", "--task", "sst2", "--sparsity", "0.9", "--output", str(tmp_path / "d"),
-                             "--select-on", "slice", "--selection-examples", "64"])
-    assert (seen["cfg"].select_on, seen["cfg"].selection_examples) == ("slice", 64)
+    # the options reach the schedule's config: its own check of the pair answers
+    refused = CliRunner().invoke(app, ["distill", "--task", "sst2", "--sparsity", "0.9", "--output",
+                                       str(tmp_path / "d"), "--select-on", "dev", "--selection-examples", "64"])
+    assert refused.exit_code != 0 and "selection_examples sizes the selection slice" in str(refused.exception)
+    assert not (tmp_path / "d").exists()
     refused = CliRunner().invoke(app, ["compare", "--task", "lm", "--corpus", str(tmp_path), "--output",
                                        str(tmp_path / "lm"), "--select-on", "slice"])
     text = " ".join(refused.output.replace("│", " ").split())
