@@ -103,14 +103,12 @@ def compare(
           "--cache-top-k": cache_top_k, "--cache-tail-samples": cache_tail_samples,
           "--pretrain-learning-rate": pretrain_learning_rate}
     if opts.task == "lm":
-        if sandwich_samples is not None:
-            raise typer.BadParameter("--sandwich-samples does not apply to --task lm (its sandwich trains every candidate)")
-        text_refuses = {"--skip-collapsed/--keep-collapsed": skip_collapsed, "--candidate-score": candidate_score,
-                        "--score-window": score_window}
-        given = [k for k, v in text_refuses.items() if v is not None]
+        minidisc_rules = {"--sandwich-samples": sandwich_samples, "--skip-collapsed/--keep-collapsed": skip_collapsed,
+                          "--candidate-score": candidate_score, "--score-window": score_window}
+        given = [k for k, v in minidisc_rules.items() if v is not None]
         if given:
-            raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (its candidates are scored on "
-                                     "held-out text by their best perplexity ratio)")
+            raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (its sandwich trains every "
+                                     "candidate, scored on held-out text by its best perplexity ratio)")
         return _compare_lm(
             opts, target=target, schedules=schedules, takd_path=takd_path, truncation=truncation, lam=lam,
             iterations=iterations, max_assistants=max_assistants, note=note, output=output,

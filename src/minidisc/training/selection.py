@@ -87,7 +87,7 @@ class Selection:
         score: its λ-tradeoff t(s*).
         clipped: True when the unclipped argmax lay beyond the target.
         tradeoffs: t(s) of every candidate, keyed by sparsity.
-        passed_over: the candidates at or below the collapse floor that the choice skipped.
+        passed_over: the candidates at or below the collapse floor whose tradeoff beat the choice's.
     """
 
     sparsity: float
