@@ -92,9 +92,10 @@ def test_pipeline_stages_resume_and_outputs(cfg, tmp_path, monkeypatch):
 
     # the paper's protocol: dev selects, by each candidate's running best
     paper = tmp_path / "paper"
-    md.run_compress(cfg.model_copy(update={"select_on": "dev", "candidate_score": "best"}), paper)
+    md.run_compress(cfg.model_copy(update={"select_on": "dev", "candidate_score": "best", "skip_collapsed": False}), paper)
     manifest = read_json(paper / "manifest.json")
     assert "selection_slice" not in manifest and manifest["stages"]["teacher"]["data"]["train_examples"] == 48
+    assert "constant_prediction" in manifest  # the collapse flags stay when the rule is off
     assert read_json(paper / "iter1" / "candidates.json")["score_rule"] == "best"
     assert "- selected on: the dev set (the paper's protocol" in (paper / "report.md").read_text()
     # a slice the teacher of --teacher-run trained on is refused before anything is written

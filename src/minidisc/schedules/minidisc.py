@@ -111,7 +111,7 @@ def run_compress(
             f"the sparsity map of {teacher_run} was made with {linked}, this run asks for {shape}; "
             "give the same --layer-shapes, --drop-layers and --align, or drop --teacher-run"
         )
-    floor = _constant_scores(run, data) if cfg.skip_collapsed else None
+    floor = _constant_scores(run, data)  # stored for the report's flags whatever the rule
     # every level this run trains or reports (grid ∪ target), as the baseline schedules look them up
     spec_map = level_specs(run.path / "sparsified", cfg.levels())
     reordered, tokens = run.path / "sparsified" / "model", cfg.data.max_length
@@ -124,7 +124,7 @@ def run_compress(
         costs = latency_costs(entry)
     ctx = IterationContext(cfg, spec_map, data, teacher_cache, memo, costs=costs,
                            score=cfg.candidate_score, score_window=cfg.score_window,
-                           sandwich_samples=cfg.sandwich_samples, floor=floor)
+                           sandwich_samples=cfg.sandwich_samples, floor=floor if cfg.skip_collapsed else None)
     teacher_dir = run_iterations(run, ctx)
     target = spec_map[level_key(spec_map, cfg.target_sparsity)]
     run.stage("student", lambda tmp: _export_stage(run, teacher_dir, target, data, tmp))
