@@ -233,7 +233,7 @@ class CompareConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
 
     def _selection(self) -> dict[str, Any]:
         """Where every arm chooses: the same slice (or dev), so all train on the same examples."""
-        return {"select_on": self.select_on, "selection_examples": self.selection_examples}
+        return {name: getattr(self, name) for name in WithSelectionSlice.model_fields}
 
     def direct(self, teacher_run: str) -> DistillConfig:
         return DistillConfig(**self._common(teacher_run), target_sparsity=self.target_sparsity)
