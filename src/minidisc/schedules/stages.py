@@ -71,7 +71,7 @@ SHARED_STAGES = ("teacher", "sparsified")
 
 def check_run_data(
     data_cfg: DataConfig, teacher: str | None, *, teacher_finetuned: bool, teacher_run: str | Path | None,
-    seed: int, batch_size: int, selection: WithSelectionSlice | None = None,
+    seed: int, batch_size: int, selection: WithSelectionSlice,
 ) -> str:
     """Check the run's data before anything is written and return the task type.
 
@@ -80,9 +80,8 @@ def check_run_data(
     (:func:`~minidisc.tasks.custom.check_custom_data`), and a teacher given as already
     fine-tuned must agree with their label names (a head without names: a warning).
 
-    With ``selection`` (where the run chooses) set to a slice and a ``teacher_run``, that
-    run's teacher must have been fine-tuned with the same slice held out
-    (:func:`check_slice_unseen`).
+    ``selection`` says where the run chooses: on a slice with a ``teacher_run``, that run's
+    teacher must have been fine-tuned with the same slice held out (:func:`check_slice_unseen`).
 
     Raises:
         ConfigError: an unknown task; a selection slice the teacher run's teacher trained
@@ -94,8 +93,7 @@ def check_run_data(
     from minidisc.tasks import get_task
     from minidisc.tasks.custom import check_custom_data
 
-    if selection is not None:
-        check_slice_unseen(teacher_run, selection, seed)
+    check_slice_unseen(teacher_run, selection, seed)
     custom = check_custom_data(data_cfg, seed=seed, batch_size=batch_size)
     if custom is None:
         return get_task(data_cfg.task).task_type
