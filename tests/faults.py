@@ -104,14 +104,18 @@ def landed_in(run_dir: Path) -> str:
 def fingerprint(run_dir: Path) -> dict[str, object]:
     """What two runs of one command must share bit for bit: the sha256 of every weight
     file, and the report and manifest without wall-clock times and dates."""
-    weights = {
+    return {
+        "weights": weight_digests(run_dir),
+        "report": timeless(json.loads((run_dir / "report.json").read_text())),
+        "manifest": timeless(_manifest(run_dir)),
+    }
+
+
+def weight_digests(run_dir: Path) -> dict[str, str]:
+    """SHA-256 of every safetensors file of a run, by path inside the run."""
+    return {
         str(p.relative_to(run_dir)): sha256(p.read_bytes()).hexdigest()
         for p in sorted(run_dir.rglob("*.safetensors"))
-    }
-    return {
-        "weights": weights,
-        "report": _timeless(json.loads((run_dir / "report.json").read_text())),
-        "manifest": _timeless(_manifest(run_dir)),
     }
 
 
@@ -159,12 +163,14 @@ _CLOCKS = {"created", "finished", "completed", "wall_time_s", "seconds", "wall_s
 _TIMINGS = {"ms", "speedup", "peak_rss_mb"}
 
 
-def _timeless(obj: object) -> object:
+def timeless(obj: object) -> object:
+    """``obj`` (a report's or manifest's JSON) without clocks, measured times and peak
+    memory: the only things two runs of one command may differ in."""
     if isinstance(obj, dict):
-        return {k: _timeless(v) for k, v in obj.items()
+        return {k: timeless(v) for k, v in obj.items()
                 if k not in _CLOCKS | _TIMINGS and not k.endswith(("_time_s", "_seconds", "_ms"))}
     if isinstance(obj, list):
-        return [_timeless(v) for v in obj]
+        return [timeless(v) for v in obj]
     return obj
 
 

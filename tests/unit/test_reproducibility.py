@@ -12,17 +12,16 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from minidisc.config import CompressConfig, TrainConfig, save_yaml
 from minidisc.fileio import read_json, write_json
+from tests.faults import timeless, weight_digests
 from tests.helpers import run_minidisc, tiny_sst2_data, write_tiny_bert
 
 # the default seed (776): "the same command" is the one a user types
 STAGE = TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, learning_rate=1e-3, eval_steps=3, patience=None)
-TIMES = ("finished", "created", "completed")
 
 
 @pytest.fixture(scope="module")
@@ -45,34 +44,11 @@ def _compress(root: Path, output: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def _without_times(value: Any) -> Any:
-    """``value`` without wall times, timestamps, measured inference times (``*_ms``,
-    ``speedup``: the speed stage times the machine) and peak memory (``peak_rss_mb``: how
-    much the allocator holds is the machine's, not the run's): the only things allowed to differ."""
-    if isinstance(value, dict):
-        return {
-            k: _without_times(v) for k, v in value.items()
-            if not k.endswith(("time_s", "_ms")) and k not in ("speedup", "peak_rss_mb")
-            and not (k in TIMES and isinstance(v, str))
-        }
-    if isinstance(value, list):
-        return [_without_times(v) for v in value]
-    return value
-
-
-def _weights(run: Path) -> dict[str, str]:
-    """SHA-256 of every safetensors file of a run, by path inside the run."""
-    return {
-        str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(run.rglob("*.safetensors"))
-    }
-
-
 def _assert_same_run(a: Path, b: Path) -> None:
-    assert _without_times(read_json(a / "report.json")) == _without_times(read_json(b / "report.json"))
-    weights = _weights(a)
+    assert timeless(read_json(a / "report.json")) == timeless(read_json(b / "report.json"))
+    weights = weight_digests(a)
     assert "student/model.safetensors" in weights and "teacher/model.safetensors" in weights
-    assert _weights(b) == weights
+    assert weight_digests(b) == weights
 
 
 def test_two_fresh_runs_give_the_same_report_and_bit_identical_weights(reference):
