@@ -207,7 +207,27 @@ def check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
         raise ValueError(str(err)) from None
 
 
-class MiniDiscRules(BaseModel):
+class WithSandwichRule(BaseModel):
+    """The sandwich rule of MiniDisc's sandwich steps (``--sandwich-samples``; Yu & Huang
+    2019, §3.1), defined once for the GLUE path (through :class:`MiniDiscRules`) and the
+    text path (``compress --task lm``). None, the default and the reference code's rule,
+    trains every candidate every step; it is left out of the config's dump, so runs made
+    before the key existed resume."""
+
+    omitted_in_dump: ClassVar[dict[str, Any]] = {"sandwich_samples": None}
+
+    sandwich_samples: int | None = Field(
+        None, ge=0, description="train the least and the most sparse candidate and this many others drawn at random "
+        "per sandwich step (the sandwich rule, Yu & Huang 2019); all (None, the default): every candidate every "
+        "step (the reference code)")
+
+    @field_validator("sandwich_samples", mode="before")
+    @classmethod
+    def _all_candidates(cls, value: Any) -> Any:
+        return None if value == "all" else value
+
+
+class MiniDiscRules(WithSandwichRule):
     """How MiniDisc's sandwich trains and scores its candidates (issue 13; docs/minidisc.md),
     defined once for ``compress`` and ``compare``'s MiniDisc arm. The defaults are those the
     re-run study kept (docs/results.md): the sandwich rule with ``sandwich_samples: 0``
@@ -222,19 +242,10 @@ class MiniDiscRules(BaseModel):
     skip_collapsed: bool = Field(
         True, description="pass over candidates at the task's constant-prediction score in the λ-tradeoff (a "
         "collapsed sub-network's metric says nothing; its sparsity bonus would still win); false: the paper's argmax")
-    sandwich_samples: int | None = Field(
-        None, ge=0, description="train the least and the most sparse candidate and this many others drawn at random "
-        "per sandwich step (the sandwich rule, Yu & Huang 2019); all (None, the default): every candidate every "
-        "step (the reference code)")
 
     #: the keys' values before they existed (runs made then resume unchanged)
     omitted_in_dump: ClassVar[dict[str, Any]] = {
-        "candidate_score": "best", "score_window": 3, "skip_collapsed": False, "sandwich_samples": None}
-
-    @field_validator("sandwich_samples", mode="before")
-    @classmethod
-    def _all_candidates(cls, value: Any) -> Any:
-        return None if value == "all" else value
+        **WithSandwichRule.omitted_in_dump, "candidate_score": "best", "score_window": 3, "skip_collapsed": False}
 
 
 class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):

@@ -55,6 +55,18 @@ def test_each_arm_is_the_base_with_what_makes_it_that_arm(tmp_path):
     assert 0.49 < depth.target_sparsity <= 0.5
 
 
+def test_the_sandwich_rule_is_the_minidisc_arms_alone(tmp_path):
+    from minidisc.schedules.lm_compare_config import LMCompareConfig
+
+    cfg = LMCompareConfig(base=_base(sandwich_samples=0))
+    teacher = _teacher_config(tmp_path)
+    assert cfg.arm_config("minidisc").sandwich_samples == 0
+    # the one-candidate arms read as they do without the rule (their runs and keys unchanged)
+    plain = LMCompareConfig(base=_base())
+    for name in ("direct", "random", "takd", "depth"):
+        assert cfg.arm_config(name, teacher) == plain.arm_config(name, teacher)
+
+
 def test_depth_cut_is_the_sparsity_of_the_dropped_layers_rounded_down(tmp_path):
     from minidisc.compute.flops import non_embedding_params
     from minidisc.schedules.lm_compare_config import depth_cut

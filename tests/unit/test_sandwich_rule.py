@@ -80,12 +80,45 @@ def test_a_sampled_sandwich_trains_less_and_estimates_the_same_direct_kd(tmp_pat
     assert "sandwich_samples: 0" in (tmp_path / "sampled" / "config.yaml").read_text()
 
 
-def test_the_cli_takes_the_option_and_refuses_it_for_text(tmp_path) -> None:
-    bad = run_minidisc("compress", "--task", "sst2", "--sandwich-samples", "-1", "-o", str(tmp_path / "r"), cwd=tmp_path)
-    assert bad.returncode != 0 and "--sandwich-samples" in bad.stderr
-    text = run_minidisc("compress", "--task", "lm", "--sandwich-samples", "1", "-o", str(tmp_path / "r"), cwd=tmp_path)
-    assert text.returncode != 0 and "--sandwich-samples do not apply to --task lm" in text.stderr
+def test_the_cli_refuses_a_negative_count(tmp_path) -> None:
+    for task in ("sst2", "lm"):
+        bad = run_minidisc("compress", "--task", task, "--sandwich-samples", "-1", "-o", str(tmp_path / "r"), cwd=tmp_path)
+        assert bad.returncode != 0 and "--sandwich-samples" in bad.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_decoder_sandwich_takes_the_rule_from_the_command_line(tmp_path) -> None:
+    """``compress --task lm --sandwich-samples 0`` in a fresh process against the same run
+    with every candidate through the Python API: the middle candidate is never trained."""
+    from minidisc.fileio import read_json
+    from minidisc.schedules.lm import run_compress_lm
+    from minidisc.schedules.lm_config import LMCompressConfig
+    from tests.pretrain_helpers import write_corpus, write_decoder_teacher
+
+    write_decoder_teacher(tmp_path / "teacher", layers=2)
+    write_corpus(tmp_path / "train.txt", lines=80)
+    # three candidates (25 %, 37.5 %, 50 % = the target): K = 0 trains the outer two
+    options = {"--teacher": str(tmp_path / "teacher"), "--corpus": str(tmp_path / "train.txt"), "--block-size": "16", "--selection-blocks": "4",
+               "--calibration-blocks": "4", "--grid": "0,0.25,0.375,0.5", "--target-sparsity": "0.5",
+               "--budget-tokens": "128", "--final-budget-tokens": "64", "--batch-size": "4", "--eval-steps": "4"}
+    args = [item for pair in options.items() for item in pair]
+    p = run_minidisc("compress", "--task", "lm", *args, "--sandwich-samples", "0", "-o", "sampled", cwd=tmp_path, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    sampled = read_json(tmp_path / "sampled" / "manifest.json")
+    assert sampled["config"]["sandwich_samples"] == 0
+    every = LMCompressConfig.model_validate({**sampled["config"], "sandwich_samples": "all"})
+    run_compress_lm(every, tmp_path / "all", cache_dir=None)
+
+    full = read_json(tmp_path / "all" / "manifest.json")
+    assert "sandwich_samples" not in full["config"]  # the default is left out: earlier runs resume
+    full_c, sampled_c = (m["stages"]["iter1"]["compute"] for m in (full, sampled))
+    assert [c["sparsity"] for c in sampled["stages"]["iter1"]["candidates"]] == [0.25, 0.375, 0.5]
+    assert sampled_c["teacher_forward_flops"] == full_c["teacher_forward_flops"]  # one teacher forward per step
+    # per step: 0.75 + 0.625 + 0.5 of the full model's width-scaled work against 0.75 + 0.5
+    assert sampled_c["student_train_flops"] < 0.8 * full_c["student_train_flops"]
+    assert "the least and the most sparse candidate and 0 of the other 1 drawn at random" in (
+        tmp_path / "sampled" / "report.md").read_text()
+    assert "Every sandwich step trained every candidate." in (tmp_path / "all" / "report.md").read_text()
 
 
 def test_compare_passes_the_rule_to_its_minidisc_arm() -> None:

@@ -103,12 +103,12 @@ def compare(
           "--cache-top-k": cache_top_k, "--cache-tail-samples": cache_tail_samples,
           "--pretrain-learning-rate": pretrain_learning_rate}
     if opts.task == "lm":
-        minidisc_rules = {"--sandwich-samples": sandwich_samples, "--skip-collapsed/--keep-collapsed": skip_collapsed,
+        minidisc_rules = {"--skip-collapsed/--keep-collapsed": skip_collapsed,
                           "--candidate-score": candidate_score, "--score-window": score_window}
         given = [k for k, v in minidisc_rules.items() if v is not None]
         if given:
-            raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (its sandwich trains every "
-                                     "candidate, scored on held-out text by its best perplexity ratio)")
+            raise typer.BadParameter(f"{', '.join(given)} do not apply to --task lm (its candidates are scored "
+                                     "on held-out text by their best perplexity ratio)")
         return _compare_lm(
             opts, target=target, schedules=schedules, takd_path=takd_path, truncation=truncation, lam=lam,
             iterations=iterations, max_assistants=max_assistants, note=note, output=output,
@@ -117,6 +117,7 @@ def compare(
             budget_tokens=budget_tokens, sandwich_budget_tokens=sandwich_budget_tokens,
             final_budget_tokens=final_budget_tokens, importance=importance, layer_shapes=layer_shapes, prompt=prompt,
             cache=(teacher_cache or None, cache_top_k, cache_tail_samples), pretrain_learning_rate=pretrain_learning_rate,
+            sandwich_samples=sandwich_samples,
         )
     given = [k for k, v in lm.items() if v is not None]
     if given:

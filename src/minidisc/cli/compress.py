@@ -151,7 +151,6 @@ def compress(
                      "--max-length": max_length, "--epochs": epochs, "--align": align, "--cost": cost,
                      "--select-on": select_on, "--selection-examples": selection_examples,
                      "--candidate-score": candidate_score, "--score-window": score_window,
-                     "--sandwich-samples": sandwich_samples,
                      "--skip-collapsed/--keep-collapsed": skip_collapsed}
         given = [k for k, v in glue_only.items() if v is not None]
         if given:
@@ -163,7 +162,7 @@ def compress(
             "corpus": corpus_overrides(corpus, eval_corpus, corpus_config, block_size, selection_blocks,
                                        calibration_blocks, eval_max_tokens),
             "target_sparsity": target_sparsity, "lam": lam, "iterations": iterations, "truncation": truncation,
-            "grid": parse_grid(grid), "save_candidates": save_candidates or None,
+            "sandwich_samples": sandwich_samples, "grid": parse_grid(grid), "save_candidates": save_candidates or None,
             "importance": importance, "layer_shapes": layer_shapes, "drop_layers": drop_layers, "objective": objective,
             "objective_options": {"temperature": temperature} if temperature is not None else None,
             "budget_tokens": budget_tokens, "sandwich_budget_tokens": sandwich_budget_tokens,

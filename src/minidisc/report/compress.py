@@ -247,7 +247,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     for it in r["iterations"]:
         lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), ""]
         if not it["final"] and len(it["candidates"]) > 1:
-            lines += [_sandwich_rule(r.get("sandwich_samples"), len(it["candidates"])), ""]
+            lines += [sandwich_rule_line(r.get("sandwich_samples"), len(it["candidates"])), ""]
         lines += [f"| candidate sparsity % | best {split} main % | {score} % | λ-tradeoff % | chosen |",
                   "|---|---|---|---|---|"]
         for c in sorted(it["candidates"], key=lambda c: c["sparsity"]):
@@ -277,8 +277,8 @@ def render_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _sandwich_rule(samples: int | None, n_candidates: int) -> str:
-    """The report's line on how many candidates a sandwich step trained."""
+def sandwich_rule_line(samples: int | None, n_candidates: int) -> str:
+    """The report's line on how many candidates a sandwich step trained (GLUE and text paths)."""
     if trains_every_candidate(n_candidates, samples):
         return "Every sandwich step trained every candidate."
     return (f"Sandwich rule: every step trained the least and the most sparse candidate and {samples} of the "

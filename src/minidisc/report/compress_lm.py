@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.elastic.levels import same_level
 from minidisc.fileio import write_json, write_text
-from minidisc.report.compress import peak_lines, rss_cell
+from minidisc.report.compress import peak_lines, rss_cell, sandwich_rule_line
 from minidisc.report.plots import plot_tradeoff
 from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.training.records import iteration_names
@@ -62,6 +62,7 @@ def build_lm_report(run: RunDir) -> dict[str, Any]:
         "iterations": [{k: v for k, v in stages[n].items() if k != "outputs"} for n in iteration_names(stages)],
         "lambda": cfg["lam"],
         "target_sparsity": cfg["target_sparsity"],
+        "sandwich_samples": cfg.get("sandwich_samples"),
         "note": cfg.get("note"),
         "teacher_cache": run.manifest.get("teacher_cache"),
         "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
@@ -125,8 +126,10 @@ def render_lm_markdown(r: dict[str, Any]) -> str:
         lines.append(f"- **{m['name']}**: {m['continuation']!r}")
     lines.append("")
     for it in r["iterations"]:
-        lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), "",
-                  "| candidate sparsity % | best m | λ-tradeoff | chosen |", "|---|---|---|---|"]
+        lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), ""]
+        if not it["final"] and len(it["candidates"]) > 1:
+            lines += [sandwich_rule_line(r.get("sandwich_samples"), len(it["candidates"])), ""]
+        lines += ["| candidate sparsity % | best m | λ-tradeoff | chosen |", "|---|---|---|---|"]
         for c in sorted(it["candidates"], key=lambda c: c["sparsity"]):
             mark = "**←**" if same_level(c["sparsity"], it["selected"]) else ""
             lines.append(f"| {pct(c['sparsity'])} | {c['best_metric']:.4f} | {c['tradeoff']:.4f} | {mark} |")

@@ -91,7 +91,7 @@ def run_compress_lm(
     store = open_teacher_cache(run, cfg, data, cache_dir, overwrite) if cfg.teacher_cache else None
     ctx = IterationContext(
         cfg, spec_map, data, teacher_cache=store, objective=cfg.objective, objective_options=cfg.stage_options(),  # type: ignore[arg-type]
-        stage_data=stage_data, stage_train=cfg.stage_train_config,
+        stage_data=stage_data, stage_train=cfg.stage_train_config, sandwich_samples=cfg.sandwich_samples,
     )
     student_dir = run_iterations(run, ctx)
     if store is not None and is_main_process():

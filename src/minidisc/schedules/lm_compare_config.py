@@ -74,8 +74,7 @@ class LMCompareConfig(BaseModel):
 
     def takd_config(self, assistant: float) -> LMCompressConfig:
         """``base`` through the fixed ``assistant`` (two iterations, no λ-selection)."""
-        return LMCompressConfig.model_validate(
-            {**self.base.model_dump(mode="json"), "iterations": 2, "assistant": level(assistant)})
+        return LMCompressConfig.model_validate({**self._single_candidate_base(), "iterations": 2, "assistant": level(assistant)})
 
     def assistant_level(self) -> float:
         """TAKD's assistant: ``takd_assistant``, else the grid level (above 0, below the
@@ -96,13 +95,18 @@ class LMCompareConfig(BaseModel):
                              "TAKD's assistant; pass --takd-path A")
         return level(min(candidates, key=lambda s: (abs(s - target / 2), s)))
 
+    def _single_candidate_base(self) -> dict[str, Any]:
+        """``base`` as a dict for the arms that train one candidate per stage: without the
+        sandwich rule, which is MiniDisc's alone (their configs read as without it)."""
+        return {**self.base.model_dump(mode="json"), "sandwich_samples": None}
+
     def arm_config(self, name: str, teacher_config: Any = None) -> LMCompressConfig:
         """The ``compress --task lm`` configuration of arm ``name`` (not ``pretrain``,
         which is a ``minidisc pretrain`` run). ``depth`` needs the teacher's config (its
         layers and their parameters)."""
-        base = self.base.model_dump(mode="json")
         if name == "minidisc":
             return self.base
+        base = self._single_candidate_base()
         if name in ("direct", "random"):
             changes: dict[str, Any] = {"iterations": 1}
             if name == "random":

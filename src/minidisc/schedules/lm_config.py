@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
-from minidisc.config import TrainConfig, WithPrecision, check_grid
+from minidisc.config import TrainConfig, WithPrecision, WithSandwichRule, check_grid
 from minidisc.elastic.levels import at_or_above, level
 
 #: ``--layer-shapes`` values: per-layer sizes from the global map, or one size for every layer.
@@ -83,7 +83,7 @@ class LMTeacherCacheConfig(_Strict):
         return {k: v for k, v in data.items() if not (k == "tail_samples" and v == 0)}
 
 
-class LMCompressConfig(_Strict, WithPrecision):
+class LMCompressConfig(_Strict, WithSandwichRule, WithPrecision):
     """``minidisc compress --task lm``: MiniDisc on a decoder LLM, recovered on plain text."""
 
     task: Literal["lm"] = "lm"
@@ -116,7 +116,8 @@ class LMCompressConfig(_Strict, WithPrecision):
 
     # the cache is left out when off, so a run's config (manifest, config.yaml, stage
     # fingerprints) reads as it did before the cache existed: older runs still resume
-    omitted_in_dump: ClassVar[dict[str, Any]] = {**WithPrecision.omitted_in_dump, "teacher_cache": None, "assistant": None}
+    omitted_in_dump: ClassVar[dict[str, Any]] = {
+        **WithPrecision.omitted_in_dump, **WithSandwichRule.omitted_in_dump, "teacher_cache": None, "assistant": None}
 
     @field_validator("sandwich", "final", mode="before")
     @classmethod

@@ -167,7 +167,7 @@ class IterationContext:
     ``cfg.sandwich``/``cfg.final`` and the MiniDisc loss, as for GLUE.
 
     ``sandwich_samples``: the sandwich rule's random candidates per step
-    (:mod:`minidisc.training.sandwich`; the GLUE path passes ``--sandwich-samples``);
+    (:mod:`minidisc.training.sandwich`; both paths pass ``--sandwich-samples``);
     None: every candidate every step.
 
     ``floor``: the collapse floor on the selection set
