@@ -203,6 +203,19 @@ def test_command_runs_every_arm_into_one_table(finished):
     assert "direct: PPL" in p.stdout and "report:" in p.stdout
 
 
+def test_the_report_states_the_minidisc_arms_sandwich_rule(finished):
+    from minidisc.fileio import read_json
+    from minidisc.report.compare_lm import render_lm_compare_markdown
+
+    root, _ = finished
+    report = read_json(root / "run" / "report.json")
+    assert report["sandwich_samples"] is None  # every candidate: the default
+    minidisc = {**report["rows"][0], "schedule": "minidisc"}
+    sampled = render_lm_compare_markdown({**report, "rows": [minidisc], "sandwich_samples": 0})
+    assert "sandwich rule: the least and the most sparse candidate and 0 more per step" in sampled
+    assert "sandwich rule" not in render_lm_compare_markdown({**report, "rows": [minidisc]})
+
+
 def test_rerun_resumes_without_training_and_the_api_reads_the_table(finished):
     from minidisc.api import read_result
     from minidisc.fileio import read_json

@@ -104,6 +104,7 @@ def build_lm_compare_report(run: RunDir) -> dict[str, Any]:
         "schedules": arms,
         "takd_assistant": _arm_config(run, "takd").get("assistant"),
         "depth_dropped_layers": _arm_config(run, "depth").get("drop_layers"),
+        "sandwich_samples": base.get("sandwich_samples"),
         "teacher_cache": base.get("teacher_cache"),
         "cost_reference": reference,
         "note": base.get("note"),
@@ -242,6 +243,8 @@ def render_lm_compare_markdown(r: dict[str, Any]) -> str:
             extra = f" ({r['depth_dropped_layers']} layers dropped)"
         elif row["schedule"] == "pretrain":
             extra = f" (budget {row['budget_flops']:.3e} FLOPs)"
+        elif row["schedule"] == "minidisc" and r.get("sandwich_samples") is not None:
+            extra = f" (sandwich rule: the least and the most sparse candidate and {r['sandwich_samples']} more per step)"
         lines.append(f"- **{SCHEDULE_TITLES[row['schedule']]}**{extra}: {LM_ARM_DESCRIPTIONS[row['schedule']]}")
     lines += ["", "![perplexity against cost](compare.png)", ""]
     return "\n".join(lines)
