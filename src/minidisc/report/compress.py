@@ -246,8 +246,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     collapsed = {(f["iteration"], f["sparsity"]) for f in ((r.get("collapse") or {}).get("candidates") or [])}
     for it in r["iterations"]:
         lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), ""]
-        if not it["final"] and len(it["candidates"]) > 1:
-            lines += [sandwich_rule_line(r.get("sandwich_samples"), len(it["candidates"])), ""]
+        lines += sandwich_rule_lines(it, r.get("sandwich_samples"))
         lines += [f"| candidate sparsity % | best {split} main % | {score} % | λ-tradeoff % | chosen |",
                   "|---|---|---|---|---|"]
         for c in sorted(it["candidates"], key=lambda c: c["sparsity"]):
@@ -277,12 +276,16 @@ def render_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def sandwich_rule_line(samples: int | None, n_candidates: int) -> str:
-    """The report's line on how many candidates a sandwich step trained (GLUE and text paths)."""
-    if trains_every_candidate(n_candidates, samples):
-        return "Every sandwich step trained every candidate."
-    return (f"Sandwich rule: every step trained the least and the most sparse candidate and {samples} of the "
-            f"other {n_candidates - 2} drawn at random (--sandwich-samples {samples}).")
+def sandwich_rule_lines(iteration: dict[str, Any], samples: int | None) -> list[str]:
+    """The report's line on how many candidates an iteration's sandwich steps trained, and
+    a blank line (GLUE and text paths); none for a final or one-candidate iteration."""
+    n = len(iteration["candidates"])
+    if iteration["final"] or n < 2:
+        return []
+    if trains_every_candidate(n, samples):
+        return ["Every sandwich step trained every candidate.", ""]
+    return [(f"Sandwich rule: every step trained the least and the most sparse candidate and {samples} of the "
+             f"other {n - 2} drawn at random (--sandwich-samples {samples})."), ""]
 
 
 def rss_cell(r: dict[str, Any], stage: str) -> str:

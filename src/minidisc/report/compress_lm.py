@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.elastic.levels import same_level
 from minidisc.fileio import write_json, write_text
-from minidisc.report.compress import peak_lines, rss_cell, sandwich_rule_line
+from minidisc.report.compress import peak_lines, rss_cell, sandwich_rule_lines
 from minidisc.report.plots import plot_tradeoff
 from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.training.records import iteration_names
@@ -127,8 +127,7 @@ def render_lm_markdown(r: dict[str, Any]) -> str:
     lines.append("")
     for it in r["iterations"]:
         lines += [f"## Iteration {it['iteration']}" + (" (final: target only)" if it["final"] else ""), ""]
-        if not it["final"] and len(it["candidates"]) > 1:
-            lines += [sandwich_rule_line(r.get("sandwich_samples"), len(it["candidates"])), ""]
+        lines += sandwich_rule_lines(it, r.get("sandwich_samples"))
         lines += ["| candidate sparsity % | best m | λ-tradeoff | chosen |", "|---|---|---|---|"]
         for c in sorted(it["candidates"], key=lambda c: c["sparsity"]):
             mark = "**←**" if same_level(c["sparsity"], it["selected"]) else ""
