@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.fileio import read_json, write_json
+from minidisc.runfolder.outputs import first_problem
 from minidisc.runtime import current
 from minidisc.schedules.stages import root_run
 
@@ -62,13 +64,21 @@ class StageMemo:
         self.path = Path(root) / REGISTRY
 
     def find(self, key: str) -> tuple[Path, dict[str, Any]] | None:
-        """The folder and manifest entry of a finished stage, if it still exists."""
+        """The folder and manifest entry of a finished stage, if it still holds every file
+        it was recorded with, unchanged (a stage whose weights were deleted or edited
+        since is trained again, with a warning, not reused)."""
         if not self.path.is_file():
             return None
         hit = read_json(self.path).get(key)
         if hit is None or not Path(hit["folder"]).is_dir():
             return None
-        return Path(hit["folder"]), hit["entry"]
+        folder, entry = Path(hit["folder"]), hit["entry"]
+        problem = first_problem(folder.parent, entry.get("outputs", []))  # recorded relative to its run
+        if problem is not None:
+            print(f"warning: not reusing the finished stage {folder}: {problem}; training it again",
+                  file=sys.stderr, flush=True)
+            return None
+        return folder, entry
 
     def remember(self, key: str, folder: Path, entry: dict[str, Any]) -> None:
         registry = read_json(self.path) if self.path.is_file() else {}
