@@ -8,9 +8,10 @@ BERT-base-sized teacher with **random weights** (hidden 768, 12 layers, 12 heads
 3072; only the timings mean something) and MRPC:
 
 1. **ms per step** of each training stage, each precision: a fine-tune step, a direct-KD
-   step (teacher forward + the 90 % sub-network's forward and backward) and an
-   iteration-1 sandwich step (teacher forward + the default grid's 7 candidates), batch
-   32 × 128 tokens (padded), the first ``--warmup`` steps not counted. Each is the
+   step (teacher forward + the 90 % sub-network's forward and backward), an
+   iteration-1 sandwich step of the paper's rule (teacher forward + the default grid's 7
+   candidates, ``--sandwich-samples all``) and one of the default rule (K = 0 over 60–90 %:
+   the 60 % and 90 % candidates), batch 32 × 128 tokens (padded), the first ``--warmup`` steps not counted. Each is the
    stage's own Trainer step (``benchmarks/steps.py``).
 2. **Stage times** (s) of a 1-epoch ``compress`` on MRPC at ``--compress-precision``
    (default ``auto``: bf16 on a GPU that has it) from the random teacher, from its
@@ -96,7 +97,7 @@ def write_teacher(folder: Path, tiny: bool) -> ModelSource:
 def step_times(source: ModelSource, data: Any, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     """ms per fine-tune, direct-KD and sandwich step in every precision asked for."""
     cfg = benchmark_config(args.batch, args.steps)
-    levels = CompressConfig().candidate_levels(0.0)
+    paper, default = CompressConfig(sandwich_samples="all"), CompressConfig()
     out: dict[str, Any] = {}
     for precision in args.precisions:
         rt = runtime.configure(precision)
@@ -104,8 +105,9 @@ def step_times(source: ModelSource, data: Any, args: argparse.Namespace, scratch
         model = load_for_task(source, data.task)
         trainer = finetune_trainer(model, data.tokenizer, data.task, data.train, data.dev, cfg, scratch / "ft")
         row["finetune"] = summary(step_seconds(trainer, pad_to=args.seq_len), args.warmup)
-        distiller = Distiller(data, cfg)
-        for name, stage_levels in (("direct_kd", [0.9]), ("sandwich", levels)):
+        every, rule = Distiller(data, cfg), Distiller(data, cfg, sandwich_samples=default.sandwich_samples)
+        for name, distiller, stage_levels in (("direct_kd", every, [0.9]), ("sandwich", every, paper.candidate_levels()),
+                                              ("sandwich_default_rule", rule, default.candidate_levels())):
             teacher, student = load_for_task(source, data.task), load_for_task(source, data.task)
             row[name] = summary(sandwich_seconds(distiller, teacher, student, stage_levels, scratch / name,
                                                  pad_to=args.seq_len), args.warmup)

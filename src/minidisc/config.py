@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
     ValidationError,
     field_validator,
     model_serializer,
@@ -32,6 +33,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+#: ``model_dump(context=COMPLETE)``: every key, those of ``omitted_in_dump`` too.
+COMPLETE: dict[str, Any] = {"complete": True}
+
+
 class WithPrecision(BaseModel):
     """The ``precision`` key of every command's config (``--precision``), defined once:
     ``auto`` (bf16 on a GPU that supports it, else fp32), ``bf16``, ``fp16``, ``tf32`` or
@@ -40,7 +45,8 @@ class WithPrecision(BaseModel):
     ``auto``, the default, is left out of the config's dump, so a run's manifest,
     ``config.yaml`` and stage fingerprints read as before the key existed (old runs resume).
     A subclass with more such keys extends :attr:`omitted_in_dump` (pydantic allows one
-    serializer per model, so there is one for all of them).
+    serializer per model, so there is one for all of them). A dump with the context
+    :data:`COMPLETE` keeps them (``config.yaml``: it must read back as the same config).
     """
 
     #: keys left out of the dump while they hold these values (added after runs existed)
@@ -51,8 +57,10 @@ class WithPrecision(BaseModel):
     )
 
     @model_serializer(mode="wrap")
-    def _without_omitted(self, handler: Any) -> dict[str, Any]:
+    def _without_omitted(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
         data = handler(self)
+        if info.context == COMPLETE:
+            return data
         omitted = self.omitted_in_dump
         return {k: v for k, v in data.items() if not (k in omitted and v == omitted[k])}
 
@@ -210,9 +218,10 @@ def check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
 class WithSandwichRule(BaseModel):
     """The sandwich rule of MiniDisc's sandwich steps (``--sandwich-samples``; Yu & Huang
     2019, §3.1), defined once for the GLUE path (through :class:`MiniDiscRules`) and the
-    text path (``compress --task lm``). None, the default and the reference code's rule,
-    trains every candidate every step; it is left out of the config's dump, so runs made
-    before the key existed resume."""
+    text path (``compress --task lm``). None (``all``), the reference code's rule and the
+    text path's default, trains every candidate every step; it is left out of the config's
+    dump, so runs made before the key existed resume. The GLUE path's default is 0
+    (:class:`MiniDiscRules`)."""
 
     omitted_in_dump: ClassVar[dict[str, Any]] = {"sandwich_samples": None}
 
@@ -227,15 +236,46 @@ class WithSandwichRule(BaseModel):
         return None if value == "all" else value
 
 
+#: How far below the target MiniDisc's candidates reach under the sandwich rule, by default
+#: (``truncation`` = target − this): issue 13's re-run study (docs/results.md) found a K = 0
+#: sandwich over target − 0.3 … target as good as every candidate at under half the cost,
+#: where K = 0 over the paper's 50–95 % lost 2.4 points on SST-2.
+SANDWICH_SPAN = 0.3
+#: The paper's truncation, kept for every candidate every step (``sandwich_samples: all``).
+PAPER_TRUNCATION = 0.5
+
+
+def default_truncation(sandwich_samples: int | None, target_sparsity: float) -> float:
+    """The least sparse candidate when ``truncation`` is not given: the paper's 0.5 when
+    every candidate trains every step (``sandwich_samples`` None); under the sandwich rule,
+    :data:`SANDWICH_SPAN` below the target (0.6 for a 90 % target), never below 0."""
+    if sandwich_samples is None:
+        return PAPER_TRUNCATION
+    return level(max(0.0, target_sparsity - SANDWICH_SPAN))
+
+
 class MiniDiscRules(WithSandwichRule):
     """How MiniDisc's sandwich trains and scores its candidates (issue 13; docs/minidisc.md),
-    defined once for ``compress`` and ``compare``'s MiniDisc arm. The defaults are those the
-    re-run study kept (docs/results.md): the sandwich rule with ``sandwich_samples: 0``
-    halves the cost but lost 2.4 points on SST-2 on the default grid (narrowed to the
-    target and 0.6, it matched every candidate at target 0.9), so every candidate still
-    trains every step. The paper's protocol is ``candidate_score: best``, ``skip_collapsed: false``
-    (with ``select_on: dev``)."""
+    defined once for ``compress`` and ``compare``'s MiniDisc arm.
 
+    The defaults are those the re-run study kept (docs/results.md): the sandwich rule with
+    ``sandwich_samples: 0`` (the least and the most sparse candidate per step) over the
+    candidates from :data:`SANDWICH_SPAN` below the target up to the target and none beyond
+    it (:meth:`CompressConfig.candidate_levels`), at about 2.3× one direct-KD run against
+    4.9× for every candidate, with the same student quality over six seeds.
+    ``truncation`` left out is resolved when the config is validated
+    (:func:`default_truncation`), so a run's saved config names the level it used.
+    The paper's protocol is ``sandwich_samples: all``, ``truncation: 0.5``,
+    ``candidate_score: best``, ``skip_collapsed: false`` (with ``select_on: dev``)."""
+
+    target_sparsity: float = Field(0.9, gt=0, lt=1)
+    sandwich_samples: int | None = Field(
+        0, ge=0, description="train the least and the most sparse candidate and this many others drawn at random "
+        "per sandwich step (the sandwich rule, Yu & Huang 2019), with candidates from truncation up to the target; "
+        "all (None): every candidate every step, on the whole grid above truncation (the paper's code)")
+    truncation: float = Field(
+        PAPER_TRUNCATION, ge=0, lt=1, description="candidates below this sparsity are not trained; left out: "
+        f"{SANDWICH_SPAN} below the target under the sandwich rule, {PAPER_TRUNCATION} with every candidate")
     candidate_score: Literal["last_mean", "best"] = Field(
         "last_mean", description="a candidate's selection metric: the mean of its last score_window evaluations "
         "(weights kept: the latest), or best: its running maximum (the paper's; weights kept: the best)")
@@ -248,6 +288,29 @@ class MiniDiscRules(WithSandwichRule):
     omitted_in_dump: ClassVar[dict[str, Any]] = {
         **WithSandwichRule.omitted_in_dump, "candidate_score": "best", "score_window": 3, "skip_collapsed": False}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_truncation(cls, data: Any) -> Any:
+        # Resolved here, not when used: the saved config (manifest, config.yaml) then says
+        # which level the run started from, and a run made before this default resumes.
+        if not isinstance(data, dict) or data.get("truncation") is not None:
+            return data
+        fields = cls.model_fields
+        samples = data.get("sandwich_samples", fields["sandwich_samples"].default)
+        target = data.get("target_sparsity", fields["target_sparsity"].default)
+        try:
+            resolved = default_truncation(None if samples in (None, "all") else int(samples), float(target))
+        except (TypeError, ValueError):  # the bad field's own error says what to change
+            resolved = PAPER_TRUNCATION
+        return {**data, "truncation": resolved}
+
+    @model_validator(mode="after")
+    def _target_above_truncation(self) -> MiniDiscRules:
+        if self.target_sparsity < self.truncation:
+            raise ValueError(f"target_sparsity {self.target_sparsity} is below truncation {self.truncation}; "
+                             "lower --truncation")
+        return self
+
 
 class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     """The whole MiniDisc pipeline (``minidisc compress``)."""
@@ -255,10 +318,8 @@ class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     teacher: str | None = Field(None, description="hub id or path; None: the packaged all-MiniLM-L6-v2")
     teacher_finetuned: bool = False
     data: DataConfig = DataConfig()
-    target_sparsity: float = Field(0.9, gt=0, lt=1)
     lam: float = Field(0.2, ge=0)
     iterations: int = Field(2, ge=1, le=10)
-    truncation: float = Field(0.5, ge=0, lt=1, description="candidates below this sparsity are not trained")
     grid: tuple[float, ...] = DEFAULT_GRID
     finetune: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
     sandwich: TrainConfig = TrainConfig(epochs=3.0, learning_rate=5e-5)
@@ -302,26 +363,20 @@ class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
         """Every sparsity level the run trains or reports: the grid and the target."""
         return set(self.grid) | {level(self.target_sparsity)}
 
-    @model_validator(mode="after")
-    def _target_in_grid(self) -> CompressConfig:
-        if self.target_sparsity < self.truncation:
-            raise ValueError(
-                f"target_sparsity {self.target_sparsity} is below truncation {self.truncation}; "
-                "lower --truncation"
-            )
-        return self
+    def candidate_levels(self, teacher_level: float = 0.0) -> list[float]:
+        """Levels trained in one sandwich run: grid ∪ {target}, at or above both the
+        teacher's own level and ``truncation``; under the sandwich rule none sparser than
+        the target (it could never be the assistant, and as the rule's sparsest extreme it
+        would leave the target trained only through shared weights)."""
+        floor = max(teacher_level, self.truncation)
+        return sorted(s for s in self.levels() if at_or_above(s, floor)
+                      and (self.sandwich_samples is None or at_or_above(self.target_sparsity, s)))
 
     @model_validator(mode="after")
     def _drop_needs_uniform(self) -> CompressConfig:
         if self.drop_layers and self.layer_shapes != "uniform":
             raise ValueError("drop_layers needs layer_shapes uniform (one size for the layers that stay)")
         return self
-
-    def candidate_levels(self, teacher_level: float = 0.0) -> list[float]:
-        """Levels trained in one sandwich run: grid ∪ {target}, at or above both the
-        teacher's own level and the truncation level."""
-        floor = max(teacher_level, self.truncation)
-        return sorted(s for s in self.levels() if at_or_above(s, floor))
 
 
 def parse_config(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
@@ -337,18 +392,42 @@ def parse_config(model: type[BaseModel], data: dict[str, Any], source: str) -> A
 
 def load_yaml(path: str | Path | dict[str, Any], model: type[BaseModel]) -> Any:
     """Read and validate a YAML config file (or, from the Python API, its content as a dict)."""
+    return parse_config(model, _yaml_data(path), _source(path))
+
+
+def config_base(path: str | Path | dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """The options a YAML config file (or a dict) sets, validated as ``model`` but returned
+    as written: the base that command-line options overlay. Not the validated config's
+    dump, which would fill in what the file leaves out before the overlay (a
+    ``--sandwich-samples all`` on the command line would then keep a ``truncation``
+    resolved for the default rule) and leave out the keys of ``omitted_in_dump``.
+
+    Raises:
+        ConfigError: an unreadable file or an invalid field (every bad one is named).
+    """
+    data = _yaml_data(path)
+    parse_config(model, data, _source(path))
+    return data
+
+
+def _yaml_data(path: str | Path | dict[str, Any]) -> dict[str, Any]:
     if isinstance(path, dict):
-        return parse_config(model, path, "the config dict")
+        return path
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"cannot read config {path}: {err}") from None
-    return parse_config(model, data, str(path))
+
+
+def _source(path: str | Path | dict[str, Any]) -> str:
+    return "the config dict" if isinstance(path, dict) else str(path)
 
 
 def save_yaml(path: str | Path, config: BaseModel, header: str | None = None) -> None:
     """Write the resolved config atomically as YAML, after ``header`` (a ``#`` comment
-    line, e.g. what wrote the file) when given."""
-    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    line, e.g. what wrote the file) when given. Every key is written, those of
+    ``omitted_in_dump`` too, so the file reads back (``--config``) as this very config
+    whatever the defaults are by then."""
+    text = yaml.safe_dump(config.model_dump(mode="json", context=COMPLETE), sort_keys=False)
     write_text(path, f"{header}\n{text}" if header else text)

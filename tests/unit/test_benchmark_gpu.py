@@ -22,7 +22,7 @@ def test_gpu_benchmark_tiny_prints_every_measurement(tmp_path):
     out = json.loads(p.stdout)
     assert out["device"] == "cpu" and set(out["step_ms"]) == {"fp32", "bf16"}  # no tf32 without a GPU
     for steps in out["step_ms"].values():
-        assert set(steps) == {"finetune", "direct_kd", "sandwich"}
+        assert set(steps) == {"finetune", "direct_kd", "sandwich", "sandwich_default_rule"}
         assert all(s["steps"] == 1 and 0 < s["min_ms"] <= s["median_ms"] for s in steps.values())
     compress = out["compress_1_epoch_mrpc"]
     assert compress["precision"] == "fp32"  # auto on a CPU

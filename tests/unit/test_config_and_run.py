@@ -8,9 +8,13 @@ from minidisc.runfolder.run import RunDir
 
 
 def test_candidate_levels_respect_truncation_teacher_level_and_target():
-    cfg = CompressConfig(target_sparsity=0.92)
-    assert cfg.candidate_levels() == [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95]
-    assert cfg.candidate_levels(teacher_level=0.8) == [0.8, 0.85, 0.9, 0.92, 0.95]
+    every = CompressConfig(target_sparsity=0.92, sandwich_samples="all")  # the paper's: 0.5 and up
+    assert every.candidate_levels() == [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95]
+    assert every.candidate_levels(teacher_level=0.8) == [0.8, 0.85, 0.9, 0.92, 0.95]
+    sampled = CompressConfig(target_sparsity=0.92)  # the sandwich rule: 0.3 below the target, up to it
+    assert sampled.truncation == 0.62
+    assert sampled.candidate_levels() == [0.7, 0.8, 0.85, 0.9, 0.92]
+    assert sampled.candidate_levels(teacher_level=0.8) == [0.8, 0.85, 0.9, 0.92]
 
 
 def test_bad_values_name_the_field():
@@ -18,8 +22,10 @@ def test_bad_values_name_the_field():
         parse_config(CompressConfig, {"lam": -1}, "cli")
     with pytest.raises(ConfigError, match="grid"):
         parse_config(CompressConfig, {"grid": [0.5, 1.5]}, "cli")
-    with pytest.raises(ConfigError, match="truncation"):
-        parse_config(CompressConfig, {"target_sparsity": 0.3}, "cli")
+    with pytest.raises(ConfigError, match="below truncation 0.5; lower --truncation"):
+        parse_config(CompressConfig, {"target_sparsity": 0.3, "sandwich_samples": "all"}, "cli")
+    with pytest.raises(ConfigError, match="below truncation 0.6"):
+        parse_config(CompressConfig, {"target_sparsity": 0.3, "truncation": 0.6}, "cli")
     with pytest.raises(ConfigError, match="lamda: Extra inputs"):
         parse_config(CompressConfig, {"lamda": 0.3}, "cli")
 
@@ -28,6 +34,26 @@ def test_yaml_round_trip(tmp_path):
     cfg = CompressConfig(lam=0.35, grid=(0.5, 0.9))
     save_yaml(tmp_path / "c.yaml", cfg)
     assert load_yaml(tmp_path / "c.yaml", CompressConfig) == cfg
+    # the paper's protocol: values the manifest leaves out (older runs resume) are still saved
+    paper = CompressConfig(select_on="dev", candidate_score="best", sandwich_samples="all", skip_collapsed=False)
+    save_yaml(tmp_path / "paper.yaml", paper)
+    assert load_yaml(tmp_path / "paper.yaml", CompressConfig) == paper
+    assert "select_on" not in paper.model_dump(mode="json")
+
+
+def test_a_config_file_is_the_base_that_options_overlay(tmp_path):
+    from minidisc.cli.options import build_compress_config
+
+    (tmp_path / "c.yaml").write_text("select_on: dev\ncandidate_score: best\nsandwich_samples: all\n")
+    cfg = build_compress_config(tmp_path / "c.yaml", {"lam": 0.3})
+    assert (cfg.select_on, cfg.candidate_score, cfg.sandwich_samples, cfg.lam) == ("dev", "best", None, 0.3)
+    # what the file leaves out follows the options: truncation of the rule the command line sets
+    (tmp_path / "lam.yaml").write_text("lam: 0.3\n")
+    assert build_compress_config(tmp_path / "lam.yaml", {}).truncation == 0.6
+    assert build_compress_config(tmp_path / "lam.yaml", {"sandwich_samples": "all"}).truncation == 0.5
+    (tmp_path / "bad.yaml").write_text("lam: -1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: lam"):
+        build_compress_config(tmp_path / "bad.yaml", {})
 
 
 def _work(calls, fail=False):

@@ -56,7 +56,7 @@ def test_a_sampled_sandwich_trains_less_and_estimates_the_same_direct_kd(tmp_pat
     teacher = write_tiny_bert(tmp_path / "teacher")
     cfg = CompressConfig(
         teacher=str(teacher), data=tiny_sst2_data(tmp_path / "glue"), target_sparsity=0.75, truncation=0.25,
-        grid=(0.0, 0.25, 0.5, 0.75), finetune=STAGE, sandwich=STAGE, final=STAGE,
+        grid=(0.0, 0.25, 0.5, 0.75), finetune=STAGE, sandwich=STAGE, final=STAGE, sandwich_samples="all",
     )
     md.run_compress(cfg, tmp_path / "all")
     # K = 0: the 25 % and 75 % candidates every step, the 50 % one never (its share is exactly 0)
@@ -76,8 +76,9 @@ def test_a_sampled_sandwich_trains_less_and_estimates_the_same_direct_kd(tmp_pat
     peaks = {name: entry["peak_rss_mb"] for name, entry in sampled["stages"].items()}
     assert all(mb > 0 for mb in peaks.values())
     assert f"Peak memory of the run: {max(peaks.values()):,.0f} MiB resident" in report
-    assert "sandwich_samples" not in (tmp_path / "all" / "config.yaml").read_text()  # old runs resume
-    assert "sandwich_samples: 0" in (tmp_path / "sampled" / "config.yaml").read_text()
+    assert "sandwich_samples" not in full["config"]  # every candidate: runs made before the key resume
+    assert sampled["config"]["sandwich_samples"] == 0
+    assert "sandwich_samples: null" in (tmp_path / "all" / "config.yaml").read_text()  # --config reads it back
 
 
 def test_the_cli_refuses_a_negative_count(tmp_path) -> None:
@@ -125,7 +126,35 @@ def test_compare_passes_the_rule_to_its_minidisc_arm() -> None:
     from minidisc.schedules.config import CompareConfig
 
     assert CompareConfig(sandwich_samples=1).minidisc().sandwich_samples == 1
-    assert CompareConfig().minidisc().sandwich_samples is None  # the default: every candidate
-    assert CompareConfig(sandwich_samples="all") == CompareConfig()
-    assert "sandwich_samples" not in CompareConfig().model_dump()  # earlier comparisons resume
+    default = CompareConfig()
+    assert default.minidisc().sandwich_samples == 0  # the default: the sandwich rule, K = 0
+    assert default.minidisc().candidate_levels() == [0.6, 0.7, 0.8, 0.85, 0.9]
+    assert default.maxidisc("").assistant_levels() == [0.6, 0.7, 0.8, 0.85]  # MiniDisc's pool below the target
+    every = CompareConfig(sandwich_samples="all")
+    assert every.minidisc().sandwich_samples is None and every.truncation == 0.5
+    assert "sandwich_samples" not in every.model_dump()  # earlier comparisons resume
     assert "sandwich_samples" not in CompressConfig(sandwich_samples="all").model_dump()
+
+
+def test_the_default_rule_trains_from_three_tenths_below_the_target_up_to_it() -> None:
+    """Issue 13's default: K = 0 between target − 0.3 and the target; every candidate keeps
+    the paper's 0.5 and the whole grid; a given truncation always wins."""
+    from minidisc.config import COMPLETE
+
+    cases = {  # options → (truncation, candidates)
+        (): (0.6, [0.6, 0.7, 0.8, 0.85, 0.9]),
+        (("target_sparsity", 0.8),): (0.5, [0.5, 0.6, 0.7, 0.8]),
+        (("sandwich_samples", 2),): (0.6, [0.6, 0.7, 0.8, 0.85, 0.9]),
+        (("sandwich_samples", "all"),): (0.5, [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95]),
+        (("truncation", 0.7),): (0.7, [0.7, 0.8, 0.85, 0.9]),
+        (("target_sparsity", 0.2),): (0.0, [0.0, 0.1, 0.2]),
+    }
+    for options, (truncation, candidates) in cases.items():
+        cfg = CompressConfig(**dict(options))
+        assert (cfg.truncation, cfg.candidate_levels()) == (truncation, candidates), options
+        # the saved config names the resolved level, and reads back as the same run
+        assert cfg.model_dump(mode="json")["truncation"] == truncation
+        assert CompressConfig.model_validate(cfg.model_dump(mode="json", context=COMPLETE)) == cfg
+    # a run made before this default (every candidate, 0.5, no key) resumes with --sandwich-samples all
+    before = CompressConfig(sandwich_samples="all").model_dump(mode="json")
+    assert "sandwich_samples" not in before and before["truncation"] == 0.5

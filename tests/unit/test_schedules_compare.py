@@ -22,6 +22,7 @@ def compared(tmp_path_factory):
         teacher=str(write_tiny_bert(root / "teacher")),
         data=tiny_sst2_data(root / "glue", n_train=24, n_dev=8),
         grid=(0.0, 0.25, 0.5, 0.75), truncation=0.25, target_sparsity=0.75, finetune=STAGE, train=STAGE,
+        sandwich_samples="all",  # every candidate: iteration 1 is then the same at another target (reused)
     )
     calls: list[str] = []
     real = cmp._run_schedule

@@ -106,7 +106,7 @@ def test_selection_slice_errors_say_what_to_change(tiny_data):
         parse_config(CompressConfig, {"select_on": "dev", "selection_examples": 100}, "test")
     cfg = CompressConfig()  # the re-run study's defaults (issue 13), not the paper's protocol
     assert (cfg.select_on, cfg.candidate_score, cfg.score_window, cfg.sandwich_samples, cfg.skip_collapsed) == (
-        "slice", "last_mean", 3, None, True)
+        "slice", "last_mean", 3, 0, True)
 
 
 # --- the constant-prediction score --------------------------------------------------------

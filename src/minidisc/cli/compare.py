@@ -53,7 +53,7 @@ def compare(
     target: Annotated[float | None, typer.Option("--target", help="Student sparsity, e.g. 0.9 (a 10 % student).")] = None,
     schedules: Annotated[str | None, typer.Option(help=f"Comma-separated: {GLUE_SCHEDULES.replace(',', ', ')} (default all); --task lm: direct, depth, random, takd, minidisc, pretrain (default all) and maxidisc (the selection check: TAKD through every MiniDisc candidate, Spearman correlation of λ-tradeoff and student).")] = None,
     takd_path: Annotated[str | None, typer.Option(help="TAKD path (default: the candidate nearest target/2, then the target); --task lm: the one assistant (optionally then the target).")] = None,
-    truncation: Annotated[float | None, typer.Option(help="MiniDisc/MaxiDisc candidates are at least this sparse (default 0.5; --task lm 0.25).")] = None,
+    truncation: Annotated[float | None, typer.Option(help="MiniDisc/MaxiDisc candidates are at least this sparse (default: 0.3 below the target under the sandwich rule, 0.5 with --sandwich-samples all; --task lm 0.25).")] = None,
     lam: Annotated[float | None, typer.Option("--lam", help="MiniDisc's λ (default 0.2).")] = None,
     iterations: Annotated[int | None, typer.Option(help="MiniDisc sandwich iterations (default 2 = one assistant).")] = None,
     max_assistants: Annotated[int | None, typer.Option(help="MaxiDisc paths through up to this many assistants (default 1).")] = None,
@@ -150,7 +150,7 @@ def _compare_lm(opts: ScheduleOptions, *, target: float | None, schedules: str |
     """``compare --task lm``: the shared ``compress --task lm`` config (``--config`` is
     its YAML) with these options over it, the arms, the run, the table's headline."""
     from minidisc.cli.options import merge
-    from minidisc.config import load_yaml, parse_config
+    from minidisc.config import config_base, parse_config
     from minidisc.schedules.lm_compare import run_compare_lm
     from minidisc.schedules.lm_compare_config import LMCompareConfig
     from minidisc.schedules.lm_config import LMCompressConfig
@@ -173,7 +173,7 @@ def _compare_lm(opts: ScheduleOptions, *, target: float | None, schedules: str |
         "objective_options": {"temperature": opts.temperature} if opts.temperature is not None else None,
         "sandwich": stage, "final": stage, "precision": opts.precision, **fields,
     }
-    base = merge(load_yaml(opts.config, LMCompressConfig).model_dump(mode="json") if opts.config else {}, overrides)
+    base = merge(config_base(opts.config, LMCompressConfig) if opts.config else {}, overrides)
     base["teacher_cache"] = teacher_cache_setting(base.get("teacher_cache"), *cache)
     if not base.get("corpus", {}).get("train"):
         raise typer.BadParameter("--task lm needs training text: pass --corpus FILE_OR_FOLDER (repeatable)", param_hint="--corpus")

@@ -70,7 +70,7 @@ def compress(
     target_sparsity: Annotated[float | None, typer.Option(help="Fraction of heads/neurons removed, e.g. 0.9 (a 10 % student).")] = None,
     lam: Annotated[float | None, typer.Option("--lam", help="λ of the tradeoff t = metric + λ·sparsity (default 0.2).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Sandwich iterations; 2 = one teacher assistant.")] = None,
-    truncation: Annotated[float | None, typer.Option(help="Candidates sparser than this only (default 0.5).")] = None,
+    truncation: Annotated[float | None, typer.Option(help="Least sparse candidate trained (default: 0.3 below the target under the sandwich rule, 0.5 with --sandwich-samples all; --task lm 0.25).")] = None,
     grid: Annotated[str | None, typer.Option(help="Candidate sparsities, comma-separated (default 0,.1,…,.9,.85,.95).")] = None,
     teacher_finetuned: TeacherFinetuned = False,
     data_dir: DataDir = None,
@@ -220,7 +220,7 @@ def _yaml_task(path: Path | dict) -> str | None:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
-        return None  # load_yaml reports the problem
+        return None  # config_base reports the problem
     return data.get("task") if isinstance(data, dict) else None
 
 
@@ -232,11 +232,11 @@ def _compress_lm(
     ``--teacher-cache``, ``--cache-top-k`` and ``--cache-tail-samples`` options
     (:func:`~minidisc.cli.lm_options.teacher_cache_setting`) over the YAML's setting."""
     from minidisc.cli.options import merge
-    from minidisc.config import load_yaml, parse_config
+    from minidisc.config import config_base, parse_config
     from minidisc.schedules.lm import run_compress_lm
     from minidisc.schedules.lm_config import LMCompressConfig
 
-    base = load_yaml(config, LMCompressConfig).model_dump(mode="json") if config else {}
+    base = config_base(config, LMCompressConfig) if config else {}
     merged = merge(base, overrides)
     merged["teacher_cache"] = teacher_cache_setting(merged.get("teacher_cache"), *cache)
     if not merged.get("corpus", {}).get("train"):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
-from minidisc.config import CompressConfig, load_yaml, parse_config
+from minidisc.config import CompressConfig, config_base, parse_config
 
 Teacher = Annotated[
     str | None,
@@ -68,7 +68,7 @@ def parse_sandwich_samples(value: str | int) -> str | int:
     return int(value)
 
 
-SandwichSamples = Annotated[str | None, typer.Option(parser=parse_sandwich_samples, metavar="K|all", help="MiniDisc's sandwich rule: each sandwich step trains the least and the most sparse candidate and K others drawn at random instead of all of them (default all: every candidate every step, as the paper's code). K = 0 halves MiniDisc's cost; on the default grid it lost 2.4 points on SST-2, with the grid cut at the target and --truncation 0.6 (target 0.9) it matched every candidate over six seeds: see docs/results.md.")]
+SandwichSamples = Annotated[str | None, typer.Option(parser=parse_sandwich_samples, metavar="K|all", help="MiniDisc's sandwich rule: each sandwich step trains the least and the most sparse candidate and K others drawn at random, with candidates from --truncation (default 0.3 below the target) up to the target and none beyond it; default 0 (about 2.3× one direct-KD run, as good as every candidate over six seeds: docs/results.md). all: every candidate every step on the whole grid above --truncation (default 0.5), the paper's code, about 4.9×. --task lm: default all.")]
 SelectOn = Annotated[str | None, typer.Option(help="Where checkpoints and the assistant are chosen: slice (default: a seeded, stratified selection slice held out of the training data before anything trains, so dev stays a clean report) or dev (the paper's protocol: dev chooses and reports). See docs/minidisc.md.")]
 SelectionExamples = Annotated[int | None, typer.Option(help="Training examples held out as the selection slice (with --select-on slice; default 10 % of them, at most 1000).")]
 CandidateScore = Annotated[str | None, typer.Option(help="MiniDisc: a candidate's selection metric: last_mean (default: the mean of its last --score-window evaluations, its latest weights kept; less biased by noise) or best (its running maximum, the paper's).")]
@@ -274,7 +274,7 @@ class ScheduleOptions(DataFileOptions):
         Raises:
             ConfigError: an invalid field (every bad one is named).
         """
-        base = load_yaml(self.config, model).model_dump(mode="json") if self.config else {}
+        base = config_base(self.config, model) if self.config else {}
         data = merge(base, {**self.overrides(), **specific})
         if self.patience == 0:
             for name in ("finetune", "train"):
@@ -322,7 +322,7 @@ def merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
 
 def build_compress_config(config_file: Path | None, overrides: dict[str, Any]) -> CompressConfig:
     """Defaults ← YAML file ← command-line overrides, validated."""
-    base = load_yaml(config_file, CompressConfig).model_dump(mode="json") if config_file else {}
+    base = config_base(config_file, CompressConfig) if config_file else {}
     return parse_config(CompressConfig, merge(base, overrides), "the command line")
 
 

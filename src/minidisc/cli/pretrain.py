@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from minidisc.cli.options import ConfigFile, Output, Overwrite, Precision, Teacher, merge
-from minidisc.config import load_yaml, parse_config
+from minidisc.config import config_base, parse_config
 from minidisc.fileio import read_json
 from minidisc.pretrain.config import STRATEGY_DESCRIPTIONS, PretrainConfig
 from minidisc.pretrain.report import loss_label
@@ -106,7 +106,7 @@ def pretrain(
         "checkpoint_steps": checkpoint_steps,
         "precision": precision,
     }
-    base = load_yaml(config, PretrainConfig).model_dump(mode="json") if config else {}
+    base = config_base(config, PretrainConfig) if config else {}
     if budget_flops is not None or budget_tokens is not None:  # a command-line budget replaces the file's
         base.pop("budget", None)
     merged = merge(base, overrides)

@@ -185,10 +185,8 @@ class CompareConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     teacher_run: str | None = None
     data: DataConfig = DataConfig()
     grid: tuple[float, ...] = DEFAULT_GRID
-    target_sparsity: float = Field(0.9, gt=0, lt=1)
     schedules: tuple[str, ...] = SCHEDULES
     takd_path: tuple[float, ...] | None = Field(None, description="default: the candidate nearest target/2, then the target")
-    truncation: float = Field(0.5, ge=0, lt=1)
     max_assistants: int = Field(1, ge=1, le=4)
     lam: float = Field(0.2, ge=0)
     iterations: int = Field(2, ge=1, le=10)
@@ -216,8 +214,6 @@ class CompareConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
 
     @model_validator(mode="after")
     def _check(self) -> CompareConfig:
-        if self.target_sparsity < self.truncation:
-            raise ValueError(f"target_sparsity {self.target_sparsity} is below truncation {self.truncation}")
         if self.takd_path is not None and not same_level(self.takd_path[-1], self.target_sparsity):
             raise ValueError(f"the TAKD path must end at the target {self.target_sparsity}, got {list(self.takd_path)}")
         return self
@@ -258,8 +254,7 @@ class CompareConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     def minidisc(self) -> CompressConfig:
         return CompressConfig(
             teacher=self.teacher, teacher_finetuned=self.teacher_finetuned, data=self.data,
-            target_sparsity=self.target_sparsity, lam=self.lam, iterations=self.iterations,
-            truncation=self.truncation, grid=self.grid, finetune=self.finetune, sandwich=self.train,
+            lam=self.lam, iterations=self.iterations, grid=self.grid, finetune=self.finetune, sandwich=self.train,
             final=self.train, note=self.note, precision=self.precision, **self._selection(),
             **{name: getattr(self, name) for name in MiniDiscRules.model_fields},
         )

@@ -6,8 +6,10 @@ Stages, each resumable from the run directory (:class:`~minidisc.runfolder.run.R
                  ``teacher_finetuned``); keep the best dev checkpoint.
 ``sparsified``   score heads/neurons, reorder them by importance, build the nested
                  sparsity map over the grid (∪ the target).
-``iter1..K``     sandwich-train every candidate at or above the current teacher's level
-                 and the truncation level (:class:`~minidisc.training.distill.Distiller`);
+``iter1..K``     sandwich-train the candidates at or above the current teacher's level
+                 and the truncation level (by default under the sandwich rule, K = 0,
+                 from 0.3 below the target up to it: :class:`~minidisc.config.MiniDiscRules`;
+                 :class:`~minidisc.training.distill.Distiller`);
                  select the assistant by the λ-tradeoff
                  (:mod:`minidisc.training.selection`).
                  The assistant becomes the next iteration's teacher *and* its

@@ -5,9 +5,10 @@ plain knowledge distillation into that sub-network (every hop of the baseline sc
 Every step runs the teacher once (no grad) and then, for each candidate sub-network the
 step trains, a student forward in train mode and a backward of ``loss_c / n_trained``;
 the gradients of those candidates accumulate in the shared weights before one clipped
-AdamW step. By default a step trains every candidate (as the reference implementation
-does); with ``samples`` it follows the sandwich rule, the least and the most sparse
-candidate plus ``samples`` drawn at random (:mod:`minidisc.training.sandwich`).
+AdamW step. Without ``samples`` a step trains every candidate (as the reference
+implementation does); with ``samples`` it follows the sandwich rule, the least and the
+most sparse candidate plus ``samples`` drawn at random (:mod:`minidisc.training.sandwich`;
+``compress`` passes 0 by default).
 
 Every evaluation scores each candidate on the dev set, keeps each candidate's running
 best and a snapshot of it at that best (on disk when a snapshot store is given:
