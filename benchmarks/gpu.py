@@ -10,9 +10,10 @@ BERT-base-sized teacher with **random weights** (hidden 768, 12 layers, 12 heads
 1. **ms per step** of each training stage, each precision: a fine-tune step, a direct-KD
    step (teacher forward + the 90 % sub-network's forward and backward), an
    iteration-1 sandwich step of the paper's rule (teacher forward + the default grid's 7
-   candidates, ``--sandwich-samples all``) and one of the default rule (K = 0 over 60–90 %:
-   the 60 % and 90 % candidates), batch 32 × 128 tokens (padded), the first ``--warmup`` steps not counted. Each is the
-   stage's own Trainer step (``benchmarks/steps.py``).
+   candidates, ``--sandwich-samples all``) and one of the default rule (K = 0 over
+   60–90 %: the 60 % and 90 % candidates), batch 32 × 128 tokens (padded), the first
+   ``--warmup`` steps not counted. Each is the stage's own Trainer step
+   (``benchmarks/steps.py``).
 2. **Stage times** (s) of a 1-epoch ``compress`` on MRPC at ``--compress-precision``
    (default ``auto``: bf16 on a GPU that has it) from the random teacher, from its
    report (``wall_time_s``): fine-tune, sparsify, each iteration, export.

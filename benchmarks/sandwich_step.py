@@ -7,8 +7,8 @@
 The step is the one a ``compress`` run trains in its first MiniDisc iteration (see
 ``benchmarks/steps.py``): the teacher's forward once per batch, then forward and backward
 of every candidate of the default grid (``--sandwich-samples all``: the 7 levels ≥ the
-paper's 0.5 truncation, 0.5 … 0.95 for target 0.9), one clipped AdamW step. The teacher is the packaged all-MiniLM-L6-v2
-with a (random) MRPC head; the student is a copy of it; the candidates' shapes come
+paper's 0.5 truncation, 0.5 … 0.95 for target 0.9), one clipped AdamW step. The teacher
+is the packaged all-MiniLM-L6-v2 with a (random) MRPC head; the student is a copy of it; the candidates' shapes come
 from random importance scores (a step's cost depends on the shapes only). It is timed
 twice: with dynamic padding (minidisc's default, each batch padded to its longest
 pair) and padded to 128 tokens (as the official code does, the setting of its 3.12 s:

@@ -392,7 +392,7 @@ def parse_config(model: type[BaseModel], data: dict[str, Any], source: str) -> A
 
 def load_yaml(path: str | Path | dict[str, Any], model: type[BaseModel]) -> Any:
     """Read and validate a YAML config file (or, from the Python API, its content as a dict)."""
-    return parse_config(model, _yaml_data(path), _source(path))
+    return parse_config(model, yaml_mapping(path), _source(path))
 
 
 def config_base(path: str | Path | dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
@@ -405,12 +405,17 @@ def config_base(path: str | Path | dict[str, Any], model: type[BaseModel]) -> di
     Raises:
         ConfigError: an unreadable file or an invalid field (every bad one is named).
     """
-    data = _yaml_data(path)
+    data = yaml_mapping(path)
     parse_config(model, data, _source(path))
     return data
 
 
-def _yaml_data(path: str | Path | dict[str, Any]) -> dict[str, Any]:
+def yaml_mapping(path: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A YAML config file's content as written (a dict given from Python, as is), unvalidated.
+
+    Raises:
+        ConfigError: the file cannot be read or is not YAML.
+    """
     if isinstance(path, dict):
         return path
     path = Path(path)

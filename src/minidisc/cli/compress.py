@@ -213,13 +213,12 @@ def summarize(path: Path) -> None:
 
 def _yaml_task(path: Path | dict) -> str | None:
     """The top-level ``task`` of a YAML config (``lm`` marks a decoder run), if any."""
-    import yaml
+    from minidisc.config import yaml_mapping
+    from minidisc.errors import ConfigError
 
-    if isinstance(path, dict):  # the Python API's config
-        return path.get("task")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        data = yaml_mapping(path)
+    except ConfigError:
         return None  # config_base reports the problem
     return data.get("task") if isinstance(data, dict) else None
 
