@@ -88,6 +88,30 @@ def test_the_cli_refuses_a_negative_count(tmp_path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_compress_at_its_defaults_trains_the_window_and_its_config_file_reruns_it(tmp_path) -> None:
+    """``minidisc compress`` in a fresh process with no rule option: K = 0 from 0.3 below
+    the target up to it (the 90 % level of the grid is beyond the target: never trained);
+    the run's ``config.yaml`` given back as ``--config`` names the same run (it resumes)."""
+    from minidisc.fileio import read_json
+    from tests.helpers import write_tiny_sst2
+
+    teacher, glue = write_tiny_bert(tmp_path / "teacher"), write_tiny_sst2(tmp_path / "glue")
+    run = tmp_path / "run"
+    made = run_minidisc("compress", "--teacher", str(teacher), "--task", "sst2", "--data-dir", str(glue),
+                        "--max-length", "16", "--target-sparsity", "0.75",
+                        "--grid", "0,0.25,0.5,0.6,0.75,0.9", "--epochs", "1", "--batch-size", "8", "--eval-steps", "3",
+                        "--seed", "1", "-o", str(run), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    manifest = read_json(run / "manifest.json")
+    assert (manifest["config"]["sandwich_samples"], manifest["config"]["truncation"]) == (0, 0.45)
+    assert [c["sparsity"] for c in manifest["stages"]["iter1"]["candidates"]] == [0.5, 0.6, 0.75]
+    assert "the least and the most sparse candidate and 0 of the other 1 drawn at random" in (
+        run / "report.md").read_text()
+    again = run_minidisc("compress", "--config", str(run / "config.yaml"), "-o", str(run), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_json(run / "manifest.json")["stages"] == manifest["stages"]  # resumed: nothing trained again
+
+
 def test_a_decoder_sandwich_takes_the_rule_from_the_command_line(tmp_path) -> None:
     """``compress --task lm --sandwich-samples 0`` in a fresh process against the same run
     with every candidate through the Python API: the middle candidate is never trained."""
