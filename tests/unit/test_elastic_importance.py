@@ -149,6 +149,36 @@ def test_regression_uses_mse_and_batches_sum_absolute_gradients():
     torch.testing.assert_close(first.heads, one.heads)
 
 
+@pytest.mark.parametrize("kind", ["bert", "regression", "llama"])
+def test_chunked_back_propagation_is_the_same_estimator(kind):
+    """A batch with one label per example is back-propagated in chunks, their gradients
+    summed by share before the absolute value: the whole batch's scores up to float
+    order (uneven chunks included); token-level labels are back-propagated whole."""
+    from minidisc.elastic.importance import compute_importance
+
+    if kind == "regression":
+        model = randomize_(tiny_bert(num_labels=1))
+        batches = [random_batch(seed=s, labels=torch.tensor([0.5, -1.0, 2.0])) for s in (1, 2)]
+    else:
+        model, batches = _model(kind), [_labelled(kind, 0), _labelled(kind, 1)]
+    em = make_elastic(model)
+
+    def scores(chunk):
+        return compute_importance(model, em.family, batches, normalize=False, progress=False, chunk=chunk)
+
+    whole, chunked = scores(None), scores(2)  # 3 examples: chunks of 2 and 1
+    if kind in DECODERS:  # labels per token: never chunked, so bit-identical
+        assert torch.equal(whole.heads, chunked.heads) and torch.equal(whole.neurons, chunked.neurons)
+    else:
+        for got, want in ((chunked.heads, whole.heads), (chunked.neurons, whole.neurons)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6 * float(want.abs().max()))
+        # the absolute value is taken per batch, not per chunk (that would be another estimator)
+        per_chunk = sum(compute_importance(model, em.family, [{k: v[i:j] for k, v in b.items()}], normalize=False,
+                                           progress=False, chunk=None).neurons
+                        for b in batches for i, j in ((0, 2), (2, 3)))
+        assert not torch.allclose(per_chunk, whole.neurons, rtol=1e-3)
+
+
 def test_custom_loss_fn_and_side_effects():
     model = randomize_(tiny_bert())
     model.train()

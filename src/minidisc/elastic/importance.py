@@ -4,8 +4,8 @@ All-ones masks ``head_mask[L, H]`` (multiplying each head's context output) and
 ``neuron_mask[L, I]`` (multiplying the FFN activations after the non-linearity) are
 attached with forward pre-hooks on the attention output projection and the FFN down
 projection. With the model in eval mode, for each batch the mean label loss is
-back-propagated and ``|∂loss/∂mask|`` accumulated (absolute value per batch, summed over
-batches); each layer's row is then divided by its L2 norm. This is the first-order
+back-propagated (in chunks when that is exact: :func:`_batch_mask_grads`) and
+``|∂loss/∂mask|`` accumulated (absolute value per batch, summed over batches); each layer's row is then divided by its L2 norm. This is the first-order
 (Taylor) head-importance estimate of Michel et al. (NeurIPS 2019), as used by the
 MiniDisc reference implementation.
 
@@ -284,6 +284,13 @@ def layer_output(output: Any) -> torch.Tensor:
 LossFn = Callable[[Any, Mapping[str, Any]], torch.Tensor]
 
 
+#: Examples back-propagated at once by the importance pass when the loss is an example
+#: mean (:func:`_batch_mask_grads`). The pass back-propagates batches of the fine-tuning's
+#: ``eval_batch_size`` (128): whole, the demo's pass peaked at 1.93 GB, in chunks of 32 at
+#: about 1 GB (docs/minidisc.md, "Cost").
+IMPORTANCE_CHUNK = 32
+
+
 def compute_importance(
     model: torch.nn.Module,
     family: Family,
@@ -295,6 +302,7 @@ def compute_importance(
     progress: bool = True,
     hidden: bool = False,
     layers: bool = False,
+    chunk: int | None = IMPORTANCE_CHUNK,
 ) -> Importance:
     """Accumulated |∂loss/∂mask| for every head and FFN unit of a full-size model.
 
@@ -313,6 +321,10 @@ def compute_importance(
         hidden: also score the residual-stream channels (module doc): ``hidden (d,)``,
             normalised to unit L2 norm with the rest.
         layers: also score whole layers (module doc): ``layers (L,)``, never normalised.
+        chunk: back-propagate a batch of one label per example (the model's own
+            example-mean loss) this many examples at a time, summing the chunks' gradients
+            weighted by their share before the absolute value: the same estimator in a
+            fraction of the activation memory (:func:`_batch_mask_grads`); None: whole.
 
     Returns:
         :class:`Importance` with ``heads (L, H)`` and ``neurons (L, I)``, float32, ≥ 0;
@@ -370,18 +382,7 @@ def compute_importance(
                 if max_batches is not None and batches >= max_batches:
                     break
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                outputs = model(**batch)
-                loss = (
-                    loss_fn(outputs, batch)
-                    if loss_fn is not None
-                    else getattr(outputs, "loss", None)
-                )
-                if loss is None:
-                    raise ConfigError(
-                        "importance needs a loss: give batches with 'labels' or pass loss_fn"
-                    )
-                # autograd.grad touches neither parameter .grad fields nor optimizer state.
-                grads = torch.autograd.grad(loss, masks + extra, allow_unused=True)
+                grads = _batch_mask_grads(model, batch, masks + extra, loss_fn, chunk)
                 for mask, grad in zip(masks, grads):
                     if grad is not None:
                         (head_acc if mask is head_mask else neuron_acc).add_(grad.detach().abs())
@@ -404,6 +405,41 @@ def compute_importance(
         **{name: acc.float().cpu() for name, acc in scored.items()},
     )
     return imp.normalize() if normalize else imp
+
+
+def _batch_mask_grads(
+    model: torch.nn.Module, batch: Mapping[str, Any], inputs: list[torch.Tensor], loss_fn: LossFn | None,
+    chunk: int | None,
+) -> list[torch.Tensor | None]:
+    """∂(the batch's loss)/∂``inputs`` (the masks), one entry per input (None: unused).
+
+    With the model's own loss over one label per example (classification, regression),
+    the batch's loss is the mean over its ``n`` examples, so it equals the sum over
+    chunks of ``(n_c / n)·mean_c``: each chunk is back-propagated on its own (its
+    activations freed before the next) and the gradients summed, which differs from the
+    whole batch's only by float summation order. Any other loss (``loss_fn``, token-level
+    labels) is back-propagated whole.
+
+    Raises:
+        ConfigError: no loss (no ``labels`` in the batch and no ``loss_fn``).
+    """
+    labels = batch.get("labels")
+    n = labels.shape[0] if torch.is_tensor(labels) else 0
+    whole = loss_fn is not None or chunk is None or not torch.is_tensor(labels) or labels.dim() != 1 or n <= chunk
+    parts = [(batch, 1.0)] if whole else [
+        ({k: v[i:i + chunk] if torch.is_tensor(v) else v for k, v in batch.items()}, min(chunk, n - i) / n)
+        for i in range(0, n, chunk)
+    ]
+    total: list[torch.Tensor | None] = [None] * len(inputs)
+    for part, share in parts:
+        outputs = model(**part)
+        loss = loss_fn(outputs, part) if loss_fn is not None else getattr(outputs, "loss", None)
+        if loss is None:
+            raise ConfigError("importance needs a loss: give batches with 'labels' or pass loss_fn")
+        # autograd.grad touches neither parameter .grad fields nor optimizer state.
+        grads = torch.autograd.grad(loss if whole else loss * share, inputs, allow_unused=True)
+        total = [g if t is None else (t if g is None else t + g) for t, g in zip(total, grads)]
+    return total
 
 
 def _progress_bar(dataloader: Iterable[Any], max_batches: int | None, enabled: bool) -> Any:
