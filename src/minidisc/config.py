@@ -215,6 +215,11 @@ def check_grid(grid: tuple[float, ...]) -> tuple[float, ...]:
         raise ValueError(str(err)) from None
 
 
+def _sandwich_samples(sandwich_samples: Any) -> Any:
+    """``sandwich_samples`` as the config holds it: ``"all"`` (every candidate) is None."""
+    return None if sandwich_samples == "all" else sandwich_samples
+
+
 class WithSandwichRule(BaseModel):
     """The sandwich rule of MiniDisc's sandwich steps (``--sandwich-samples``; Yu & Huang
     2019, §3.1), defined once for the GLUE path (through :class:`MiniDiscRules`) and the
@@ -233,7 +238,7 @@ class WithSandwichRule(BaseModel):
     @field_validator("sandwich_samples", mode="before")
     @classmethod
     def _all_candidates(cls, value: Any) -> Any:
-        return None if value == "all" else value
+        return _sandwich_samples(value)
 
 
 #: How far below the target MiniDisc's candidates reach under the sandwich rule, by default
@@ -299,7 +304,8 @@ class MiniDiscRules(WithSandwichRule):
         samples = data.get("sandwich_samples", fields["sandwich_samples"].default)
         target = data.get("target_sparsity", fields["target_sparsity"].default)
         try:
-            resolved = default_truncation(None if samples in (None, "all") else int(samples), float(target))
+            samples = _sandwich_samples(samples)
+            resolved = default_truncation(None if samples is None else int(samples), float(target))
         except (TypeError, ValueError):  # the bad field's own error says what to change
             resolved = PAPER_TRUNCATION
         return {**data, "truncation": resolved}

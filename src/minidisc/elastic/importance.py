@@ -5,8 +5,8 @@ All-ones masks ``head_mask[L, H]`` (multiplying each head's context output) and
 attached with forward pre-hooks on the attention output projection and the FFN down
 projection. With the model in eval mode, for each batch the mean label loss is
 back-propagated (in chunks when that is exact: :func:`_batch_mask_grads`) and
-``|∂loss/∂mask|`` accumulated (absolute value per batch, summed over batches); each layer's row is then divided by its L2 norm. This is the first-order
-(Taylor) head-importance estimate of Michel et al. (NeurIPS 2019), as used by the
+``|∂loss/∂mask|`` accumulated (absolute value per batch, summed over batches); each
+layer's row is then divided by its L2 norm. This is the first-order (Taylor) head-importance estimate of Michel et al. (NeurIPS 2019), as used by the
 MiniDisc reference implementation.
 
 Only the axes the architecture family prunes (:attr:`Family.pruned_axes
@@ -424,12 +424,11 @@ def _batch_mask_grads(
         ConfigError: no loss (no ``labels`` in the batch and no ``loss_fn``).
     """
     labels = batch.get("labels")
-    n = labels.shape[0] if torch.is_tensor(labels) else 0
-    whole = loss_fn is not None or chunk is None or not torch.is_tensor(labels) or labels.dim() != 1 or n <= chunk
-    parts = [(batch, 1.0)] if whole else [
-        ({k: v[i:i + chunk] if torch.is_tensor(v) else v for k, v in batch.items()}, min(chunk, n - i) / n)
-        for i in range(0, n, chunk)
-    ]
+    n = labels.shape[0] if torch.is_tensor(labels) and labels.dim() == 1 else 0  # 0: not one label per example
+    parts = [(batch, 1.0)]  # × 1.0 is exact: a whole batch's gradients are bit for bit its own
+    if loss_fn is None and chunk is not None and n > chunk:
+        parts = [({k: v[i:i + chunk] if torch.is_tensor(v) else v for k, v in batch.items()}, min(chunk, n - i) / n)
+                 for i in range(0, n, chunk)]
     total: list[torch.Tensor | None] = [None] * len(inputs)
     for part, share in parts:
         outputs = model(**part)
@@ -437,7 +436,7 @@ def _batch_mask_grads(
         if loss is None:
             raise ConfigError("importance needs a loss: give batches with 'labels' or pass loss_fn")
         # autograd.grad touches neither parameter .grad fields nor optimizer state.
-        grads = torch.autograd.grad(loss if whole else loss * share, inputs, allow_unused=True)
+        grads = torch.autograd.grad(loss * share, inputs, allow_unused=True)
         total = [g if t is None else (t if g is None else t + g) for t, g in zip(total, grads)]
     return total
 
