@@ -35,7 +35,7 @@ def test_schedule_commands_share_every_option():
     from minidisc.cli.options import ScheduleOptions
 
     shared = {"--" + f.name.replace("_", "-") for f in fields(ScheduleOptions)}
-    assert len(shared) == 41 and {"--precision", "--train-file", "--dataset", "--test-file", "--select-on"} <= shared
+    assert len(shared) == 42 and {"--precision", "--low-memory", "--train-file", "--dataset", "--test-file", "--select-on"} <= shared
     for name in SCHEDULE_COMMANDS:
         flags = {opt for param in _command(name).params for opt in param.opts}
         assert shared <= flags, (name, shared - flags)

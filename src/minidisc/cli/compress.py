@@ -31,6 +31,7 @@ from minidisc.cli.options import (
     ConfigFile,
     DataDir,
     DataFileOptions,
+    LowMemory,
     MaxEval,
     MaxLength,
     MaxTrain,
@@ -44,6 +45,7 @@ from minidisc.cli.options import (
     SkipCollapsed,
     Teacher,
     TeacherFinetuned,
+    apply_low_memory,
     build_compress_config,
     data_command,
     help_text,
@@ -113,6 +115,7 @@ def compress(
     cache_tail_samples: CacheTailSamples = None,
     cache_dir: Annotated[Path | None, typer.Option(help="--task lm: teacher-logit cache folder (default: teacher-cache/ in the run); runs on the same teacher may share one.", rich_help_panel=LM_PANEL)] = None,
     precision: Precision = None,
+    low_memory: LowMemory = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
     *,
@@ -134,6 +137,8 @@ def compress(
     """
     # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.schedules.minidisc import run_compress
+
+    apply_low_memory(low_memory)
 
     lm_options = {
         "--corpus": corpus, "--eval-corpus": eval_corpus, "--corpus-config": corpus_config, "--block-size": block_size,

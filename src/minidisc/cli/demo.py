@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from minidisc.cli.compress import summarize
-from minidisc.cli.options import DataDir, Overwrite, Precision, build_compress_config, help_text
+from minidisc.cli.options import (
+    DataDir,
+    LowMemory,
+    Overwrite,
+    Precision,
+    apply_low_memory,
+    build_compress_config,
+    help_text,
+)
 from minidisc.tasks.demo_data import (
     DEMO_TASK_FOLDER,
     DEMO_TRAIN_SAMPLES,
@@ -103,6 +111,7 @@ def demo(
     overwrite: Overwrite = False,
     llm: Annotated[bool, typer.Option("--llm", help="Compress the decoder SmolLM2-135M to a 50 % student on packaged Gutenberg text instead (compress --task lm, ~15 min on 2 CPU cores).")] = False,
     precision: Precision = None,
+    low_memory: LowMemory = None,
 ) -> None:
     """Demo: MiniDisc on SST-2 (--llm: SmolLM2 on text), on a CPU.
 
@@ -111,6 +120,8 @@ def demo(
     SmolLM2-135M's heads, FFN units and hidden channels, sandwich-trains the candidate widths on text, distils
     the 50 % student and exports it as a plain LLaMA that AutoModelForCausalLM loads.
     """
+    # The demo is sized for a laptop: it keeps its peak RSS low unless told otherwise.
+    apply_low_memory(low_memory is not False)
     # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     if llm:
         from minidisc.cli.compress import summarize_lm

@@ -48,6 +48,10 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 Output = Annotated[Path, typer.Option("--output", "-o", help="Run directory (resumed if it holds this run).")]
 TeacherFinetuned = Annotated[bool, typer.Option("--teacher-finetuned", help="The teacher is already tuned on the task: skip fine-tuning.")]
 MaxLength = Annotated[int | None, typer.Option(help="Maximum tokens per example (default 128).")]
+LowMemory = Annotated[
+    bool | None,
+    typer.Option("--low-memory/--no-low-memory", help="Give freed tensor memory back to the system at once (glibc's mmap threshold fixed at 1 MiB; Linux): a lower peak RSS for more page faults, the same weights. Default: on for demo, off elsewhere; see docs/minidisc.md."),
+]
 Precision = Annotated[
     str | None,
     typer.Option("--precision", help="auto (default: bf16 on a GPU that supports it, else fp32), bf16, fp16 (CUDA), tf32 (Ampere+ CUDA) or fp32; see docs/gpu.md."),
@@ -243,6 +247,7 @@ class ScheduleOptions(DataFileOptions):
     cache_dir: CacheDir = None
     cache_memory_mb: CacheMemoryMb = 512
     precision: Precision = None
+    low_memory: LowMemory = None
     config: ConfigFile = None
     overwrite: Overwrite = False
 
@@ -298,8 +303,16 @@ class ScheduleOptions(DataFileOptions):
         return open_cache(self.cache_options(), cache_root(output, teacher_run))
 
 
-#: Gives a schedule command (distill, takd, maxidisc, compare) every :class:`ScheduleOptions` flag as ``opts``.
-schedule_command = with_options(ScheduleOptions, "opts")
+def schedule_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Gives a schedule command (distill, takd, maxidisc, compare) every
+    :class:`ScheduleOptions` flag as ``opts``, and applies ``--low-memory`` before it runs."""
+
+    @functools.wraps(func)
+    def applied(**kwargs: Any) -> Any:
+        apply_low_memory(kwargs["opts"].low_memory)
+        return func(**kwargs)
+
+    return with_options(ScheduleOptions, "opts")(applied)
 
 
 def help_text(doc: str | None) -> str:
@@ -360,3 +373,13 @@ def _scalar(text: str) -> Any:
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def apply_low_memory(enabled: bool | None) -> None:
+    """``--low-memory``: fix the allocator's mmap threshold for the rest of the process
+    (:func:`minidisc.compute.allocator.use_low_memory_allocator`); say so on stderr where
+    the C library is not glibc and nothing changed."""
+    from minidisc.compute.allocator import use_low_memory_allocator
+
+    if enabled and not use_low_memory_allocator():
+        typer.echo("--low-memory: this C library is not glibc; the allocator is left as it is", err=True)

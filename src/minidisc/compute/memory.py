@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from minidisc.compute.allocator import allocator_name, release_free_memory
+
 __all__ = ["PeakMemory", "peak_memory"]
 
 MiB = 1024 * 1024
@@ -35,20 +37,27 @@ class PeakMemory:
     """The peak RSS of a stage, filled in when :func:`peak_memory`'s block ends.
 
     ``peak_rss_mb``: MiB (2**20 bytes); ``scope``: ``"stage"`` when the peak was reset
-    at the stage's start, ``"process"`` when it is the process's peak since it started.
+    at the stage's start, ``"process"`` when it is the process's peak since it started;
+    ``allocator``: how the process allocated (:func:`~minidisc.compute.allocator.allocator_name`),
+    which sets much of the figure.
     """
 
     peak_rss_mb: float | None = None
     scope: str = "stage"
+    allocator: str | None = None
 
     def to_dict(self) -> dict[str, float | str | None]:
-        return {"peak_rss_mb": self.peak_rss_mb, "peak_rss_scope": self.scope}
+        return {"peak_rss_mb": self.peak_rss_mb, "peak_rss_scope": self.scope, "peak_rss_allocator": self.allocator}
 
 
 @contextmanager
 def peak_memory() -> Iterator[PeakMemory]:
-    """Measure the peak RSS of the block (see the module docstring for the scope)."""
-    peak = PeakMemory(scope="stage" if _reset_high_water_mark() else "process")
+    """Measure the peak RSS of the block (see the module docstring for the scope).
+
+    The free pages the allocator holds are returned first, so that the block's peak
+    does not carry memory its predecessors freed."""
+    release_free_memory()
+    peak = PeakMemory(scope="stage" if _reset_high_water_mark() else "process", allocator=allocator_name())
     try:
         yield peak
     finally:

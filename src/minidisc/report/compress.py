@@ -87,7 +87,7 @@ def build_compress_report(run: RunDir) -> dict[str, Any]:
         "data": stages["teacher"]["data"],
         "note": cfg.get("note"),
         "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
-        "peak_rss_mb": {name: st.get("peak_rss_mb") for name, st in stages.items()},
+        **memory_fields(stages),
         "runtime": stage_runtimes(stages),
         "compute": {name: st.get("compute") for name, st in stages.items() if st.get("compute")},
     }
@@ -288,6 +288,13 @@ def sandwich_rule_lines(iteration: dict[str, Any], samples: int | None) -> list[
              f"other {n - 2} drawn at random (--sandwich-samples {samples})."), ""]
 
 
+def memory_fields(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The report's memory fields: each stage's peak RSS (MiB) and the allocator it was
+    measured under (None for runs recorded before either was)."""
+    return {"peak_rss_mb": {name: st.get("peak_rss_mb") for name, st in stages.items()},
+            "peak_rss_allocator": {name: st.get("peak_rss_allocator") for name, st in stages.items()}}
+
+
 def rss_cell(r: dict[str, Any], stage: str) -> str:
     """A stage's peak RSS in MiB for a report table ("–" for runs recorded before it was measured)."""
     mb = (r.get("peak_rss_mb") or {}).get(stage)
@@ -302,7 +309,9 @@ def peak_lines(r: dict[str, Any]) -> list[str]:
     if not peaks:
         return []
     stage = max(peaks, key=peaks.__getitem__)
-    return ["", f"Peak memory of the run: {peaks[stage]:,.0f} MiB resident, in stage {stage}."]
+    allocator = (r.get("peak_rss_allocator") or {}).get(stage)
+    under = f" (allocator: {allocator})" if allocator else ""
+    return ["", f"Peak memory of the run: {peaks[stage]:,.0f} MiB resident, in stage {stage}{under}."]
 
 
 def _describe_selection(sel: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.elastic.levels import same_level
 from minidisc.fileio import write_json, write_text
-from minidisc.report.compress import peak_lines, rss_cell, sandwich_rule_lines
+from minidisc.report.compress import memory_fields, peak_lines, rss_cell, sandwich_rule_lines
 from minidisc.report.plots import plot_tradeoff
 from minidisc.runtime import describe_runtimes, stage_runtimes
 from minidisc.training.records import iteration_names
@@ -66,7 +66,7 @@ def build_lm_report(run: RunDir) -> dict[str, Any]:
         "note": cfg.get("note"),
         "teacher_cache": run.manifest.get("teacher_cache"),
         "wall_time_s": {name: st["wall_time_s"] for name, st in stages.items()},
-        "peak_rss_mb": {name: st.get("peak_rss_mb") for name, st in stages.items()},
+        **memory_fields(stages),
         "runtime": stage_runtimes(stages),
         "compute": {name: _compute(st) for name, st in stages.items() if _compute(st)},
     }
