@@ -1,13 +1,13 @@
 """When the C allocator gives freed memory back to the system (issue 13, part 3).
 
-On Linux, CPython and torch's CPU tensors allocate through glibc's ``malloc``. glibc
-keeps freed heap chunks resident for reuse and hands out buffers below its *mmap
-threshold* from that heap; the threshold starts at 128 KiB and rises (up to 32 MiB)
-each time a mapped buffer is freed, so after the first training step nearly every
-activation comes from the heap. Activations change size with every batch (dynamic
+On Linux, torch's CPU tensors (and CPython's larger objects) come from glibc's
+``malloc``. glibc keeps freed heap chunks resident for reuse and hands out buffers
+below its *mmap threshold* from that heap; the threshold starts at 128 KiB and rises
+(up to 32 MiB) each time a mapped buffer is freed, so after the first training step
+nearly every activation comes from the heap. Activations change size with every batch (dynamic
 padding) and with every candidate sub-network, so freed chunks rarely fit the next
 request and the heap grows: measured on ``minidisc demo``'s sandwich stage, 1.2 GB is
-live but 2.0–2.5 GB is resident (docs/minidisc.md, "Cost and memory").
+live but 2.0–2.5 GB is resident (docs/minidisc.md, "Cost").
 
 :func:`use_low_memory_allocator` fixes the threshold (which also stops it rising):
 every buffer of at least that size gets its own mapping, returned to the system the
@@ -16,8 +16,9 @@ the lower the threshold the less memory and the more time. :func:`release_free_m
 returns the free pages the heap holds (``malloc_trim``); a run calls it between
 stages, so a stage's measured peak does not carry its predecessor's freed memory.
 
-Neither changes any computed value: weights and reports are bit-identical. Where the C
-library is not glibc (macOS, Windows, musl) both do nothing and say so.
+Neither changes any computed value: weights and metrics are bit-identical; only the
+memory and time figures move. Where the C library is not glibc (macOS, Windows, musl)
+both do nothing, and ``--low-memory`` says so.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ __all__ = ["LOW_MEMORY_MMAP_THRESHOLD", "allocator_name", "release_free_memory",
 
 #: glibc's ``mallopt`` parameter number of the mmap threshold (``M_MMAP_THRESHOLD``, malloc.h).
 _M_MMAP_THRESHOLD = -3
-#: Bytes; see docs/minidisc.md ("Cost and memory") for the thresholds measured on the demo.
+#: Bytes; docs/minidisc.md ("Cost") gives the thresholds measured on the demo (only 1 MiB got it under 1.5 GB).
 LOW_MEMORY_MMAP_THRESHOLD = 1 << 20
 
 _state = {"threshold": None}
