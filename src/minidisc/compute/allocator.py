@@ -4,9 +4,9 @@ On Linux, torch's CPU tensors (and CPython's larger objects) come from glibc's
 ``malloc``. glibc keeps freed heap chunks resident for reuse and hands out buffers
 below its *mmap threshold* from that heap; the threshold starts at 128 KiB and rises
 (up to 32 MiB) each time a mapped buffer is freed, so after the first training step
-nearly every activation comes from the heap. Activations change size with every batch (dynamic
-padding) and with every candidate sub-network, so freed chunks rarely fit the next
-request and the heap grows: measured on ``minidisc demo``'s sandwich stage, 1.2 GB is
+nearly every activation comes from the heap. Activations change size with every batch
+(dynamic padding) and with every candidate sub-network, so freed chunks rarely fit the
+next request and the heap grows: measured on ``minidisc demo``'s sandwich stage, 1.2 GB is
 live but 2.0–2.5 GB is resident (docs/minidisc.md, "Cost").
 
 :func:`use_low_memory_allocator` fixes the threshold (which also stops it rising):
@@ -54,7 +54,7 @@ def _glibc() -> ctypes.CDLL | None:
 
 def use_low_memory_allocator(threshold_bytes: int = LOW_MEMORY_MMAP_THRESHOLD) -> bool:
     """Serve every buffer of ``threshold_bytes`` or more from its own mapping, freed to
-    the system at once, and return what the heap holds free now.
+    the system at once, and give back the free pages the heap holds now.
 
     Call it before the work whose peak matters (a command calls it at its start); it
     applies to the whole process until it ends.

@@ -6,8 +6,9 @@ attached with forward pre-hooks on the attention output projection and the FFN d
 projection. With the model in eval mode, for each batch the mean label loss is
 back-propagated (in chunks when that is exact: :func:`_batch_mask_grads`) and
 ``|∂loss/∂mask|`` accumulated (absolute value per batch, summed over batches); each
-layer's row is then divided by its L2 norm. This is the first-order (Taylor) head-importance estimate of Michel et al. (NeurIPS 2019), as used by the
-MiniDisc reference implementation.
+layer's row is then divided by its L2 norm. This is the first-order (Taylor)
+head-importance estimate of Michel et al. (NeurIPS 2019), as used by the MiniDisc
+reference implementation.
 
 Only the axes the architecture family prunes (:attr:`Family.pruned_axes
 <minidisc.elastic.families.Family.pruned_axes>`) are scored; an axis it keeps whole gets
