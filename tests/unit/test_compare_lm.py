@@ -55,6 +55,30 @@ def test_each_arm_is_the_base_with_what_makes_it_that_arm(tmp_path):
     assert 0.49 < depth.target_sparsity <= 0.5
 
 
+def test_arms_share_the_stages_they_would_compute_alike(tmp_path):
+    """One teacher stage for every arm; one sparsified stage per estimator, levels and
+    depth cut; nothing shared between runs whose inputs differ."""
+    from pathlib import Path
+
+    from minidisc.schedules.lm_compare import shared_stages
+    from minidisc.schedules.lm_compare_config import LMCompareConfig
+
+    cfg = LMCompareConfig(base=_base(), schedules=("direct", "depth", "random", "takd", "minidisc", "maxidisc"))
+    teacher = _teacher_config(tmp_path)
+    runs = [(Path(n), cfg.arm_config(n, teacher)) for n in ("direct", "depth", "random", "takd", "minidisc")]
+    runs += [(Path(f"s{a:g}"), cfg.takd_config(a)) for a in cfg.maxidisc_assistants()]
+    shared = shared_stages(runs)
+    direct = Path("direct")
+    assert shared[direct] == {}
+    assert shared[Path("depth")] == shared[Path("random")] == {"teacher": direct}  # own depth cut, own estimator
+    for name in ("takd", "minidisc", "s0.25", "s0.375"):  # the same estimator and levels as direct
+        assert shared[Path(name)] == {"teacher": direct, "sparsified": direct}, name
+
+    first = runs[0][1]
+    other = first.model_copy(update={"corpus": first.corpus.model_copy(update={"eval": ("y.txt",)})})  # other held-out text
+    assert shared_stages([(direct, first), (Path("other"), other)])[Path("other")] == {}
+
+
 def test_the_sandwich_rule_is_the_minidisc_arms_alone(tmp_path):
     from minidisc.schedules.lm_compare_config import LMCompareConfig
 
@@ -167,6 +191,13 @@ def test_command_runs_every_arm_into_one_table(finished):
     for row in (direct, depth, takd):
         assert 0 < row["teacher_forward_flops"] < row["cost_train_flops"]  # teacher forwards counted
         assert set(row["heldout"]) == {"eval.txt"} and row["heldout"]["eval.txt"]["perplexity"] > 1
+
+    # one saved teacher for every arm; one sparsified stage for direct and TAKD (depth prunes its own)
+    for arm in ("depth", "takd", "pretrain"):
+        assert not (run / arm / "teacher").exists() or (run / arm / "teacher").resolve() == run / "direct" / "teacher"
+    assert (run / "takd" / "sparsified").resolve() == run / "direct" / "sparsified"
+    assert not (run / "depth" / "sparsified").is_symlink()
+    assert read_json(run / "takd" / "manifest.json")["stages"]["teacher"]["linked_from"] == str(run / "direct" / "teacher")
 
     # depth: one of the two layers gone, the width and FFN whole
     depth_config = json.loads((run / "depth" / "student" / "config.json").read_text())

@@ -42,6 +42,8 @@ from minidisc.report.card import model_card
 from minidisc.runfolder.run import REPORT_FILES, RunDir
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import numpy as np
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -56,13 +58,18 @@ if TYPE_CHECKING:
 __all__ = ["check_lm_inputs", "open_teacher_cache", "run_compress_lm", "sparsify_decoder"]
 
 def run_compress_lm(
-    cfg: LMCompressConfig, output: str | Path, *, overwrite: bool = False, cache_dir: str | Path | None = None
+    cfg: LMCompressConfig, output: str | Path, *, overwrite: bool = False, cache_dir: str | Path | None = None,
+    shared: Mapping[str, Path] | None = None,
 ) -> RunDir:
     """Run (or resume) ``compress --task lm`` into ``output``; return the run.
 
     Args:
         cache_dir: root of the teacher-logit cache when ``cfg.teacher_cache`` is set
             (default: ``teacher-cache/`` in the run); runs on the same teacher may share it.
+        shared: ``{stage: finished run}`` for ``teacher`` and ``sparsified``: the stage
+            becomes a link to that run's (:func:`~minidisc.schedules.stages.link_stage`)
+            instead of being computed. The caller vouches that the other run computed
+            it from the same inputs (``compare --task lm``'s arms: :mod:`.lm_compare`).
 
     Raises:
         RunExistsError: ``output`` holds another run and ``overwrite`` is False.
@@ -72,7 +79,7 @@ def run_compress_lm(
     from minidisc.runtime import configure
     from minidisc.schedules.lm_data import prepare_lm_data
     from minidisc.schedules.minidisc import IterationContext, run_iterations
-    from minidisc.schedules.stages import level_specs
+    from minidisc.schedules.stages import level_specs, link_stage
 
     configure(cfg.precision)  # an impossible precision stops here, before anything is written
     source, tokenizer = check_lm_inputs(cfg)
@@ -80,9 +87,16 @@ def run_compress_lm(
     seed = cfg.sandwich.seed
     with process_state().main_process_first():
         data, blocks = prepare_lm_data(cfg, tokenizer, seed=seed)
-    run.stage("teacher", lambda tmp: teacher_stage(source, data, cfg, tmp))
+    shared = shared or {}
+    if "teacher" in shared:
+        link_stage(run, "teacher", shared["teacher"])
+    else:
+        run.stage("teacher", lambda tmp: teacher_stage(source, data, cfg, tmp))
     data = with_reference_loss(data, run.record("teacher")["selection"]["nll"])
-    run.stage("sparsified", lambda tmp: sparsify_stage(run.path / "teacher", data, cfg, tmp), main_only=True)
+    if "sparsified" in shared:
+        link_stage(run, "sparsified", shared["sparsified"])
+    else:
+        run.stage("sparsified", lambda tmp: sparsify_stage(run.path / "teacher", data, cfg, tmp), main_only=True)
     spec_map = level_specs(run.path / "sparsified", cfg.levels())
 
     def stage_data(final: bool) -> TaskData:

@@ -11,6 +11,11 @@ Run directory::
                                                     (with ``base.teacher_cache``)
     <out>/report.json report.md compare.png
 
+The arms share what they compute alike: the first arm's ``teacher`` stage (the saved
+teacher and its evaluation) serves every arm, and an arm's ``sparsified`` stage
+(importance, reorder, map) is the first earlier arm's with the same estimator, levels
+and depth cut; the later arms hold links (:func:`shared_stages`).
+
 Each arm is a manifest stage of the comparison holding its row; an interrupted
 comparison resumes inside the arm it was running (each arm's run resumes its own
 stages). The arms (:data:`~minidisc.schedules.lm_compare_config.LM_ARMS`):
@@ -38,6 +43,7 @@ stages). The arms (:data:`~minidisc.schedules.lm_compare_config.LM_ARMS`):
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,9 +55,10 @@ from minidisc.training.records import distillation_compute
 
 if TYPE_CHECKING:
     from minidisc.pretrain.config import PretrainConfig
+    from minidisc.schedules.lm_config import LMCompressConfig
     from minidisc.training.data import TaskData
 
-__all__ = ["pretrain_config", "run_compare_lm"]
+__all__ = ["pretrain_config", "run_compare_lm", "shared_stages"]
 
 
 def run_compare_lm(cfg: LMCompareConfig, output: str | Path, *, overwrite: bool = False,
@@ -77,11 +84,14 @@ def run_compare_lm(cfg: LMCompareConfig, output: str | Path, *, overwrite: bool 
     arms = {name: cfg.arm_config(name, teacher_config) for name in cfg.schedules if name not in ("maxidisc", "pretrain")}
     run = RunDir(output, cfg, "compare", overwrite=overwrite)
     cache = Path(cache_dir) if cache_dir else run.path / "teacher-cache"
+    paths = {a: cfg.takd_config(a) for a in cfg.maxidisc_assistants()} if "maxidisc" in cfg.schedules else {}
+    shared = shared_stages([(run.path / name, arm) for name, arm in arms.items()]
+                           + [(_path_folder(run.path, a), c) for a, c in paths.items()])
     for name, arm in arms.items():
-        run.stage(name, lambda _root, name=name, arm=arm: _compress_arm(arm, run.path / name, cache),
+        run.stage(name, lambda _root, name=name, arm=arm: _compress_arm(arm, run.path / name, cache, shared),
                   folder=False, outputs=(name,))
-    if "maxidisc" in cfg.schedules:
-        run.stage("maxidisc", lambda _root: _maxidisc_arm(cfg, run.path / "maxidisc", cache), folder=False,
+    if paths:
+        run.stage("maxidisc", lambda _root: _maxidisc_arm(paths, run.path, cache, shared), folder=False,
                   outputs=("maxidisc",))
     if "pretrain" in cfg.schedules:
         run.stage("pretrain", lambda _root: _pretrain_arm(cfg, run), folder=False, outputs=("pretrain",))
@@ -98,24 +108,65 @@ def run_compare_lm(cfg: LMCompareConfig, output: str | Path, *, overwrite: bool 
     return run
 
 
-def _compress_arm(arm_cfg: Any, out: Path, cache: Path) -> dict[str, Any]:
+def shared_stages(runs: list[tuple[Path, LMCompressConfig]]) -> dict[Path, dict[str, Path]]:
+    """Which stages each arm's run links from an earlier arm's run instead of computing.
+
+    ``runs`` are ``(folder, configuration)`` in the order they run. A ``teacher`` or
+    ``sparsified`` stage is linked from the first earlier run whose configuration agrees on
+    every input of that stage (:func:`_stage_inputs`). In a comparison every arm has the
+    same teacher, text, seed and evaluation settings, so one teacher stage serves all and
+    the arms that prune with the same estimator, levels and depth cut share one sparsified
+    stage. That saves each of them the teacher's evaluation, the calibration pass and two
+    float32 copies of the teacher on disk. The linked records are the first run's, so each
+    arm's report reads as if it had run alone.
+
+    Returns:
+        ``{folder: {stage: folder of the run that computes it}}`` (empty for the runs that
+        compute both stages themselves).
+    """
+    owners: dict[tuple[str, str], Path] = {}
+    shared: dict[Path, dict[str, Path]] = {}
+    for folder, arm in runs:
+        shared[folder] = {}
+        for stage in ("teacher", "sparsified"):
+            owner = owners.setdefault((stage, _stage_inputs(stage, arm)), folder)
+            if owner != folder:
+                shared[folder][stage] = owner
+    return shared
+
+
+def _stage_inputs(stage: str, cfg: LMCompressConfig) -> str:
+    """Everything of ``cfg`` the ``teacher`` or ``sparsified`` stage of
+    :func:`~minidisc.schedules.lm.run_compress_lm` reads, as one canonical string."""
+    read = {"teacher", "corpus", "sandwich", "precision", "prompt", "new_tokens"}
+    if stage == "sparsified":  # computed from the teacher stage's saved teacher
+        read |= {"importance", "layer_shapes", "drop_layers"}
+    inputs = cfg.model_dump(mode="json", include=read)
+    if stage == "sparsified":
+        inputs["levels"] = sorted(cfg.levels())
+    return json.dumps(inputs, sort_keys=True)
+
+
+def _compress_arm(arm_cfg: LMCompressConfig, out: Path, cache: Path, shared: dict[Path, dict[str, Path]]) -> dict[str, Any]:
     """One ``compress --task lm`` arm; returns its summary for the comparison's manifest."""
     from minidisc.schedules.lm import run_compress_lm
 
-    sub = run_compress_lm(arm_cfg, out, cache_dir=cache if arm_cfg.teacher_cache else None)
+    sub = run_compress_lm(arm_cfg, out, cache_dir=cache if arm_cfg.teacher_cache else None, shared=shared[out])
     student = sub.record("student")
     return {"run": str(out), "selection": student["selection"],
             "heldout": {c: h["perplexity"] for c, h in student["heldout"].items()}}
 
 
-def _maxidisc_arm(cfg: LMCompareConfig, out: Path, cache: Path) -> dict[str, Any]:
-    """TAKD through each of MiniDisc's candidate assistants (``<out>/s<sparsity>/``, each a
-    ``compress --task lm`` run with a fixed assistant); returns the paths' summaries."""
-    paths = []
-    for assistant in cfg.maxidisc_assistants():
-        summary = _compress_arm(cfg.takd_config(assistant), out / f"s{assistant:g}", cache)
-        paths.append({"assistant": assistant, **summary})
-    return {"paths": paths}
+def _path_folder(root: Path, assistant: float) -> Path:
+    return root / "maxidisc" / f"s{assistant:g}"
+
+
+def _maxidisc_arm(paths: dict[float, LMCompressConfig], root: Path, cache: Path,
+                  shared: dict[Path, dict[str, Path]]) -> dict[str, Any]:
+    """TAKD through each of MiniDisc's candidate assistants (``maxidisc/s<sparsity>/``, each
+    a ``compress --task lm`` run with a fixed assistant); returns the paths' summaries."""
+    return {"paths": [{"assistant": a, **_compress_arm(c, _path_folder(root, a), cache, shared)}
+                      for a, c in paths.items()]}
 
 
 # --- the from-scratch arm -----------------------------------------------------------------
