@@ -71,3 +71,18 @@ def test_a_command_run_with_low_memory_records_it_beside_each_peak(tmp_path) -> 
         assert p.returncode == 0, p.stderr[-3000:]
         stages = read_json(out / "manifest.json")["stages"]
         assert stages and {s["peak_rss_allocator"] for s in stages.values()} == {expected}
+
+
+def test_every_command_with_a_precision_has_the_allocator_setting() -> None:
+    """``--low-memory`` is a process setting, as ``--precision`` is: wherever one is, so is
+    the other (the training, scoring and evaluation commands)."""
+    import typer
+
+    from minidisc.cli import app
+
+    commands = typer.main.get_command(app).commands
+    with_precision = {name for name, command in commands.items()
+                      if any("--precision" in param.opts for param in command.params)}
+    assert {"finetune", "sparsify", "pretrain", "evaluate-lm", "compress", "demo", "distill"} <= with_precision
+    for name in with_precision:
+        assert any("--low-memory" in param.opts for param in commands[name].params), name

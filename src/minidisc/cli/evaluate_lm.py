@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from minidisc.cli.options import Precision, help_text
+from minidisc.cli.options import LowMemory, Precision, apply_low_memory, help_text
 from minidisc.errors import ConfigError
 from minidisc.fileio import check_writable, write_json
 from minidisc.tasks.plaintext import corpus_files
@@ -37,6 +37,7 @@ def evaluate_lm(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result as JSON to this file.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     precision: Precision = None,
+    low_memory: LowMemory = None,
 ) -> None:
     """Perplexity and bits per byte of a causal LM on plain text.
 
@@ -47,6 +48,7 @@ def evaluate_lm(
     from minidisc.runtime import configure
 
     corpus_files(corpus)  # missing files stop here, before the model loads
+    apply_low_memory(low_memory)
     if output is not None:
         if output.is_dir():
             raise ConfigError(f"--output {output} is a folder; name a JSON file, e.g. {output / 'perplexity.json'}")

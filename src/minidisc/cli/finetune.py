@@ -17,12 +17,14 @@ from pydantic import ConfigDict
 from minidisc.cli.options import (
     DataDir,
     DataFileOptions,
+    LowMemory,
     MaxEval,
     MaxTrain,
     Output,
     Overwrite,
     Precision,
     Task,
+    apply_low_memory,
     data_command,
     merge,
 )
@@ -84,6 +86,7 @@ def finetune(
     patience: Annotated[int, typer.Option(help="Evaluations without improvement before stopping.")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 776,
     precision: Precision = None,
+    low_memory: LowMemory = None,
     overwrite: Overwrite = False,
     *,
     files: DataFileOptions,
@@ -96,6 +99,7 @@ def finetune(
     resumable fine-tuning per task and a table of the dev metrics.
     """
     own = files.data_fields(task)
+    apply_low_memory(low_memory)
     data = {"data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
             "max_eval_samples": max_eval_samples, "max_length": max_length}
     train_cfg = parse_config(TrainConfig, {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,

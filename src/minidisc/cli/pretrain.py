@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from minidisc.cli.options import ConfigFile, Output, Overwrite, Precision, Teacher, merge
+from minidisc.cli.options import (
+    ConfigFile,
+    LowMemory,
+    Output,
+    Overwrite,
+    Precision,
+    Teacher,
+    apply_low_memory,
+    merge,
+)
 from minidisc.config import config_base, parse_config
 from minidisc.fileio import read_json
 from minidisc.pretrain.config import STRATEGY_DESCRIPTIONS, PretrainConfig
@@ -76,6 +85,7 @@ def pretrain(
     allow_untrained_teacher_head: Annotated[bool, typer.Option("--allow-untrained-teacher-head", help="Let kd/distilbert/pkd distil from a teacher checkpoint without its LM head (the head is then random; refused otherwise: warm an MLM head up first, see docs/pretrain.md).")] = False,
     log_runs: Annotated[Path | None, typer.Option("--log-runs", help="Append this run's record (params, tokens, held-out loss) to a runs file (.jsonl or .csv) for `minidisc scaling fit`.")] = None,
     precision: Precision = None,
+    low_memory: LowMemory = None,
     config: ConfigFile = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -88,6 +98,7 @@ def pretrain(
     # lazy: pulls in torch + transformers (~5 s CPU); keeps `minidisc --help` fast
     from minidisc.pretrain.run import run_pretrain
 
+    apply_low_memory(low_memory)
     overrides = {
         "teacher": teacher,
         "strategy": strategy,

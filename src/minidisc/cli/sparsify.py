@@ -20,10 +20,12 @@ from pydantic import ConfigDict
 from minidisc.cli.options import (
     DataDir,
     DataFileOptions,
+    LowMemory,
     MaxTrain,
     Overwrite,
     Precision,
     Task,
+    apply_low_memory,
     data_command,
     merge,
     parse_grid,
@@ -101,6 +103,7 @@ def sparsify(
     drop_layers: Annotated[int, typer.Option(help="Remove this many whole layers (least block importance) at every level above 0; needs --layer-shapes uniform.")] = 0,
     align: Annotated[int, typer.Option(help="Round kept heads (× head size), FFN units and width down to multiples of N for GPU tensor cores (8 or 64); 1: none.")] = 1,
     precision: Precision = None,
+    low_memory: LowMemory = None,
     overwrite: Overwrite = False,
     *,
     files: DataFileOptions,
@@ -113,6 +116,7 @@ def sparsify(
     """
     check_importance(importance)
     check_output(output, overwrite)  # before any model is loaded
+    apply_low_memory(low_memory)
     data_cfg = parse_config(DataConfig, merge({}, {
         **files.data_fields(task), "data_dir": str(data_dir) if data_dir else None, "max_train_samples": max_train_samples,
         "max_length": max_length, "importance_samples": importance_samples,
