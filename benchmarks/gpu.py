@@ -20,7 +20,15 @@ BERT-base-sized teacher with **random weights** (hidden 768, 12 layers, 12 heads
 3. **Inference** of extracted students at 50 %, 90 % and 95 % sparsity (random
    importance: the shapes are what matter), batch 256 × 128, weights in bf16 on a GPU
    (float32 on a CPU): median ms of ``--repeats`` forwards, the speed-up over the
-   teacher and the FLOPs ratio (``minidisc.compute.flops.forward_flops``).
+   teacher and the FLOPs ratio (``minidisc.compute.flops.forward_flops``). These are the
+   default (global) map's students: heads and FFN units pruned, hidden width and depth
+   kept.
+4. **Students built for the GPU** (issue 15, part 4): for each ``--flops-fractions``
+   (default 10 % and 5 % of the teacher's FLOPs) and each ``--drop-layers`` depth cut,
+   the least sparse level of the uniform map (``--layer-shapes uniform``: the hidden
+   width cut too, every layer the same sizes) with ``--align`` (64) whose FLOPs are at
+   most that fraction; timed as above. ``bars`` gives, per fraction, the fastest of them
+   against issue 15's bars (≥ 5× at 10 %, ≥ 8× at 5 %).
 
 ``--tiny`` shrinks everything (a 2-layer, hidden-128 model, batch 4 × 32, 2 steps, a
 64-row MRPC slice) so the whole script runs in seconds on a CPU.
@@ -46,7 +54,9 @@ from minidisc import runtime
 from minidisc.compute.flops import forward_flops
 from minidisc.compute.latency import forward_ms
 from minidisc.config import CompressConfig, DataConfig, TrainConfig
+from minidisc.elastic.importance import Importance
 from minidisc.elastic.model import ElasticModel
+from minidisc.errors import ConfigError
 from minidisc.models import ModelSource, load_for_task
 from minidisc.schedules.minidisc import run_compress
 from minidisc.schedules.stages import task_inputs
@@ -74,6 +84,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--inference-batch", type=int, default=256)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.9, 0.95])
+    p.add_argument("--flops-fractions", type=float, nargs="+", default=[0.1, 0.05],
+                   help="students built for the GPU: at most this fraction of the teacher's FLOPs")
+    p.add_argument("--drop-layers", type=int, nargs="+", default=[0, 6, 9],
+                   help="depth cuts of the students built for the GPU (layers removed)")
+    p.add_argument("--align", type=int, default=64, help="their kept sizes, multiples of this")
     p.add_argument("--skip-compress", action="store_true", help="leave out the 1-epoch compress")
     p.add_argument("--tiny", action="store_true", help="seconds on a CPU (smoke test)")
     return p.parse_args(argv)
@@ -82,6 +97,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _shrink(args: argparse.Namespace) -> None:
     args.batch, args.seq_len, args.steps, args.warmup = 4, 32, 2, 1
     args.inference_batch, args.repeats = 4, 2
+    args.drop_layers, args.align = [0, 1], 8
 
 
 def write_teacher(folder: Path, tiny: bool) -> ModelSource:
@@ -132,27 +148,65 @@ def compress_stage_times(source: ModelSource, args: argparse.Namespace, scratch:
             "stages_s": {k: round(v, 1) for k, v in report["wall_time_s"].items()}}
 
 
-def inference(source: ModelSource, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Median forward ms of the teacher and of extracted students, bf16 weights on a GPU."""
+def inference(source: ModelSource, args: argparse.Namespace) -> dict[str, Any]:
+    """Median forward ms of the teacher, of the default map's students and of the students
+    built for the GPU (:func:`built_for_gpu`), bf16 weights on a GPU; the bars of issue 15."""
     rt = runtime.configure("fp32")  # weights are cast below; no autocast on top
     dtype = torch.bfloat16 if rt.device.type == "cuda" else torch.float32
     teacher = load_for_task(source, _task())
-    specs = random_specs(teacher, [0.0, *args.sparsities])
     elastic = ElasticModel(teacher)
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, teacher.config.vocab_size, (args.inference_batch, args.seq_len), generator=gen)
     batch = {"input_ids": ids.to(rt.device), "attention_mask": torch.ones_like(ids).to(rt.device)}
-    rows = []
-    for sparsity, spec in specs.items():
+    full_flops = forward_flops(teacher.config, None, args.seq_len)
+
+    def timed(spec: Any) -> dict[str, Any]:
         model = rt.place(elastic.extract(spec).eval().to(dtype))
         ms = round(forward_ms(model, batch, args.repeats), 3)  # the package's timing (compute/latency.py)
-        rows.append({"sparsity": sparsity, "median_ms": ms,
-                     "flops_ratio": round(forward_flops(teacher.config, None, args.seq_len) /
-                                          forward_flops(teacher.config, spec, args.seq_len), 2)})
         del model
-    for row in rows:
-        row["speedup"] = round(rows[0]["median_ms"] / row["median_ms"], 2)
-    return rows
+        return {"median_ms": ms, "flops_ratio": round(full_flops / forward_flops(teacher.config, spec, args.seq_len), 2)}
+
+    default = [{"sparsity": s, **timed(spec)} for s, spec in random_specs(teacher, [0.0, *args.sparsities]).items()]
+    built = [{**row, **timed(spec)} for row, spec in built_for_gpu(elastic, args)]
+    for row in default + built:
+        row["speedup"] = round(default[0]["median_ms"] / row["median_ms"], 2)
+    bars = {}
+    for fraction, bar in ((0.1, 5.0), (0.05, 8.0)):
+        rows = [r for r in built if r["flops_fraction"] == fraction]
+        if rows:
+            best = max(rows, key=lambda r: r["speedup"])
+            bars[f"{fraction:g}"] = {"bar": bar, "best_speedup": best["speedup"], "drop_layers": best["drop_layers"],
+                                     "met": best["speedup"] >= bar}
+    return {"students": default, "built_for_gpu": built, "bars": bars}
+
+
+def built_for_gpu(elastic: ElasticModel, args: argparse.Namespace) -> list[tuple[dict[str, Any], Any]]:
+    """``(row, spec)`` per ``--flops-fractions`` × ``--drop-layers``: the least sparse level
+    (steps of 0.005) of the uniform map with ``--align`` whose forward FLOPs are at most
+    that fraction of the teacher's. Random scores, hidden channels and layers included (the
+    weights are random too: the shapes are what matter)."""
+    geo, config = elastic.geometry, elastic.model.config
+    gen = torch.Generator().manual_seed(0)
+    importance = Importance(
+        torch.rand(geo.num_layers, geo.num_heads, generator=gen),
+        torch.rand(geo.num_layers, geo.intermediate_size, generator=gen),
+        hidden=torch.rand(geo.hidden_size, generator=gen), layers=torch.rand(geo.num_layers, generator=gen),
+    ).normalize()
+    full = forward_flops(config, None, args.seq_len)
+    out = []
+    for drop in (d for d in args.drop_layers if d < geo.num_layers):
+        todo = sorted(args.flops_fractions, reverse=True)  # the least sparse level of each, in one sweep
+        for sparsity in (round(0.5 + 0.005 * i, 3) for i in range(100)):
+            try:
+                spec = elastic.sparsity_map(importance, [0.0, sparsity], layer_shapes="uniform", drop_layers=drop,
+                                            align=args.align)[sparsity]
+            except ConfigError:  # sparser than the sparsest uniform, aligned shape
+                break
+            while todo and forward_flops(config, spec, args.seq_len) <= todo[0] * full:
+                out.append(({"flops_fraction": todo.pop(0), "drop_layers": drop, "sparsity": sparsity,
+                             "layers": geo.num_layers - len(spec.empty_layers()), "hidden": spec.hidden,
+                             "heads": max(spec.heads), "ffn": max(spec.neurons)}, spec))
+    return out
 
 
 def _task() -> Any:
@@ -187,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         "step_ms": steps,
         "compress_1_epoch_mrpc": stages,
         "inference": {"batch": args.inference_batch, "seq_len": args.seq_len,
-                      "weights": "bf16" if device["device"].startswith("cuda") else "fp32", "students": infer},
+                      "weights": "bf16" if device["device"].startswith("cuda") else "fp32", **infer},
         "wall_s": round(time.perf_counter() - start, 1),
         "torch": torch.__version__, "transformers": transformers.__version__,
     }
