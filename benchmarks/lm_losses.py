@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lm_teacher_cache import SHARED, Arm, batch, heldout_ppl, load_blocks, prune, tiny_teacher  # noqa: E402
+from lm_teacher_cache import SHARED, Arm, batch, heldout_ppl, load_blocks, prune, tiny_teacher
 
 #: The losses of the issue, with the weights it names (JSD β = 0.5, skew KL α = 0.1).
 OPTIONS = {"jsd": {"beta": 0.5}, "skew_kl": {"alpha": 0.1}, "skew_reverse_kl": {"alpha": 0.1}}

@@ -42,7 +42,7 @@ from minidisc.training.data import prepare_task_data
 from minidisc.training.distill import Distiller
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from steps import benchmark_config, sandwich_seconds, summary  # noqa: E402
+from steps import benchmark_config, sandwich_seconds, summary
 
 OFFICIAL_STEP_S = 3.12  # official MiniDisc code, same teacher/data/batch, padded to 128 (issue 13)
 SHARED_GLUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "glue")

@@ -13,7 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from minidisc.config import TrainConfig, WithPrecision, WithSandwichRule, check_grid
 from minidisc.elastic.levels import at_or_above, level
