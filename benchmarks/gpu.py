@@ -54,7 +54,6 @@ from minidisc import runtime
 from minidisc.compute.flops import forward_flops
 from minidisc.compute.latency import forward_ms
 from minidisc.config import CompressConfig, DataConfig, TrainConfig
-from minidisc.elastic.importance import Importance
 from minidisc.elastic.model import ElasticModel
 from minidisc.errors import ConfigError
 from minidisc.models import ModelSource, load_for_task
@@ -65,7 +64,14 @@ from minidisc.training.distill import Distiller
 from minidisc.training.finetune import finetune_trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from steps import benchmark_config, random_specs, sandwich_seconds, step_seconds, summary
+from steps import (
+    benchmark_config,
+    random_importance,
+    random_specs,
+    sandwich_seconds,
+    step_seconds,
+    summary,
+)
 
 SHARED_GLUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "glue")
 TINY = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512}
@@ -186,12 +192,7 @@ def built_for_gpu(elastic: ElasticModel, args: argparse.Namespace) -> list[tuple
     that fraction of the teacher's. Random scores, hidden channels and layers included (the
     weights are random too: the shapes are what matter)."""
     geo, config = elastic.geometry, elastic.model.config
-    gen = torch.Generator().manual_seed(0)
-    importance = Importance(
-        torch.rand(geo.num_layers, geo.num_heads, generator=gen),
-        torch.rand(geo.num_layers, geo.intermediate_size, generator=gen),
-        hidden=torch.rand(geo.hidden_size, generator=gen), layers=torch.rand(geo.num_layers, generator=gen),
-    ).normalize()
+    importance = random_importance(geo, width_and_depth=True)
     full = forward_flops(config, None, args.seq_len)
     out = []
     for drop in (d for d in args.drop_layers if d < geo.num_layers):

@@ -54,13 +54,20 @@ def random_specs(student: torch.nn.Module, levels: list[float], seed: int = 0) -
     keeps; random scores give per-layer sizes near the layer average, where a real
     importance varies them between layers at the same total (and the same FLOPs)."""
     elastic = ElasticModel(student)
-    geometry = elastic.geometry
+    return elastic.sparsity_map(random_importance(elastic.geometry, seed), levels)
+
+
+def random_importance(geometry: Any, seed: int = 0, *, width_and_depth: bool = False) -> Importance:
+    """Seeded random scores of every head and FFN unit (normalised); with
+    ``width_and_depth`` also of every hidden channel and layer, drawn after them (so the
+    head and unit scores are the same either way)."""
     gen = torch.Generator().manual_seed(seed)
-    importance = Importance(
-        torch.rand(geometry.num_layers, geometry.num_heads, generator=gen),
-        torch.rand(geometry.num_layers, geometry.intermediate_size, generator=gen),
-    ).normalize()
-    return elastic.sparsity_map(importance, levels)
+    heads = torch.rand(geometry.num_layers, geometry.num_heads, generator=gen)
+    neurons = torch.rand(geometry.num_layers, geometry.intermediate_size, generator=gen)
+    if not width_and_depth:
+        return Importance(heads, neurons).normalize()
+    hidden = torch.rand(geometry.hidden_size, generator=gen)
+    return Importance(heads, neurons, hidden=hidden, layers=torch.rand(geometry.num_layers, generator=gen)).normalize()
 
 
 def step_seconds(trainer: Any, *, pad_to: int | None = None) -> list[float]:
