@@ -137,7 +137,8 @@ def shared_stages(runs: list[tuple[Path, LMCompressConfig]]) -> dict[Path, dict[
 
 def _stage_inputs(stage: str, cfg: LMCompressConfig) -> str:
     """Everything of ``cfg`` the ``teacher`` or ``sparsified`` stage of
-    :func:`~minidisc.schedules.lm.run_compress_lm` reads, as one canonical string."""
+    :func:`~minidisc.schedules.lm.run_compress_lm` reads, as one canonical string. A field
+    those stages start to read must be added here, or arms that differ in it would share."""
     read = {"teacher", "corpus", "sandwich", "precision", "prompt", "new_tokens"}
     if stage == "sparsified":  # computed from the teacher stage's saved teacher
         read |= {"importance", "layer_shapes", "drop_layers"}
