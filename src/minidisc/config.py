@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from minidisc.elastic.levels import at_or_above, check_levels, level
-from minidisc.elastic.spec import DEFAULT_GRID
+from minidisc.elastic.spec import DEFAULT_GRID, LAYER_SHAPES
 from minidisc.errors import ConfigError
 from minidisc.fileio import write_text
 from minidisc.runtime import PrecisionName
@@ -334,7 +334,8 @@ class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     note: str | None = Field(None, description="free text shown in the report (e.g. subsampling)")
     # --- students built for the hardware (issue 15); defaults left out of the dump ---
     layer_shapes: str | None = Field(None, description="uniform (one size for every layer, hidden width cut) or "
-                                     "global (per-layer sizes); None: the family's default (global for encoders)")
+                                     "global (per-layer sizes) or depth (whole layers removed, full width); None: the "
+                                     "family's default (global for encoders)")
     drop_layers: int = Field(0, ge=0, description="layers of least block importance removed whole (uniform shapes)")
     align: int = Field(1, ge=1, description="kept heads, FFN units and width rounded down to multiples of this "
                        "(8 or 64 for GPU tensor cores; 1: none)")
@@ -354,8 +355,8 @@ class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     @field_validator("layer_shapes")
     @classmethod
     def _known_shapes(cls, value: str | None) -> str | None:
-        if value not in (None, "global", "uniform"):
-            raise ValueError(f"unknown layer shapes {value!r}; choose global or uniform")
+        if value is not None and value not in LAYER_SHAPES:
+            raise ValueError(f"unknown layer shapes {value!r}; choose one of {', '.join(LAYER_SHAPES)}")
         return value
 
     @field_validator("cost")
@@ -382,6 +383,8 @@ class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     def _drop_needs_uniform(self) -> CompressConfig:
         if self.drop_layers and self.layer_shapes != "uniform":
             raise ValueError("drop_layers needs layer_shapes uniform (one size for the layers that stay)")
+        if self.align > 1 and self.layer_shapes == "depth":
+            raise ValueError("layer_shapes depth keeps every layer's full sizes: leave align at 1")
         return self
 
 

@@ -104,6 +104,19 @@ def test_depth_cut_is_the_sparsity_of_the_dropped_layers_rounded_down(tmp_path):
     assert depth_cut(teacher, 0.05)[0] == 1 and depth_cut(teacher, 0.95)[0] == 2  # at least one, one stays
 
 
+
+@pytest.mark.parametrize("shapes", ["global", "depth"])
+def test_the_depth_arm_is_minitrons_cut_whatever_the_bases_shapes(shapes, tmp_path):
+    from minidisc.schedules.lm_compare_config import LMCompareConfig
+
+    teacher = _teacher_config(tmp_path)
+    plain = LMCompareConfig(base=_base()).arm_config("depth", teacher)
+    cfg = LMCompareConfig(base=_base(layer_shapes=shapes), schedules=("direct", "depth", "takd", "minidisc"))
+    depth = cfg.arm_config("depth", teacher)
+    assert depth == plain.model_copy(update={"layer_shapes": "uniform"}) and depth.drop_layers == 2
+    # under depth shapes the other arms keep them: direct prunes to the target's depth
+    assert cfg.arm_config("direct", teacher).layer_shapes == cfg.arm_config("takd").layer_shapes == shapes
+
 def test_a_fixed_assistant_is_the_teachers_only_candidate():
     from minidisc.config import parse_config
     from minidisc.schedules.lm_config import LMCompressConfig
@@ -126,7 +139,7 @@ def test_comparisons_that_cannot_run_are_refused():
         ({"schedules": ["pretrain"]}, "add direct"),
         ({"schedules": ["direct", "depht"]}, "unknown arm"),
         ({"schedules": ["direct", "direct"]}, "named twice"),
-        ({"base": {**base, "layer_shapes": "global"}}, "layer_shapes uniform"),
+        ({"base": {**base, "layer_shapes": "global"}}, "layer_shapes uniform or depth"),
         ({"base": {**base, "drop_layers": 1}}, "depth arm"),
         ({"base": {**base, "grid": [0.0, 0.5]}}, "no level between"),
         ({"takd_assistant": 0.5}, "less sparse"),

@@ -63,6 +63,9 @@ def test_hardware_options_are_checked():
         from minidisc.config import parse_config
 
         parse_config(CompressConfig, {"drop_layers": 1}, "test")
+    with pytest.raises(ConfigError, match="leave align at 1"):
+        parse_config(CompressConfig, {"layer_shapes": "depth", "align": 8}, "test")
+    assert parse_config(CompressConfig, {"layer_shapes": "depth"}, "test").layer_shapes == "depth"
     for bad in ({"cost": "watts"}, {"align": 0}, {"layer_shapes": "ragged"}):
         with pytest.raises(ConfigError):
             parse_config(CompressConfig, bad, "test")
@@ -91,6 +94,16 @@ def test_sparsify_command_cuts_width_and_layers_aligned(tmp_path):
     assert specs[0.0].dropped == () and len(specs[0.8].dropped) == 1 and specs[0.8].hidden % 8 == 0
     assert all(n % 8 == 0 for n in specs[0.8].neurons)
     assert read_json(tmp_path / "out" / "sparsify.json")["levels"] == [0.0, 0.5, 0.8]
+    # depth shapes: whole layers only, ⌈s·L⌉ of them, the weakest (scored in the same pass)
+    depth_args = [*args[:-1], str(tmp_path / "depth"), "--layer-shapes", "depth"]
+    for extra, says in ((["--align", "8"], "leave --align at 1"), ([], "no depth cut reaches sparsity 0.8")):
+        refused = runner.invoke(app, [*depth_args, *extra])  # 2 layers: 0.8 would remove both
+        assert refused.exit_code != 0 and says in refused.output + str(refused.exception)
+    result = runner.invoke(app, [*depth_args, "--grid", "0,0.5"])
+    assert result.exit_code == 0, result.output
+    depth = {float(k): SubnetSpec.from_dict(v) for k, v in read_json(tmp_path / "depth" / "sparsity_map.json").items()}
+    assert depth[0.0].dropped == () and len(depth[0.5].dropped) == 1 and depth[0.5].hidden is None
+    assert set(depth[0.5].heads) == {0, depth[0.0].heads[0]}  # the layer that stays keeps every head
 
 
 def test_inference_timing_caps_tokens_at_the_position_limit(tmp_path):

@@ -284,3 +284,40 @@ def test_drop_layers_exports_a_shallower_plain_llama(tmp_path):
     p = run_minidisc(*args[:-2], "--layer-shapes", "global", "-o", "other", cwd=tmp_path)
     assert p.returncode != 0 and "drop_layers needs layer_shapes uniform" in p.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_depth_shapes_train_shallower_candidates_and_export_a_plain_llama(tmp_path):
+    """``--layer-shapes depth``: every candidate removes whole layers (the weakest first),
+    the sandwich trains them together, and the student is a shallower plain LLaMA."""
+    from transformers import AutoModelForCausalLM
+
+    from minidisc.fileio import read_json
+    from tests.pretrain_helpers import write_corpus, write_decoder_teacher
+
+    write_decoder_teacher(tmp_path / "teacher", layers=4)
+    write_corpus(tmp_path / "train.txt", lines=80)
+    args = ["compress", "--task", "lm", "--teacher", "teacher", "--corpus", "train.txt", "--block-size", "16",
+            "--selection-blocks", "4", "--calibration-blocks", "4", "--grid", "0,0.25,0.5", "--truncation", "0.25",
+            "--target-sparsity", "0.5", "--budget-tokens", "64", "--batch-size", "4", "--lam", "0"]
+    p = run_minidisc(*args, "--layer-shapes", "depth", "-o", "run", cwd=tmp_path, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    stages = read_json(tmp_path / "run" / "manifest.json")["stages"]
+    spec_map = read_json(tmp_path / "run" / "sparsified" / "sparsity_map.json")
+    block = stages["sparsified"]["block_importance"]
+    weakest = sorted(range(4), key=lambda i: (block[i], -i))
+    for level, layers in (("0.25", 1), ("0.5", 2)):  # ⌈s·L⌉ layers of least block importance, full width
+        spec = spec_map[level]
+        assert [i for i, h in enumerate(spec["heads"]) if h == 0] == sorted(weakest[:layers])
+        assert {h for h in spec["heads"] if h} == {4} and {n for n in spec["neurons"] if n} == {64}
+        assert "hidden" not in spec
+    assert [c["sparsity"] for c in stages["iter1"]["candidates"]] == [0.25, 0.5]  # both depths in one sandwich
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "student")
+    assert plain.config.num_hidden_layers == 2 and plain.config.hidden_size == 32
+    assert plain.config.intermediate_size == 64 and plain.config.num_attention_heads == 4
+    assert stages["student"]["dropped_layers"] == sorted(weakest[:2])
+
+    for extra, says in ((["--drop-layers", "1"], "drop_layers needs layer_shapes uniform"),
+                        (["--target-sparsity", "0.8"], "no depth cut reaches sparsity 0.8")):  # 4 of 4 layers
+        p = run_minidisc(*args, "--layer-shapes", "depth", *extra, "-o", "other", cwd=tmp_path)
+        assert p.returncode != 0 and says in p.stderr, p.stderr[-2000:]
+        assert not (tmp_path / "other").exists()  # refused before anything is written

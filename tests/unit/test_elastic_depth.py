@@ -141,3 +141,42 @@ def test_elastic_map_with_dropped_layers_equals_its_plain_transformers_export(tm
         plain = AutoModelForCausalLM.from_pretrained(tmp_path / f"s{s}").eval()  # a plain LlamaConfig
         assert plain.config.num_hidden_layers == 2
         torch.testing.assert_close(_logits(plain, batch), expected, atol=1e-5, rtol=0, msg=str(s))
+
+
+def test_depth_shapes_reach_each_level_by_whole_layers_only():
+    block = [1.0] * 30
+    block[27], block[25], block[3], block[10] = 0.01, 0.02, 0.03, 0.04
+    order = (27, 25, 3, 10)  # least block importance first
+    grid = (0.0, 0.05, 0.1, 0.25, 0.5)
+    specs = sparsity_map(_importance(block), grid, group_size=3, axes=AXES, layer_shapes="depth", config=SMOLLM2)
+    assert specs[0.0] == SubnetSpec.uniform(30, 9, 1536, sparsity=0.0)
+    for lo, hi in itertools.pairwise(grid):
+        assert specs[hi].fits_in(specs[lo])  # nested: each level removes a prefix of one order
+    for s in grid:
+        spec = specs[s]
+        kept = spec.without_layers(spec.empty_layers())
+        assert spec.sparsity == s and spec.hidden is None and kept.is_uniform
+        assert kept.heads[0] == 9 and kept.neurons[0] == 1536  # full width in every layer that stays
+        n = len(spec.empty_layers())
+        assert s <= n / 30 < s + 1 / 30  # the fewest layers whose share reaches the level
+        # counted: the layers' share less the final norm's (576 of 106.2 M parameters)
+        assert n / 30 - 1e-5 < _sparsity(SMOLLM2, spec) <= n / 30
+    assert specs[0.05].empty_layers() == tuple(sorted(order[:2]))  # 2/30 = 6.7 %
+    assert specs[0.1].empty_layers() == tuple(sorted(order[:3]))  # 3/30 is the level itself
+    assert len(specs[0.25].empty_layers()) == 8 and len(specs[0.5].empty_layers()) == 15
+
+
+def test_depth_shapes_refusals():
+    imp = _importance([1.0] * 30)
+    with pytest.raises(ConfigError, match="uniform layer shapes"):
+        sparsity_map(imp, (0.0, 0.5), group_size=3, axes=AXES, layer_shapes="depth", config=SMOLLM2, drop_layers=2)
+    with pytest.raises(ConfigError, match="block importance"):
+        sparsity_map(_importance(None), (0.0, 0.5), group_size=3, axes=AXES, layer_shapes="depth", config=SMOLLM2)
+    with pytest.raises(ConfigError, match="no depth cut reaches sparsity 0.99"):  # 30 of 30 layers
+        sparsity_map(imp, (0.0, 0.99), group_size=3, axes=AXES, layer_shapes="depth", config=SMOLLM2)
+    with pytest.raises(ConfigError, match="leave --align at 1"):
+        sparsity_map(imp, (0.0, 0.5), group_size=3, axes=AXES, layer_shapes="depth", config=SMOLLM2, align=64)
+    with pytest.raises(ConfigError, match="needs the model's config"):
+        sparsity_map(imp, (0.0, 0.5), group_size=3, axes=AXES, layer_shapes="depth")
+    with pytest.raises(ConfigError, match="unknown layer shapes"):
+        sparsity_map(imp, (0.0, 0.5), layer_shapes="deep")  # type: ignore[arg-type]

@@ -92,6 +92,24 @@ def test_uniform_map_of_an_encoder_drops_layers_and_cuts_the_width():
     torch.testing.assert_close(_logits(em.extract(specs[0.7]), batch), masked, atol=1e-5, rtol=0)
 
 
+
+def test_depth_map_of_an_encoder_skips_whole_layers_at_full_width():
+    em, imp = _scored("bert")
+    imp = em.reorder(imp)
+    specs = em.sparsity_map(imp, (0.0, 0.3, 0.6), layer_shapes="depth")  # 3 layers: ⌈0.9⌉ = 1, ⌈1.8⌉ = 2
+    assert specs[0.0] == em.full_spec().with_sparsity(0.0)
+    assert specs[0.6].fits_in(specs[0.3])
+    for level, n in ((0.3, 1), (0.6, 2)):
+        spec = specs[level]
+        assert spec.dropped == imp.weakest_layers(n) and spec.hidden is None  # post-norm: named, so skipped whole
+        assert all(h in (0, 4) for h in spec.heads)
+    batch = random_batch(seed=4)
+    with em.active(specs[0.3]):
+        masked = _logits(em, batch)
+    student = em.extract(specs[0.3])
+    assert student.config.num_hidden_layers == 2
+    torch.testing.assert_close(_logits(student, batch), masked, atol=1e-5, rtol=0)
+
 def test_dropped_layers_must_keep_nothing():
     with pytest.raises(ConfigError, match="keep 0 heads and 0 neurons"):
         SubnetSpec((4, 4), (8, 8), dropped=(1,))

@@ -20,7 +20,7 @@ SelectionBlocks = Annotated[int | None, typer.Option(help="--task lm: training b
 CalibrationBlocks = Annotated[int | None, typer.Option(help="--task lm: training blocks that score importance (default 32).", rich_help_panel=LM_PANEL)]
 EvalMaxTokens = Annotated[int | None, typer.Option(help="--task lm: score only the first N tokens of each --eval-corpus file.", rich_help_panel=LM_PANEL)]
 Importance = Annotated[str | None, typer.Option(help="--task lm: importance estimator: activation (default; Minitron, forward only), gradient, magnitude or random (baselines).", rich_help_panel=LM_PANEL)]
-LayerShapes = Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig) or global (per-layer sizes, loaded with minidisc.load_student).", rich_help_panel=LM_PANEL)]
+LayerShapes = Annotated[str | None, typer.Option(help="--task lm: uniform (default: every layer the same sizes, a plain LlamaConfig), global (per-layer sizes, loaded with minidisc.load_student) or depth (whole layers removed, full width, a plain LlamaConfig).", rich_help_panel=LM_PANEL)]
 Prompt = Annotated[str | None, typer.Option(help="--task lm: prompt that teacher, assistant and student continue greedily in the report.", rich_help_panel=LM_PANEL)]
 CacheTopK = Annotated[int | None, typer.Option(help="--task lm: words kept per position by --teacher-cache (default 64).", rich_help_panel=LM_PANEL)]
 CacheTailSamples = Annotated[int | None, typer.Option(help="--task lm: words drawn from the teacher's tail per position by --teacher-cache, which makes the cached forward KL unbiased (default 64; 0: the tail is one bucket, needed by objectives other than forward_kl; see docs/lm.md).", rich_help_panel=LM_PANEL)]

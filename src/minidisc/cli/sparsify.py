@@ -35,7 +35,7 @@ from minidisc.elastic.levels import check_levels
 from minidisc.elastic.spec import DEFAULT_GRID
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json, write_json
-from minidisc.models import load_tokenizer, resolve_model
+from minidisc.models import load_config, load_tokenizer, resolve_model
 from minidisc.runfolder.run import RunDir, check_output
 from minidisc.runtime import configure
 from minidisc.tasks.custom import check_custom_data
@@ -99,7 +99,7 @@ def sparsify(
              "activation (Minitron: forward passes only), magnitude (weight norms, no data) or random "
              "(seeded baseline). See docs/minidisc.md.",
     )] = "gradient",
-    layer_shapes: Annotated[str | None, typer.Option(help="uniform (every layer the same sizes, the hidden width cut too) or global (per-layer heads and FFN units; the default of encoders).")] = None,
+    layer_shapes: Annotated[str | None, typer.Option(help="uniform (every layer the same sizes, the hidden width cut too), global (per-layer heads and FFN units; the default of encoders) or depth (whole layers of least block importance removed, full width).")] = None,
     drop_layers: Annotated[int, typer.Option(help="Remove this many whole layers (least block importance) at every level above 0; needs --layer-shapes uniform.")] = 0,
     align: Annotated[int, typer.Option(help="Round kept heads (× head size), FFN units and width down to multiples of N for GPU tensor cores (8 or 64); 1: none.")] = 1,
     precision: Precision = None,
@@ -184,6 +184,7 @@ def run_sparsify(
         )
     check_custom_data(data_cfg, seed=seed, batch_size=1)  # your own data: checked before anything is written
     configure(precision)  # an impossible precision stops here, before anything is written
+    shape.check(load_config(source), levels)  # a map the teacher cannot take, likewise
     cfg = SparsifyConfig(teacher=teacher, data=data_cfg, levels=tuple(levels), batch_size=batch_size, seed=seed,
                          allow_untrained_head=allow_untrained_head, importance=importance, precision=precision,
                          layer_shapes=shape.layer_shapes, drop_layers=shape.drop_layers, align=shape.align)
@@ -208,16 +209,19 @@ def _shape(layer_shapes: str | None, drop_layers: int, align: int) -> Any:
     """The map's shape from the options, checked in one line each.
 
     Raises:
-        ConfigError: unknown layer shapes, dropped layers without uniform shapes, or an
-            alignment below 1.
+        ConfigError: unknown layer shapes, dropped layers without uniform shapes, an
+            alignment below 1 or one with depth shapes.
     """
     from minidisc.elastic.align import check_align
+    from minidisc.elastic.spec import LAYER_SHAPES
     from minidisc.schedules.stages import MapShape
 
-    if layer_shapes not in (None, "global", "uniform"):
-        raise ConfigError(f"unknown --layer-shapes {layer_shapes!r}; use global or uniform")
+    if layer_shapes is not None and layer_shapes not in LAYER_SHAPES:
+        raise ConfigError(f"unknown --layer-shapes {layer_shapes!r}; use one of {', '.join(LAYER_SHAPES)}")
     if drop_layers and layer_shapes != "uniform":
         raise ConfigError("--drop-layers needs --layer-shapes uniform (one size for the layers that stay)")
+    if align > 1 and layer_shapes == "depth":
+        raise ConfigError("--layer-shapes depth keeps every layer's full sizes: leave --align at 1")
     return MapShape(layer_shapes, drop_layers, check_align(align))
 
 

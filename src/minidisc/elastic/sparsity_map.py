@@ -1,8 +1,9 @@
 """Sparsity maps: the sub-network of every sparsity level, nested across levels.
 
-Two layer shapes (``layer_shapes``): ``"global"`` (below: MiniDisc's map, per-layer
-sizes) and ``"uniform"`` (every layer alike, an ordinary config:
-:mod:`minidisc.elastic.uniform_map`). A family's default is
+Three layer shapes (``layer_shapes``): ``"global"`` (below: MiniDisc's map, per-layer
+sizes), ``"uniform"`` (every layer alike, an ordinary config:
+:mod:`minidisc.elastic.uniform_map`) and ``"depth"`` (whole layers removed, full width:
+:mod:`minidisc.elastic.depth_map`). A family's default is
 :attr:`Family.default_layer_shapes <minidisc.elastic.families.Family.default_layer_shapes>`:
 global for encoders, uniform for decoders (:func:`model_sparsity_map`,
 ``ElasticModel.sparsity_map``, through :func:`default_layer_shapes`), except that a
@@ -51,19 +52,26 @@ from typing import Any, Literal
 import torch
 
 from minidisc.elastic.align import align_spec, check_align
+from minidisc.elastic.depth_map import depth_sparsity_map
 from minidisc.elastic.families import family_for
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import check_levels
-from minidisc.elastic.spec import AXES, DEFAULT_GRID, HEADS, NEURONS, PRUNABLE_AXES, SubnetSpec
+from minidisc.elastic.spec import (
+    AXES,
+    DEFAULT_GRID,
+    HEADS,
+    LAYER_SHAPES,
+    NEURONS,
+    PRUNABLE_AXES,
+    SubnetSpec,
+)
 from minidisc.elastic.uniform_map import uniform_sparsity_map
 from minidisc.errors import ConfigError
 from minidisc.fileio import read_json, write_json
 
 NEURON_MULTIPLE = 8
 
-LayerShapes = Literal["uniform", "global"]
-#: The layer shapes a sparsity map can have (see the module doc).
-LAYER_SHAPES: tuple[str, ...] = ("uniform", "global")
+LayerShapes = Literal["uniform", "global", "depth"]  # LAYER_SHAPES, for type checkers
 
 
 def _round_half_up(x: float) -> int:
@@ -114,9 +122,11 @@ def sparsity_map(
         layer_shapes: ``"global"`` (this module's map; sparsity = the fraction of heads
             and of units pruned) or ``"uniform"``
             (:func:`~minidisc.elastic.uniform_map.uniform_sparsity_map`: sparsity = the
-            fraction of non-embedding parameters removed, at or just above each level).
-        config: the full model's config; needed by ``"uniform"`` (parameter counts,
-            group size), unused by ``"global"``.
+            fraction of non-embedding parameters removed, at or just above each level)
+            or ``"depth"`` (:func:`~minidisc.elastic.depth_map.depth_sparsity_map`: whole
+            layers of least block importance removed, the same sparsity).
+        config: the full model's config; needed by ``"uniform"`` and ``"depth"``
+            (parameter counts, group size), unused by ``"global"``.
         drop_layers: whole layers removed at every level above 0 (``"uniform"`` only:
             :func:`~minidisc.elastic.uniform_map.uniform_sparsity_map`).
         align: kept heads, units and width rounded down to multiples of this
@@ -130,8 +140,8 @@ def sparsity_map(
     Raises:
         ConfigError: a level outside [0, 1), heads not divisible into groups, an
             unknown axis or layer shape, ``"uniform"`` (or ``align`` above 1) without a
-            config, a level the uniform map cannot reach, ``drop_layers`` with
-            ``"global"``, or ``align`` below 1.
+            config, a level the uniform or depth map cannot reach, ``drop_layers`` with
+            ``"global"`` or ``"depth"``, or ``align`` below 1.
     """
     align = check_align(align)
     if align > 1 and config is None:
@@ -148,10 +158,16 @@ def sparsity_map(
             config, importance, grid, axes=axes, neuron_multiple=neuron_multiple, drop_layers=drop_layers,
             align=align,
         )
-    if layer_shapes != "global":
+    if layer_shapes not in LAYER_SHAPES:
         raise ConfigError(f"unknown layer shapes {layer_shapes!r}; use one of {', '.join(LAYER_SHAPES)}")
     if drop_layers:
         raise ConfigError("dropping layers needs uniform layer shapes (--layer-shapes uniform)")
+    if layer_shapes == "depth":
+        if config is None:
+            raise ConfigError("the depth sparsity map needs the model's config (its parameter counts)")
+        if align > 1:
+            raise ConfigError("depth shapes keep every layer's full sizes: leave --align at 1")
+        return depth_sparsity_map(config, importance, grid)
     levels = check_levels(grid)
     head_share = 1.0 if HEADS in axes else 0.0
     unit_share = 1.0 if NEURONS in axes else 0.0

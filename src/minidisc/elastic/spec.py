@@ -54,6 +54,11 @@ LAYERS = "layers"
 #: ``LAYERS in family.pruned_axes``.
 PRUNABLE_AXES: tuple[str, ...] = (*AXES, HIDDEN, LAYERS)
 
+#: The layer shapes of a sparsity map (``--layer-shapes``, :mod:`minidisc.elastic.sparsity_map`):
+#: one size for every layer (``uniform``), per-layer sizes (``global``), whole layers
+#: removed at full width (``depth``).
+LAYER_SHAPES: tuple[str, ...] = ("uniform", "global", "depth")
+
 
 @dataclass(frozen=True)
 class SubnetSpec:

@@ -139,6 +139,7 @@ def check_lm_inputs(cfg: LMCompressConfig) -> tuple[ModelSource, PreTrainedToken
     """
     from minidisc.evaluation.perplexity import check_block_size
     from minidisc.models import load_config, load_tokenizer, resolve_model
+    from minidisc.schedules.stages import MapShape
     from minidisc.tasks.plaintext import corpus_files
 
     source = resolve_model(cfg.teacher)
@@ -146,6 +147,7 @@ def check_lm_inputs(cfg: LMCompressConfig) -> tuple[ModelSource, PreTrainedToken
     config = load_config(source)
     check_decoder_teacher(config, label)
     check_block_size(cfg.corpus.block_size, config, label)
+    MapShape(cfg.layer_shapes, cfg.drop_layers).check(config, cfg.levels())
     local = [p for p in cfg.corpus.train if Path(p).exists() or _looks_local(p)]
     if local:
         corpus_files(local)

@@ -22,9 +22,12 @@ stages). The arms (:data:`~minidisc.schedules.lm_compare_config.LM_ARMS`):
 
 ``direct``    ``base`` with one iteration: the importance-pruned teacher distilled
               straight into the target (``final_budget_tokens``).
-``depth``     one iteration with ``drop_layers = round(target · L)`` and the target set
-              to the sparsity of that depth cut alone (:func:`depth_cut`): Minitron's
-              depth pruning, then distillation.
+``depth``     one iteration with ``drop_layers = round(target · L)``, uniform layer
+              shapes whatever ``base`` has, and the target set to the sparsity of that
+              depth cut alone (:func:`depth_cut`): Minitron's depth pruning, then
+              distillation. (With ``layer_shapes = "depth"`` the ``direct`` arm prunes
+              to the same depth, and ``takd``/``minidisc`` go through shallower
+              assistants: :mod:`minidisc.elastic.depth_map`.)
 ``random``    ``direct`` with ``importance = random``.
 ``takd``      two iterations through a fixed assistant (``assistant``: plain
               distillation into it at ``sandwich_budget_tokens``, no λ-selection).
@@ -176,7 +179,7 @@ def _maxidisc_arm(paths: dict[float, LMCompressConfig], root: Path, cache: Path,
 def pretrain_config(cfg: LMCompareConfig, student_dir: Path, flops: float) -> PretrainConfig:
     """The ``minidisc pretrain --strategy scratch`` configuration of the from-scratch arm:
     the exact shape of the student saved in ``student_dir`` (the direct-KD student: an
-    ordinary config, uniform layer shapes), the comparison's corpus, block size and seed,
+    ordinary config: uniform or depth layer shapes), the comparison's corpus, block size and seed,
     batches of the final stage's size, and a budget of ``flops`` training FLOPs.
 
     The pretrain run holds out its own last ``selection_blocks`` blocks for its loss

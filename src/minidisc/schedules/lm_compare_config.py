@@ -52,9 +52,9 @@ class LMCompareConfig(BaseModel):
     def _arms_fit(self) -> LMCompareConfig:
         if "pretrain" in self.schedules and "direct" not in self.schedules:
             raise ValueError("the pretrain arm trains with the FLOPs of the direct-KD run: add direct to the schedules")
-        if "pretrain" in self.schedules and self.base.layer_shapes != "uniform":
+        if "pretrain" in self.schedules and self.base.layer_shapes == "global":
             raise ValueError("the pretrain arm builds the direct-KD student's shape as an ordinary config: it needs "
-                             "layer_shapes uniform (or drop pretrain from the schedules)")
+                             "layer_shapes uniform or depth (or drop pretrain from the schedules)")
         if self.base.assistant is not None:
             raise ValueError("base.assistant is set per arm; give TAKD's assistant as takd_assistant (--takd-path)")
         if self.base.drop_layers:
@@ -117,8 +117,9 @@ class LMCompareConfig(BaseModel):
             if teacher_config is None:
                 raise ValueError("the depth arm needs the teacher's config")
             dropped, sparsity = depth_cut(teacher_config, self.base.target_sparsity)
+            # Minitron's depth pruning whatever the base's shapes: the cut, then uniform full width
             changes = {"iterations": 1, "drop_layers": dropped, "target_sparsity": sparsity, "grid": [0.0],
-                       "truncation": min(self.base.truncation, sparsity)}
+                       "truncation": min(self.base.truncation, sparsity), "layer_shapes": "uniform"}
         else:
             raise ValueError(f"no compress configuration for arm {name!r}")
         return LMCompressConfig.model_validate({**base, **changes})

@@ -24,9 +24,8 @@ from pydantic import (
 
 from minidisc.config import TrainConfig, WithPrecision, WithSandwichRule, check_grid
 from minidisc.elastic.levels import at_or_above, level
+from minidisc.elastic.spec import LAYER_SHAPES
 
-#: ``--layer-shapes`` values: per-layer sizes from the global map, or one size for every layer.
-LAYER_SHAPES: tuple[str, ...] = ("global", "uniform")
 #: Causal-LM distillation objectives ``--objective`` accepts for ``--task lm``.
 LM_OBJECTIVES: tuple[str, ...] = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
 
@@ -102,7 +101,8 @@ class LMCompressConfig(_Strict, WithSandwichRule, WithPrecision):
     truncation: float = Field(0.25, ge=0, lt=1, description="candidates below this sparsity are not trained")
     grid: tuple[float, ...] = DEFAULT_LM_GRID
     importance: str = Field("activation", description="importance estimator (minidisc.elastic.estimators.METHODS)")
-    layer_shapes: str = Field("uniform", description="uniform: one size for every layer; global: per-layer sizes")
+    layer_shapes: str = Field("uniform", description="uniform: one size for every layer; global: per-layer sizes; "
+                              "depth: whole layers removed, full width")
     drop_layers: int = Field(0, ge=0, description="layers of least block importance removed whole (uniform shapes)")
     objective: str = Field("forward_kl", description="causal-LM distillation loss (LM_OBJECTIVES)")
     objective_options: dict[str, float | int | str | bool] = Field(default_factory=lambda: {"temperature": 1.0})

@@ -42,6 +42,7 @@ from minidisc.elastic.levels import level_key, same_level
 from minidisc.errors import ConfigError
 from minidisc.evaluation.constant import at_constant_score, collapse_floor, constant_prediction
 from minidisc.fileio import is_main_process, process_state, read_json, write_json
+from minidisc.models import load_config, resolve_model
 from minidisc.report.card import CardFacts, model_card
 from minidisc.report.compress import teacher_collapse_warning, write_compress_report
 from minidisc.runfolder.run import REPORT_FILES, RunDir
@@ -100,12 +101,14 @@ def run_compress(
     train_batches = [cfg.sandwich.batch_size, cfg.final.batch_size] + ([] if cfg.teacher_finetuned else [cfg.finetune.batch_size])
     check_run_data(cfg.data, cfg.teacher, teacher_finetuned=cfg.teacher_finetuned, teacher_run=teacher_run,
                    seed=cfg.finetune.seed, batch_size=max(train_batches), selection=cfg)  # before anything is written
+    shape = MapShape(cfg.layer_shapes, cfg.drop_layers, cfg.align)
+    if teacher_run is None and (shape.layer_shapes == "depth" or shape.drop_layers):  # a linked map: checked below
+        shape.check(load_config(resolve_model(cfg.teacher)), cfg.levels())
     run = RunDir(output, cfg, "compress", overwrite=overwrite)
     with process_state().main_process_first():  # hub downloads and dataset caches: filled once
         source, tokenizer = task_inputs(cfg.teacher, teacher_run)
         data = prepare_run_data(cfg.data, tokenizer, cfg.finetune.seed, cfg.select_on, cfg.selection_examples)
 
-    shape = MapShape(cfg.layer_shapes, cfg.drop_layers, cfg.align)
     prepare_teacher(run, teacher_run, source, data, cfg.finetune, cfg.teacher_finetuned, cfg.levels(), shape)
     linked = MapShape.of_entry(run.record("sparsified"))
     if linked != shape:  # a --teacher-run map of other shapes would silently win

@@ -184,7 +184,7 @@ class MapShape:
     ``--align``; :meth:`minidisc.elastic.ElasticModel.sparsity_map`).
 
     Attributes:
-        layer_shapes: ``"global"`` or ``"uniform"``; ``None``: the family's default.
+        layer_shapes: ``"global"``, ``"uniform"`` or ``"depth"``; ``None``: the family's default.
         drop_layers: whole layers removed at every level above 0 (uniform shapes).
         align: kept sizes rounded down to multiples of this (1: none).
     """
@@ -198,6 +198,24 @@ class MapShape:
         """The shape a ``sparsified`` stage's manifest entry records (the default when none)."""
         return cls(**entry.get("shape", {}))
 
+    def check(self, config: Any, levels: Iterable[float]) -> None:
+        """Refuse, from the teacher's ``config`` and before any work, a shape its map
+        cannot take: a depth level that would remove every layer, or ``drop_layers`` not
+        below the number of layers.
+
+        Raises:
+            ConfigError: as said, naming the option to change.
+        """
+        from minidisc.elastic.depth_map import check_depth_levels
+        from minidisc.elastic.families import family_for
+
+        num_layers = family_for(config).geometry(config).num_layers
+        if self.layer_shapes == "depth":
+            check_depth_levels(num_layers, levels)
+        if self.drop_layers >= num_layers:
+            raise ConfigError(f"--drop-layers {self.drop_layers} would remove all {num_layers} layers of the "
+                              f"teacher; drop between 0 and {num_layers - 1}")
+
     @property
     def scores_hidden(self) -> bool:
         """Whether the map cuts the width, so the gradient importance scores channels."""
@@ -206,7 +224,7 @@ class MapShape:
     @property
     def scores_layers(self) -> bool:
         """Whether the map drops layers, so the gradient importance scores them."""
-        return self.drop_layers > 0
+        return self.drop_layers > 0 or self.layer_shapes == "depth"
 
 
 def sparsify_stage(
