@@ -241,7 +241,8 @@ def test_command_runs_every_arm_into_one_table(finished):
     assert again.perplexity == pytest.approx(scratch["heldout"]["eval.txt"]["perplexity"], rel=1e-5)
 
     text = (run / "report.md").read_text()
-    for title in ("Direct KD", "Depth pruning + KD", "TA (TAKD)", "From scratch", "PPL eval.txt", "cost multiple"):
+    for title in ("Direct KD", "Depth pruning + KD", "TA (TAKD)", "From scratch", "PPL eval.txt", "cost multiple",
+                  "layer shapes uniform"):
         assert title in text
     assert (run / "compare.png").stat().st_size > 0
     assert "direct: PPL" in p.stdout and "report:" in p.stdout

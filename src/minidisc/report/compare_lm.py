@@ -101,6 +101,7 @@ def build_lm_compare_report(run: RunDir) -> dict[str, Any]:
         "seed": base["sandwich"]["seed"],
         "objective": {"name": base["objective"], "options": base["objective_options"]},
         "importance": base["importance"],
+        "layer_shapes": base.get("layer_shapes", "uniform"),
         "schedules": arms,
         "takd_assistant": _arm_config(run, "takd").get("assistant"),
         "depth_dropped_layers": _arm_config(run, "depth").get("drop_layers"),
@@ -200,7 +201,7 @@ def render_lm_compare_markdown(r: dict[str, Any]) -> str:
         f"{d.get('selection_blocks')} blocks, is held out of training), seed {r['seed']}"),
         (f"- token budget per distillation stage: sandwich {r['budgets']['sandwich_tokens']}, final "
         f"{r['budgets']['final_tokens']}; distillation loss {r['objective']['name']} {r['objective']['options']}; "
-        f"importance {r['importance']}"),
+        f"importance {r['importance']}; layer shapes {r['layer_shapes']}"),
         f"- cost multiple reference: {r['cost_reference']}",
     ]
     if r.get("note"):
