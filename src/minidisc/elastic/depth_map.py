@@ -62,10 +62,10 @@ def depth_spec(config: Any, importance: Importance, n: int) -> SubnetSpec:
                       dropped=() if geo.empty_layer_is_identity else dropped)
 
 
-def layers_for(level_: float, num_layers: int) -> int:
+def layers_for(sparsity: float, num_layers: int) -> int:
     """``⌈s·L⌉`` at the precision of levels: the fewest of ``num_layers`` layers whose
-    share is at least the level ``s`` (the module doc)."""
-    return next(n for n in range(num_layers + 1) if at_or_above(n / num_layers, level_))
+    share is at least the level ``sparsity`` (the module doc)."""
+    return next(n for n in range(num_layers + 1) if at_or_above(n / num_layers, sparsity))
 
 
 def depth_sparsity_map(config: Any, importance: Importance, grid: Iterable[float]) -> dict[float, SubnetSpec]:
