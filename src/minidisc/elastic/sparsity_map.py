@@ -124,7 +124,8 @@ def sparsity_map(
             (:func:`~minidisc.elastic.uniform_map.uniform_sparsity_map`: sparsity = the
             fraction of non-embedding parameters removed, at or just above each level)
             or ``"depth"`` (:func:`~minidisc.elastic.depth_map.depth_sparsity_map`: whole
-            layers of least block importance removed, the same sparsity).
+            layers of least block importance removed, full width; sparsity counted
+            as for ``"uniform"``).
         config: the full model's config; needed by ``"uniform"`` and ``"depth"``
             (parameter counts, group size), unused by ``"global"``.
         drop_layers: whole layers removed at every level above 0 (``"uniform"`` only:
@@ -141,7 +142,7 @@ def sparsity_map(
         ConfigError: a level outside [0, 1), heads not divisible into groups, an
             unknown axis or layer shape, ``"uniform"`` (or ``align`` above 1) without a
             config, a level the uniform or depth map cannot reach, ``drop_layers`` with
-            ``"global"`` or ``"depth"``, or ``align`` below 1.
+            ``"global"`` or ``"depth"``, ``align`` below 1, or above 1 with ``"depth"``.
     """
     align = check_align(align)
     if align > 1 and config is None:
