@@ -35,11 +35,13 @@ is not the identity (BERT) the specs name the removed layers (:attr:`SubnetSpec.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import Any
 
 from minidisc.elastic.importance import Importance
 from minidisc.elastic.levels import at_or_above, check_levels
 from minidisc.elastic.spec import LAYERS, SubnetSpec
+from minidisc.elastic.uniform_map import uniform_shape
 from minidisc.errors import ConfigError
 
 
@@ -55,11 +57,9 @@ def depth_spec(config: Any, importance: Importance, n: int) -> SubnetSpec:
     family = family_for(config)
     if LAYERS not in family.pruned_axes:
         raise ConfigError(f"the {family.name} family cannot drop whole layers; use --layer-shapes uniform or global")
-    geo = family.geometry(config)
-    dropped = importance.weakest_layers(n)
-    kept = [i not in dropped for i in range(geo.num_layers)]
-    return SubnetSpec(tuple(geo.num_heads * k for k in kept), tuple(geo.intermediate_size * k for k in kept),
-                      dropped=() if geo.empty_layer_is_identity else dropped)
+    # the uniform map's full-width shape with those layers emptied (as --drop-layers builds it)
+    return uniform_shape(config, Fraction(1), axes=family.pruned_axes, cut_hidden=False,
+                         dropped=importance.weakest_layers(n))
 
 
 def layers_for(sparsity: float, num_layers: int) -> int:
