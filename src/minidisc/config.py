@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from minidisc.elastic.levels import at_or_above, check_levels, level
-from minidisc.elastic.spec import DEFAULT_GRID, LAYER_SHAPES
+from minidisc.elastic.spec import DEFAULT_GRID, shape_conflict
 from minidisc.errors import ConfigError
 from minidisc.fileio import write_text
 from minidisc.runtime import PrecisionName
@@ -355,8 +355,8 @@ class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
     @field_validator("layer_shapes")
     @classmethod
     def _known_shapes(cls, value: str | None) -> str | None:
-        if value is not None and value not in LAYER_SHAPES:
-            raise ValueError(f"unknown layer shapes {value!r}; choose one of {', '.join(LAYER_SHAPES)}")
+        if problem := shape_conflict(value):
+            raise ValueError(problem)
         return value
 
     @field_validator("cost")
@@ -381,10 +381,8 @@ class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
 
     @model_validator(mode="after")
     def _drop_needs_uniform(self) -> CompressConfig:
-        if self.drop_layers and self.layer_shapes != "uniform":
-            raise ValueError("drop_layers needs layer_shapes uniform (one size for the layers that stay)")
-        if self.align > 1 and self.layer_shapes == "depth":
-            raise ValueError("layer_shapes depth keeps every layer's full sizes: leave align at 1")
+        if problem := shape_conflict(self.layer_shapes, self.drop_layers, self.align):
+            raise ValueError(problem)
         return self
 
 

@@ -63,7 +63,7 @@ def test_hardware_options_are_checked():
         from minidisc.config import parse_config
 
         parse_config(CompressConfig, {"drop_layers": 1}, "test")
-    with pytest.raises(ConfigError, match="leave align at 1"):
+    with pytest.raises(ConfigError, match=r"leave align \(--align\) at 1"):
         parse_config(CompressConfig, {"layer_shapes": "depth", "align": 8}, "test")
     assert parse_config(CompressConfig, {"layer_shapes": "depth"}, "test").layer_shapes == "depth"
     for bad in ({"cost": "watts"}, {"align": 0}, {"layer_shapes": "ragged"}):
@@ -96,7 +96,7 @@ def test_sparsify_command_cuts_width_and_layers_aligned(tmp_path):
     assert read_json(tmp_path / "out" / "sparsify.json")["levels"] == [0.0, 0.5, 0.8]
     # depth shapes: whole layers only, ⌈s·L⌉ of them, the weakest (scored in the same pass)
     depth_args = [*args[:-1], str(tmp_path / "depth"), "--layer-shapes", "depth"]
-    for extra, says in ((["--align", "8"], "leave --align at 1"), ([], "no depth cut reaches sparsity 0.8")):
+    for extra, says in ((["--align", "8"], "leave align (--align) at 1"), ([], "no depth cut reaches sparsity 0.8")):
         refused = runner.invoke(app, [*depth_args, *extra])  # 2 layers: 0.8 would remove both
         assert refused.exit_code != 0 and says in refused.output + str(refused.exception)
     result = runner.invoke(app, [*depth_args, "--grid", "0,0.5"])

@@ -213,15 +213,11 @@ def _shape(layer_shapes: str | None, drop_layers: int, align: int) -> Any:
             alignment below 1 or one with depth shapes.
     """
     from minidisc.elastic.align import check_align
-    from minidisc.elastic.spec import LAYER_SHAPES
+    from minidisc.elastic.spec import shape_conflict
     from minidisc.schedules.stages import MapShape
 
-    if layer_shapes is not None and layer_shapes not in LAYER_SHAPES:
-        raise ConfigError(f"unknown --layer-shapes {layer_shapes!r}; use one of {', '.join(LAYER_SHAPES)}")
-    if drop_layers and layer_shapes != "uniform":
-        raise ConfigError("--drop-layers needs --layer-shapes uniform (one size for the layers that stay)")
-    if align > 1 and layer_shapes == "depth":
-        raise ConfigError("--layer-shapes depth keeps every layer's full sizes: leave --align at 1")
+    if problem := shape_conflict(layer_shapes, drop_layers, align):
+        raise ConfigError(problem)
     return MapShape(layer_shapes, drop_layers, check_align(align))
 
 

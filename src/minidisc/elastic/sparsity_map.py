@@ -60,10 +60,10 @@ from minidisc.elastic.spec import (
     AXES,
     DEFAULT_GRID,
     HEADS,
-    LAYER_SHAPES,
     NEURONS,
     PRUNABLE_AXES,
     SubnetSpec,
+    shape_conflict,
 )
 from minidisc.elastic.uniform_map import uniform_sparsity_map
 from minidisc.errors import ConfigError
@@ -71,7 +71,7 @@ from minidisc.fileio import read_json, write_json
 
 NEURON_MULTIPLE = 8
 
-LayerShapes = Literal["uniform", "global", "depth"]  # LAYER_SHAPES, for type checkers
+LayerShapes = Literal["uniform", "global", "depth"]  # spec.LAYER_SHAPES, for type checkers
 
 
 def _round_half_up(x: float) -> int:
@@ -145,6 +145,8 @@ def sparsity_map(
             ``"global"`` or ``"depth"``, ``align`` below 1, or above 1 with ``"depth"``.
     """
     align = check_align(align)
+    if problem := shape_conflict(layer_shapes, drop_layers, align):
+        raise ConfigError(problem)
     if align > 1 and config is None:
         raise ConfigError("aligning a sparsity map needs the model's config (its head size)")
     axes = set(axes)
@@ -159,15 +161,9 @@ def sparsity_map(
             config, importance, grid, axes=axes, neuron_multiple=neuron_multiple, drop_layers=drop_layers,
             align=align,
         )
-    if layer_shapes not in LAYER_SHAPES:
-        raise ConfigError(f"unknown layer shapes {layer_shapes!r}; use one of {', '.join(LAYER_SHAPES)}")
-    if drop_layers:
-        raise ConfigError("dropping layers needs uniform layer shapes (--layer-shapes uniform)")
     if layer_shapes == "depth":
         if config is None:
             raise ConfigError("the depth sparsity map needs the model's config (its parameter counts)")
-        if align > 1:
-            raise ConfigError("depth shapes keep every layer's full sizes: leave --align at 1")
         return depth_sparsity_map(config, importance, grid)
     levels = check_levels(grid)
     head_share = 1.0 if HEADS in axes else 0.0

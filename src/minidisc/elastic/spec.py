@@ -60,6 +60,24 @@ PRUNABLE_AXES: tuple[str, ...] = (*AXES, HIDDEN, LAYERS)
 LAYER_SHAPES: tuple[str, ...] = ("uniform", "global", "depth")
 
 
+def shape_conflict(layer_shapes: str | None, drop_layers: int = 0, align: int = 1) -> str | None:
+    """What is wrong with a sparsity map's shape options, as one sentence naming the option
+    to change, or ``None``: the one rule behind the CLI, the YAML configs and the library.
+
+    ``layer_shapes`` ``None`` is the family's default (the CLI's unset option). Dropped
+    layers need ``uniform`` (one size for the layers that stay); ``depth`` keeps every
+    layer's full sizes, so it takes no alignment. Callers raise their own error type
+    (pydantic validators need ``ValueError``).
+    """
+    if layer_shapes is not None and layer_shapes not in LAYER_SHAPES:
+        return f"unknown layer shapes {layer_shapes!r} (--layer-shapes); choose one of {', '.join(LAYER_SHAPES)}"
+    if drop_layers and layer_shapes != "uniform":
+        return "drop_layers needs layer_shapes uniform (--layer-shapes uniform: one size for the layers that stay)"
+    if align > 1 and layer_shapes == "depth":
+        return "layer_shapes depth keeps every layer's full sizes: leave align (--align) at 1"
+    return None
+
+
 @dataclass(frozen=True)
 class SubnetSpec:
     """Per-layer sizes of a sub-network.

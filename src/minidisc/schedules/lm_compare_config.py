@@ -10,6 +10,7 @@ with the few fields that make it that arm (:meth:`LMCompareConfig.arm_config`).
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -137,14 +138,15 @@ def depth_cut(teacher_config: Any, target: float) -> tuple[int, float]:
     """
     from minidisc.compute.flops import non_embedding_params
     from minidisc.elastic.families import family_for
-    from minidisc.elastic.spec import SubnetSpec
+    from minidisc.elastic.uniform_map import uniform_shape
 
-    geo = family_for(teacher_config).geometry(teacher_config)
-    layers = geo.num_layers
+    family = family_for(teacher_config)
+    layers = family.geometry(teacher_config).num_layers
     if layers < 2:
         raise ValueError("depth pruning needs a teacher with at least 2 layers")
     n = min(layers - 1, max(1, round(target * layers)))
-    keep = [i >= n for i in range(layers)]
-    spec = SubnetSpec(tuple(geo.num_heads * k for k in keep), tuple(geo.intermediate_size * k for k in keep))
+    # full width with n layers emptied, the shape --drop-layers builds (which n: see above)
+    spec = uniform_shape(teacher_config, Fraction(1), axes=family.pruned_axes, cut_hidden=False,
+                         dropped=tuple(range(n)))
     sparsity = 1 - non_embedding_params(teacher_config, spec) / non_embedding_params(teacher_config)
     return n, math.floor(sparsity * 10**6) / 10**6

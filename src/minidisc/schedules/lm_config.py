@@ -24,7 +24,7 @@ from pydantic import (
 
 from minidisc.config import TrainConfig, WithPrecision, WithSandwichRule, check_grid
 from minidisc.elastic.levels import at_or_above, level
-from minidisc.elastic.spec import LAYER_SHAPES
+from minidisc.elastic.spec import shape_conflict
 
 #: Causal-LM distillation objectives ``--objective`` accepts for ``--task lm``.
 LM_OBJECTIVES: tuple[str, ...] = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
@@ -153,8 +153,8 @@ class LMCompressConfig(_Strict, WithSandwichRule, WithPrecision):
     @field_validator("layer_shapes")
     @classmethod
     def _known_shapes(cls, value: str) -> str:
-        if value not in LAYER_SHAPES:
-            raise ValueError(f"unknown layer shapes {value!r}; choose one of {', '.join(LAYER_SHAPES)}")
+        if problem := shape_conflict(value):
+            raise ValueError(problem)
         return value
 
     @field_validator("objective")
@@ -169,8 +169,8 @@ class LMCompressConfig(_Strict, WithSandwichRule, WithPrecision):
 
     @model_validator(mode="after")
     def _depth_needs_uniform_shapes(self) -> LMCompressConfig:
-        if self.drop_layers and self.layer_shapes != "uniform":
-            raise ValueError("drop_layers needs layer_shapes uniform (one size for the layers that stay)")
+        if problem := shape_conflict(self.layer_shapes, self.drop_layers):
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")
