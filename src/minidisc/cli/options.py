@@ -15,6 +15,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
+from minidisc.compute.allocator import LOW_MEMORY_MMAP_THRESHOLD
 from minidisc.config import CompressConfig, config_base, parse_config
 
 Teacher = Annotated[
@@ -50,7 +51,7 @@ TeacherFinetuned = Annotated[bool, typer.Option("--teacher-finetuned", help="The
 MaxLength = Annotated[int | None, typer.Option(help="Maximum tokens per example (default 128).")]
 LowMemory = Annotated[
     bool | None,
-    typer.Option("--low-memory/--no-low-memory", help="Give freed tensor memory back to the system at once (glibc's mmap threshold fixed at 1 MiB; Linux): a lower peak RSS for more page faults, the same weights. Default: on for demo (SST-2), off elsewhere (demo --llm included); see docs/minidisc.md."),
+    typer.Option("--low-memory/--no-low-memory", help=f"Give freed tensor memory back to the system at once (glibc's mmap threshold fixed at {LOW_MEMORY_MMAP_THRESHOLD >> 20} MiB; Linux): a lower peak RSS for more page faults, the same weights. Default: on for demo (SST-2), off elsewhere (demo --llm included); see docs/minidisc.md."),
 ]
 Precision = Annotated[
     str | None,
