@@ -380,7 +380,7 @@ class CompressConfig(_Strict, MiniDiscRules, WithSelectionSlice, WithPrecision):
                       and (self.sandwich_samples is None or at_or_above(self.target_sparsity, s)))
 
     @model_validator(mode="after")
-    def _drop_needs_uniform(self) -> CompressConfig:
+    def _shape_options(self) -> CompressConfig:
         if problem := shape_conflict(self.layer_shapes, self.drop_layers, self.align):
             raise ValueError(problem)
         return self

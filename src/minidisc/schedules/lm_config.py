@@ -168,7 +168,7 @@ class LMCompressConfig(_Strict, WithSandwichRule, WithPrecision):
         return value
 
     @model_validator(mode="after")
-    def _depth_needs_uniform_shapes(self) -> LMCompressConfig:
+    def _shape_options(self) -> LMCompressConfig:
         if problem := shape_conflict(self.layer_shapes, self.drop_layers):
             raise ValueError(problem)
         return self
