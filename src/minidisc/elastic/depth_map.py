@@ -57,9 +57,17 @@ def depth_spec(config: Any, importance: Importance, n: int) -> SubnetSpec:
     family = family_for(config)
     if LAYERS not in family.pruned_axes:
         raise ConfigError(f"the {family.name} family cannot drop whole layers; use --layer-shapes uniform or global")
-    # the uniform map's full-width shape with those layers emptied (as --drop-layers builds it)
-    return uniform_shape(config, Fraction(1), axes=family.pruned_axes, cut_hidden=False,
-                         dropped=importance.weakest_layers(n))
+    return without_layers(config, importance.weakest_layers(n))
+
+
+def without_layers(config: Any, dropped: tuple[int, ...]) -> SubnetSpec:
+    """The full model at full width with the layers ``dropped`` emptied: the uniform map's
+    shape at keep fraction 1, as ``--drop-layers`` builds it (also what
+    :func:`minidisc.schedules.lm_compare_config.depth_cut` counts)."""
+    from minidisc.elastic.families import family_for
+
+    return uniform_shape(config, Fraction(1), axes=family_for(config).pruned_axes, cut_hidden=False,
+                         dropped=dropped)
 
 
 def layers_for(sparsity: float, num_layers: int) -> int:

@@ -10,7 +10,6 @@ with the few fields that make it that arm (:meth:`LMCompareConfig.arm_config`).
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -137,16 +136,13 @@ def depth_cut(teacher_config: Any, target: float) -> tuple[int, float]:
         ``(N, sparsity)`` (sparsity a fraction of the non-embedding parameters).
     """
     from minidisc.compute.flops import non_embedding_params
+    from minidisc.elastic.depth_map import without_layers
     from minidisc.elastic.families import family_for
-    from minidisc.elastic.uniform_map import uniform_shape
 
-    family = family_for(teacher_config)
-    layers = family.geometry(teacher_config).num_layers
+    layers = family_for(teacher_config).geometry(teacher_config).num_layers
     if layers < 2:
         raise ValueError("depth pruning needs a teacher with at least 2 layers")
     n = min(layers - 1, max(1, round(target * layers)))
-    # full width with n layers emptied, the shape --drop-layers builds (which n: see above)
-    spec = uniform_shape(teacher_config, Fraction(1), axes=family.pruned_axes, cut_hidden=False,
-                         dropped=tuple(range(n)))
+    spec = without_layers(teacher_config, tuple(range(n)))  # which n layers: see above
     sparsity = 1 - non_embedding_params(teacher_config, spec) / non_embedding_params(teacher_config)
     return n, math.floor(sparsity * 10**6) / 10**6
